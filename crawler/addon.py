@@ -1,0 +1,25 @@
+"""The Scrapy add-on that turns a project into a distributed crawl."""
+
+from __future__ import annotations
+
+from scrapy.settings import BaseSettings
+
+from crawler import default_settings
+
+
+class DistributedCrawl:
+    """Enable with ``ADDONS = {"crawler.addon.DistributedCrawl": 0}``.
+
+    Installs the Redis scheduler, the spider middleware, the item store
+    pipeline and the cluster-finish extension, and the framework's default
+    settings at add-on priority (so project and command-line values win).
+    """
+
+    def update_settings(self, settings: BaseSettings) -> None:
+        settings.set("SCHEDULER", "crawler.scheduler.RedisScheduler", "addon")
+        settings["SPIDER_MIDDLEWARES"]["crawler.middleware.DistributedSpiderMiddleware"] = 10
+        settings["ITEM_PIPELINES"]["crawler.pipelines.RedisItemPipeline"] = 999
+        settings["EXTENSIONS"]["crawler.extension.ClusterFinish"] = 0
+        for name in dir(default_settings):
+            if name.startswith("CRAWLER_"):
+                settings.set(name, getattr(default_settings, name), "addon")

@@ -1,0 +1,66 @@
+"""What the framework's commands share: finding the spider and the crawl."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from scrapy import Spider
+from scrapy.crawler import Crawler
+from scrapy.settings import Settings
+from scrapy.spiderloader import get_spider_loader
+
+from crawler.config import CrawlConfig
+from crawler.connection import check_reachable, resolve_url
+from crawler.exceptions import CrawlerError
+
+
+def spider_class(settings: Settings, name: str) -> type[Spider]:
+    """The spider class called *name*, or a UsageError listing the spiders."""
+    loader = get_spider_loader(settings)
+    try:
+        return loader.load(name)
+    except KeyError:
+        known = ", ".join(sorted(loader.list())) or "none"
+        raise CommandFailed(f"unknown spider {name!r}; spiders in this project: {known}") from None
+
+
+@dataclass
+class Crawl:
+    crawler: Crawler
+    spider: Spider
+    config: CrawlConfig
+    url: str
+
+
+def open_crawl(settings: Settings, name: str) -> Crawl:
+    """Build the crawler, spider and config for *name* and check Redis."""
+    cls = spider_class(settings, name)
+    settings = settings.copy()
+    # Commands only read and write Redis; they never start a reactor.
+    settings.set("TWISTED_REACTOR_ENABLED", False, "cmdline")
+    crawler = Crawler(cls, settings)
+    # Applies add-ons and builds crawler.request_fingerprinter, as a crawl does.
+    crawler._apply_settings()
+    spider = cls.from_crawler(crawler)
+    try:
+        config = CrawlConfig.from_settings(crawler.settings, cls.name)
+        url = resolve_url(crawler.settings)
+        check_reachable(url)
+    except CrawlerError as exc:
+        raise CommandFailed(str(exc)) from None
+    return Crawl(crawler, spider, config, url)
+
+
+class CommandFailed(Exception):
+    """Raised to stop a command with a message for the user and exit status 1."""
+
+
+def run_guarded(command: Any, body: Any) -> None:
+    """Run *body*; on CommandFailed print ``error: ...`` and set exit status 1."""
+    try:
+        body()
+    except CommandFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        command.exitcode = 1

@@ -1,0 +1,93 @@
+"""``scrapy export SPIDER -o FILE``: the whole cluster's items as one feed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import redis
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+from scrapy.utils.misc import load_object
+
+from crawler.commands._common import CommandFailed, open_crawl, run_guarded
+from crawler.connection import redact
+
+_SCAN_COUNT = 2000
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
+
+    def syntax(self) -> str:
+        return "<spider> -o FILE"
+
+    def short_desc(self) -> str:
+        return "Write every item of a distributed crawl to one feed file"
+
+    def long_desc(self) -> str:
+        return (
+            "Write the items all nodes stored in Redis to FILE, each once, through "
+            "Scrapy's own exporters. The format comes from the extension as with "
+            "'scrapy crawl -o' (.jsonl, .json, .csv, .xml, and any FEED_EXPORTERS "
+            "format), or from -t. The file is replaced only when the export succeeds."
+        )
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument("-o", "--output", metavar="FILE", help="feed file to write")
+        parser.add_argument("-t", "--format", metavar="FORMAT", help="override the format")
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        if len(args) != 1:
+            raise UsageError("name one spider whose items to export")
+        if not opts.output:
+            raise UsageError("give the output file with -o FILE")
+        run_guarded(self, lambda: self._run(args[0], opts.output, opts.format))
+
+    def _run(self, name: str, output: str, fmt: str | None) -> None:
+        assert self.settings is not None
+        crawl = open_crawl(self.settings, name)
+        settings = crawl.crawler.settings
+        exporters = settings.getwithbase("FEED_EXPORTERS")
+        fmt = fmt or Path(output).suffix.lstrip(".").lower()
+        if fmt not in exporters:
+            raise CommandFailed(
+                f"unknown feed format {fmt!r} for {output!r}; use one of "
+                f"{', '.join(sorted(exporters))} (by file extension or -t FORMAT)"
+            )
+        exporter_cls = load_object(exporters[fmt])
+        target = Path(output).resolve()
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        count = 0
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                exporter = exporter_cls(
+                    handle,
+                    encoding=settings.get("FEED_EXPORT_ENCODING"),
+                    fields_to_export=settings.getlist("FEED_EXPORT_FIELDS") or None,
+                    indent=settings.getint("FEED_EXPORT_INDENT"),
+                )
+                exporter.start_exporting()
+                client = redis.Redis.from_url(crawl.url)
+                for _, data in client.hscan_iter(crawl.config.keys.items, count=_SCAN_COUNT):
+                    exporter.export_item(json.loads(data))
+                    count += 1
+                client.close()
+                exporter.finish_exporting()
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        print(
+            f"exported {count} items of crawl {crawl.config.name!r} from "
+            f"{redact(crawl.url)} to {output} ({fmt})",
+            file=sys.stderr,
+        )

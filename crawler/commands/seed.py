@@ -1,0 +1,161 @@
+"""``scrapy seed SPIDER [URL ...] [-i FILE|-]``: queue start URLs for a crawl."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar, TextIO
+
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+
+from crawler.codec import encode_request
+from crawler.commands._common import Crawl, CommandFailed, open_crawl, run_guarded
+from crawler.connection import async_client, redact
+from crawler.exceptions import BadSeed
+from crawler.fingerprints import seen_member
+from crawler.frontier import Batch, Frontier
+from crawler.seeds import parse_seed
+
+_BATCH = 2000
+_SHOWN_REJECTS = 1000
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
+
+    def syntax(self) -> str:
+        return "<spider> [URL ...] [-i FILE]"
+
+    def short_desc(self) -> str:
+        return "Queue seed URLs (or JSON lines) into a distributed crawl"
+
+    def long_desc(self) -> str:
+        return (
+            "Queue seeds for SPIDER's crawl. Each line (or argument) is a URL or a JSON "
+            "object with url and optionally priority, meta, headers, method, body, "
+            "callback. Invalid lines are reported with their line number and reason and "
+            "the rest are queued; URLs already seen are counted, not queued. Exit status "
+            "is 1 if any line was rejected."
+        )
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument(
+            "-i", "--input", metavar="FILE", help="read seeds from FILE, or - for stdin"
+        )
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        if not args:
+            raise UsageError("name the spider to seed")
+        if len(args) == 1 and not opts.input:
+            raise UsageError("give URLs as arguments or a file with -i FILE (- for stdin)")
+        run_guarded(self, lambda: self._run(args[0], args[1:], opts.input))
+
+    def _run(self, name: str, urls: list[str], path: str | None) -> None:
+        assert self.settings is not None
+        crawl = open_crawl(self.settings, name)
+        lines = _lines(urls, path)
+        seeder = Seeder(crawl, progress=sys.stderr.isatty())
+        asyncio.run(seeder.run(lines))
+        print(seeder.summary(), flush=True)
+        if seeder.rejected:
+            self.exitcode = 1
+
+
+def _lines(urls: list[str], path: str | None) -> Iterator[str]:
+    yield from urls
+    if path is None:
+        return
+    if path == "-":
+        yield from sys.stdin
+        return
+    try:
+        handle: TextIO = open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CommandFailed(f"cannot read seed file {path!r}: {exc.strerror}") from None
+    with handle:
+        yield from handle
+
+
+class Seeder:
+    """Validates seed lines and writes them to Redis in pipelined batches."""
+
+    def __init__(self, crawl: Crawl, progress: bool) -> None:
+        self.crawl = crawl
+        self.progress = progress
+        self.read = self.queued = self.seen = self.rejected = 0
+        self._last_progress = 0.0
+
+    async def run(self, lines: Iterator[str]) -> None:
+        keys = self.crawl.config.keys
+        client = async_client(self.crawl.url)
+        frontier = Frontier(client, keys, f"seed-{os.getpid()}")
+        pending: list[asyncio.Task[None]] = []
+        batch = Batch()
+        try:
+            for lineno, line in enumerate(lines, 1):
+                self.read = lineno
+                self._add(lineno, line, batch)
+                if len(batch.pushes) >= _BATCH:
+                    pending.append(asyncio.create_task(self._commit(frontier, batch)))
+                    batch = Batch()
+                    # A few commits in flight keep the pipe full without
+                    # holding more than a few batches in memory.
+                    if len(pending) >= 4:
+                        await pending.pop(0)
+                    self._show_progress()
+            pending.append(asyncio.create_task(self._commit(frontier, batch)))
+            for task in pending:
+                await task
+        finally:
+            await client.aclose()
+            if self.progress:
+                sys.stderr.write("\n")
+
+    def _add(self, lineno: int, line: str, batch: Batch) -> None:
+        crawl = self.crawl
+        try:
+            request = parse_seed(line, crawl.spider, crawl.config)
+            if request is None:
+                return
+            entry = "0|" + encode_request(request, crawl.spider)
+        except (BadSeed, ValueError, TypeError) as exc:
+            self.rejected += 1
+            if self.rejected <= _SHOWN_REJECTS:
+                print(f"line {lineno}: rejected: {exc}", file=sys.stderr)
+            elif self.rejected == _SHOWN_REJECTS + 1:
+                print("(more rejected lines not shown; see the count below)", file=sys.stderr)
+            return
+        fp = crawl.crawler.request_fingerprinter.fingerprint(request)
+        shard, member = seen_member(fp, crawl.config.keys.seen_shards)
+        batch.pushes.append((shard, member, request.priority, entry))
+
+    async def _commit(self, frontier: Frontier, batch: Batch) -> None:
+        if not batch.pushes:
+            return
+        result = await frontier.commit(batch)
+        self.queued += result.queued
+        self.seen += result.duplicates
+
+    def _show_progress(self) -> None:
+        now = time.monotonic()
+        if self.progress and now - self._last_progress > 0.5:
+            self._last_progress = now
+            sys.stderr.write(
+                f"\rread {self.read:,} lines: {self.queued:,} queued, "
+                f"{self.seen:,} already seen, {self.rejected:,} rejected"
+            )
+
+    def summary(self) -> str:
+        return (
+            f"seeded crawl {self.crawl.config.name!r} on {redact(self.crawl.url)}: "
+            f"{self.queued} queued, {self.seen} already seen, {self.rejected} rejected "
+            f"({self.read} lines read)"
+        )

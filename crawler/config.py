@@ -1,0 +1,94 @@
+"""The framework's settings, read once into a typed object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scrapy.settings import BaseSettings
+from scrapy_redis import defaults as scrapy_redis_defaults
+
+from crawler import default_settings
+from crawler.exceptions import ConfigError
+from crawler.keys import Keys, make_keys
+
+
+def _get(settings: BaseSettings, name: str) -> Any:
+    return settings.get(name, getattr(default_settings, name))
+
+
+def _positive(settings: BaseSettings, name: str, kind: type = float) -> Any:
+    raw = _get(settings, name)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name}={raw!r} is not a number; set it to a positive {kind.__name__}."
+        ) from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0.")
+    return value
+
+
+@dataclass(frozen=True)
+class CrawlConfig:
+    """Typed view of the CRAWLER_* settings for one crawl."""
+
+    name: str
+    keys: Keys
+    batch_size: int
+    finish_grace: float
+    flush_interval: float
+    item_key: str
+    keep_alive: bool
+    lease_ms: int
+    renew_interval: float
+    local_seen_cache: int
+    max_deliveries: int
+    prefetch: int
+    request_classes: frozenset[str]
+    seed_allowed_meta: frozenset[str]
+    seed_max_url_length: int
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings, spider_name: str) -> CrawlConfig:
+        name = _get(settings, "CRAWLER_CRAWL_NAME") or spider_name
+        if not name or any(c in name for c in "{}\r\n "):
+            raise ConfigError(
+                f"crawl name {name!r} cannot be used in Redis keys; use a spider name "
+                "or CRAWLER_CRAWL_NAME without braces, spaces or newlines."
+            )
+        start_key = (
+            _get(settings, "CRAWLER_START_URLS_KEY")
+            or settings.get("REDIS_START_URLS_KEY")
+            or scrapy_redis_defaults.START_URLS_KEY
+        )
+        lease = _positive(settings, "CRAWLER_LEASE_TIME")
+        renew = _positive(settings, "CRAWLER_LEASE_RENEW_INTERVAL")
+        if renew >= lease:
+            raise ConfigError(
+                f"CRAWLER_LEASE_RENEW_INTERVAL={renew} must be shorter than "
+                f"CRAWLER_LEASE_TIME={lease}, or live nodes lose their leases."
+            )
+        prefetch = int(_get(settings, "CRAWLER_PREFETCH")) or settings.getint(
+            "CONCURRENT_REQUESTS", 16
+        )
+        return cls(
+            name=name,
+            keys=make_keys(name, _positive(settings, "CRAWLER_SEEN_SHARDS", int), start_key),
+            batch_size=_positive(settings, "CRAWLER_BATCH_SIZE", int),
+            finish_grace=float(_get(settings, "CRAWLER_FINISH_GRACE")),
+            flush_interval=_positive(settings, "CRAWLER_FLUSH_INTERVAL"),
+            item_key=str(_get(settings, "CRAWLER_ITEM_KEY") or ""),
+            keep_alive=settings.getbool(
+                "CRAWLER_KEEP_ALIVE", default_settings.CRAWLER_KEEP_ALIVE
+            ),
+            lease_ms=int(lease * 1000),
+            renew_interval=renew,
+            local_seen_cache=int(_get(settings, "CRAWLER_LOCAL_SEEN_CACHE")),
+            max_deliveries=_positive(settings, "CRAWLER_MAX_DELIVERIES", int),
+            prefetch=max(1, prefetch),
+            request_classes=frozenset(_get(settings, "CRAWLER_REQUEST_CLASSES")),
+            seed_allowed_meta=frozenset(_get(settings, "CRAWLER_SEED_ALLOWED_META")),
+            seed_max_url_length=_positive(settings, "CRAWLER_SEED_MAX_URL_LENGTH", int),
+        )

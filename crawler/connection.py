@@ -1,0 +1,94 @@
+"""Which Redis a node talks to, and the client it uses.
+
+Precedence: ``-s REDIS_URL=...`` on the command line, then the ``REDIS_URL``
+environment variable, then ``REDIS_URL`` (or scrapy-redis's ``REDIS_HOST`` /
+``REDIS_PORT``) in the project settings, then the private local server.
+Passwords are redacted from every URL we log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aioredis
+from scrapy.settings import BaseSettings, SETTINGS_PRIORITIES
+from scrapy.utils.conf import closest_scrapy_cfg
+
+from crawler import default_settings
+from crawler.exceptions import RedisUnavailable
+from crawler.localredis import ensure_local_redis
+
+logger = logging.getLogger(__name__)
+
+# The same generous timeouts scrapy-redis uses, so one slow call does not
+# look like an outage.
+_CLIENT_KWARGS = {"socket_timeout": 30, "socket_connect_timeout": 10, "health_check_interval": 30}
+
+
+def redact(url: str) -> str:
+    """*url* with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def configured_url(settings: BaseSettings) -> str | None:
+    """The Redis URL the user asked for, or None for the local server."""
+    setting = settings.get("REDIS_URL")
+    if setting and settings.getpriority("REDIS_URL") >= SETTINGS_PRIORITIES["cmdline"]:
+        return str(setting)
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    if setting:
+        return str(setting)
+    if settings.get("REDIS_HOST"):
+        return f"redis://{settings.get('REDIS_HOST')}:{settings.getint('REDIS_PORT', 6379)}"
+    return None
+
+
+def project_root() -> Path:
+    cfg = closest_scrapy_cfg()
+    return Path(cfg).parent if cfg else Path.cwd()
+
+
+def resolve_url(settings: BaseSettings) -> str:
+    """The URL to use, starting the private local server if none is configured."""
+    url = configured_url(settings)
+    if url:
+        return url
+    rel = settings.get("CRAWLER_LOCAL_REDIS_DIR", default_settings.CRAWLER_LOCAL_REDIS_DIR)
+    data_dir = (project_root() / rel).resolve()
+    url, started = ensure_local_redis(data_dir)
+    logger.info(
+        "No REDIS_URL set: %s the private local Redis at %s (data in %s). "
+        "Set REDIS_URL to share a crawl between machines.",
+        "started" if started else "joined", url, data_dir,
+    )
+    return url
+
+
+def check_reachable(url: str) -> None:
+    """Ping Redis once, raising a clear error naming the (redacted) URL."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        client.ping()
+        client.close()
+    except (redis.RedisError, ValueError) as exc:
+        raise RedisUnavailable(
+            f"cannot reach Redis at {redact(url)}: {exc}. Check that the server is "
+            "running and reachable from this machine, and the REDIS_URL's host, port, "
+            "user and password (rediss:// for TLS)."
+        ) from None
+
+
+def async_client(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, **_CLIENT_KWARGS)

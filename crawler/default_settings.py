@@ -1,0 +1,80 @@
+"""Settings this framework adds, with their defaults, in alphabetical order.
+
+Every name starts with ``CRAWLER_``. Scrapy's own settings keep their meaning.
+Redis itself is chosen by ``REDIS_URL`` (see ``crawler.connection``).
+"""
+
+#: Most requests, items and acknowledgements sent to Redis in one script call.
+CRAWLER_BATCH_SIZE = 200
+
+#: Name of the crawl's key namespace in Redis; defaults to the spider name.
+#: Two crawls of the same spider can share one Redis with different names.
+CRAWLER_CRAWL_NAME = ""
+
+#: Seconds the whole cluster must look finished (empty frontier, no request
+#: held by any node, nothing new queued) before a node exits with ``finished``.
+CRAWLER_FINISH_GRACE = 2.0
+
+#: Seconds between flushes of new requests, items and acks to Redis.
+CRAWLER_FLUSH_INTERVAL = 0.05
+
+#: Item field whose value identifies an item (e.g. ``"url"``). Items with the
+#: same key are stored once. Empty: the id is derived from the request that
+#: produced the item and the item's position in the callback's output.
+CRAWLER_ITEM_KEY = ""
+
+#: Keep nodes running when the crawl is finished, waiting for new seeds.
+CRAWLER_KEEP_ALIVE = False
+
+#: How long a node's leases last without a heartbeat (seconds). A killed
+#: node's requests return to the frontier at most this long after it died.
+CRAWLER_LEASE_TIME = 30.0
+
+#: Seconds between heartbeats that renew a node's leases.
+CRAWLER_LEASE_RENEW_INTERVAL = 10.0
+
+#: Directory of the private local Redis used when no REDIS_URL is set,
+#: relative to the project root (the directory holding scrapy.cfg).
+CRAWLER_LOCAL_REDIS_DIR = ".crawler/redis"
+
+#: How many fingerprints a node remembers locally to skip obvious duplicates
+#: without asking Redis. 0 turns the cache off.
+CRAWLER_LOCAL_SEEN_CACHE = 200_000
+
+#: A request held by nodes that died this many times is dead-lettered as a
+#: poison request instead of being handed out again.
+CRAWLER_MAX_DELIVERIES = 5
+
+#: Requests a node leases ahead of need. 0 means CONCURRENT_REQUESTS.
+CRAWLER_PREFETCH = 0
+
+#: Request classes an entry in Redis may name (``_class``); nothing else is
+#: ever imported from what Redis holds.
+CRAWLER_REQUEST_CLASSES = [
+    "scrapy.http.request.Request",
+    "scrapy.http.request.form.FormRequest",
+    "scrapy.http.request.json_request.JsonRequest",
+]
+
+#: ``meta`` keys a seed may set. Keys that reroute traffic (``proxy``,
+#: ``bindaddress``, ``download_slot``) are left out on purpose.
+CRAWLER_SEED_ALLOWED_META = [
+    "cookiejar",
+    "depth",
+    "dont_cache",
+    "dont_redirect",
+    "dont_retry",
+    "download_timeout",
+    "handle_httpstatus_list",
+    "max_retry_times",
+]
+
+#: Longest URL a seed may have.
+CRAWLER_SEED_MAX_URL_LENGTH = 2083
+
+#: Number of Redis sets the seen fingerprints are spread over.
+CRAWLER_SEEN_SHARDS = 4096
+
+#: Key of the scrapy-redis compatible seed list (``%(name)s`` is the crawl
+#: name). scrapy-redis's ``REDIS_START_URLS_KEY`` is read when this is unset.
+CRAWLER_START_URLS_KEY = ""

@@ -1,0 +1,182 @@
+"""The shared frontier: async operations on one crawl's keys in Redis.
+
+Each operation is one Lua script (see ``crawler/lua``) or a read, so the
+state in Redis is always consistent whatever instant a node dies at.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from crawler.keys import Keys
+from crawler.scripts import Scripts
+
+# How many priority levels one lease call looks at.
+_PRIORITY_FANOUT = 8
+
+
+@dataclass
+class Batch:
+    """What a node writes in one commit, in the order it was produced."""
+
+    # (seen shard or None for dont_filter, fingerprint member, priority, entry)
+    pushes: list[tuple[int | None, int, int, str]] = field(default_factory=list)
+    items: list[tuple[bytes, str]] = field(default_factory=list)
+    acks: list[str] = field(default_factory=list)
+    raws: list[str] = field(default_factory=list)
+    deads: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.pushes) + len(self.items) + len(self.acks)
+            + len(self.raws) + len(self.deads)
+        )
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    queued: int
+    duplicates: int
+    items_new: int
+    items_dup: int
+    acked: int
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    queued: int
+    leased: int
+    pushed: int
+    start_urls: int
+
+    @property
+    def empty(self) -> bool:
+        return self.queued <= 0 and self.leased <= 0 and self.start_urls <= 0
+
+
+def dead_letter(reason: str, entry: str, node: str) -> str:
+    return json.dumps(
+        {"reason": reason, "entry": entry, "node": node, "time": time.time()},
+        ensure_ascii=False,
+    )
+
+
+class Frontier:
+    """One node's handle on a crawl's shared state."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, node: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.node = node
+        self.scripts = Scripts.register(client)
+
+    async def commit(self, batch: Batch) -> CommitResult:
+        k = self.keys
+        keys = [k.stats, k.prios, k.items, k.held(self.node), k.dead]
+        index: dict[str, int] = {}
+
+        def ref(name: str) -> int:
+            if name not in index:
+                keys.append(name)
+                index[name] = len(keys)
+            return index[name]
+
+        args: list[str | int | bytes] = [len(batch.pushes)]
+        for shard, member, prio, entry in batch.pushes:
+            seen = 0 if shard is None else ref(k.seen(shard))
+            args += [seen, member, ref(k.queue(prio)), prio, entry]
+        args.append(len(batch.items))
+        for item_id, data in batch.items:
+            args += [item_id, data]
+        args += [len(batch.acks), *batch.acks, len(batch.raws), *batch.raws]
+        args.append(len(batch.deads))
+        for lease_id, letter in batch.deads:
+            args += [lease_id, letter]
+        result = await self.scripts.commit(keys=keys, args=args)
+        return CommitResult(*(int(x) for x in result))
+
+    async def lease(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
+        """Lease up to *count* entries: [(lease id, entry), ...]."""
+        k = self.keys
+        prios = await self.client.zrange(k.prios, 0, _PRIORITY_FANOUT - 1)
+        if not prios:
+            return []
+        names = [p.decode() for p in prios]
+        keys = [k.stats, k.prios, k.nodes, k.held(self.node), *(k.queue(p) for p in names)]
+        flat = await self.scripts.lease(keys=keys, args=[self.node, count, lease_ms, *names])
+        return [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
+        """Lease raw seeds from the scrapy-redis style start_urls list."""
+        k = self.keys
+        keys = [k.stats, k.nodes, k.held(self.node), k.start_urls]
+        flat = await self.scripts.lease_raw(keys=keys, args=[self.node, count, lease_ms])
+        return [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    async def heartbeat(self, lease_ms: int, info: str) -> bool:
+        """Renew this node's leases; False if they had expired meanwhile."""
+        k = self.keys
+        known, _ = await self.scripts.heartbeat(
+            keys=[k.nodes, k.nodeinfo], args=[self.node, lease_ms, info]
+        )
+        return bool(known)
+
+    async def reclaim_expired(self, max_deliveries: int) -> tuple[int, int]:
+        """Return the work of nodes whose leases expired; (requeued, dead)."""
+        k = self.keys
+        expired = await self.scripts.expired(keys=[k.nodes], args=[16])
+        requeued = dead = 0
+        for raw_node in expired:
+            node = raw_node.decode()
+            if node == self.node:
+                continue
+            r, d = await self._requeue_node(node, "expired", max_deliveries, None)
+            requeued, dead = requeued + max(r, 0), dead + d
+        return requeued, dead
+
+    async def release(self, lease_ids: list[str]) -> int:
+        """Hand back leases this node has not started, uncounted; a node
+        left holding nothing leaves the cluster's node list."""
+        requeued, _ = await self._requeue_node(self.node, "release", 0, lease_ids)
+        return requeued
+
+    async def _requeue_node(
+        self, node: str, mode: str, max_deliveries: int, only: list[str] | None
+    ) -> tuple[int, int]:
+        k = self.keys
+        held = k.held(node)
+        values: dict[bytes, bytes] = {}
+        if only is None:
+            values = await self.client.hgetall(held)
+        elif only:
+            got = await self.client.hmget(held, only)
+            values = {f.encode(): v for f, v in zip(only, got) if v is not None}
+        keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls]
+        index: dict[str, int] = {}
+        args: list[str | int | bytes] = [node, mode, max_deliveries]
+        for lease_id, value in values.items():
+            prio = value.split(b"|", 1)[0].decode("latin-1")
+            idx = 0
+            if prio != "@":
+                name = k.queue(prio)
+                if name not in index:
+                    keys.append(name)
+                    index[name] = len(keys)
+                idx = index[name]
+            args += [lease_id, idx]
+        result = await self.scripts.requeue_held(keys=keys, args=args)
+        return int(result[0]), int(result[1])
+
+    async def state(self) -> ClusterState:
+        k = self.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(k.stats, ["queued", "leased", "pushed"])
+            pipe.llen(k.start_urls)
+            (queued, leased, pushed), start_urls = await pipe.execute(raise_on_error=False)
+        # A start_urls key of another type (a scrapy-redis set) is not ours to count.
+        waiting = start_urls if isinstance(start_urls, int) else 0
+        return ClusterState(int(queued or 0), int(leased or 0), int(pushed or 0), waiting)

@@ -1,0 +1,89 @@
+"""Every Redis key the framework uses, in one place.
+
+All keys of one crawl share the hash tag ``{NAME}`` (NAME is the spider name,
+or ``CRAWLER_CRAWL_NAME``), so every multi-key Lua script touches one slot and
+works on Redis Cluster.
+
+Schema (``E`` is a *frontier entry*: ``"<deliveries>|<request JSON>"``)::
+
+    {NAME}:prios          ZSET   member = priority (as text), score = -priority.
+                                 Lists the non-empty priority queues; the
+                                 lowest score is the highest priority.
+    {NAME}:q:<prio>       LIST   entries E of one priority, FIFO (RPUSH/LPOP).
+    {NAME}:nodes          ZSET   node id -> lease deadline (ms, Redis clock).
+                                 A node renews it with every heartbeat.
+    {NAME}:held:<node>    HASH   lease id -> "<prio>|E" for every request the
+                                 node holds, from the moment it leases it until
+                                 the request's outputs are stored (the ack).
+                                 Raw scrapy-redis seeds are held as "@|0|<raw>".
+    {NAME}:nodeinfo       HASH   node id -> JSON {host, pid, started}.
+    {NAME}:seen:<shard>   SET    seen fingerprints: the first 8 bytes of
+                                 Scrapy's fingerprint as a signed 64-bit
+                                 integer (intset encoding), sharded.
+    {NAME}:items          HASH   item id -> item JSON (first write wins).
+    {NAME}:stats          HASH   counters kept by the scripts: queued, leased,
+                                 pushed, seen, duplicates, done, items,
+                                 items_dup, dead, lease_seq.
+    {NAME}:dead           LIST   dead letters: JSON {reason, entry, node, time}.
+    NAME:start_urls       LIST   scrapy-redis compatible seed list (no hash
+                                 tag, for compatibility; ``CRAWLER_START_URLS_KEY``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one crawl."""
+
+    name: str
+    seen_shards: int
+    start_urls: str
+
+    @property
+    def tag(self) -> str:
+        return "{" + self.name + "}"
+
+    @property
+    def prios(self) -> str:
+        return f"{self.tag}:prios"
+
+    def queue(self, priority: int | str) -> str:
+        return f"{self.tag}:q:{priority}"
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.tag}:nodes"
+
+    def held(self, node: str) -> str:
+        return f"{self.tag}:held:{node}"
+
+    @property
+    def nodeinfo(self) -> str:
+        return f"{self.tag}:nodeinfo"
+
+    def seen(self, shard: int) -> str:
+        return f"{self.tag}:seen:{shard}"
+
+    @property
+    def items(self) -> str:
+        return f"{self.tag}:items"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.tag}:stats"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}:dead"
+
+
+def make_keys(name: str, seen_shards: int, start_urls_template: str) -> Keys:
+    """Build the key names for crawl *name* (``%(name)s`` expands in the template)."""
+    return Keys(
+        name=name,
+        seen_shards=seen_shards,
+        start_urls=start_urls_template % {"name": name, "spider": name},
+    )

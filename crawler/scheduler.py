@@ -1,0 +1,251 @@
+"""The Scrapy scheduler backed by the shared Redis frontier.
+
+Every method Scrapy calls works on memory only (see ``crawler.worker``):
+
+* ``enqueue_request`` checks a local cache of fingerprints, encodes the
+  request as JSON and queues it for the next atomic commit, which checks and
+  sets the shared seen-set and pushes the request in one script.
+* ``next_request`` hands out a request the worker already leased. The lease
+  is acknowledged only once the engine is done with the request (callback
+  finished, items through the pipelines) and the commit that acknowledges it
+  also stores what it produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+import redis
+from itemadapter import ItemAdapter
+from scrapy import Request, Spider
+from scrapy.core.scheduler import BaseScheduler
+from scrapy.crawler import Crawler
+from scrapy.utils.asyncio import is_asyncio_available
+from scrapy.utils.defer import deferred_from_coro
+from twisted.internet.defer import Deferred
+
+from crawler import engine_hooks
+from crawler.codec import decode_request, encode_item, encode_request
+from crawler.config import CrawlConfig
+from crawler.connection import async_client, check_reachable, redact, resolve_url
+from crawler.exceptions import BadEntry, BadSeed, ConfigError
+from crawler.fingerprints import seen_member
+from crawler.frontier import Batch, Frontier, dead_letter
+from crawler.seeds import parse_seed
+from crawler.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+# Close gives up flushing after this long without Redis, and says so.
+_CLOSE_FLUSH_TIMEOUT = 60.0
+
+
+class RedisScheduler(BaseScheduler):
+    """Shares one frontier, seen-set and item store between all nodes."""
+
+    def __init__(self, crawler: Crawler, config: CrawlConfig, url: str) -> None:
+        self.crawler = crawler
+        self.config = config
+        self.url = url
+        self.node = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.spider: Spider | None = None
+        self.worker: Worker | None = None
+        self.active: dict[Request, str] = {}
+        self.local_seen: set[int] = set()
+        self.origins: dict[int, tuple[Any, bytes]] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
+        if not is_asyncio_available():
+            raise ConfigError(
+                "the Redis scheduler needs the asyncio reactor: set TWISTED_REACTOR = "
+                "'twisted.internet.asyncioreactor.AsyncioSelectorReactor'."
+            )
+        config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
+        url = resolve_url(crawler.settings)
+        check_reachable(url)
+        return cls(crawler, config, url)
+
+    # -- Scrapy's scheduler interface --------------------------------------
+
+    def open(self, spider: Spider) -> Deferred[None]:
+        return deferred_from_coro(self._open(spider))
+
+    async def _open(self, spider: Spider) -> None:
+        self.spider = spider
+        engine_hooks.check_engine(self.crawler.engine)
+        frontier = Frontier(async_client(self.url), self.config.keys, self.node)
+        cfg = self.config
+        self.worker = Worker(
+            frontier, url=redact(self.url), lease_ms=cfg.lease_ms,
+            renew_interval=cfg.renew_interval, flush_interval=cfg.flush_interval,
+            batch_size=cfg.batch_size, prefetch=cfg.prefetch,
+            finish_grace=cfg.finish_grace, max_deliveries=cfg.max_deliveries,
+            decode=self._decode_entry, decode_raw=self._decode_raw,
+            wake_engine=lambda: engine_hooks.wake(self.crawler.engine),
+            locally_idle=lambda: not self.active,
+        )
+        await frontier.heartbeat(cfg.lease_ms, self.worker.info)
+        self.worker.start()
+        logger.info(
+            "Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url)
+        )
+
+    def close(self, reason: str) -> Deferred[None]:
+        return deferred_from_coro(self._close(reason))
+
+    async def _close(self, reason: str) -> None:
+        worker = self.worker
+        if worker is None:
+            return
+        await worker.stop()
+        self._reap()
+        unstarted = [lease_id for lease_id, _ in worker.ready]
+        worker.ready.clear()
+        try:
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.flush)
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, lambda: worker.frontier.release(unstarted))
+        except Exception as exc:
+            logger.error(
+                "Could not reach Redis at %s while closing (%s): %d pending writes are "
+                "lost from this node; its leases expire and other nodes redo that work.",
+                redact(self.url), exc, len(worker.batch),
+            )
+        stats = self.crawler.stats
+        if stats is not None:
+            for key, value in worker.stats.items():
+                stats.set_value(key, value)
+        await worker.frontier.client.aclose()
+        logger.info("Node %s left crawl %r (%s)", self.node, self.config.name, reason)
+
+    def has_pending_requests(self) -> bool:
+        return bool(self.worker and self.worker.ready)
+
+    def enqueue_request(self, request: Request) -> bool:
+        worker = self.worker
+        assert worker is not None and self.spider is not None
+        shard: int | None = None
+        member = 0
+        if not request.dont_filter:
+            fp = self.crawler.request_fingerprinter.fingerprint(request)
+            shard, member = seen_member(fp, self.config.keys.seen_shards)
+            if member in self.local_seen:
+                worker.count("crawler/duplicates_local")
+                return False
+            if len(self.local_seen) >= self.config.local_seen_cache:
+                self.local_seen.clear()
+            if self.config.local_seen_cache:
+                self.local_seen.add(member)
+        try:
+            entry = "0|" + encode_request(request, self.spider)
+        except (ValueError, TypeError) as exc:
+            logger.error("Cannot store %s in Redis, dropping it: %s", request, exc)
+            worker.count("crawler/unstorable_requests")
+            return False
+        worker.batch.pushes.append((shard, member, request.priority, entry))
+        if len(worker.batch) >= self.config.batch_size:
+            worker.wakeup.set()
+        return True
+
+    def next_request(self) -> Request | None:
+        worker = self.worker
+        if worker is None:
+            return None
+        self._reap()
+        if not worker.ready:
+            worker.wakeup.set()
+            return None
+        lease_id, request = worker.ready.popleft()
+        self.active[request] = lease_id
+        return request
+
+    # -- used by the pipeline, middleware and extension --------------------
+
+    @property
+    def cluster_finished(self) -> bool:
+        return bool(self.worker and self.worker.finished and not self.active)
+
+    def note_origin(self, item: Any, item_id: bytes) -> None:
+        self.origins[id(item)] = (item, item_id)
+
+    def store_item(self, item: Any) -> None:
+        worker = self.worker
+        assert worker is not None
+        worker.batch.items.append((self._item_id(item), encode_item(item)))
+
+    def _item_id(self, item: Any) -> bytes:
+        if self.config.item_key:
+            value = ItemAdapter(item).get(self.config.item_key)
+            if value is not None:
+                return hashlib.sha1(f"key:{value}".encode()).digest()[:12]
+        origin = self.origins.pop(id(item), None)
+        if origin is not None and origin[0] is item:
+            return origin[1]
+        # Not from a response (or replaced by a pipeline): no stable identity.
+        return uuid.uuid4().bytes[:12]
+
+    def forget_origin(self, item: Any) -> None:
+        self.origins.pop(id(item), None)
+
+    # -- internals ----------------------------------------------------------
+
+    def _reap(self) -> None:
+        """Acknowledge requests the engine has finished with."""
+        if not self.active:
+            return
+        busy = engine_hooks.in_progress(self.crawler.engine)
+        worker = self.worker
+        assert worker is not None
+        for request in [r for r in self.active if r not in busy]:
+            worker.batch.acks.append(self.active.pop(request))
+        if worker.batch.acks:
+            worker.wakeup.set()
+
+    def _decode_entry(self, lease_id: str, entry: bytes, batch: Batch) -> Request | None:
+        assert self.spider is not None
+        try:
+            _, _, body = entry.partition(b"|")
+            return decode_request(body, self.spider, self.config.request_classes)
+        except BadEntry as exc:
+            logger.error("Dead-lettering a malformed frontier entry: %s", exc)
+            text = entry.decode("utf-8", "replace")
+            batch.deads.append((lease_id, dead_letter(f"malformed entry: {exc}", text, self.node)))
+            return None
+
+    def _decode_raw(self, lease_id: str, raw: bytes, batch: Batch) -> None:
+        """Turn a scrapy-redis style seed into a queued request."""
+        assert self.spider is not None
+        text = raw.decode("utf-8", "replace")
+        try:
+            request = parse_seed(text, self.spider, self.config)
+        except BadSeed as exc:
+            logger.error("Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc)
+            batch.deads.append((lease_id, dead_letter(f"bad seed: {exc}", text, self.node)))
+            return
+        if request is not None:
+            fp = self.crawler.request_fingerprinter.fingerprint(request)
+            shard, member = seen_member(fp, self.config.keys.seen_shards)
+            entry = "0|" + encode_request(request, self.spider)
+            batch.pushes.append((shard, member, request.priority, entry))
+        batch.raws.append(lease_id)
+
+
+async def _retry_for(seconds: float, op: Any) -> None:
+    deadline = time.monotonic() + seconds
+    delay = 0.5
+    while True:
+        try:
+            await op()
+            return
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            if time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

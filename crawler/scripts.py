@@ -1,0 +1,28 @@
+"""Loads the Lua scripts in ``crawler/lua`` and registers them on a client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+
+def _source(name: str) -> str:
+    return resources.files("crawler").joinpath("lua", f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Scripts:
+    commit: AsyncScript
+    lease: AsyncScript
+    lease_raw: AsyncScript
+    heartbeat: AsyncScript
+    expired: AsyncScript
+    requeue_held: AsyncScript
+
+    @classmethod
+    def register(cls, client: aioredis.Redis) -> Scripts:
+        names = cls.__dataclass_fields__
+        return cls(**{name: client.register_script(_source(name)) for name in names})

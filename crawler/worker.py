@@ -1,0 +1,235 @@
+"""A node's background task: the only code that talks to Redis during a crawl.
+
+Scrapy's scheduler API is synchronous, and Redis I/O must never block the
+event loop, so the scheduler only touches memory: it queues writes in a
+``Batch`` and hands out requests this task has already leased. The task, on
+the asyncio loop, flushes the batch in one script call, leases more work,
+renews leases, reclaims dead nodes' work and decides when the cluster is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from crawler.frontier import Batch, ClusterState, Frontier
+
+logger = logging.getLogger(__name__)
+
+_IDLE_POLL = 0.25
+_MAX_BACKOFF = 30.0
+
+
+class Worker:
+    def __init__(
+        self,
+        frontier: Frontier,
+        *,
+        url: str,
+        lease_ms: int,
+        renew_interval: float,
+        flush_interval: float,
+        batch_size: int,
+        prefetch: int,
+        finish_grace: float,
+        max_deliveries: int,
+        decode: Callable[[str, bytes, Batch], Any],
+        decode_raw: Callable[[str, bytes, Batch], None],
+        wake_engine: Callable[[], None],
+        locally_idle: Callable[[], bool],
+    ) -> None:
+        self.frontier = frontier
+        self.url = url
+        self.lease_ms = lease_ms
+        self.renew_interval = renew_interval
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+        self.finish_grace = finish_grace
+        self.max_deliveries = max_deliveries
+        self.decode = decode
+        self.decode_raw = decode_raw
+        self.wake_engine = wake_engine
+        self.locally_idle = locally_idle
+        self.batch = Batch()
+        self.ready: deque[tuple[str, Any]] = deque()
+        self.wakeup = asyncio.Event()
+        self.finished = False
+        self.stopping = False
+        self.stats: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last_beat = 0.0
+        self._quiet_since: float | None = None
+        self._quiet_pushed = -1
+        self._outage_since: float | None = None
+        self.info = json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        )
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self.stopping = True
+        self.wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while not self.stopping:
+            try:
+                await self._tick()
+                if self._outage_since is not None:
+                    logger.warning(
+                        "Redis at %s is reachable again after %.0fs; carrying on.",
+                        self.url, time.monotonic() - self._outage_since,
+                    )
+                    self._outage_since = None
+                backoff = 0.5
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                    logger.warning(
+                        "Redis at %s is unreachable (%s); holding %d pending writes "
+                        "in memory and retrying with backoff.",
+                        self.url, exc, len(self.batch),
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            except Exception:
+                logger.exception("Unexpected error talking to Redis; retrying in 1s")
+                await asyncio.sleep(1.0)
+                continue
+            timeout = self.flush_interval if not self.locally_idle() else _IDLE_POLL
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            self.wakeup.clear()
+
+    async def _tick(self) -> None:
+        await self.flush()
+        now = time.monotonic()
+        if now - self._last_beat >= self.renew_interval:
+            await self._heartbeat()
+            self._last_beat = now
+        if self.stopping:
+            return
+        if len(self.ready) < self.prefetch:
+            await self._refill()
+        if self.locally_idle() and not self.ready:
+            await self._check_finished()
+
+    async def flush(self) -> None:
+        """Write everything queued so far; acks always go in the last chunk."""
+        if not len(self.batch):
+            return
+        batch, self.batch = self.batch, Batch()
+        try:
+            for chunk in _chunks(batch, self.batch_size):
+                result = await self.frontier.commit(chunk)
+                self.count("crawler/queued", result.queued)
+                self.count("crawler/duplicates", result.duplicates)
+                self.count("crawler/items_stored", result.items_new)
+                self.count("crawler/items_already_stored", result.items_dup)
+                self.count("crawler/acked", result.acked)
+                # Written chunks leave the batch we would restore on failure.
+                _drop_chunk(batch, chunk)
+        except BaseException:
+            _prepend(self.batch, batch)
+            raise
+
+    async def _heartbeat(self) -> None:
+        known = await self.frontier.heartbeat(self.lease_ms, self.info)
+        if not known and self._last_beat:
+            logger.warning(
+                "This node's leases expired before it renewed them (was it paused "
+                "or cut off from Redis for more than CRAWLER_LEASE_TIME?); its "
+                "unfinished requests were handed to other nodes."
+            )
+        requeued, dead = await self.frontier.reclaim_expired(self.max_deliveries)
+        if requeued or dead:
+            logger.warning(
+                "Returned %d requests of dead nodes to the frontier (%d dead-lettered).",
+                requeued, dead,
+            )
+            self.count("crawler/reclaimed", requeued)
+
+    async def _refill(self) -> None:
+        want = self.prefetch * 2 - len(self.ready)
+        leased = await self.frontier.lease(want, self.lease_ms)
+        for lease_id, entry in leased:
+            request = self.decode(lease_id, entry, self.batch)
+            if request is not None:
+                self.ready.append((lease_id, request))
+        if len(leased) < want:
+            raws = await self.frontier.lease_raw(want - len(leased), self.lease_ms)
+            for lease_id, raw in raws:
+                self.decode_raw(lease_id, raw, self.batch)
+            if raws:
+                self.wakeup.set()
+        if self.ready:
+            self._quiet_since = None
+            self.finished = False
+            self.wake_engine()
+
+    async def _check_finished(self) -> None:
+        if len(self.batch):
+            return
+        state: ClusterState = await self.frontier.state()
+        now = time.monotonic()
+        if not state.empty or state.pushed != self._quiet_pushed:
+            self._quiet_since = None if not state.empty else now
+            self._quiet_pushed = state.pushed
+            self.finished = False
+            return
+        if self._quiet_since is None:
+            self._quiet_since = now
+        if now - self._quiet_since >= self.finish_grace and not self.finished:
+            self.finished = True
+            self.wake_engine()
+
+
+def _chunks(batch: Batch, size: int) -> list[Batch]:
+    chunks: list[Batch] = []
+    writes: list[tuple[str, Any]] = [("p", p) for p in batch.pushes]
+    writes += [("i", i) for i in batch.items]
+    for start in range(0, len(writes), size):
+        chunk = Batch()
+        for kind, value in writes[start:start + size]:
+            (chunk.pushes if kind == "p" else chunk.items).append(value)
+        chunks.append(chunk)
+    if not chunks:
+        chunks.append(Batch())
+    last = chunks[-1]
+    last.acks, last.raws, last.deads = batch.acks, batch.raws, batch.deads
+    return chunks
+
+
+def _drop_chunk(batch: Batch, chunk: Batch) -> None:
+    del batch.pushes[: len(chunk.pushes)]
+    del batch.items[: len(chunk.items)]
+    if chunk.acks is batch.acks:
+        batch.acks, batch.raws, batch.deads = [], [], []
+
+
+def _prepend(target: Batch, earlier: Batch) -> None:
+    target.pushes[:0] = earlier.pushes
+    target.items[:0] = earlier.items
+    target.acks[:0] = earlier.acks
+    target.raws[:0] = earlier.raws
+    target.deads[:0] = earlier.deads

@@ -1,0 +1,177 @@
+"""Real servers for the tests: a redis-server per session, a counting HTTP
+site per test, and helpers that run real ``scrapy`` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from crawler.demosite import Site, make_handler
+from crawler.localredis import redis_server_binary
+from http.server import ThreadingHTTPServer
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRAPY = str(Path(sys.executable).with_name("scrapy"))
+REDIS_CLI = str(Path(redis_server_binary()).with_name("redis-cli"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    port: int
+    dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.dir), "--save", "", *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def rclient(redis_server: RedisServer, redis_url: str) -> redis.Redis:
+    return redis_server.client()
+
+
+class SiteServer:
+    """The demo site on a free loopback port, counting requests per path."""
+
+    def __init__(self, pages: int, delays: dict[str, float] | None = None) -> None:
+        self.site = Site(pages)
+        handler = make_handler(self.site)
+        self.delays = delays or {}
+        self.served_at: dict[str, float] = {}
+        outer = self
+
+        class Slow(handler):  # type: ignore[misc, valid-type]
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?", 1)[0]
+                if path in outer.delays:
+                    time.sleep(outer.delays[path])
+                super().do_GET()
+                outer.served_at[path] = time.time()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def counts(self) -> dict[str, int]:
+        with urllib.request.urlopen(self.base + "/__counts") as resp:
+            return json.loads(resp.read())
+
+    def page_counts(self) -> dict[str, int]:
+        return {p: n for p, n in self.counts().items() if p.startswith("/page/")}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def make_site() -> Iterator[type[SiteServer]]:
+    made: list[SiteServer] = []
+
+    def factory(pages: int, delays: dict[str, float] | None = None) -> SiteServer:
+        server = SiteServer(pages, delays)
+        made.append(server)
+        return server
+
+    yield factory  # type: ignore[misc]
+    for server in made:
+        server.close()
+
+
+def scrapy_env(redis_url: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def run_scrapy(
+    args: list[str], redis_url: str | None, cwd: Path = ROOT, input: str | None = None,
+    timeout: float = 120, **env: str,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SCRAPY, *args], cwd=cwd, env=scrapy_env(redis_url, **env), input=input,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def start_node(
+    spider: str, redis_url: str | None, log: Path, *settings: str, cwd: Path = ROOT,
+    spider_args: list[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    args = [SCRAPY, "crawl", spider, "-s", f"LOG_FILE={log}", "-s", "LOG_LEVEL=INFO",
+            "-s", "CRAWLER_FINISH_GRACE=1"]
+    for arg in spider_args or []:
+        args += ["-a", arg]
+    for setting in settings:
+        args += ["-s", setting]
+    return subprocess.Popen(args, cwd=cwd, env=scrapy_env(redis_url))
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
