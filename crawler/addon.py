@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scrapy.settings import BaseSettings
 
-from crawler import default_settings
+from crawler import default_settings, redact
 
 
 class DistributedCrawl:
@@ -16,6 +16,7 @@ class DistributedCrawl:
     """
 
     def update_settings(self, settings: BaseSettings) -> None:
+        redact.install()
         settings.set("SCHEDULER", "crawler.scheduler.RedisScheduler", "addon")
         settings["SPIDER_MIDDLEWARES"]["crawler.middleware.DistributedSpiderMiddleware"] = 10
         settings["ITEM_PIPELINES"]["crawler.pipelines.RedisItemPipeline"] = 999

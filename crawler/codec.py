@@ -10,6 +10,7 @@ node run code.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 from typing import Any
 
@@ -77,14 +78,25 @@ def decode_request(
         kwargs[key] = value
     for name in ("callback", "errback"):
         if kwargs.get(name) is not None:
-            method = getattr(spider, str(kwargs[name]), None)
-            if not callable(method):
+            method = spider_method(spider, kwargs[name])
+            if method is None:
                 raise BadEntry(f"{name} {kwargs[name]!r} is not a method of spider {spider.name!r}")
             kwargs[name] = method
     try:
         return request_cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise BadEntry(f"invalid request: {exc}") from None
+
+
+def spider_method(spider: Spider, name: Any) -> Any:
+    """The public method *name* of *spider*, or None: never a class, an
+    attribute holding some other callable, or a private or dunder name."""
+    if not isinstance(name, str) or not name or name.startswith("_"):
+        return None
+    method = getattr(spider, name, None)
+    if inspect.ismethod(method) and method.__self__ is spider:
+        return method
+    return None
 
 
 def encode_item(item: Any) -> str:

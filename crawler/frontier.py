@@ -158,7 +158,9 @@ class Frontier:
         keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls]
         index: dict[str, int] = {}
         args: list[str | int | bytes] = [node, mode, max_deliveries]
-        for lease_id, value in values.items():
+        # Newest first: each is pushed back at the head of its queue, so the
+        # oldest ends up first, as it was taken.
+        for lease_id, value in sorted(values.items(), key=lambda kv: -int(kv[0])):
             prio = value.split(b"|", 1)[0].decode("latin-1")
             idx = 0
             if prio != "@":

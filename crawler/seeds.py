@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from scrapy import Request, Spider
 
+from crawler.codec import spider_method
 from crawler.config import CrawlConfig
 from crawler.exceptions import BadSeed
 
@@ -102,8 +103,8 @@ def parse_seed(line: str, spider: Spider, config: CrawlConfig) -> Request | None
             raise BadSeed("'body' must be a string")
         kwargs["body"] = obj["body"]
     if obj.get("callback") is not None:
-        name = obj["callback"]
-        if not isinstance(name, str) or not callable(getattr(spider, name, None)) or name.startswith("_"):
-            raise BadSeed(f"callback {name!r} is not a method of spider {spider.name!r}")
-        kwargs["callback"] = getattr(spider, name)
+        method = spider_method(spider, obj["callback"])
+        if method is None:
+            raise BadSeed(f"callback {obj['callback']!r} is not a method of spider {spider.name!r}")
+        kwargs["callback"] = method
     return Request(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
 
@@ -25,6 +26,7 @@ class Command(ScrapyCrawl):
             except CrawlerError as exc:
                 raise CommandFailed(str(exc)) from None
             # The node uses the server checked here (and the local one it may
-            # have started) rather than resolving it again.
-            self.settings.set("REDIS_URL", url, "cmdline")
+            # have started) rather than resolving it again. Not a setting:
+            # Scrapy logs overridden settings.
+            os.environ["REDIS_URL"] = url
         super().run(args, opts)

@@ -1,0 +1,34 @@
+"""Keeps passwords in Redis URLs out of every log line.
+
+Scrapy logs the overridden settings at start-up, which would print a
+``REDIS_URL`` given in settings or with ``-s``; this filter rewrites any
+``scheme://user:password@host`` in a record to ``scheme://user:***@host``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@/\s'\"]+@", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+class RedactPasswords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def install() -> None:
+    """Add the filter to the loggers that print settings (once)."""
+    for name in ("scrapy.crawler", "scrapy.utils.log", "scrapy.core.engine"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactPasswords) for f in target.filters):
+            target.addFilter(RedactPasswords())

@@ -1,0 +1,74 @@
+"""``scrapy export``: one feed of the cluster's items, format by extension;
+and each node's own FEEDS still work."""
+
+from __future__ import annotations
+
+import csv
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.conftest import read_jsonl, run_scrapy, start_node
+
+
+@pytest.fixture
+def crawled(make_site, redis_url, tmp_path):
+    site = make_site(30)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    node_feed = tmp_path / "node-feed.jsonl"
+    node = start_node("site", redis_url, tmp_path / "node.log", f"FEEDS={json.dumps({str(node_feed): {'format': 'jsonl'}})}")
+    assert node.wait(timeout=120) == 0
+    return site, node_feed
+
+
+def test_formats_by_extension(crawled, redis_url, tmp_path):
+    expected = {crawled[0].url(f"/page/{i}.html") for i in range(30)}
+    out = tmp_path / "items.jsonl"
+    result = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert result.returncode == 0, result.stderr
+    assert "exported 30 items of crawl 'site'" in result.stderr
+    items = read_jsonl(out)
+    assert {i["url"] for i in items} == expected
+    assert all(i["status"] == 200 and i["title"].startswith("Page ") for i in items)
+
+    out = tmp_path / "items.json"
+    assert run_scrapy(["export", "site", "-o", str(out)], redis_url).returncode == 0
+    assert {i["url"] for i in json.loads(out.read_text())} == expected
+
+    out = tmp_path / "items.csv"
+    assert run_scrapy(["export", "site", "-o", str(out)], redis_url).returncode == 0
+    rows = list(csv.DictReader(out.open()))
+    assert {r["url"] for r in rows} == expected and set(rows[0]) == {"url", "title", "status"}
+
+    out = tmp_path / "items.xml"
+    assert run_scrapy(["export", "site", "-o", str(out)], redis_url).returncode == 0
+    assert {e.findtext("url") for e in ET.parse(out).getroot()} == expected
+
+
+def test_node_feeds_keep_working(crawled):
+    site, node_feed = crawled
+    assert {i["url"] for i in read_jsonl(node_feed)} == {site.url(f"/page/{i}.html") for i in range(30)}
+
+
+def test_unknown_format_keeps_existing_file(crawled, redis_url, tmp_path):
+    out = tmp_path / "items.parquetx"
+    out.write_text("precious")
+    result = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert result.returncode == 1
+    assert "unknown feed format 'parquetx'" in result.stderr and "jsonl" in result.stderr
+    assert out.read_text() == "precious"
+
+
+def test_products_spider_extracts_structured_items(make_site, redis_url, tmp_path):
+    site = make_site(1)
+    assert run_scrapy(["seed", "products", site.url("/shop/")], redis_url).returncode == 0
+    nodes = [start_node("products", redis_url, tmp_path / f"p{i}.log") for i in range(2)]
+    assert [n.wait(timeout=120) for n in nodes] == [0, 0]
+    out = tmp_path / "products.csv"
+    assert run_scrapy(["export", "products", "-o", str(out)], redis_url).returncode == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 200 == len({r["sku"] for r in rows})
+    first = next(r for r in rows if r["sku"] == "SKU-00007")
+    assert first["name"] == "Product 7" and first["category"] == "Category 2"
+    assert float(first["price"]) == pytest.approx(7 * 37 / 10 + 1)

@@ -1,0 +1,158 @@
+"""The frontier's data model against a real Redis: priority order, leases,
+acks, reclaiming a dead node's work, and untrusted entries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+
+import pytest
+import redis.asyncio as aioredis
+from scrapy import Request, Spider
+
+from crawler.codec import decode_request, encode_request
+from crawler.exceptions import BadEntry
+from crawler.frontier import Batch, Frontier
+from crawler.keys import make_keys
+from tests.conftest import run_scrapy, start_node
+
+KEYS = make_keys("t", 16, "%(name)s:start_urls")
+CLASSES = frozenset({"scrapy.http.request.Request", "scrapy.http.request.form.FormRequest"})
+
+
+class DemoSpider(Spider):
+    name = "t"
+
+    def parse_item(self, response):  # pragma: no cover - resolved by name only
+        return None
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def frontier(redis_url: str, node: str) -> Frontier:
+    return Frontier(aioredis.Redis.from_url(redis_url), KEYS, node)
+
+
+def push(url: str, prio: int = 0, fp: int | None = None) -> tuple[int | None, int, int, str]:
+    return (None if fp is None else 0, fp or 0, prio, "0|" + json.dumps({"url": url}))
+
+
+def test_priority_order_and_fifo_within_priority(redis_url):
+    async def scenario() -> list[str]:
+        f = await frontier(redis_url, "n1")
+        batch = Batch(pushes=[push("http://a/1"), push("http://a/hi1", 5), push("http://a/2"),
+                              push("http://a/low", -3), push("http://a/hi2", 5)])
+        await f.commit(batch)
+        got = await f.lease(10, 30_000)
+        await f.client.aclose()
+        return [json.loads(e.split(b"|", 1)[1])["url"] for _, e in got]
+
+    assert run(scenario()) == ["http://a/hi1", "http://a/hi2", "http://a/1", "http://a/2", "http://a/low"]
+
+
+def test_seen_set_is_checked_and_set_atomically(redis_url, rclient):
+    async def scenario():
+        f = await frontier(redis_url, "n1")
+        first = await f.commit(Batch(pushes=[push("http://a/1", fp=42), push("http://a/1", fp=42)]))
+        second = await f.commit(Batch(pushes=[push("http://a/1", fp=42), push("http://a/x", fp=None)]))
+        await f.client.aclose()
+        return first, second
+
+    first, second = run(scenario())
+    assert (first.queued, first.duplicates) == (1, 1)
+    assert (second.queued, second.duplicates) == (1, 1)  # dont_filter entry always goes in
+    assert int(rclient.hget(KEYS.stats, "queued")) == 2
+
+
+def test_lease_ack_and_reclaim_of_a_dead_node(redis_url, rclient):
+    async def scenario():
+        dead = await frontier(redis_url, "dead-node")
+        live = await frontier(redis_url, "live-node")
+        await dead.commit(Batch(pushes=[push(f"http://a/{i}") for i in range(4)]))
+        taken = await dead.lease(3, 200)  # a 200 ms lease, never renewed
+        assert len(taken) == 3
+        # The node acks one request (its outputs stored in the same script).
+        await dead.commit(Batch(pushes=[push("http://a/child")], acks=[taken[0][0]]))
+        assert int(rclient.hget(KEYS.stats, "leased")) == 2
+        assert await live.reclaim_expired(5) == (0, 0)  # not expired yet
+        await asyncio.sleep(0.3)
+        requeued = await live.reclaim_expired(5)
+        rest = await live.lease(10, 30_000)
+        for f in (dead, live):
+            await f.client.aclose()
+        return requeued, [json.loads(e.split(b"|", 1)[1])["url"] for _, e in rest], rest
+
+    requeued, urls, rest = run(scenario())
+    assert requeued == (2, 0)
+    # The two unfinished requests come back first, then the rest in order.
+    assert urls == ["http://a/1", "http://a/2", "http://a/3", "http://a/child"]
+    assert rest[0][1].startswith(b"1|")  # one more delivery counted
+    assert rclient.zscore(KEYS.nodes, "dead-node") is None
+    assert int(rclient.hget(KEYS.stats, "done")) == 1
+
+
+def test_poison_request_is_dead_lettered_after_max_deliveries(redis_url, rclient):
+    async def scenario():
+        for n in range(3):
+            node = await frontier(redis_url, f"victim-{n}")
+            if n == 0:
+                await node.commit(Batch(pushes=[push("http://a/poison")]))
+            assert len(await node.lease(1, 50)) == 1
+            await asyncio.sleep(0.1)
+            reaper = await frontier(redis_url, "reaper")
+            await reaper.reclaim_expired(3)
+            for f in (node, reaper):
+                await f.client.aclose()
+
+    run(scenario())
+    letters = [json.loads(x) for x in rclient.lrange(KEYS.dead, 0, -1)]
+    assert len(letters) == 1 and "delivered 3 times" in letters[0]["reason"]
+    assert json.loads(letters[0]["entry"])["url"] == "http://a/poison"
+    assert int(rclient.hget(KEYS.stats, "queued")) == 0
+
+
+def test_codec_round_trip_and_refuses_what_could_run_code():
+    spider = DemoSpider()
+    request = Request("http://a/p", callback=spider.parse_item, priority=3, method="POST",
+                      body=b"\xff\x00binary", meta={"k": [1, 2]}, headers={"X-A": "b"})
+    data = encode_request(request, spider)
+    assert "GET" not in data and "dont_filter" not in data  # defaults left out
+    back = decode_request(data, spider, CLASSES)
+    assert (back.url, back.priority, back.method, back.body) == ("http://a/p", 3, "POST", b"\xff\x00binary")
+    assert back.callback == spider.parse_item and back.meta == {"k": [1, 2]}
+    assert back.headers[b"X-A"] == b"b"
+    with pytest.raises(BadEntry, match="not in CRAWLER_REQUEST_CLASSES"):
+        decode_request(json.dumps({"url": "http://a/", "_class": "os.system"}), spider, CLASSES)
+    with pytest.raises(BadEntry, match="not a method of spider"):
+        decode_request(json.dumps({"url": "http://a/", "callback": "__class__"}), spider, CLASSES)
+    with pytest.raises(BadEntry, match="not JSON"):
+        decode_request(pickle.dumps({"url": "http://a/"}), spider, CLASSES)
+
+
+def test_garbage_in_redis_is_dead_lettered_and_the_crawl_goes_on(make_site, redis_url, rclient, tmp_path):
+    site = make_site(20)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pickle payload executed",))
+
+    rclient.rpush("{site}:q:0", b"not json at all", b"0|" + pickle.dumps(Boom()),
+                  b'0|{"url": "http://a/", "callback": "gone_method"}')
+    rclient.zadd("{site}:prios", {"0": 0})
+    rclient.lpush("site:start_urls", "ftp://nope/", site.url("/page/1.html"), "{bad json")
+    log = tmp_path / "node.log"
+    assert start_node("site", redis_url, log).wait(timeout=120) == 0
+    text = log.read_text()
+    assert "pickle payload executed" not in text
+    assert len(site.page_counts()) == 20 and set(site.page_counts().values()) == {1}
+    reasons = [json.loads(x)["reason"] for x in rclient.lrange("{site}:dead", 0, -1)]
+    assert len(reasons) == 5, reasons
+    assert sum("malformed entry: not JSON" in r for r in reasons) == 2
+    assert any("'gone_method' is not a method of spider 'site'" in r for r in reasons)
+    assert any("bad seed: unsupported scheme 'ftp'" in r for r in reasons)
+    assert any("bad seed: bad JSON" in r for r in reasons)
+    assert int(rclient.hget("{site}:stats", "leased")) == 0

@@ -1,0 +1,90 @@
+"""``scrapy seed``: validation, line-numbered reasons, counts and exit status."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import run_scrapy
+
+
+def queued_entries(rclient) -> list[dict[str, object]]:
+    out = []
+    for prio in rclient.zrange("{site}:prios", 0, -1):
+        for entry in rclient.lrange(b"{site}:q:" + prio, 0, -1):
+            out.append(json.loads(entry.split(b"|", 1)[1]))
+    return out
+
+
+def test_urls_as_arguments_are_queued(redis_url, rclient):
+    result = run_scrapy(["seed", "site", "http://a.test/", "https://b.test/x?y=1"], redis_url)
+    assert result.returncode == 0, result.stderr
+    assert "2 queued, 0 already seen, 0 rejected" in result.stdout
+    assert {e["url"] for e in queued_entries(rclient)} == {"http://a.test/", "https://b.test/x?y=1"}
+
+
+def test_file_with_bad_lines_rejects_them_and_queues_the_rest(redis_url, rclient, tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    lines = [
+        "http://a.test/1",                                          # 1 ok
+        "ftp://a.test/file",                                        # 2 scheme
+        "not a url",                                                # 3 not a URL
+        '{"url": "http://a.test/2", "priority": 5}',                # 4 ok
+        '{"url": "http://a.test/3"',                                # 5 bad JSON
+        '{"url": "http://a.test/4", "colour": "red"}',              # 6 unknown field
+        '{"url": "http://a.test/5", "callback": "no_such_method"}', # 7 callback
+        '{"url": "http://a.test/6", "meta": {"proxy": "http://evil.test"}}',  # 8 meta
+        "http://a.test/" + "x" * 3000,                              # 9 too long
+        "",                                                         # blank: skipped
+        '{"url": "http://a.test/7", "callback": "parse", "meta": {"depth": 1}}',  # 11 ok
+        "http://a.test/1",                                          # 12 duplicate
+    ]
+    seeds.write_text("\n".join(lines) + "\n")
+    result = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url)
+    assert result.returncode == 1
+    err = result.stderr
+    assert "line 2: rejected: unsupported scheme 'ftp'" in err
+    assert "line 3: rejected: not a URL" in err
+    assert "line 5: rejected: bad JSON" in err
+    assert "line 6: rejected: unknown field 'colour'" in err
+    assert "line 7: rejected: callback 'no_such_method' is not a method of spider 'site'" in err
+    assert "line 8: rejected: meta key 'proxy' is not allowed" in err
+    assert "line 9: rejected: URL is 3014 characters" in err
+    assert "line 1:" not in err and "line 4:" not in err and "line 11:" not in err
+    assert "3 queued, 1 already seen, 7 rejected (12 lines read)" in result.stdout
+    entries = queued_entries(rclient)
+    assert sorted(e["url"] for e in entries) == ["http://a.test/1", "http://a.test/2", "http://a.test/7"]
+    by_url = {e["url"]: e for e in entries}
+    assert by_url["http://a.test/2"]["priority"] == 5
+    assert by_url["http://a.test/7"]["meta"] == {"depth": 1}
+    # Highest priority first.
+    assert rclient.zrange("{site}:prios", 0, 0) == [b"5"]
+
+
+def test_stdin_and_reseeding_counts_already_seen(redis_url):
+    first = run_scrapy(["seed", "site", "-i", "-"], redis_url, input="http://a.test/1\nhttp://a.test/2\n")
+    assert "2 queued, 0 already seen" in first.stdout
+    again = run_scrapy(["seed", "site", "-i", "-"], redis_url, input="http://a.test/2\nhttp://a.test/3\n")
+    assert again.returncode == 0
+    assert "1 queued, 1 already seen, 0 rejected" in again.stdout
+
+
+def test_missing_file_and_unknown_spider_are_clear(redis_url, tmp_path):
+    missing = run_scrapy(["seed", "site", "-i", str(tmp_path / "nope.txt")], redis_url)
+    assert missing.returncode == 1
+    assert "cannot read seed file" in missing.stderr and "nope.txt" in missing.stderr
+    unknown = run_scrapy(["seed", "sitee", "http://a.test/"], redis_url)
+    assert unknown.returncode == 1
+    assert "unknown spider 'sitee'; spiders in this project: products, site" in unknown.stderr
+    crawl = run_scrapy(["crawl", "sitee"], redis_url)
+    assert crawl.returncode == 1
+    assert "unknown spider 'sitee'; spiders in this project: products, site" in crawl.stderr
+
+
+def test_unreachable_redis_is_named_with_password_redacted():
+    url = "redis://crawler:s3cret-pass@127.0.0.1:1/0"
+    for args in (["seed", "site", "http://a.test/"], ["crawl", "site"], ["export", "site", "-o", "x.jsonl"]):
+        result = run_scrapy(args, url)
+        assert result.returncode == 1, args
+        assert "cannot reach Redis at redis://crawler:***@127.0.0.1:1/0" in result.stderr
+        assert "Check that the server is running" in result.stderr
+        assert "s3cret-pass" not in result.stderr + result.stdout
