@@ -10,15 +10,17 @@ from crawler import default_settings, redact
 class DistributedCrawl:
     """Enable with ``ADDONS = {"crawler.addon.DistributedCrawl": 0}``.
 
-    Installs the Redis scheduler, the spider middleware, the item store
-    pipeline and the cluster-finish extension, and the framework's default
-    settings at add-on priority (so project and command-line values win).
+    Installs the Redis scheduler, the spider middleware, the dead-letter
+    downloader middleware, the item store pipeline and the cluster-finish
+    extension, and the framework's default settings at add-on priority (so
+    project and command-line values win).
     """
 
     def update_settings(self, settings: BaseSettings) -> None:
         redact.install()
         settings.set("SCHEDULER", "crawler.scheduler.RedisScheduler", "addon")
         settings["SPIDER_MIDDLEWARES"]["crawler.middleware.DistributedSpiderMiddleware"] = 10
+        settings["DOWNLOADER_MIDDLEWARES"]["crawler.deadletters.DeadLetterMiddleware"] = 540
         settings["ITEM_PIPELINES"]["crawler.pipelines.RedisItemPipeline"] = 999
         settings["EXTENSIONS"]["crawler.extension.ClusterFinish"] = 0
         for name in dir(default_settings):

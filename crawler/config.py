@@ -49,6 +49,7 @@ class CrawlConfig:
     request_classes: frozenset[str]
     seed_allowed_meta: frozenset[str]
     seed_max_url_length: int
+    stop_timeout: float
 
     @classmethod
     def from_settings(cls, settings: BaseSettings, spider_name: str) -> CrawlConfig:
@@ -91,4 +92,5 @@ class CrawlConfig:
             request_classes=frozenset(_get(settings, "CRAWLER_REQUEST_CLASSES")),
             seed_allowed_meta=frozenset(_get(settings, "CRAWLER_SEED_ALLOWED_META")),
             seed_max_url_length=_positive(settings, "CRAWLER_SEED_MAX_URL_LENGTH", int),
+            stop_timeout=_positive(settings, "CRAWLER_STOP_TIMEOUT"),
         )

@@ -75,6 +75,10 @@ CRAWLER_SEED_MAX_URL_LENGTH = 2083
 #: Number of Redis sets the seen fingerprints are spread over.
 CRAWLER_SEEN_SHARDS = 4096
 
+#: Seconds a node stopping on SIGTERM or Ctrl-C waits for the requests it
+#: is processing before it hands them back to the frontier and exits.
+CRAWLER_STOP_TIMEOUT = 30.0
+
 #: Key of the scrapy-redis compatible seed list (``%(name)s`` is the crawl
 #: name). scrapy-redis's ``REDIS_START_URLS_KEY`` is read when this is unset.
 CRAWLER_START_URLS_KEY = ""

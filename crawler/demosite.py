@@ -5,7 +5,9 @@
 Serves ``/page/<i>.html`` pages (a tree: page i links to its children
 3i+1..3i+3, plus its parent, the home page and one cross link), a shop of
 products under ``/shop/`` for the ``products`` spider, and ``robots.txt``.
-``GET /__counts`` returns ``{path: hits}`` as JSON; ``/__reset`` clears it.
+``/fail/...`` always answers 500; ``/slow/...`` answers after
+``slow_seconds``. ``--tree`` leaves only the child links, so every page has
+exactly one parent. ``GET /__counts`` returns ``{path: hits}`` as JSON; ``/__reset`` clears it.
 Used by the quickstart and the tests.
 """
 
@@ -16,6 +18,7 @@ import json
 import re
 import sys
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -26,8 +29,13 @@ PER_PAGE = 10
 
 
 class Site:
-    def __init__(self, pages: int, categories: int = 5, products: int = 200) -> None:
+    def __init__(
+        self, pages: int, categories: int = 5, products: int = 200, tree: bool = False,
+        slow_seconds: float = 5.0,
+    ) -> None:
         self.pages = pages
+        self.tree = tree
+        self.slow_seconds = slow_seconds
         self.categories = categories
         self.products = products
         self.counts: Counter[str] = Counter()
@@ -35,7 +43,8 @@ class Site:
 
     def page(self, i: int) -> str:
         links = [3 * i + k for k in (1, 2, 3) if 3 * i + k < self.pages]
-        links += [(i - 1) // 3 if i else 0, 0, (i * 7919 + 13) % self.pages]
+        if not self.tree:  # a tree: each page has exactly one parent linking it
+            links += [(i - 1) // 3 if i else 0, 0, (i * 7919 + 13) % self.pages]
         body = "".join(f'<a href="/page/{j}.html">page {j}</a>\n' for j in links)
         return _html(f"Page {i}", f"<h1>Page {i}</h1>\n{body}")
 
@@ -73,6 +82,11 @@ class Site:
             return 200, "text/plain", "User-agent: *\nDisallow: /private/\n"
         if path == "/":
             return 200, "text/html", _html("Home", '<a href="/page/0.html">pages</a> <a href="/shop/">shop</a>')
+        if path.startswith("/fail/"):
+            return 500, "text/html", _html("Server error", "always fails")
+        if path.startswith("/slow/"):
+            time.sleep(self.slow_seconds)
+            return 200, "text/html", _html("Slow", "too slow")
         if path == "/shop/":
             return 200, "text/html", self.shop()
         for pattern, render in (
@@ -122,8 +136,17 @@ def make_handler(site: Site) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(host: str, port: int, pages: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(Site(pages)))
+class QuietServer(ThreadingHTTPServer):
+    """Crawlers killed mid-request reset connections; that is not an error here."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+def serve(host: str, port: int, pages: int, tree: bool = False) -> ThreadingHTTPServer:
+    server = QuietServer((host, port), make_handler(Site(pages, tree=tree)))
     server.daemon_threads = True
     return server
 
@@ -133,8 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--tree", action="store_true", help="link each page from one parent only")
     args = parser.parse_args(argv)
-    server = serve(args.host, args.port, args.pages)
+    server = serve(args.host, args.port, args.pages, args.tree)
     host, port = server.server_address[:2]
     print(f"http://{host}:{port}/", flush=True)
     try:

@@ -36,3 +36,9 @@ def wake(engine: Any) -> None:
     slot = getattr(engine, "_slot", None)
     if slot is not None and slot.closing is None:
         slot.nextcall.schedule()
+
+
+def stopping(engine: Any) -> bool:
+    """True once the engine stops taking requests (SIGTERM, Ctrl-C, close)."""
+    slot = getattr(engine, "_slot", None)
+    return not getattr(engine, "running", False) or (slot is not None and slot.closing is not None)

@@ -58,11 +58,11 @@ class ClusterState:
         return self.queued <= 0 and self.leased <= 0 and self.start_urls <= 0
 
 
-def dead_letter(reason: str, entry: str, node: str) -> str:
-    return json.dumps(
-        {"reason": reason, "entry": entry, "node": node, "time": time.time()},
-        ensure_ascii=False,
-    )
+def dead_letter(reason: str, entry: str, node: str, url: str | None = None) -> str:
+    letter = {"reason": reason, "entry": entry, "node": node, "time": time.time()}
+    if url is not None:
+        letter["url"] = url
+    return json.dumps(letter, ensure_ascii=False)
 
 
 class Frontier:
@@ -172,6 +172,20 @@ class Frontier:
             args += [lease_id, idx]
         result = await self.scripts.requeue_held(keys=keys, args=args)
         return int(result[0]), int(result[1])
+
+    async def requeue_dead(self, letters: list[tuple[bytes, str, int]]) -> int:
+        """Move dead letters (as stored, with their entry and priority) back."""
+        k = self.keys
+        keys = [k.dead, k.stats, k.prios]
+        args: list[str | int | bytes] = []
+        for raw, entry, prio in letters:
+            name = k.queue(prio)
+            if name not in keys:
+                keys.append(name)
+            args += [raw, keys.index(name) + 1, prio, entry]
+        if not args:
+            return 0
+        return int(await self.scripts.requeue_dead(keys=keys, args=args))
 
     async def state(self) -> ClusterState:
         k = self.keys

@@ -91,6 +91,8 @@ class RedisScheduler(BaseScheduler):
             decode=self._decode_entry, decode_raw=self._decode_raw,
             wake_engine=lambda: engine_hooks.wake(self.crawler.engine),
             locally_idle=lambda: not self.active,
+            engine_stopping=lambda: engine_hooks.stopping(self.crawler.engine),
+            stop_timeout=cfg.stop_timeout, on_stop_timeout=self._stop_timed_out,
         )
         await frontier.heartbeat(cfg.lease_ms, self.worker.info)
         self.worker.start()
@@ -124,6 +126,27 @@ class RedisScheduler(BaseScheduler):
                 stats.set_value(key, value)
         await worker.frontier.client.aclose()
         logger.info("Node %s left crawl %r (%s)", self.node, self.config.name, reason)
+
+    async def _stop_timed_out(self) -> None:
+        """The graceful stop took too long: hand everything back and exit."""
+        worker = self.worker
+        assert worker is not None
+        self._reap()
+        held = [*self.active.values(), *(lease_id for lease_id, _ in worker.ready)]
+        logger.warning(
+            "Still processing %d requests after CRAWLER_STOP_TIMEOUT=%ss; handing "
+            "them back to the frontier and stopping now.",
+            len(self.active), self.config.stop_timeout,
+        )
+        self.active.clear()
+        worker.ready.clear()
+        await worker.flush()
+        await worker.frontier.release(held)
+        await worker.frontier.client.aclose()
+        from twisted.internet import reactor
+
+        if reactor.running:
+            reactor.stop()
 
     def has_pending_requests(self) -> bool:
         return bool(self.worker and self.worker.ready)
@@ -190,6 +213,19 @@ class RedisScheduler(BaseScheduler):
             return origin[1]
         # Not from a response (or replaced by a pipeline): no stable identity.
         return uuid.uuid4().bytes[:12]
+
+    def dead_letter(self, request: Request, reason: str) -> None:
+        """Record that the cluster gave up on *request*; it is acked as usual."""
+        worker = self.worker
+        assert worker is not None and self.spider is not None
+        retry = request.replace(meta={k: v for k, v in request.meta.items() if k != "retry_times"})
+        try:
+            entry = encode_request(retry, self.spider)
+        except (ValueError, TypeError):
+            entry = ""
+        logger.warning("Dead-lettering %s: %s", request, reason)
+        worker.count("crawler/dead_lettered")
+        worker.batch.deads.append(("", dead_letter(reason, entry, self.node, request.url)))
 
     def forget_origin(self, item: Any) -> None:
         self.origins.pop(id(item), None)

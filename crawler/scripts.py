@@ -21,6 +21,7 @@ class Scripts:
     heartbeat: AsyncScript
     expired: AsyncScript
     requeue_held: AsyncScript
+    requeue_dead: AsyncScript
 
     @classmethod
     def register(cls, client: aioredis.Redis) -> Scripts:

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -26,7 +26,7 @@ from crawler.frontier import Batch, ClusterState, Frontier
 logger = logging.getLogger(__name__)
 
 _IDLE_POLL = 0.25
-_MAX_BACKOFF = 30.0
+_MAX_BACKOFF = 5.0
 
 
 class Worker:
@@ -46,6 +46,9 @@ class Worker:
         decode_raw: Callable[[str, bytes, Batch], None],
         wake_engine: Callable[[], None],
         locally_idle: Callable[[], bool],
+        engine_stopping: Callable[[], bool],
+        stop_timeout: float,
+        on_stop_timeout: Callable[[], Awaitable[None]],
     ) -> None:
         self.frontier = frontier
         self.url = url
@@ -60,6 +63,10 @@ class Worker:
         self.decode_raw = decode_raw
         self.wake_engine = wake_engine
         self.locally_idle = locally_idle
+        self.engine_stopping = engine_stopping
+        self.stop_timeout = stop_timeout
+        self.on_stop_timeout = on_stop_timeout
+        self._stop_since: float | None = None
         self.batch = Batch()
         self.ready: deque[tuple[str, Any]] = deque()
         self.wakeup = asyncio.Event()
@@ -128,6 +135,14 @@ class Worker:
             await self._heartbeat()
             self._last_beat = now
         if self.stopping:
+            return
+        if self.engine_stopping():
+            # Graceful stop: take no new work; what is held finishes, or is
+            # handed back once CRAWLER_STOP_TIMEOUT has passed.
+            self._stop_since = self._stop_since or now
+            if now - self._stop_since >= self.stop_timeout:
+                self.stopping = True
+                await self.on_stop_timeout()
             return
         if len(self.ready) < self.prefetch:
             await self._refill()

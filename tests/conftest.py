@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from crawler.demosite import Site, make_handler
+from crawler.demosite import QuietServer, Site, make_handler
 from crawler.localredis import redis_server_binary
-from http.server import ThreadingHTTPServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRAPY = str(Path(sys.executable).with_name("scrapy"))
@@ -91,8 +90,10 @@ def rclient(redis_server: RedisServer, redis_url: str) -> redis.Redis:
 class SiteServer:
     """The demo site on a free loopback port, counting requests per path."""
 
-    def __init__(self, pages: int, delays: dict[str, float] | None = None) -> None:
-        self.site = Site(pages)
+    def __init__(
+        self, pages: int, delays: dict[str, float] | None = None, tree: bool = False
+    ) -> None:
+        self.site = Site(pages, tree=tree)
         handler = make_handler(self.site)
         self.delays = delays or {}
         self.served_at: dict[str, float] = {}
@@ -106,8 +107,7 @@ class SiteServer:
                 super().do_GET()
                 outer.served_at[path] = time.time()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Slow)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -131,8 +131,10 @@ class SiteServer:
 def make_site() -> Iterator[type[SiteServer]]:
     made: list[SiteServer] = []
 
-    def factory(pages: int, delays: dict[str, float] | None = None) -> SiteServer:
-        server = SiteServer(pages, delays)
+    def factory(
+        pages: int, delays: dict[str, float] | None = None, tree: bool = False
+    ) -> SiteServer:
+        server = SiteServer(pages, delays, tree)
         made.append(server)
         return server
 

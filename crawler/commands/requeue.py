@@ -1,0 +1,65 @@
+"""``scrapy requeue SPIDER [--reason TEXT]``: put dead letters back in the frontier."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any, ClassVar
+
+import redis
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+
+from crawler.commands._common import open_crawl, run_guarded
+from crawler.commands.deadletters import read_letters
+from crawler.connection import async_client
+from crawler.deadletters import letter_entry
+from crawler.frontier import Frontier
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
+
+    def syntax(self) -> str:
+        return "<spider> [--reason TEXT]"
+
+    def short_desc(self) -> str:
+        return "Queue dead-lettered requests again (all, or those whose reason contains TEXT)"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument("--reason", metavar="TEXT", help="only letters whose reason contains TEXT")
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        if len(args) != 1:
+            raise UsageError("name one spider")
+        run_guarded(self, lambda: self._run(args[0], opts.reason))
+
+    def _run(self, name: str, reason: str | None) -> None:
+        assert self.settings is not None
+        crawl = open_crawl(self.settings, name)
+        client = redis.Redis.from_url(crawl.url)
+        chosen, skipped = [], 0
+        for raw, letter in read_letters(client, crawl.config.keys.dead):
+            if reason and reason not in str(letter.get("reason", "")):
+                continue
+            try:
+                entry, priority = letter_entry(letter)
+            except ValueError:
+                skipped += 1
+                continue
+            chosen.append((raw, entry, priority))
+        client.close()
+
+        async def move() -> int:
+            frontier = Frontier(async_client(crawl.url), crawl.config.keys, "requeue")
+            try:
+                return await frontier.requeue_dead(chosen)
+            finally:
+                await frontier.client.aclose()
+
+        moved = asyncio.run(move())
+        note = f"; {skipped} left in place (not a request: malformed data)" if skipped else ""
+        print(f"requeued {moved} dead letters into crawl {crawl.config.name!r}{note}")

@@ -1,0 +1,64 @@
+"""Requests that keep failing after their retries go to the dead-letter list.
+
+A downloader middleware placed just outside Scrapy's RetryMiddleware sees
+exactly what it gave up on: a response whose status is still in
+``RETRY_HTTP_CODES``, or a download exception. The retry count travels with
+the request (``meta["retry_times"]`` is part of its JSON), so retries may
+run on any node and the cluster as a whole gives up after ``RETRY_TIMES``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response
+from scrapy.utils.response import response_status_message
+
+from crawler.scheduler import RedisScheduler
+
+
+class DeadLetterMiddleware:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.retry_codes = {int(x) for x in crawler.settings.getlist("RETRY_HTTP_CODES")}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DeadLetterMiddleware:
+        return cls(crawler)
+
+    def _scheduler(self) -> RedisScheduler | None:
+        engine = self.crawler.engine
+        scheduler = engine.scheduler if engine is not None else None
+        return scheduler if isinstance(scheduler, RedisScheduler) else None
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        if response.status in self.retry_codes and not request.meta.get("dont_retry"):
+            self._letter(request, f"HTTP {response_status_message(response.status)}")
+        return response
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        if not isinstance(exception, IgnoreRequest):
+            name = type(exception).__name__
+            self._letter(request, f"{name}: {exception}".rstrip(": "))
+
+    def _letter(self, request: Request, reason: str) -> None:
+        scheduler = self._scheduler()
+        if scheduler is not None:
+            tries = request.meta.get("retry_times", 0) + 1
+            scheduler.dead_letter(request, f"{reason} (after {tries} attempts)")
+
+
+def letter_entry(letter: dict[str, Any]) -> tuple[str, int]:
+    """(entry JSON, priority) of a dead letter that holds a request."""
+    entry = letter.get("entry")
+    if not isinstance(entry, str):
+        raise ValueError("dead letter has no entry")
+    data = json.loads(entry)
+    if not isinstance(data, dict) or "url" not in data:
+        raise ValueError("dead letter's entry is not a request")
+    priority = data.get("priority", 0)
+    return entry, priority if isinstance(priority, int) else 0

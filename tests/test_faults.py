@@ -1,0 +1,194 @@
+"""Real faults: kill -9, SIGTERM, a Redis restart, a killed seeder, requests
+that always fail. Each crawl test checks every page was fetched and the export
+holds exactly one item per page."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import (
+    ROOT, SCRAPY, RedisServer, free_port, read_jsonl, run_scrapy, scrapy_env, start_node,
+)
+
+PAGES = 5000
+FAST_LEASES = ("CRAWLER_LEASE_TIME=3", "CRAWLER_LEASE_RENEW_INTERVAL=1")
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def held_by(client: redis.Redis, pid: int) -> int:
+    for key in client.scan_iter(match="{site}:held:*"):
+        if f"-{pid}-" in key.decode():
+            return int(client.hlen(key))
+    return 0
+
+
+def finish(nodes: list[subprocess.Popen[bytes]], timeout: float = 300) -> list[int]:
+    try:
+        return [n.wait(timeout=timeout) for n in nodes]
+    except subprocess.TimeoutExpired:
+        for n in nodes:
+            n.kill()
+        raise
+
+
+def check_pages_and_items(site, redis_url: str, tmp_path: Path) -> tuple[int, int]:
+    """(pages lost, duplicate fetches); asserts the export has one item per page."""
+    counts = site.page_counts()
+    lost = PAGES - len(counts)
+    dups = sum(n - 1 for n in counts.values())
+    out = tmp_path / "items.jsonl"
+    result = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert result.returncode == 0, result.stderr
+    urls = [item["url"] for item in read_jsonl(out)]
+    assert len(set(urls)) == len(urls), "an item was exported twice"
+    assert len(urls) == PAGES, f"{PAGES - len(urls)} items missing"
+    return lost, dups
+
+
+def test_kill_9_loses_nothing(make_site, redis_url, rclient, tmp_path):
+    site = make_site(PAGES, tree=True)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    started = time.monotonic()
+    nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *FAST_LEASES) for i in range(3)]
+    held_at_kills = []
+    for kill in range(3):
+        wait_for(lambda: len(site.page_counts()) >= (kill + 1) * 1000, 120, "crawl progress")
+        victim = nodes[kill]
+        os.kill(victim.pid, signal.SIGSTOP)  # freeze it, so what it holds cannot change
+        held_at_kills.append(held_by(rclient, victim.pid))
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        nodes[kill] = start_node("site", redis_url, tmp_path / f"n{kill}-r.log", *FAST_LEASES)
+    codes = finish(nodes)
+    wall = time.monotonic() - started
+    assert codes == [0, 0, 0]
+    lost, dups = check_pages_and_items(site, redis_url, tmp_path)
+    print(f"kill -9 x3: lost {lost}, duplicate fetches {dups} (held at kills {held_at_kills}), "
+          f"wall {wall:.1f}s")
+    assert lost == 0
+    assert dups <= sum(held_at_kills)
+
+
+def test_sigterm_stops_cleanly_with_zero_duplicates(make_site, redis_url, tmp_path):
+    site = make_site(PAGES, tree=True)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    started = time.monotonic()
+    nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log") for i in range(3)]
+    for turn in range(3):
+        wait_for(lambda: len(site.page_counts()) >= (turn + 1) * 1000, 120, "crawl progress")
+        nodes[turn].send_signal(signal.SIGTERM)
+        assert nodes[turn].wait(timeout=60) == 0
+        log = (tmp_path / f"n{turn}.log").read_text()
+        assert "Spider closed (shutdown)" in log
+        nodes[turn] = start_node("site", redis_url, tmp_path / f"n{turn}.log", *())
+    assert finish(nodes) == [0, 0, 0]
+    wall = time.monotonic() - started
+    lost, dups = check_pages_and_items(site, redis_url, tmp_path)
+    print(f"SIGTERM x3: lost {lost}, duplicate fetches {dups}, wall {wall:.1f}s")
+    assert (lost, dups) == (0, 0)
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path):
+    server = RedisServer(free_port(), tmp_path / "aof", extra=["--appendonly", "yes", "--appendfsync", "always"])
+    server.dir.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_restart_loses_nothing(make_site, aof_redis, tmp_path):
+    site = make_site(PAGES, tree=True)
+    url = aof_redis.url
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], url).returncode == 0
+    started = time.monotonic()
+    nodes = [start_node("site", url, tmp_path / f"n{i}.log") for i in range(2)]
+    wait_for(lambda: len(site.page_counts()) >= 1500, 120, "crawl progress")
+    aof_redis.stop()
+    down_at = len(site.page_counts())
+    time.sleep(10)
+    assert all(n.poll() is None for n in nodes), "a node died while Redis was down"
+    aof_redis.start()
+    assert finish(nodes) == [0, 0]
+    wall = time.monotonic() - started
+    logs = [(tmp_path / f"n{i}.log").read_text() for i in range(2)]
+    for log in logs:
+        assert log.count("is unreachable") == 1, "the outage should be logged once"
+        assert "is reachable again" in log
+    lost, dups = check_pages_and_items(site, url, tmp_path)
+    print(f"Redis down 10s at {down_at} pages: lost {lost}, duplicate fetches {dups}, wall {wall:.1f}s")
+    assert lost == 0
+
+
+def test_failing_requests_are_dead_lettered_and_requeued(make_site, redis_url, rclient, tmp_path):
+    site = make_site(1)
+    site.site.slow_seconds = 3
+    seeds = [site.url(f"/fail/{i}.html") for i in range(3)] + [site.url(f"/slow/{i}.html") for i in range(2)]
+    assert run_scrapy(["seed", "site", *seeds], redis_url).returncode == 0
+    settings = ("RETRY_TIMES=1", "DOWNLOAD_TIMEOUT=1")
+    nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *settings) for i in range(2)]
+    assert finish(nodes) == [0, 0]
+    counts = site.counts()
+    assert all(counts[f"/fail/{i}.html"] == 2 for i in range(3))  # first try + one retry
+
+    listed = run_scrapy(["deadletters", "site", "--json"], redis_url)
+    letters = [json.loads(line) for line in listed.stdout.splitlines()]
+    by_url = {letter["url"]: letter for letter in letters}
+    assert len(letters) == 5 and set(by_url) == set(seeds)
+    for i in range(3):
+        assert by_url[site.url(f"/fail/{i}.html")]["reason"] == "HTTP 500 Internal Server Error (after 2 attempts)"
+    for i in range(2):
+        reason = by_url[site.url(f"/slow/{i}.html")]["reason"]
+        assert reason.startswith("DownloadTimeoutError") and "took longer than 1.0 seconds" in reason
+    assert all(letter["node"] and letter["time"] for letter in letters)
+    table = run_scrapy(["deadletters", "site"], redis_url).stdout
+    assert "5 dead letters in crawl 'site'" in table
+    status = json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)
+    assert status["dead"] == 5 and status["queued"] == 0
+
+    requeued = run_scrapy(["requeue", "site", "--reason", "HTTP 500"], redis_url)
+    assert "requeued 3 dead letters" in requeued.stdout
+    assert json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)["queued"] == 3
+    node = start_node("site", redis_url, tmp_path / "again.log", *settings)
+    assert finish([node]) == [0]
+    counts = site.counts()
+    assert all(counts[f"/fail/{i}.html"] == 4 for i in range(3))
+    assert all(counts[f"/slow/{i}.html"] == 2 for i in range(2))
+    assert len(rclient.lrange("{site}:dead", 0, -1)) == 5
+
+
+def test_killed_seeder_rerun_queues_each_url_once(redis_url, rclient, tmp_path):
+    total = 300_000
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("".join(f"http://seed.test/{i}\n" for i in range(total)))
+    proc = subprocess.Popen(
+        [SCRAPY, "seed", "site", "-i", str(seeds)], cwd=ROOT, env=scrapy_env(redis_url),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: int(rclient.hget("{site}:stats", "queued") or 0) > 20_000, 120, "seeding to start")
+    proc.kill()
+    proc.wait()
+    partial = int(rclient.hget("{site}:stats", "queued"))
+    assert 0 < partial < total, "the seeder should have been killed midway"
+    again = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{total - partial} queued, {partial} already seen, 0 rejected" in again.stdout
+    assert int(rclient.hget("{site}:stats", "queued")) == total
+    queued = sum(rclient.llen(b"{site}:q:" + p) for p in rclient.zrange("{site}:prios", 0, -1))
+    assert queued == total
