@@ -22,9 +22,18 @@ from scrapy.utils.serialize import ScrapyJSONEncoder
 from crawler.exceptions import BadEntry
 
 _DEFAULTS: dict[str, Any] = {
-    "callback": None, "errback": None, "method": "GET", "headers": {}, "body": b"",
-    "cookies": {}, "meta": {}, "encoding": "utf-8", "priority": 0,
-    "dont_filter": False, "flags": [], "cb_kwargs": {},
+    "callback": None,
+    "errback": None,
+    "method": "GET",
+    "headers": {},
+    "body": b"",
+    "cookies": {},
+    "meta": {},
+    "encoding": "utf-8",
+    "priority": 0,
+    "dont_filter": False,
+    "flags": [],
+    "cb_kwargs": {},
 }
 _encoder = ScrapyJSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
@@ -51,9 +60,7 @@ def encode_request(request: Request, spider: Spider) -> str:
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def decode_request(
-    data: str | bytes, spider: Spider, allowed_classes: frozenset[str]
-) -> Request:
+def decode_request(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) -> Request:
     """The request in *data*; raises BadEntry with the reason if it is not one."""
     try:
         d = json.loads(data)
@@ -65,9 +72,7 @@ def decode_request(
     request_cls: type[Request] = Request
     if cls_name is not None:
         if cls_name not in allowed_classes:
-            raise BadEntry(
-                f"request class {cls_name!r} is not in CRAWLER_REQUEST_CLASSES"
-            )
+            raise BadEntry(f"request class {cls_name!r} is not in CRAWLER_REQUEST_CLASSES")
         request_cls = load_object(cls_name)
     if "body_b64" in d:
         d["body"] = base64.b64decode(d.pop("body_b64"))

@@ -81,9 +81,7 @@ class CrawlConfig:
             finish_grace=float(_get(settings, "CRAWLER_FINISH_GRACE")),
             flush_interval=_positive(settings, "CRAWLER_FLUSH_INTERVAL"),
             item_key=str(_get(settings, "CRAWLER_ITEM_KEY") or ""),
-            keep_alive=settings.getbool(
-                "CRAWLER_KEEP_ALIVE", default_settings.CRAWLER_KEEP_ALIVE
-            ),
+            keep_alive=settings.getbool("CRAWLER_KEEP_ALIVE", default_settings.CRAWLER_KEEP_ALIVE),
             lease_ms=int(lease * 1000),
             renew_interval=renew,
             local_seen_cache=int(_get(settings, "CRAWLER_LOCAL_SEEN_CACHE")),

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
-from scrapy.settings import BaseSettings, SETTINGS_PRIORITIES
+from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from scrapy.utils.conf import closest_scrapy_cfg
 
 from crawler import default_settings
@@ -26,7 +27,11 @@ logger = logging.getLogger(__name__)
 
 # The same generous timeouts scrapy-redis uses, so one slow call does not
 # look like an outage.
-_CLIENT_KWARGS = {"socket_timeout": 30, "socket_connect_timeout": 10, "health_check_interval": 30}
+_CLIENT_KWARGS: dict[str, Any] = {
+    "socket_timeout": 30,
+    "socket_connect_timeout": 10,
+    "health_check_interval": 30,
+}
 
 
 def redact(url: str) -> str:
@@ -44,7 +49,7 @@ def redact(url: str) -> str:
 def configured_url(settings: BaseSettings) -> str | None:
     """The Redis URL the user asked for, or None for the local server."""
     setting = settings.get("REDIS_URL")
-    if setting and settings.getpriority("REDIS_URL") >= SETTINGS_PRIORITIES["cmdline"]:
+    if setting and (settings.getpriority("REDIS_URL") or 0) >= SETTINGS_PRIORITIES["cmdline"]:
         return str(setting)
     if os.environ.get("REDIS_URL"):
         return os.environ["REDIS_URL"]
@@ -71,7 +76,9 @@ def resolve_url(settings: BaseSettings) -> str:
     logger.info(
         "No REDIS_URL set: %s the private local Redis at %s (data in %s). "
         "Set REDIS_URL to share a crawl between machines.",
-        "started" if started else "joined", url, data_dir,
+        "started" if started else "joined",
+        url,
+        data_dir,
     )
     return url
 

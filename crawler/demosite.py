@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,7 +29,11 @@ PER_PAGE = 10
 
 class Site:
     def __init__(
-        self, pages: int, categories: int = 5, products: int = 200, tree: bool = False,
+        self,
+        pages: int,
+        categories: int = 5,
+        products: int = 200,
+        tree: bool = False,
         slow_seconds: float = 5.0,
     ) -> None:
         self.pages = pages
@@ -57,7 +60,7 @@ class Site:
 
     def category(self, c: int, p: int) -> str | None:
         skus = [s for s in range(self.products) if s % self.categories == c]
-        chunk = skus[p * PER_PAGE:(p + 1) * PER_PAGE]
+        chunk = skus[p * PER_PAGE : (p + 1) * PER_PAGE]
         if c >= self.categories or not chunk:
             return None
         body = "".join(
@@ -81,7 +84,11 @@ class Site:
         if path == "/robots.txt":
             return 200, "text/plain", "User-agent: *\nDisallow: /private/\n"
         if path == "/":
-            return 200, "text/html", _html("Home", '<a href="/page/0.html">pages</a> <a href="/shop/">shop</a>')
+            return (
+                200,
+                "text/html",
+                _html("Home", '<a href="/page/0.html">pages</a> <a href="/shop/">shop</a>'),
+            )
         if path.startswith("/fail/"):
             return 500, "text/html", _html("Server error", "always fails")
         if path.startswith("/slow/"):
@@ -110,7 +117,7 @@ def make_handler(site: Site) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/__counts":
                 with site.lock:
@@ -130,7 +137,7 @@ def make_handler(site: Site) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     return Handler
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server = serve(args.host, args.port, args.pages, args.tree)
     host, port = server.server_address[:2]
-    print(f"http://{host}:{port}/", flush=True)
+    print(f"http://{host!s}:{port}/", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -168,4 +175,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

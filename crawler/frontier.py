@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-import redis.asyncio as aioredis
-
-from crawler.keys import Keys
+from crawler.keys import CRAWLS_KEY, Keys
 from crawler.scripts import Scripts
 
 # How many priority levels one lease call looks at.
@@ -32,8 +31,7 @@ class Batch:
 
     def __len__(self) -> int:
         return (
-            len(self.pushes) + len(self.items) + len(self.acks)
-            + len(self.raws) + len(self.deads)
+            len(self.pushes) + len(self.items) + len(self.acks) + len(self.raws) + len(self.deads)
         )
 
 
@@ -68,7 +66,7 @@ def dead_letter(reason: str, entry: str, node: str, url: str | None = None) -> s
 class Frontier:
     """One node's handle on a crawl's shared state."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, node: str) -> None:
+    def __init__(self, client: Any, keys: Keys, node: str) -> None:
         self.client = client
         self.keys = keys
         self.node = node
@@ -99,31 +97,49 @@ class Frontier:
         result = await self.scripts.commit(keys=keys, args=args)
         return CommitResult(*(int(x) for x in result))
 
-    async def lease(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
-        """Lease up to *count* entries: [(lease id, entry), ...]."""
+    async def lease(self, count: int, lease_ms: int) -> list[tuple[str, bytes]] | None:
+        """Lease up to *count* entries: [(lease id, entry), ...]; None if paused."""
         k = self.keys
         prios = await self.client.zrange(k.prios, 0, _PRIORITY_FANOUT - 1)
         if not prios:
             return []
         names = [p.decode() for p in prios]
-        keys = [k.stats, k.prios, k.nodes, k.held(self.node), *(k.queue(p) for p in names)]
+        keys = [k.stats, k.prios, k.nodes, k.held(self.node), k.control]
+        keys += [k.queue(p) for p in names]
         flat = await self.scripts.lease(keys=keys, args=[self.node, count, lease_ms, *names])
+        if flat == [-1]:
+            return None
         return [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         """Lease raw seeds from the scrapy-redis style start_urls list."""
         k = self.keys
-        keys = [k.stats, k.nodes, k.held(self.node), k.start_urls]
+        keys = [k.stats, k.nodes, k.held(self.node), k.start_urls, k.control]
         flat = await self.scripts.lease_raw(keys=keys, args=[self.node, count, lease_ms])
         return [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
 
-    async def heartbeat(self, lease_ms: int, info: str) -> bool:
-        """Renew this node's leases; False if they had expired meanwhile."""
+    async def heartbeat(self, lease_ms: int, info: str) -> tuple[bool, bool]:
+        """Renew this node's leases (lease_ms 0: it is leaving).
+
+        Returns (known, paused): known is False if the leases had expired
+        meanwhile; paused is True while the crawl is paused."""
         k = self.keys
-        known, _ = await self.scripts.heartbeat(
-            keys=[k.nodes, k.nodeinfo], args=[self.node, lease_ms, info]
+        known, _, paused = await self.scripts.heartbeat(
+            keys=[k.nodes, k.nodeinfo, k.nodebeat, k.control], args=[self.node, lease_ms, info]
         )
-        return bool(known)
+        return bool(known), bool(paused)
+
+    async def add_stats(self, deltas: dict[str, int | float]) -> None:
+        """Add this node's stats deltas to the cluster's stats, atomically."""
+        args: list[str | int | float] = []
+        for name, delta in deltas.items():
+            args += [name, delta]
+        if args:
+            await self.scripts.add_stats(keys=[self.keys.clusterstats], args=args)
+
+    async def register(self) -> None:
+        """List this crawl in the Redis-wide registry of crawls."""
+        await self.client.sadd(CRAWLS_KEY, self.keys.name)
 
     async def reclaim_expired(self, max_deliveries: int) -> tuple[int, int]:
         """Return the work of nodes whose leases expired; (requeued, dead)."""
@@ -149,12 +165,12 @@ class Frontier:
     ) -> tuple[int, int]:
         k = self.keys
         held = k.held(node)
-        values: dict[bytes, bytes] = {}
+        values: dict[Any, Any] = {}
         if only is None:
             values = await self.client.hgetall(held)
         elif only:
             got = await self.client.hmget(held, only)
-            values = {f.encode(): v for f, v in zip(only, got) if v is not None}
+            values = {f.encode(): v for f, v in zip(only, got, strict=True) if v is not None}
         keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls]
         index: dict[str, int] = {}
         args: list[str | int | bytes] = [node, mode, max_deliveries]

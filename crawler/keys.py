@@ -16,7 +16,12 @@ Schema (``E`` is a *frontier entry*: ``"<deliveries>|<request JSON>"``)::
                                  node holds, from the moment it leases it until
                                  the request's outputs are stored (the ack).
                                  Raw scrapy-redis seeds are held as "@|0|<raw>".
-    {NAME}:nodeinfo       HASH   node id -> JSON {host, pid, started}.
+    {NAME}:nodeinfo       HASH   node id -> JSON {host, pid, started, state,
+                                 pages, items, pages_per_min, items_per_min}.
+    {NAME}:nodebeat       HASH   node id -> time of its last heartbeat (ms,
+                                 Redis clock); kept after it leaves or is lost.
+    {NAME}:control        HASH   paused = 1 while the crawl is paused.
+    {NAME}:clusterstats   HASH   every node's Scrapy stats, summed (HINCRBY).
     {NAME}:seen:<shard>   SET    seen fingerprints: the first 8 bytes of
                                  Scrapy's fingerprint as a signed 64-bit
                                  integer (intset encoding), sharded.
@@ -25,6 +30,8 @@ Schema (``E`` is a *frontier entry*: ``"<deliveries>|<request JSON>"``)::
                                  pushed, seen, duplicates, done, items,
                                  items_dup, dead, lease_seq.
     {NAME}:dead           LIST   dead letters: JSON {reason, entry, node, time}.
+    crawler:crawls        SET    names of the crawls in this Redis (no hash
+                                 tag: only ever touched on its own).
     NAME:start_urls       LIST   scrapy-redis compatible seed list (no hash
                                  tag, for compatibility; ``CRAWLER_START_URLS_KEY``).
 """
@@ -68,6 +75,18 @@ class Keys:
         return f"{self.tag}:seen:{shard}"
 
     @property
+    def nodebeat(self) -> str:
+        return f"{self.tag}:nodebeat"
+
+    @property
+    def control(self) -> str:
+        return f"{self.tag}:control"
+
+    @property
+    def clusterstats(self) -> str:
+        return f"{self.tag}:clusterstats"
+
+    @property
     def items(self) -> str:
         return f"{self.tag}:items"
 
@@ -78,6 +97,10 @@ class Keys:
     @property
     def dead(self) -> str:
         return f"{self.tag}:dead"
+
+
+#: The registry of crawls; outside every crawl's hash tag.
+CRAWLS_KEY = "crawler:crawls"
 
 
 def make_keys(name: str, seen_shards: int, start_urls_template: str) -> Keys:

@@ -78,14 +78,22 @@ def _start(data_dir: Path, sock: Path) -> None:
     log = data_dir / "redis.log"
     cmd = [
         redis_server_binary(),
-        "--port", "0",
-        "--unixsocket", str(sock),
-        "--unixsocketperm", "700",
-        "--dir", str(data_dir),
-        "--appendonly", "yes",
-        "--daemonize", "yes",
-        "--pidfile", str(data_dir / "redis.pid"),
-        "--logfile", str(log),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(data_dir / "redis.pid"),
+        "--logfile",
+        str(log),
     ]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=30)

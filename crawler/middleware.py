@@ -55,12 +55,18 @@ class DistributedSpiderMiddleware:
         self, response: Response, result: AsyncIterator[Any], spider: Spider | None = None
     ) -> AsyncIterator[Any]:
         scheduler = self._scheduler()
+        request = response.request
         prefix: bytes | None = None
         index = 0
         async for output in result:
-            if scheduler is not None and not isinstance(output, Request) and output is not None:
+            if (
+                scheduler is not None
+                and request is not None
+                and output is not None
+                and not isinstance(output, Request)
+            ):
                 if prefix is None:
-                    prefix = self.crawler.request_fingerprinter.fingerprint(response.request)
+                    prefix = self.crawler.request_fingerprinter.fingerprint(request)
                 item_id = hashlib.sha1(prefix + index.to_bytes(4, "big")).digest()[:12]
                 scheduler.note_origin(output, item_id)
                 index += 1

@@ -84,21 +84,28 @@ class RedisScheduler(BaseScheduler):
         frontier = Frontier(async_client(self.url), self.config.keys, self.node)
         cfg = self.config
         self.worker = Worker(
-            frontier, url=redact(self.url), lease_ms=cfg.lease_ms,
-            renew_interval=cfg.renew_interval, flush_interval=cfg.flush_interval,
-            batch_size=cfg.batch_size, prefetch=cfg.prefetch,
-            finish_grace=cfg.finish_grace, max_deliveries=cfg.max_deliveries,
-            decode=self._decode_entry, decode_raw=self._decode_raw,
+            frontier,
+            url=redact(self.url),
+            lease_ms=cfg.lease_ms,
+            renew_interval=cfg.renew_interval,
+            flush_interval=cfg.flush_interval,
+            batch_size=cfg.batch_size,
+            prefetch=cfg.prefetch,
+            finish_grace=cfg.finish_grace,
+            max_deliveries=cfg.max_deliveries,
+            decode=self._decode_entry,
+            decode_raw=self._decode_raw,
             wake_engine=lambda: engine_hooks.wake(self.crawler.engine),
             locally_idle=lambda: not self.active,
             engine_stopping=lambda: engine_hooks.stopping(self.crawler.engine),
-            stop_timeout=cfg.stop_timeout, on_stop_timeout=self._stop_timed_out,
+            stop_timeout=cfg.stop_timeout,
+            on_stop_timeout=self._stop_timed_out,
+            node_stats=self._node_stats,
         )
-        await frontier.heartbeat(cfg.lease_ms, self.worker.info)
+        await frontier.register()
+        await frontier.heartbeat(cfg.lease_ms, self.worker.describe("running"))
         self.worker.start()
-        logger.info(
-            "Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url)
-        )
+        logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
 
     def close(self, reason: str) -> Deferred[None]:
         return deferred_from_coro(self._close(reason))
@@ -114,11 +121,14 @@ class RedisScheduler(BaseScheduler):
         try:
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.flush)
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, lambda: worker.frontier.release(unstarted))
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.leave)
         except Exception as exc:
             logger.error(
                 "Could not reach Redis at %s while closing (%s): %d pending writes are "
                 "lost from this node; its leases expire and other nodes redo that work.",
-                redact(self.url), exc, len(worker.batch),
+                redact(self.url),
+                exc,
+                len(worker.batch),
             )
         stats = self.crawler.stats
         if stats is not None:
@@ -136,7 +146,8 @@ class RedisScheduler(BaseScheduler):
         logger.warning(
             "Still processing %d requests after CRAWLER_STOP_TIMEOUT=%ss; handing "
             "them back to the frontier and stopping now.",
-            len(self.active), self.config.stop_timeout,
+            len(self.active),
+            self.config.stop_timeout,
         )
         self.active.clear()
         worker.ready.clear()
@@ -146,7 +157,11 @@ class RedisScheduler(BaseScheduler):
         from twisted.internet import reactor
 
         if reactor.running:
-            reactor.stop()
+            reactor.stop()  # type: ignore[misc]
+
+    def _node_stats(self) -> dict[str, Any]:
+        stats = self.crawler.stats
+        return stats.get_stats() if stats is not None else {}
 
     def has_pending_requests(self) -> bool:
         return bool(self.worker and self.worker.ready)
@@ -182,7 +197,7 @@ class RedisScheduler(BaseScheduler):
         if worker is None:
             return None
         self._reap()
-        if not worker.ready:
+        if not worker.ready or worker.paused:
             worker.wakeup.set()
             return None
         lease_id, request = worker.ready.popleft()
@@ -262,7 +277,9 @@ class RedisScheduler(BaseScheduler):
         try:
             request = parse_seed(text, self.spider, self.config)
         except BadSeed as exc:
-            logger.error("Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc)
+            logger.error(
+                "Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc
+            )
             batch.deads.append((lease_id, dead_letter(f"bad seed: {exc}", text, self.node)))
             return
         if request is not None:

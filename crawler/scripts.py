@@ -22,6 +22,7 @@ class Scripts:
     expired: AsyncScript
     requeue_held: AsyncScript
     requeue_dead: AsyncScript
+    add_stats: AsyncScript
 
     @classmethod
     def register(cls, client: aioredis.Redis) -> Scripts:

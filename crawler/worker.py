@@ -49,6 +49,7 @@ class Worker:
         engine_stopping: Callable[[], bool],
         stop_timeout: float,
         on_stop_timeout: Callable[[], Awaitable[None]],
+        node_stats: Callable[[], dict[str, Any]],
     ) -> None:
         self.frontier = frontier
         self.url = url
@@ -67,6 +68,11 @@ class Worker:
         self.stop_timeout = stop_timeout
         self.on_stop_timeout = on_stop_timeout
         self._stop_since: float | None = None
+        self.node_stats = node_stats
+        self.paused = False
+        self._sent_stats: dict[str, int | float] = {}
+        self._samples: deque[tuple[float, int, int]] = deque()
+        self._started = time.time()
         self.batch = Batch()
         self.ready: deque[tuple[str, Any]] = deque()
         self.wakeup = asyncio.Event()
@@ -78,9 +84,6 @@ class Worker:
         self._quiet_since: float | None = None
         self._quiet_pushed = -1
         self._outage_since: float | None = None
-        self.info = json.dumps(
-            {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
-        )
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -102,7 +105,8 @@ class Worker:
                 if self._outage_since is not None:
                     logger.warning(
                         "Redis at %s is reachable again after %.0fs; carrying on.",
-                        self.url, time.monotonic() - self._outage_since,
+                        self.url,
+                        time.monotonic() - self._outage_since,
                     )
                     self._outage_since = None
                 backoff = 0.5
@@ -112,7 +116,9 @@ class Worker:
                     logger.warning(
                         "Redis at %s is unreachable (%s); holding %d pending writes "
                         "in memory and retrying with backoff.",
-                        self.url, exc, len(self.batch),
+                        self.url,
+                        exc,
+                        len(self.batch),
                     )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -124,7 +130,7 @@ class Worker:
             timeout = self.flush_interval if not self.locally_idle() else _IDLE_POLL
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self.wakeup.clear()
 
@@ -168,8 +174,45 @@ class Worker:
             _prepend(self.batch, batch)
             raise
 
+    def describe(self, state: str) -> str:
+        """This node's entry in ``{N}:nodeinfo``, with its rates per minute."""
+        now = time.monotonic()
+        pages, items = self.stats.get("crawler/acked", 0), self.stats.get("crawler/items_stored", 0)
+        self._samples.append((now, pages, items))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= 60:
+            self._samples.popleft()
+        then, pages0, items0 = self._samples[0]
+        minutes = max((now - then) / 60, 1e-9)
+        rate = (pages - pages0) / minutes if now > then else 0.0
+        item_rate = (items - items0) / minutes if now > then else 0.0
+        return json.dumps({
+            "host": socket.gethostname(), "pid": os.getpid(), "started": self._started,
+            "state": state, "lease_ms": self.lease_ms, "pages": pages, "items": items,
+            "pages_per_min": round(rate, 1), "items_per_min": round(item_rate, 1),
+        })
+
+    async def push_stats(self) -> None:
+        """Add what this node's Scrapy stats gained since last time to the cluster's."""
+        deltas: dict[str, int | float] = {}
+        for name, value in self.node_stats().items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            delta = value - self._sent_stats.get(name, 0)
+            if delta:
+                deltas[name] = delta
+        await self.frontier.add_stats(deltas)
+        for name, delta in deltas.items():
+            self._sent_stats[name] = self._sent_stats.get(name, 0) + delta
+
+    async def leave(self) -> None:
+        """Final heartbeat: this node leaves the crawl on purpose."""
+        await self.push_stats()
+        await self.frontier.heartbeat(0, self.describe("left"))
+
     async def _heartbeat(self) -> None:
-        known = await self.frontier.heartbeat(self.lease_ms, self.info)
+        state = "paused" if self.paused else "running"
+        known, self.paused = await self.frontier.heartbeat(self.lease_ms, self.describe(state))
+        await self.push_stats()
         if not known and self._last_beat:
             logger.warning(
                 "This node's leases expired before it renewed them (was it paused "
@@ -180,13 +223,18 @@ class Worker:
         if requeued or dead:
             logger.warning(
                 "Returned %d requests of dead nodes to the frontier (%d dead-lettered).",
-                requeued, dead,
+                requeued,
+                dead,
             )
             self.count("crawler/reclaimed", requeued)
 
     async def _refill(self) -> None:
         want = self.prefetch * 2 - len(self.ready)
         leased = await self.frontier.lease(want, self.lease_ms)
+        if leased is None:
+            self.paused = True
+            return
+        self.paused = False
         for lease_id, entry in leased:
             request = self.decode(lease_id, entry, self.batch)
             if request is not None:
@@ -225,7 +273,7 @@ def _chunks(batch: Batch, size: int) -> list[Batch]:
     writes += [("i", i) for i in batch.items]
     for start in range(0, len(writes), size):
         chunk = Batch()
-        for kind, value in writes[start:start + size]:
+        for kind, value in writes[start : start + size]:
             (chunk.pushes if kind == "p" else chunk.items).append(value)
         chunks.append(chunk)
     if not chunks:

@@ -48,9 +48,20 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.dir), "--save", "", *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -153,21 +164,43 @@ def scrapy_env(redis_url: str | None, **extra: str) -> dict[str, str]:
 
 
 def run_scrapy(
-    args: list[str], redis_url: str | None, cwd: Path = ROOT, input: str | None = None,
-    timeout: float = 120, **env: str,
+    args: list[str],
+    redis_url: str | None,
+    cwd: Path = ROOT,
+    input: str | None = None,
+    timeout: float = 120,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SCRAPY, *args], cwd=cwd, env=scrapy_env(redis_url, **env), input=input,
-        capture_output=True, text=True, timeout=timeout,
+        [SCRAPY, *args],
+        cwd=cwd,
+        env=scrapy_env(redis_url, **env),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def start_node(
-    spider: str, redis_url: str | None, log: Path, *settings: str, cwd: Path = ROOT,
+    spider: str,
+    redis_url: str | None,
+    log: Path,
+    *settings: str,
+    cwd: Path = ROOT,
     spider_args: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    args = [SCRAPY, "crawl", spider, "-s", f"LOG_FILE={log}", "-s", "LOG_LEVEL=INFO",
-            "-s", "CRAWLER_FINISH_GRACE=1"]
+    args = [
+        SCRAPY,
+        "crawl",
+        spider,
+        "-s",
+        f"LOG_FILE={log}",
+        "-s",
+        "LOG_LEVEL=INFO",
+        "-s",
+        "CRAWLER_FINISH_GRACE=1",
+    ]
     for arg in spider_args or []:
         args += ["-a", arg]
     for setting in settings:

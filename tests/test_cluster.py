@@ -26,7 +26,7 @@ def crawl_with_nodes(
         except subprocess.TimeoutExpired:
             for other in nodes:
                 other.kill()
-            raise AssertionError("a node did not finish within 300s")
+            raise AssertionError("a node did not finish within 300s") from None
     return codes, [log.read_text() for log in logs], time.monotonic() - started
 
 
@@ -36,7 +36,7 @@ def assert_complete(site, redis_url: str, tmp_path: Path, codes, logs) -> dict[s
     assert set(counts) == expected, f"missing {sorted(expected - set(counts))[:10]}"
     dups = {p: n for p, n in counts.items() if n != 1}
     assert not dups, f"fetched more than once: {list(dups.items())[:10]}"
-    for code, log in zip(codes, logs):
+    for code, log in zip(codes, logs, strict=True):
         assert code == 0, log[-3000:]
         assert "Spider closed (finished)" in log
     out = tmp_path / "items.jsonl"
@@ -61,8 +61,10 @@ def test_three_nodes_seeded_with_scrapy_seed(make_site, redis_url, tmp_path):
     # Work was shared: every node fetched pages.
     for log in logs:
         assert "'crawler/acked'" in log
-    print(f"3 nodes: {sum(counts.values())} pages fetched, "
-          f"{sum(counts.values()) - len(counts)} duplicates, wall {wall:.1f}s")
+    print(
+        f"3 nodes: {sum(counts.values())} pages fetched, "
+        f"{sum(counts.values()) - len(counts)} duplicates, wall {wall:.1f}s"
+    )
 
 
 def test_three_nodes_seeded_with_redis_cli_lpush(make_site, redis_url, rclient, tmp_path):
@@ -70,7 +72,9 @@ def test_three_nodes_seeded_with_redis_cli_lpush(make_site, redis_url, rclient, 
     port = rclient.connection_pool.connection_kwargs["port"]
     pushed = subprocess.run(
         [REDIS_CLI, "-p", str(port), "lpush", "site:start_urls", site.url("/page/0.html")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert pushed.stdout.strip() == "1"
     codes, logs, _ = crawl_with_nodes(3, redis_url, tmp_path)
@@ -83,8 +87,7 @@ def test_start_urls_of_a_plain_spider_are_fetched_once(make_site, redis_url, tmp
     site = make_site(40)
     start = f"start_url={site.url('/page/0.html')}"
     procs = [
-        start_node("site", redis_url, tmp_path / f"n{i}.log", spider_args=[start])
-        for i in range(3)
+        start_node("site", redis_url, tmp_path / f"n{i}.log", spider_args=[start]) for i in range(3)
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     counts = site.page_counts()

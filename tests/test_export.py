@@ -17,7 +17,12 @@ def crawled(make_site, redis_url, tmp_path):
     site = make_site(30)
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
     node_feed = tmp_path / "node-feed.jsonl"
-    node = start_node("site", redis_url, tmp_path / "node.log", f"FEEDS={json.dumps({str(node_feed): {'format': 'jsonl'}})}")
+    node = start_node(
+        "site",
+        redis_url,
+        tmp_path / "node.log",
+        f"FEEDS={json.dumps({str(node_feed): {'format': 'jsonl'}})}",
+    )
     assert node.wait(timeout=120) == 0
     return site, node_feed
 
@@ -48,7 +53,9 @@ def test_formats_by_extension(crawled, redis_url, tmp_path):
 
 def test_node_feeds_keep_working(crawled):
     site, node_feed = crawled
-    assert {i["url"] for i in read_jsonl(node_feed)} == {site.url(f"/page/{i}.html") for i in range(30)}
+    assert {i["url"] for i in read_jsonl(node_feed)} == {
+        site.url(f"/page/{i}.html") for i in range(30)
+    }
 
 
 def test_unknown_format_keeps_existing_file(crawled, redis_url, tmp_path):

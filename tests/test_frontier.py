@@ -43,21 +43,36 @@ def push(url: str, prio: int = 0, fp: int | None = None) -> tuple[int | None, in
 def test_priority_order_and_fifo_within_priority(redis_url):
     async def scenario() -> list[str]:
         f = await frontier(redis_url, "n1")
-        batch = Batch(pushes=[push("http://a/1"), push("http://a/hi1", 5), push("http://a/2"),
-                              push("http://a/low", -3), push("http://a/hi2", 5)])
+        batch = Batch(
+            pushes=[
+                push("http://a/1"),
+                push("http://a/hi1", 5),
+                push("http://a/2"),
+                push("http://a/low", -3),
+                push("http://a/hi2", 5),
+            ]
+        )
         await f.commit(batch)
         got = await f.lease(10, 30_000)
         await f.client.aclose()
         return [json.loads(e.split(b"|", 1)[1])["url"] for _, e in got]
 
-    assert run(scenario()) == ["http://a/hi1", "http://a/hi2", "http://a/1", "http://a/2", "http://a/low"]
+    assert run(scenario()) == [
+        "http://a/hi1",
+        "http://a/hi2",
+        "http://a/1",
+        "http://a/2",
+        "http://a/low",
+    ]
 
 
 def test_seen_set_is_checked_and_set_atomically(redis_url, rclient):
     async def scenario():
         f = await frontier(redis_url, "n1")
         first = await f.commit(Batch(pushes=[push("http://a/1", fp=42), push("http://a/1", fp=42)]))
-        second = await f.commit(Batch(pushes=[push("http://a/1", fp=42), push("http://a/x", fp=None)]))
+        second = await f.commit(
+            Batch(pushes=[push("http://a/1", fp=42), push("http://a/x", fp=None)])
+        )
         await f.client.aclose()
         return first, second
 
@@ -116,12 +131,24 @@ def test_poison_request_is_dead_lettered_after_max_deliveries(redis_url, rclient
 
 def test_codec_round_trip_and_refuses_what_could_run_code():
     spider = DemoSpider()
-    request = Request("http://a/p", callback=spider.parse_item, priority=3, method="POST",
-                      body=b"\xff\x00binary", meta={"k": [1, 2]}, headers={"X-A": "b"})
+    request = Request(
+        "http://a/p",
+        callback=spider.parse_item,
+        priority=3,
+        method="POST",
+        body=b"\xff\x00binary",
+        meta={"k": [1, 2]},
+        headers={"X-A": "b"},
+    )
     data = encode_request(request, spider)
     assert "GET" not in data and "dont_filter" not in data  # defaults left out
     back = decode_request(data, spider, CLASSES)
-    assert (back.url, back.priority, back.method, back.body) == ("http://a/p", 3, "POST", b"\xff\x00binary")
+    assert (back.url, back.priority, back.method, back.body) == (
+        "http://a/p",
+        3,
+        "POST",
+        b"\xff\x00binary",
+    )
     assert back.callback == spider.parse_item and back.meta == {"k": [1, 2]}
     assert back.headers[b"X-A"] == b"b"
     with pytest.raises(BadEntry, match="not in CRAWLER_REQUEST_CLASSES"):
@@ -132,7 +159,9 @@ def test_codec_round_trip_and_refuses_what_could_run_code():
         decode_request(pickle.dumps({"url": "http://a/"}), spider, CLASSES)
 
 
-def test_garbage_in_redis_is_dead_lettered_and_the_crawl_goes_on(make_site, redis_url, rclient, tmp_path):
+def test_garbage_in_redis_is_dead_lettered_and_the_crawl_goes_on(
+    make_site, redis_url, rclient, tmp_path
+):
     site = make_site(20)
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
 
@@ -140,8 +169,12 @@ def test_garbage_in_redis_is_dead_lettered_and_the_crawl_goes_on(make_site, redi
         def __reduce__(self):
             return (print, ("pickle payload executed",))
 
-    rclient.rpush("{site}:q:0", b"not json at all", b"0|" + pickle.dumps(Boom()),
-                  b'0|{"url": "http://a/", "callback": "gone_method"}')
+    rclient.rpush(
+        "{site}:q:0",
+        b"not json at all",
+        b"0|" + pickle.dumps(Boom()),
+        b'0|{"url": "http://a/", "callback": "gone_method"}',
+    )
     rclient.zadd("{site}:prios", {"0": 0})
     rclient.lpush("site:start_urls", "ftp://nope/", site.url("/page/1.html"), "{bad json")
     log = tmp_path / "node.log"

@@ -25,18 +25,18 @@ def test_urls_as_arguments_are_queued(redis_url, rclient):
 def test_file_with_bad_lines_rejects_them_and_queues_the_rest(redis_url, rclient, tmp_path):
     seeds = tmp_path / "seeds.txt"
     lines = [
-        "http://a.test/1",                                          # 1 ok
-        "ftp://a.test/file",                                        # 2 scheme
-        "not a url",                                                # 3 not a URL
-        '{"url": "http://a.test/2", "priority": 5}',                # 4 ok
-        '{"url": "http://a.test/3"',                                # 5 bad JSON
-        '{"url": "http://a.test/4", "colour": "red"}',              # 6 unknown field
-        '{"url": "http://a.test/5", "callback": "no_such_method"}', # 7 callback
+        "http://a.test/1",  # 1 ok
+        "ftp://a.test/file",  # 2 scheme
+        "not a url",  # 3 not a URL
+        '{"url": "http://a.test/2", "priority": 5}',  # 4 ok
+        '{"url": "http://a.test/3"',  # 5 bad JSON
+        '{"url": "http://a.test/4", "colour": "red"}',  # 6 unknown field
+        '{"url": "http://a.test/5", "callback": "no_such_method"}',  # 7 callback
         '{"url": "http://a.test/6", "meta": {"proxy": "http://evil.test"}}',  # 8 meta
-        "http://a.test/" + "x" * 3000,                              # 9 too long
-        "",                                                         # blank: skipped
+        "http://a.test/" + "x" * 3000,  # 9 too long
+        "",  # blank: skipped
         '{"url": "http://a.test/7", "callback": "parse", "meta": {"depth": 1}}',  # 11 ok
-        "http://a.test/1",                                          # 12 duplicate
+        "http://a.test/1",  # 12 duplicate
     ]
     seeds.write_text("\n".join(lines) + "\n")
     result = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url)
@@ -52,7 +52,11 @@ def test_file_with_bad_lines_rejects_them_and_queues_the_rest(redis_url, rclient
     assert "line 1:" not in err and "line 4:" not in err and "line 11:" not in err
     assert "3 queued, 1 already seen, 7 rejected (12 lines read)" in result.stdout
     entries = queued_entries(rclient)
-    assert sorted(e["url"] for e in entries) == ["http://a.test/1", "http://a.test/2", "http://a.test/7"]
+    assert sorted(e["url"] for e in entries) == [
+        "http://a.test/1",
+        "http://a.test/2",
+        "http://a.test/7",
+    ]
     by_url = {e["url"]: e for e in entries}
     assert by_url["http://a.test/2"]["priority"] == 5
     assert by_url["http://a.test/7"]["meta"] == {"depth": 1}
@@ -61,9 +65,13 @@ def test_file_with_bad_lines_rejects_them_and_queues_the_rest(redis_url, rclient
 
 
 def test_stdin_and_reseeding_counts_already_seen(redis_url):
-    first = run_scrapy(["seed", "site", "-i", "-"], redis_url, input="http://a.test/1\nhttp://a.test/2\n")
+    first = run_scrapy(
+        ["seed", "site", "-i", "-"], redis_url, input="http://a.test/1\nhttp://a.test/2\n"
+    )
     assert "2 queued, 0 already seen" in first.stdout
-    again = run_scrapy(["seed", "site", "-i", "-"], redis_url, input="http://a.test/2\nhttp://a.test/3\n")
+    again = run_scrapy(
+        ["seed", "site", "-i", "-"], redis_url, input="http://a.test/2\nhttp://a.test/3\n"
+    )
     assert again.returncode == 0
     assert "1 queued, 1 already seen, 0 rejected" in again.stdout
 
@@ -82,7 +90,11 @@ def test_missing_file_and_unknown_spider_are_clear(redis_url, tmp_path):
 
 def test_unreachable_redis_is_named_with_password_redacted():
     url = "redis://crawler:s3cret-pass@127.0.0.1:1/0"
-    for args in (["seed", "site", "http://a.test/"], ["crawl", "site"], ["export", "site", "-o", "x.jsonl"]):
+    for args in (
+        ["seed", "site", "http://a.test/"],
+        ["crawl", "site"],
+        ["export", "site", "-o", "x.jsonl"],
+    ):
         result = run_scrapy(args, url)
         assert result.returncode == 1, args
         assert "cannot reach Redis at redis://crawler:***@127.0.0.1:1/0" in result.stderr

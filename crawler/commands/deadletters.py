@@ -14,7 +14,7 @@ from scrapy.exceptions import UsageError
 from crawler.commands._common import open_crawl, run_guarded
 
 
-def read_letters(client: redis.Redis, key: str) -> list[tuple[bytes, dict[str, Any]]]:
+def read_letters(client: Any, key: str) -> list[tuple[bytes, dict[str, Any]]]:
     """Every dead letter as stored, with its decoded form (or the raw text)."""
     out = []
     for raw in client.lrange(key, 0, -1):
@@ -51,7 +51,9 @@ class Command(ScrapyCommand):
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
         parser.add_argument("--json", action="store_true", help="one JSON object per line")
-        parser.add_argument("--reason", metavar="TEXT", help="only letters whose reason contains TEXT")
+        parser.add_argument(
+            "--reason", metavar="TEXT", help="only letters whose reason contains TEXT"
+        )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
@@ -63,7 +65,8 @@ class Command(ScrapyCommand):
         crawl = open_crawl(self.settings, name)
         client = redis.Redis.from_url(crawl.url)
         letters = [
-            letter for _, letter in read_letters(client, crawl.config.keys.dead)
+            letter
+            for _, letter in read_letters(client, crawl.config.keys.dead)
             if not opts.reason or opts.reason in str(letter.get("reason", ""))
         ]
         client.close()
@@ -72,6 +75,7 @@ class Command(ScrapyCommand):
                 print(json.dumps(letter, ensure_ascii=False))
             else:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.get("time") or 0))
-                print(f"{when}  {letter.get('node', '-')}  {letter_url(letter)}\n    {letter.get('reason')}")
+                print(f"{when}  {letter.get('node', '-')}  {letter_url(letter)}")
+                print(f"    {letter.get('reason')}")
         if not opts.json:
             print(f"{len(letters)} dead letters in crawl {crawl.config.name!r}")

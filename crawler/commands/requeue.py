@@ -30,7 +30,9 @@ class Command(ScrapyCommand):
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
-        parser.add_argument("--reason", metavar="TEXT", help="only letters whose reason contains TEXT")
+        parser.add_argument(
+            "--reason", metavar="TEXT", help="only letters whose reason contains TEXT"
+        )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:

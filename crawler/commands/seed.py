@@ -14,7 +14,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from crawler.codec import encode_request
-from crawler.commands._common import Crawl, CommandFailed, open_crawl, run_guarded
+from crawler.commands._common import CommandFailed, Crawl, open_crawl, run_guarded
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
 from crawler.fingerprints import seen_member

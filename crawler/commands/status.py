@@ -40,21 +40,27 @@ class Command(ScrapyCommand):
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
         keys = crawl.config.keys
-        client = redis.Redis.from_url(crawl.url)
+        client: Any = redis.Redis.from_url(crawl.url)
         now_s, now_us = client.time()
         now_ms = now_s * 1000 + now_us // 1000
         stats = client.hmget(keys.stats, list(_COUNTERS))
-        counts = {k: int(v or 0) for k, v in zip(_COUNTERS, stats)}
+        counts = {k: int(v or 0) for k, v in zip(_COUNTERS, stats, strict=True)}
         counts["in_flight"] = counts.pop("leased")
-        counts["start_urls"] = client.llen(keys.start_urls) if client.type(keys.start_urls) == b"list" else 0
+        counts["start_urls"] = (
+            client.llen(keys.start_urls) if client.type(keys.start_urls) == b"list" else 0
+        )
         nodes = []
         for node, deadline in client.zrange(keys.nodes, 0, -1, withscores=True):
             info = json.loads(client.hget(keys.nodeinfo, node) or b"{}")
-            nodes.append({
-                "node": node.decode(), "host": info.get("host"), "pid": info.get("pid"),
-                "held": client.hlen(keys.held(node.decode())),
-                "alive": deadline > now_ms,
-            })
+            nodes.append(
+                {
+                    "node": node.decode(),
+                    "host": info.get("host"),
+                    "pid": info.get("pid"),
+                    "held": client.hlen(keys.held(node.decode())),
+                    "alive": deadline > now_ms,
+                }
+            )
         client.close()
         if as_json:
             print(json.dumps({"crawl": crawl.config.name, **counts, "nodes": nodes}))
@@ -65,4 +71,6 @@ class Command(ScrapyCommand):
         print(f"  nodes        {sum(n['alive'] for n in nodes):>12} live")
         for n in nodes:
             state = "live" if n["alive"] else "lost (lease expired)"
-            print(f"    {n['node']:<40} host {n['host']} pid {n['pid']}  holds {n['held']}  {state}")
+            print(
+                f"    {n['node']:<40} host {n['host']} pid {n['pid']}  holds {n['held']}  {state}"
+            )

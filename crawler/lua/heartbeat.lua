@@ -1,14 +1,22 @@
--- heartbeat.lua: renew every lease a node holds by moving its deadline.
+-- heartbeat.lua: renew every lease a node holds by moving its deadline, and
+-- record its state for `scrapy status`.
 --
--- KEYS[1] {N}:nodes   KEYS[2] {N}:nodeinfo
--- ARGV[1] node id   ARGV[2] lease length in ms   ARGV[3] node info JSON
+-- KEYS[1] {N}:nodes   KEYS[2] {N}:nodeinfo   KEYS[3] {N}:nodebeat
+-- KEYS[4] {N}:control
+-- ARGV[1] node id   ARGV[2] lease length in ms (0: the node is leaving)
+-- ARGV[3] node info JSON
 --
--- Returns {known, now_ms}: known is 0 when the node's leases had already
--- expired and been reclaimed by another node (its work was handed out again).
-local nodes, info = KEYS[1], KEYS[2]
+-- Returns {known, now_ms, paused}: known is 0 when the node's leases had
+-- already expired and been reclaimed by another node (its work was handed
+-- out again); paused is 1 while the crawl is paused.
+local nodes, info, beat, control = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local known = redis.call('ZSCORE', nodes, ARGV[1]) and 1 or 0
-redis.call('ZADD', nodes, now + tonumber(ARGV[2]), ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('ZADD', nodes, now + tonumber(ARGV[2]), ARGV[1])
+end
 redis.call('HSET', info, ARGV[1], ARGV[3])
-return {known, now}
+redis.call('HSET', beat, ARGV[1], now)
+local paused = redis.call('HGET', control, 'paused') == '1' and 1 or 0
+return {known, now, paused}

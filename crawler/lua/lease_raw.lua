@@ -3,13 +3,13 @@
 -- has validated them and queued the requests, so a crash loses none.
 --
 -- KEYS[1] {N}:stats   KEYS[2] {N}:nodes   KEYS[3] {N}:held:<node>
--- KEYS[4] NAME:start_urls
+-- KEYS[4] NAME:start_urls   KEYS[5] {N}:control
 -- ARGV[1] node id   ARGV[2] count   ARGV[3] lease length in ms
 --
--- Returns a flat array: lease id, raw line, ...
+-- Returns a flat array: lease id, raw line, ... (empty while paused)
 local stats, nodes, held, start_urls = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local node, want, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('TYPE', start_urls).ok ~= 'list' then
+if redis.call('TYPE', start_urls).ok ~= 'list' or redis.call('HGET', KEYS[5], 'paused') == '1' then
   return {}
 end
 local t = redis.call('TIME')
