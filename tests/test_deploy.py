@@ -52,7 +52,11 @@ def run_compose(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     clean.update(env or {})
     return subprocess.run(
         [compose_binary(), "-f", str(COMPOSE_FILE), *args],
-        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -79,9 +83,15 @@ def yaml_to_data(text: str) -> Any:
         )
     interpreter = shlex.split(first[2:].strip())
     proc = subprocess.run(
-        [*interpreter, "-c",
-         "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
-        input=text, capture_output=True, text=True, timeout=60,
+        [
+            *interpreter,
+            "-c",
+            "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, f"could not parse compose config as YAML:\n{proc.stderr}"
     return json.loads(proc.stdout)
@@ -158,17 +168,20 @@ def spider_names() -> frozenset[str]:
             if not isinstance(node, ast.ClassDef):
                 continue
             for stmt in node.body:
-                if (isinstance(stmt, ast.Assign)
-                        and any(isinstance(t, ast.Name) and t.id == "name" for t in stmt.targets)
-                        and isinstance(stmt.value, ast.Constant)
-                        and isinstance(stmt.value.value, str)):
+                if (
+                    isinstance(stmt, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "name" for t in stmt.targets)
+                    and isinstance(stmt.value, ast.Constant)
+                    and isinstance(stmt.value.value, str)
+                ):
                     names.add(stmt.value.value)
     return frozenset(names)
 
 
 def project_commands() -> set[str]:
-    return {p.stem for p in (ROOT / "crawler" / "commands").glob("*.py")
-            if not p.stem.startswith("_")} | {"crawl"}
+    return {
+        p.stem for p in (ROOT / "crawler" / "commands").glob("*.py") if not p.stem.startswith("_")
+    } | {"crawl"}
 
 
 def assert_scrapy_command(args: list[str], command: str) -> str:
@@ -271,7 +284,7 @@ def test_one_shot_tools_are_not_started_by_plain_up() -> None:
         assert not service(name).get("profiles"), name
 
 
-def test_spider_is_chosen_by_the_SPIDER_variable() -> None:
+def test_spider_is_chosen_by_the_spider_variable() -> None:
     assert "products" in spider_names()
     services = config("products")["services"]
     assert argv(services["crawler"])[:3] == ["scrapy", "crawl", "products"]
