@@ -33,6 +33,12 @@ CRAWLER_LEASE_TIME = 30.0
 #: Seconds between heartbeats that renew a node's leases.
 CRAWLER_LEASE_RENEW_INTERVAL = 10.0
 
+#: Address the metrics endpoint listens on.
+CRAWLER_METRICS_ADDRESS = "0.0.0.0"
+
+#: Port of this node's Prometheus metrics endpoint (``/metrics``); 0: off.
+CRAWLER_METRICS_PORT = 0
+
 #: Directory of the private local Redis used when no REDIS_URL is set,
 #: relative to the project root (the directory holding scrapy.cfg).
 CRAWLER_LOCAL_REDIS_DIR = ".crawler/redis"

@@ -100,7 +100,7 @@ class RedisScheduler(BaseScheduler):
             engine_stopping=lambda: engine_hooks.stopping(self.crawler.engine),
             stop_timeout=cfg.stop_timeout,
             on_stop_timeout=self._stop_timed_out,
-            node_stats=self._node_stats,
+            stats=self.crawler.stats,
         )
         await frontier.register()
         await frontier.heartbeat(cfg.lease_ms, self.worker.describe("running"))
@@ -130,10 +130,6 @@ class RedisScheduler(BaseScheduler):
                 exc,
                 len(worker.batch),
             )
-        stats = self.crawler.stats
-        if stats is not None:
-            for key, value in worker.stats.items():
-                stats.set_value(key, value)
         await worker.frontier.client.aclose()
         logger.info("Node %s left crawl %r (%s)", self.node, self.config.name, reason)
 
@@ -158,10 +154,6 @@ class RedisScheduler(BaseScheduler):
 
         if reactor.running:
             reactor.stop()  # type: ignore[misc]
-
-    def _node_stats(self) -> dict[str, Any]:
-        stats = self.crawler.stats
-        return stats.get_stats() if stats is not None else {}
 
     def has_pending_requests(self) -> bool:
         return bool(self.worker and self.worker.ready)

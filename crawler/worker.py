@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
+from scrapy.statscollectors import StatsCollector
 
 from crawler.frontier import Batch, ClusterState, Frontier
 
@@ -49,7 +50,7 @@ class Worker:
         engine_stopping: Callable[[], bool],
         stop_timeout: float,
         on_stop_timeout: Callable[[], Awaitable[None]],
-        node_stats: Callable[[], dict[str, Any]],
+        stats: StatsCollector,
     ) -> None:
         self.frontier = frontier
         self.url = url
@@ -68,8 +69,8 @@ class Worker:
         self.stop_timeout = stop_timeout
         self.on_stop_timeout = on_stop_timeout
         self._stop_since: float | None = None
-        self.node_stats = node_stats
         self.paused = False
+        self.queued = 0
         self._sent_stats: dict[str, int | float] = {}
         self._samples: deque[tuple[float, int, int]] = deque()
         self._started = time.time()
@@ -78,7 +79,7 @@ class Worker:
         self.wakeup = asyncio.Event()
         self.finished = False
         self.stopping = False
-        self.stats: dict[str, int] = {}
+        self.stats = stats
         self._task: asyncio.Task[None] | None = None
         self._last_beat = 0.0
         self._quiet_since: float | None = None
@@ -95,7 +96,8 @@ class Worker:
             await self._task
 
     def count(self, key: str, n: int = 1) -> None:
-        self.stats[key] = self.stats.get(key, 0) + n
+        if n:
+            self.stats.inc_value(key, n)
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -177,7 +179,8 @@ class Worker:
     def describe(self, state: str) -> str:
         """This node's entry in ``{N}:nodeinfo``, with its rates per minute."""
         now = time.monotonic()
-        pages, items = self.stats.get("crawler/acked", 0), self.stats.get("crawler/items_stored", 0)
+        pages = self.stats.get_value("crawler/acked", 0)
+        items = self.stats.get_value("crawler/items_stored", 0)
         self._samples.append((now, pages, items))
         while len(self._samples) > 2 and now - self._samples[1][0] >= 60:
             self._samples.popleft()
@@ -185,16 +188,24 @@ class Worker:
         minutes = max((now - then) / 60, 1e-9)
         rate = (pages - pages0) / minutes if now > then else 0.0
         item_rate = (items - items0) / minutes if now > then else 0.0
-        return json.dumps({
-            "host": socket.gethostname(), "pid": os.getpid(), "started": self._started,
-            "state": state, "lease_ms": self.lease_ms, "pages": pages, "items": items,
-            "pages_per_min": round(rate, 1), "items_per_min": round(item_rate, 1),
-        })
+        return json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": self._started,
+                "state": state,
+                "lease_ms": self.lease_ms,
+                "pages": pages,
+                "items": items,
+                "pages_per_min": round(rate, 1),
+                "items_per_min": round(item_rate, 1),
+            }
+        )
 
     async def push_stats(self) -> None:
         """Add what this node's Scrapy stats gained since last time to the cluster's."""
         deltas: dict[str, int | float] = {}
-        for name, value in self.node_stats().items():
+        for name, value in self.stats.get_stats().items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             delta = value - self._sent_stats.get(name, 0)
@@ -213,6 +224,7 @@ class Worker:
         state = "paused" if self.paused else "running"
         known, self.paused = await self.frontier.heartbeat(self.lease_ms, self.describe(state))
         await self.push_stats()
+        self.queued = (await self.frontier.state()).queued
         if not known and self._last_beat:
             logger.warning(
                 "This node's leases expired before it renewed them (was it paused "
@@ -254,6 +266,7 @@ class Worker:
         if len(self.batch):
             return
         state: ClusterState = await self.frontier.state()
+        self.queued = state.queued
         now = time.monotonic()
         if not state.empty or state.pushed != self._quiet_pushed:
             self._quiet_since = None if not state.empty else now

@@ -34,6 +34,16 @@ class Crawl:
     url: str
 
 
+def open_redis(settings: Settings) -> str:
+    """The Redis URL from the project settings, checked to be reachable."""
+    try:
+        url = resolve_url(settings)
+        check_reachable(url)
+    except CrawlerError as exc:
+        raise CommandFailed(str(exc)) from None
+    return url
+
+
 def open_crawl(settings: Settings, name: str) -> Crawl:
     """Build the crawler, spider and config for *name* and check Redis."""
     cls = spider_class(settings, name)

@@ -1,19 +1,21 @@
-"""``scrapy status SPIDER [--json]``: where the cluster's crawl stands."""
+"""``scrapy status [SPIDER] [--json] [--watch] [--stats]``: how the crawl stands."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from typing import Any, ClassVar
 
 import redis
 from scrapy.commands import ScrapyCommand
-from scrapy.exceptions import UsageError
 
-from crawler.commands._common import open_crawl, run_guarded
+from crawler import default_settings
+from crawler.commands._common import open_crawl, open_redis, run_guarded
 from crawler.connection import redact
-
-_COUNTERS = ("queued", "leased", "seen", "done", "dead", "items", "duplicates")
+from crawler.keys import CRAWLS_KEY, Keys, make_keys
+from crawler.status import render, snapshot
 
 
 class Command(ScrapyCommand):
@@ -22,55 +24,86 @@ class Command(ScrapyCommand):
     default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
 
     def syntax(self) -> str:
-        return "<spider> [--json]"
+        return "[spider] [--json] [--watch] [--stats]"
 
     def short_desc(self) -> str:
-        return "Show a distributed crawl's counts and live nodes"
+        return "Show a distributed crawl's counts, rate and nodes (all crawls without a spider)"
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+        parser.add_argument("--interval", type=float, default=2.0, help="--watch period (s)")
+        parser.add_argument("--stats", action="store_true", help="the cluster's summed stats")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
-        if len(args) != 1:
-            raise UsageError("name one spider")
-        run_guarded(self, lambda: self._run(args[0], opts.json))
+        run_guarded(self, lambda: self._run(args, opts))
 
-    def _run(self, name: str, as_json: bool) -> None:
+    def _run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
-        keys = crawl.config.keys
-        client: Any = redis.Redis.from_url(crawl.url)
-        now_s, now_us = client.time()
-        now_ms = now_s * 1000 + now_us // 1000
-        stats = client.hmget(keys.stats, list(_COUNTERS))
-        counts = {k: int(v or 0) for k, v in zip(_COUNTERS, stats, strict=True)}
-        counts["in_flight"] = counts.pop("leased")
-        counts["start_urls"] = (
-            client.llen(keys.start_urls) if client.type(keys.start_urls) == b"list" else 0
+        if args:
+            crawl = open_crawl(self.settings, args[0])
+            url, targets = crawl.url, [crawl.config.keys]
+        else:
+            url = open_redis(self.settings)
+            targets = []
+        client: Any = redis.Redis.from_url(url)
+        try:
+            while True:
+                keys = targets or _all_crawls(client, self.settings)
+                text = _report(client, keys, url, opts, single=bool(args))
+                if opts.watch and sys.stdout.isatty():
+                    sys.stdout.write("\x1b[H\x1b[2J")
+                print(text, flush=True)
+                if not opts.watch:
+                    return
+                time.sleep(opts.interval)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            client.close()
+
+
+def _report(client: Any, keys: list[Keys], url: str, opts: argparse.Namespace, single: bool) -> str:
+    """The report on *keys*; a JSON object for one named crawl, else a list."""
+    if opts.stats:
+        stats = {k.name: _cluster_stats(client, k) for k in keys}
+        if opts.json:
+            return json.dumps(stats[keys[0].name] if single else stats)
+        return "\n".join(
+            f"cluster stats of crawl {name!r}:\n"
+            + "\n".join(f"  {field}: {value}" for field, value in values.items())
+            for name, values in stats.items()
         )
-        nodes = []
-        for node, deadline in client.zrange(keys.nodes, 0, -1, withscores=True):
-            info = json.loads(client.hget(keys.nodeinfo, node) or b"{}")
-            nodes.append(
-                {
-                    "node": node.decode(),
-                    "host": info.get("host"),
-                    "pid": info.get("pid"),
-                    "held": client.hlen(keys.held(node.decode())),
-                    "alive": deadline > now_ms,
-                }
-            )
-        client.close()
-        if as_json:
-            print(json.dumps({"crawl": crawl.config.name, **counts, "nodes": nodes}))
-            return
-        print(f"crawl {crawl.config.name!r} on {redact(crawl.url)}")
-        for key, value in counts.items():
-            print(f"  {key.replace('_', ' '):<12} {value:>12,}")
-        print(f"  nodes        {sum(n['alive'] for n in nodes):>12} live")
-        for n in nodes:
-            state = "live" if n["alive"] else "lost (lease expired)"
-            print(
-                f"    {n['node']:<40} host {n['host']} pid {n['pid']}  holds {n['held']}  {state}"
-            )
+    snaps = [snapshot(client, k) for k in keys]
+    if opts.json:
+        return json.dumps(snaps[0] if single else snaps)
+    if not snaps:
+        return f"no crawls in {redact(url)}"
+    return "\n\n".join(render(s, redact(url)) for s in snaps)
+
+
+def _cluster_stats(client: Any, keys: Keys) -> dict[str, int | float | str]:
+    raw = client.hgetall(keys.clusterstats)
+    return {field.decode(): _number(value) for field, value in sorted(raw.items())}
+
+
+def _number(value: bytes) -> int | float | str:
+    text = value.decode()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _all_crawls(client: Any, settings: Any) -> list[Keys]:
+    template = (
+        settings.get("CRAWLER_START_URLS_KEY")
+        or settings.get("REDIS_START_URLS_KEY")
+        or "%(name)s:start_urls"
+    )
+    shards = int(settings.get("CRAWLER_SEEN_SHARDS", default_settings.CRAWLER_SEEN_SHARDS))
+    names = sorted(n.decode() for n in client.smembers(CRAWLS_KEY))
+    return [make_keys(name, shards, template) for name in names]

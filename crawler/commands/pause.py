@@ -1,0 +1,43 @@
+"""``scrapy pause SPIDER``: every node stops taking new requests but stays up."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, ClassVar
+
+import redis
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+
+from crawler.commands._common import open_crawl, run_guarded
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
+    #: The value written to the crawl's control hash.
+    paused = True
+
+    def syntax(self) -> str:
+        return "<spider>"
+
+    def short_desc(self) -> str:
+        return "Pause a distributed crawl: nodes finish what they fetch and take nothing new"
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        if len(args) != 1:
+            raise UsageError("name one spider")
+        run_guarded(self, lambda: self._run(args[0]))
+
+    def _run(self, name: str) -> None:
+        assert self.settings is not None
+        crawl = open_crawl(self.settings, name)
+        client: Any = redis.Redis.from_url(crawl.url)
+        if self.paused:
+            client.hset(crawl.config.keys.control, "paused", "1")
+        else:
+            client.hdel(crawl.config.keys.control, "paused")
+        client.close()
+        state = "paused: nodes stay up and take no new requests" if self.paused else "resumed"
+        print(f"crawl {crawl.config.name!r} {state}")

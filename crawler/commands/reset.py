@@ -1,0 +1,84 @@
+"""``scrapy reset SPIDER [--yes]``: delete a crawl's state to start it afresh."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, ClassVar
+
+import redis
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+
+from crawler.commands._common import CommandFailed, open_crawl, run_guarded
+from crawler.keys import CRAWLS_KEY, Keys
+from crawler.status import snapshot
+
+_CHUNK = 1000
+
+
+def crawl_keys(client: Any, keys: Keys) -> list[str]:
+    """Every key of the crawl, found from the crawl's own indexes (no SCAN)."""
+    names = [
+        keys.prios,
+        keys.nodes,
+        keys.nodeinfo,
+        keys.nodebeat,
+        keys.control,
+        keys.clusterstats,
+        keys.items,
+        keys.stats,
+        keys.dead,
+        keys.start_urls,
+    ]
+    names += [keys.queue(p.decode()) for p in client.zrange(keys.prios, 0, -1)]
+    nodes = {n.decode() for n in client.zrange(keys.nodes, 0, -1)}
+    nodes |= {n.decode() for n in client.hkeys(keys.nodeinfo)}
+    names += [keys.held(n) for n in sorted(nodes)]
+    names += [keys.seen(shard) for shard in range(keys.seen_shards)]
+    return names
+
+
+class Command(ScrapyCommand):
+    requires_project = True
+    requires_crawler_process = False
+    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
+
+    def syntax(self) -> str:
+        return "<spider> [--yes]"
+
+    def short_desc(self) -> str:
+        return "Delete a crawl's frontier, seen-set, items and stats, to crawl it afresh"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        if len(args) != 1:
+            raise UsageError("name one spider")
+        run_guarded(self, lambda: self._run(args[0], opts.yes))
+
+    def _run(self, name: str, yes: bool) -> None:
+        assert self.settings is not None
+        crawl = open_crawl(self.settings, name)
+        keys = crawl.config.keys
+        client: Any = redis.Redis.from_url(crawl.url)
+        snap = snapshot(client, keys)
+        if not yes:
+            running = snap["live_nodes"]
+            print(
+                f"This deletes crawl {keys.name!r}: {snap['queued']:,} queued, {snap['seen']:,} "
+                f"seen, {snap['items']:,} items, {snap['dead']:,} dead letters"
+                + (f", and {running} nodes are running on it." if running else "."),
+                file=sys.stderr,
+            )
+            if not sys.stdin.isatty() or input("Type the crawl name to confirm: ") != keys.name:
+                raise CommandFailed("not confirmed; nothing deleted (use --yes to skip asking)")
+        names = crawl_keys(client, keys)
+        deleted = 0
+        for start in range(0, len(names), _CHUNK):
+            deleted += client.unlink(*names[start : start + _CHUNK])
+        client.srem(CRAWLS_KEY, keys.name)
+        client.close()
+        print(f"reset crawl {keys.name!r}: deleted {deleted} keys")

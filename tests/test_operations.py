@@ -1,0 +1,152 @@
+"""Operating a fleet: status, cluster stats, metrics, pause/resume, reset,
+and two crawls sharing one Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port, read_jsonl, run_scrapy, start_node
+from tests.test_faults import finish, wait_for
+
+FAST_LEASES = ("CRAWLER_LEASE_TIME=3", "CRAWLER_LEASE_RENEW_INTERVAL=1")
+
+
+def status(redis_url: str, *args: str) -> dict:
+    result = run_scrapy(["status", *args, "--json"], redis_url)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_status_matches_what_the_server_and_export_saw(make_site, redis_url, tmp_path):
+    site = make_site(2000)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *FAST_LEASES) for i in range(3)]
+    wait_for(lambda: len(site.page_counts()) > 300, 60, "crawl progress")
+    wait_for(lambda: status(redis_url, "site")["live_nodes"] == 3, 10, "3 live nodes")
+    during = status(redis_url, "site")
+    assert during["done"] <= 2000 and during["seen"] >= during["done"]
+    table = run_scrapy(["status", "site"], redis_url).stdout
+    assert "crawl 'site' on redis://127.0.0.1" in table and "3 live" in table
+    print(table)
+    assert finish(nodes) == [0, 0, 0]
+
+    after = status(redis_url, "site")
+    out = tmp_path / "items.jsonl"
+    assert run_scrapy(["export", "site", "-o", str(out)], redis_url).returncode == 0
+    fetched = sum(site.page_counts().values())
+    assert after["done"] == fetched == 2000
+    assert after["items"] == len(read_jsonl(out)) == 2000
+    assert (after["queued"], after["in_flight"], after["live_nodes"]) == (0, 0, 0)
+    assert sorted(n["state"] for n in after["nodes"]) == ["left", "left", "left"]
+    assert sum(n["pages"] for n in after["nodes"]) == 2000
+
+    stats = status(redis_url, "site", "--stats")
+    assert stats["item_scraped_count"] == 2000
+    assert stats["response_received_count"] >= 2000  # plus each node's robots.txt
+    assert stats["crawler/acked"] == 2000
+
+
+def test_killed_node_shows_as_lost(make_site, redis_url, tmp_path):
+    make_site(1)
+    node = start_node("site", redis_url, tmp_path / "k.log", "CRAWLER_KEEP_ALIVE=True", *FAST_LEASES)
+    try:
+        wait_for(lambda: status(redis_url, "site")["live_nodes"] == 1, 30, "the node to join")
+        os.kill(node.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(
+            lambda: [n["state"] for n in status(redis_url, "site")["nodes"]] == ["lost"],
+            10,
+            "the node to show as lost",
+        )
+        assert time.monotonic() - killed <= 3 + 1 + 2  # lease + one renew interval + slack
+        table = run_scrapy(["status", "site"], redis_url).stdout
+        assert "LOST (" in table and "0 live" in table
+    finally:
+        node.kill()
+        node.wait()
+
+
+def test_pause_stops_fetching_and_resume_continues(make_site, redis_url, tmp_path):
+    site = make_site(3000)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *FAST_LEASES) for i in range(2)]
+    wait_for(lambda: len(site.page_counts()) > 400, 60, "crawl progress")
+    assert "paused" in run_scrapy(["pause", "site"], redis_url).stdout
+    time.sleep(2)  # requests already being fetched finish
+    before = sum(site.page_counts().values())
+    time.sleep(4)
+    assert sum(site.page_counts().values()) == before, "nodes kept fetching while paused"
+    assert all(n.poll() is None for n in nodes), "nodes must stay up while paused"
+    snap = status(redis_url, "site")
+    assert snap["paused"] and snap["queued"] > 0
+    assert "resumed" in run_scrapy(["resume", "site"], redis_url).stdout
+    assert finish(nodes) == [0, 0]
+    counts = site.page_counts()
+    assert len(counts) == 3000 and set(counts.values()) == {1}
+
+
+def test_two_spiders_crawl_at_once_in_one_redis(make_site, redis_url, rclient, tmp_path):
+    site = make_site(500)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    assert run_scrapy(["seed", "products", site.url("/shop/")], redis_url).returncode == 0
+    nodes = [start_node("site", redis_url, tmp_path / f"s{i}.log") for i in range(2)]
+    nodes += [start_node("products", redis_url, tmp_path / f"p{i}.log") for i in range(2)]
+    assert finish(nodes) == [0, 0, 0, 0]
+    counts = site.counts()
+    assert len([p for p in counts if p.startswith("/page/")]) == 500
+    assert len([p for p in counts if p.startswith("/shop/product/")]) == 200
+    assert set(counts.values()) == {1} or all(
+        n == 1 for p, n in counts.items() if p != "/robots.txt"
+    )
+    listing = run_scrapy(["status", "--json"], redis_url)
+    crawls = {c["crawl"]: c for c in json.loads(listing.stdout)}
+    assert crawls["site"]["items"] == 500 and crawls["products"]["items"] == 200
+    for key in rclient.scan_iter():
+        name = key.decode()
+        assert name.startswith(("{site}:", "{products}:", "crawler:crawls")), name
+
+
+def test_metrics_endpoint_serves_prometheus_text(make_site, redis_url, tmp_path):
+    site = make_site(50)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    port = free_port()
+    node = start_node(
+        "site", redis_url, tmp_path / "m.log", "CRAWLER_KEEP_ALIVE=True",
+        f"CRAWLER_METRICS_PORT={port}", "CRAWLER_METRICS_ADDRESS=127.0.0.1",
+    )
+    try:
+        wait_for(lambda: len(site.page_counts()) == 50, 60, "the crawl")
+        time.sleep(0.5)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    finally:
+        node.terminate()
+        node.wait(timeout=60)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("crawler_pages", "crawler_items", "crawler_errors", "crawler_in_flight",
+                 "crawler_frontier_queued"):
+        assert name in families, (name, sorted(families))
+    (pages,) = [s for s in families["crawler_pages"].samples if s.name == "crawler_pages_total"]
+    assert pages.labels == {"crawl": "site"} and pages.value >= 50
+    (items,) = [s for s in families["crawler_items"].samples if s.name == "crawler_items_total"]
+    assert items.value == 50
+
+
+def test_reset_asks_then_deletes_the_crawl(make_site, redis_url, rclient, tmp_path):
+    site = make_site(20)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    assert start_node("site", redis_url, tmp_path / "r.log").wait(timeout=120) == 0
+    refused = run_scrapy(["reset", "site"], redis_url, input="")
+    assert refused.returncode == 1 and "not confirmed; nothing deleted" in refused.stderr
+    assert "This deletes crawl 'site': 0 queued, 20 seen, 20 items" in refused.stderr
+    assert rclient.exists("{site}:items")
+    done = run_scrapy(["reset", "site", "--yes"], redis_url)
+    assert done.returncode == 0 and "reset crawl 'site'" in done.stdout
+    assert [k for k in rclient.scan_iter() if k.startswith(b"{site}")] == []
+    again = run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url)
+    assert "1 queued, 0 already seen" in again.stdout
