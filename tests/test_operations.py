@@ -54,7 +54,9 @@ def test_status_matches_what_the_server_and_export_saw(make_site, redis_url, tmp
 
 def test_killed_node_shows_as_lost(make_site, redis_url, tmp_path):
     make_site(1)
-    node = start_node("site", redis_url, tmp_path / "k.log", "CRAWLER_KEEP_ALIVE=True", *FAST_LEASES)
+    node = start_node(
+        "site", redis_url, tmp_path / "k.log", "CRAWLER_KEEP_ALIVE=True", *FAST_LEASES
+    )
     try:
         wait_for(lambda: status(redis_url, "site")["live_nodes"] == 1, 30, "the node to join")
         os.kill(node.pid, signal.SIGKILL)
@@ -117,8 +119,12 @@ def test_metrics_endpoint_serves_prometheus_text(make_site, redis_url, tmp_path)
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
     port = free_port()
     node = start_node(
-        "site", redis_url, tmp_path / "m.log", "CRAWLER_KEEP_ALIVE=True",
-        f"CRAWLER_METRICS_PORT={port}", "CRAWLER_METRICS_ADDRESS=127.0.0.1",
+        "site",
+        redis_url,
+        tmp_path / "m.log",
+        "CRAWLER_KEEP_ALIVE=True",
+        f"CRAWLER_METRICS_PORT={port}",
+        "CRAWLER_METRICS_ADDRESS=127.0.0.1",
     )
     try:
         wait_for(lambda: len(site.page_counts()) == 50, 60, "the crawl")
@@ -128,8 +134,13 @@ def test_metrics_endpoint_serves_prometheus_text(make_site, redis_url, tmp_path)
         node.terminate()
         node.wait(timeout=60)
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    for name in ("crawler_pages", "crawler_items", "crawler_errors", "crawler_in_flight",
-                 "crawler_frontier_queued"):
+    for name in (
+        "crawler_pages",
+        "crawler_items",
+        "crawler_errors",
+        "crawler_in_flight",
+        "crawler_frontier_queued",
+    ):
         assert name in families, (name, sorted(families))
     (pages,) = [s for s in families["crawler_pages"].samples if s.name == "crawler_pages_total"]
     assert pages.labels == {"crawl": "site"} and pages.value >= 50
