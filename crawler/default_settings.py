@@ -26,18 +26,12 @@ CRAWLER_ITEM_KEY = ""
 #: Keep nodes running when the crawl is finished, waiting for new seeds.
 CRAWLER_KEEP_ALIVE = False
 
-#: How long a node's leases last without a heartbeat (seconds). A killed
-#: node's requests return to the frontier at most this long after it died.
-CRAWLER_LEASE_TIME = 30.0
-
 #: Seconds between heartbeats that renew a node's leases.
 CRAWLER_LEASE_RENEW_INTERVAL = 10.0
 
-#: Address the metrics endpoint listens on.
-CRAWLER_METRICS_ADDRESS = "0.0.0.0"
-
-#: Port of this node's Prometheus metrics endpoint (``/metrics``); 0: off.
-CRAWLER_METRICS_PORT = 0
+#: How long a node's leases last without a heartbeat (seconds). A killed
+#: node's requests return to the frontier at most this long after it died.
+CRAWLER_LEASE_TIME = 30.0
 
 #: Directory of the private local Redis used when no REDIS_URL is set,
 #: relative to the project root (the directory holding scrapy.cfg).
@@ -50,6 +44,12 @@ CRAWLER_LOCAL_SEEN_CACHE = 200_000
 #: A request held by nodes that died this many times is dead-lettered as a
 #: poison request instead of being handed out again.
 CRAWLER_MAX_DELIVERIES = 5
+
+#: Address the metrics endpoint listens on.
+CRAWLER_METRICS_ADDRESS = "0.0.0.0"
+
+#: Port of this node's Prometheus metrics endpoint (``/metrics``); 0: off.
+CRAWLER_METRICS_PORT = 0
 
 #: Requests a node leases ahead of need. 0 means CONCURRENT_REQUESTS.
 CRAWLER_PREFETCH = 0
@@ -81,10 +81,10 @@ CRAWLER_SEED_MAX_URL_LENGTH = 2083
 #: Number of Redis sets the seen fingerprints are spread over.
 CRAWLER_SEEN_SHARDS = 4096
 
-#: Seconds a node stopping on SIGTERM or Ctrl-C waits for the requests it
-#: is processing before it hands them back to the frontier and exits.
-CRAWLER_STOP_TIMEOUT = 30.0
-
 #: Key of the scrapy-redis compatible seed list (``%(name)s`` is the crawl
 #: name). scrapy-redis's ``REDIS_START_URLS_KEY`` is read when this is unset.
 CRAWLER_START_URLS_KEY = ""
+
+#: Seconds a node stopping on SIGTERM or Ctrl-C waits for the requests it
+#: is processing before it hands them back to the frontier and exits.
+CRAWLER_STOP_TIMEOUT = 30.0
