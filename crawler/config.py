@@ -10,6 +10,7 @@ from scrapy_redis import defaults as scrapy_redis_defaults
 
 from crawler import default_settings
 from crawler.exceptions import ConfigError
+from crawler.fingerprints import SeenConfig, bloom_layer
 from crawler.keys import Keys, make_keys
 
 
@@ -28,6 +29,24 @@ def _positive(settings: BaseSettings, name: str, kind: type = float) -> Any:
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0.")
     return value
+
+
+def _seen(settings: BaseSettings) -> SeenConfig:
+    seen = SeenConfig(
+        mode=str(_get(settings, "CRAWLER_SEEN_MODE")),
+        shards=_positive(settings, "CRAWLER_SEEN_SHARDS", int),
+        bloom_capacity=_positive(settings, "CRAWLER_BLOOM_CAPACITY", int),
+        bloom_error_rate=_positive(settings, "CRAWLER_BLOOM_ERROR_RATE"),
+    )
+    if seen.mode == "bloom":
+        bloom_layer(seen.bloom_capacity, seen.bloom_error_rate, 0)
+        batch = _positive(settings, "CRAWLER_BATCH_SIZE", int)
+        if seen.bloom_capacity < batch:
+            raise ConfigError(
+                f"CRAWLER_BLOOM_CAPACITY={seen.bloom_capacity} must be at least "
+                f"CRAWLER_BATCH_SIZE={batch}."
+            )
+    return seen
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class CrawlConfig:
     request_classes: frozenset[str]
     seed_allowed_meta: frozenset[str]
     seed_max_url_length: int
+    seen: SeenConfig
     stop_timeout: float
 
     @classmethod
@@ -90,5 +110,6 @@ class CrawlConfig:
             request_classes=frozenset(_get(settings, "CRAWLER_REQUEST_CLASSES")),
             seed_allowed_meta=frozenset(_get(settings, "CRAWLER_SEED_ALLOWED_META")),
             seed_max_url_length=_positive(settings, "CRAWLER_SEED_MAX_URL_LENGTH", int),
+            seen=_seen(settings),
             stop_timeout=_positive(settings, "CRAWLER_STOP_TIMEOUT"),
         )

@@ -7,6 +7,14 @@ Redis itself is chosen by ``REDIS_URL`` (see ``crawler.connection``).
 #: Most requests, items and acknowledgements sent to Redis in one script call.
 CRAWLER_BATCH_SIZE = 200
 
+#: URLs the first layer of the Bloom seen-set holds (CRAWLER_SEEN_MODE =
+#: "bloom"); set it near the crawl's expected size. Past it, layers are added.
+CRAWLER_BLOOM_CAPACITY = 10_000_000
+
+#: False-positive rate the Bloom seen-set keeps, growth included: the odds
+#: that a new URL is taken for seen and skipped.
+CRAWLER_BLOOM_ERROR_RATE = 0.0001
+
 #: Name of the crawl's key namespace in Redis; defaults to the spider name.
 #: Two crawls of the same spider can share one Redis with different names.
 CRAWLER_CRAWL_NAME = ""
@@ -78,8 +86,15 @@ CRAWLER_SEED_ALLOWED_META = [
 #: Longest URL a seed may have.
 CRAWLER_SEED_MAX_URL_LENGTH = 2083
 
-#: Number of Redis sets the seen fingerprints are spread over.
-CRAWLER_SEEN_SHARDS = 4096
+#: How the seen-set is kept: "exact" (64-bit fingerprints in sharded Redis
+#: sets, ~9 bytes per URL) or "bloom" (a Bloom filter, ~2.4 bytes per URL at
+#: 1 in 10,000, with false positives). See crawler/fingerprints.py.
+CRAWLER_SEEN_MODE = "exact"
+
+#: Number of Redis sets the exact seen-set is spread over. Keep about 400
+#: URLs per shard or fewer, so Redis stores each as a compact intset:
+#: 65,536 shards suit crawls up to about 25 million URLs.
+CRAWLER_SEEN_SHARDS = 65536
 
 #: Key of the scrapy-redis compatible seed list (``%(name)s`` is the crawl
 #: name). scrapy-redis's ``REDIS_START_URLS_KEY`` is read when this is unset.

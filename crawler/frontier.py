@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+from crawler.fingerprints import SeenConfig, bloom_hashes, seen_member
 from crawler.keys import CRAWLS_KEY, Keys
 from crawler.scripts import Scripts
 
@@ -22,8 +24,8 @@ _PRIORITY_FANOUT = 8
 class Batch:
     """What a node writes in one commit, in the order it was produced."""
 
-    # (seen shard or None for dont_filter, fingerprint member, priority, entry)
-    pushes: list[tuple[int | None, int, int, str]] = field(default_factory=list)
+    # (fingerprint, or None for dont_filter; priority; entry)
+    pushes: list[tuple[bytes | None, int, str]] = field(default_factory=list)
     items: list[tuple[bytes, str]] = field(default_factory=list)
     acks: list[str] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
@@ -66,15 +68,33 @@ def dead_letter(reason: str, entry: str, node: str, url: str | None = None) -> s
 class Frontier:
     """One node's handle on a crawl's shared state."""
 
-    def __init__(self, client: Any, keys: Keys, node: str) -> None:
+    def __init__(self, client: Any, keys: Keys, node: str, seen: SeenConfig | None = None) -> None:
         self.client = client
         self.keys = keys
         self.node = node
+        self.seen = seen or SeenConfig("exact", keys.seen_shards, 1, 0.0001)
         self.scripts = Scripts.register(client)
+        self.roundtrips = 0
+        self._bloom_layers = 0
+
+    async def _rt(self, call: Awaitable[Any]) -> Any:
+        """One Redis round trip, counted (the ``crawler/redis_roundtrips`` stat)."""
+        self.roundtrips += 1
+        return await call
 
     async def commit(self, batch: Batch) -> CommitResult:
-        k = self.keys
-        keys = [k.stats, k.prios, k.items, k.held(self.node), k.dead]
+        """Check-and-set the seen-set, queue, store items and ack, in one script."""
+        while True:
+            keys, args = self._commit_args(batch)
+            result = await self._rt(self.scripts.commit(keys=keys, args=args))
+            if int(result[0]) >= 0:
+                return CommitResult(*(int(x) for x in result))
+            # The Bloom filter grew past the layers we knew of.
+            self._bloom_layers = int(result[1])
+
+    def _commit_args(self, batch: Batch) -> tuple[list[str], list[Any]]:
+        k, seen = self.keys, self.seen
+        keys = [k.stats, k.prios, k.items, k.held(self.node), k.dead, k.bloom]
         index: dict[str, int] = {}
 
         def ref(name: str) -> int:
@@ -83,10 +103,20 @@ class Frontier:
                 index[name] = len(keys)
             return index[name]
 
-        args: list[str | int | bytes] = [len(batch.pushes)]
-        for shard, member, prio, entry in batch.pushes:
-            seen = 0 if shard is None else ref(k.seen(shard))
-            args += [seen, member, ref(k.queue(prio)), prio, entry]
+        bloom = seen.mode == "bloom"
+        # Two spare layer keys let one commit grow the filter.
+        layers = [ref(k.bloom_layer(n)) for n in range(1, self._bloom_layers + 3)] if bloom else []
+        args: list[Any] = [len(layers), *layers, seen.bloom_capacity, seen.bloom_error_rate]
+        args.append(len(batch.pushes))
+        for fp, prio, entry in batch.pushes:
+            if fp is None:
+                kind, x, y = 0, 0, 0
+            elif bloom:
+                kind, (x, y) = 2, bloom_hashes(fp)
+            else:
+                shard, y = seen_member(fp, seen.shards)
+                kind, x = 1, ref(k.seen(shard))
+            args += [kind, x, y, ref(k.queue(prio)), prio, entry]
         args.append(len(batch.items))
         for item_id, data in batch.items:
             args += [item_id, data]
@@ -94,19 +124,28 @@ class Frontier:
         args.append(len(batch.deads))
         for lease_id, letter in batch.deads:
             args += [lease_id, letter]
-        result = await self.scripts.commit(keys=keys, args=args)
-        return CommitResult(*(int(x) for x in result))
+        return keys, args
+
+    async def seen_key_names(self) -> list[str]:
+        """The keys that hold this crawl's seen-set (for measuring and reset)."""
+        k = self.keys
+        if self.seen.mode == "exact":
+            return [k.seen(shard) for shard in range(self.seen.shards)]
+        layers = int(await self._rt(self.client.hget(k.bloom, "layers")) or 0)
+        return [k.bloom, *(k.bloom_layer(n) for n in range(1, layers + 1))]
 
     async def lease(self, count: int, lease_ms: int) -> list[tuple[str, bytes]] | None:
         """Lease up to *count* entries: [(lease id, entry), ...]; None if paused."""
         k = self.keys
-        prios = await self.client.zrange(k.prios, 0, _PRIORITY_FANOUT - 1)
+        prios = await self._rt(self.client.zrange(k.prios, 0, _PRIORITY_FANOUT - 1))
         if not prios:
             return []
         names = [p.decode() for p in prios]
         keys = [k.stats, k.prios, k.nodes, k.held(self.node), k.control]
         keys += [k.queue(p) for p in names]
-        flat = await self.scripts.lease(keys=keys, args=[self.node, count, lease_ms, *names])
+        flat = await self._rt(
+            self.scripts.lease(keys=keys, args=[self.node, count, lease_ms, *names])
+        )
         if flat == [-1]:
             return None
         return [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
@@ -115,7 +154,7 @@ class Frontier:
         """Lease raw seeds from the scrapy-redis style start_urls list."""
         k = self.keys
         keys = [k.stats, k.nodes, k.held(self.node), k.start_urls, k.control]
-        flat = await self.scripts.lease_raw(keys=keys, args=[self.node, count, lease_ms])
+        flat = await self._rt(self.scripts.lease_raw(keys=keys, args=[self.node, count, lease_ms]))
         return [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
 
     async def heartbeat(self, lease_ms: int, info: str) -> tuple[bool, bool]:
@@ -124,8 +163,10 @@ class Frontier:
         Returns (known, paused): known is False if the leases had expired
         meanwhile; paused is True while the crawl is paused."""
         k = self.keys
-        known, _, paused = await self.scripts.heartbeat(
-            keys=[k.nodes, k.nodeinfo, k.nodebeat, k.control], args=[self.node, lease_ms, info]
+        known, _, paused = await self._rt(
+            self.scripts.heartbeat(
+                keys=[k.nodes, k.nodeinfo, k.nodebeat, k.control], args=[self.node, lease_ms, info]
+            )
         )
         return bool(known), bool(paused)
 
@@ -135,16 +176,16 @@ class Frontier:
         for name, delta in deltas.items():
             args += [name, delta]
         if args:
-            await self.scripts.add_stats(keys=[self.keys.clusterstats], args=args)
+            await self._rt(self.scripts.add_stats(keys=[self.keys.clusterstats], args=args))
 
     async def register(self) -> None:
         """List this crawl in the Redis-wide registry of crawls."""
-        await self.client.sadd(CRAWLS_KEY, self.keys.name)
+        await self._rt(self.client.sadd(CRAWLS_KEY, self.keys.name))
 
     async def reclaim_expired(self, max_deliveries: int) -> tuple[int, int]:
         """Return the work of nodes whose leases expired; (requeued, dead)."""
         k = self.keys
-        expired = await self.scripts.expired(keys=[k.nodes], args=[16])
+        expired = await self._rt(self.scripts.expired(keys=[k.nodes], args=[16]))
         requeued = dead = 0
         for raw_node in expired:
             node = raw_node.decode()
@@ -167,9 +208,9 @@ class Frontier:
         held = k.held(node)
         values: dict[Any, Any] = {}
         if only is None:
-            values = await self.client.hgetall(held)
+            values = await self._rt(self.client.hgetall(held))
         elif only:
-            got = await self.client.hmget(held, only)
+            got = await self._rt(self.client.hmget(held, only))
             values = {f.encode(): v for f, v in zip(only, got, strict=True) if v is not None}
         keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls]
         index: dict[str, int] = {}
@@ -186,7 +227,7 @@ class Frontier:
                     index[name] = len(keys)
                 idx = index[name]
             args += [lease_id, idx]
-        result = await self.scripts.requeue_held(keys=keys, args=args)
+        result = await self._rt(self.scripts.requeue_held(keys=keys, args=args))
         return int(result[0]), int(result[1])
 
     async def requeue_dead(self, letters: list[tuple[bytes, str, int]]) -> int:
@@ -201,14 +242,16 @@ class Frontier:
             args += [raw, keys.index(name) + 1, prio, entry]
         if not args:
             return 0
-        return int(await self.scripts.requeue_dead(keys=keys, args=args))
+        return int(await self._rt(self.scripts.requeue_dead(keys=keys, args=args)))
 
     async def state(self) -> ClusterState:
         k = self.keys
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hmget(k.stats, ["queued", "leased", "pushed"])
             pipe.llen(k.start_urls)
-            (queued, leased, pushed), start_urls = await pipe.execute(raise_on_error=False)
+            (queued, leased, pushed), start_urls = await self._rt(
+                pipe.execute(raise_on_error=False)
+            )
         # A start_urls key of another type (a scrapy-redis set) is not ours to count.
         waiting = start_urls if isinstance(start_urls, int) else 0
         return ClusterState(int(queued or 0), int(leased or 0), int(pushed or 0), waiting)

@@ -25,6 +25,12 @@ Schema (``E`` is a *frontier entry*: ``"<deliveries>|<request JSON>"``)::
     {NAME}:seen:<shard>   SET    seen fingerprints: the first 8 bytes of
                                  Scrapy's fingerprint as a signed 64-bit
                                  integer (intset encoding), sharded.
+    {NAME}:bloom          HASH   Bloom filter metadata (seen mode "bloom"):
+                                 layers, and per layer l: m<l> bits, k<l>
+                                 hashes, n<l> URLs, cap<l>; fp_est, the
+                                 expected number of URLs skipped as false
+                                 positives.
+    {NAME}:bloom:<l>      STRING the bits of Bloom layer l (1, 2, ...).
     {NAME}:items          HASH   item id -> item JSON (first write wins).
     {NAME}:stats          HASH   counters kept by the scripts: queued, leased,
                                  pushed, seen, duplicates, done, items,
@@ -85,6 +91,13 @@ class Keys:
     @property
     def clusterstats(self) -> str:
         return f"{self.tag}:clusterstats"
+
+    @property
+    def bloom(self) -> str:
+        return f"{self.tag}:bloom"
+
+    def bloom_layer(self, layer: int) -> str:
+        return f"{self.tag}:bloom:{layer}"
 
     @property
     def items(self) -> str:

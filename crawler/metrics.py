@@ -85,7 +85,8 @@ class Metrics:
     def from_crawler(cls, crawler: Crawler) -> Metrics:
         port = crawler.settings.getint("CRAWLER_METRICS_PORT")
         if not port:
-            raise NotConfigured("CRAWLER_METRICS_PORT is not set")
+            # Off by default; no message, so nodes do not warn about it.
+            raise NotConfigured
         return cls(crawler, port, crawler.settings.get("CRAWLER_METRICS_ADDRESS", "0.0.0.0"))
 
     def spider_opened(self, spider: Any) -> None:

@@ -36,7 +36,6 @@ from crawler.codec import decode_request, encode_item, encode_request
 from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url
 from crawler.exceptions import BadEntry, BadSeed, ConfigError
-from crawler.fingerprints import seen_member
 from crawler.frontier import Batch, Frontier, dead_letter
 from crawler.seeds import parse_seed
 from crawler.worker import Worker
@@ -81,7 +80,7 @@ class RedisScheduler(BaseScheduler):
     async def _open(self, spider: Spider) -> None:
         self.spider = spider
         engine_hooks.check_engine(self.crawler.engine)
-        frontier = Frontier(async_client(self.url), self.config.keys, self.node)
+        frontier = Frontier(async_client(self.url), self.config.keys, self.node, self.config.seen)
         cfg = self.config
         self.worker = Worker(
             frontier,
@@ -161,11 +160,10 @@ class RedisScheduler(BaseScheduler):
     def enqueue_request(self, request: Request) -> bool:
         worker = self.worker
         assert worker is not None and self.spider is not None
-        shard: int | None = None
-        member = 0
+        fp: bytes | None = None
         if not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
-            shard, member = seen_member(fp, self.config.keys.seen_shards)
+            member = hash(fp)
             if member in self.local_seen:
                 worker.count("crawler/duplicates_local")
                 return False
@@ -179,7 +177,7 @@ class RedisScheduler(BaseScheduler):
             logger.error("Cannot store %s in Redis, dropping it: %s", request, exc)
             worker.count("crawler/unstorable_requests")
             return False
-        worker.batch.pushes.append((shard, member, request.priority, entry))
+        worker.batch.pushes.append((fp, request.priority, entry))
         if len(worker.batch) >= self.config.batch_size:
             worker.wakeup.set()
         return True
@@ -276,9 +274,8 @@ class RedisScheduler(BaseScheduler):
             return
         if request is not None:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
-            shard, member = seen_member(fp, self.config.keys.seen_shards)
             entry = "0|" + encode_request(request, self.spider)
-            batch.pushes.append((shard, member, request.priority, entry))
+            batch.pushes.append((fp, request.priority, entry))
         batch.raws.append(lease_id)
 
 

@@ -26,7 +26,8 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     pipe.hgetall(keys.nodeinfo)
     pipe.hgetall(keys.nodebeat)
     pipe.hget(keys.control, "paused")
-    (now_s, now_us), stats, kind, llen, deadlines, infos, beats, paused = pipe.execute(
+    pipe.hget(keys.bloom, "fp_est")
+    (now_s, now_us), stats, kind, llen, deadlines, infos, beats, paused, fp_est = pipe.execute(
         raise_on_error=False
     )
     now_ms = now_s * 1000 + now_us // 1000
@@ -45,6 +46,7 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     return {
         "crawl": keys.name,
         "paused": paused == b"1",
+        "bloom_false_positives_est": round(float(fp_est), 2) if fp_est else None,
         **totals,
         "pages_per_min": round(rate, 1),
         "items_per_min": round(sum(n["items_per_min"] for n in live), 1),
@@ -102,6 +104,11 @@ def render(snap: dict[str, Any], where: str) -> str:
         f"  rate        {snap['pages_per_min']:>14,.0f} pages/min, "
         f"{snap['items_per_min']:,.0f} items/min; frontier drains in ~{eta}"
     )
+    if snap["bloom_false_positives_est"] is not None:
+        lines.append(
+            f"  Bloom seen-set: about {snap['bloom_false_positives_est']:,.1f} new URLs "
+            "skipped as false positives so far"
+        )
     shown = [n for n in snap["nodes"] if n["state"] != "left"]
     left = len(snap["nodes"]) - len(shown)
     lines.append(f"  nodes       {snap['live_nodes']:>14} live, {left} left")

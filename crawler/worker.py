@@ -71,6 +71,7 @@ class Worker:
         self._stop_since: float | None = None
         self.paused = False
         self.queued = 0
+        self._roundtrips = 0
         self._sent_stats: dict[str, int | float] = {}
         self._samples: deque[tuple[float, int, int]] = deque()
         self._started = time.time()
@@ -136,7 +137,13 @@ class Worker:
                 pass
             self.wakeup.clear()
 
+    def _count_roundtrips(self) -> None:
+        done = self.frontier.roundtrips
+        self.count("crawler/redis_roundtrips", done - self._roundtrips)
+        self._roundtrips = done
+
     async def _tick(self) -> None:
+        self._count_roundtrips()
         await self.flush()
         now = time.monotonic()
         if now - self._last_beat >= self.renew_interval:
@@ -217,6 +224,7 @@ class Worker:
 
     async def leave(self) -> None:
         """Final heartbeat: this node leaves the crawl on purpose."""
+        self._count_roundtrips()
         await self.push_stats()
         await self.frontier.heartbeat(0, self.describe("left"))
 

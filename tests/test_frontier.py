@@ -4,6 +4,7 @@ acks, reclaiming a dead node's work, and untrusted entries."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import pickle
 
@@ -36,8 +37,9 @@ async def frontier(redis_url: str, node: str) -> Frontier:
     return Frontier(aioredis.Redis.from_url(redis_url), KEYS, node)
 
 
-def push(url: str, prio: int = 0, fp: int | None = None) -> tuple[int | None, int, int, str]:
-    return (None if fp is None else 0, fp or 0, prio, "0|" + json.dumps({"url": url}))
+def push(url: str, prio: int = 0, fp: int | None = None) -> tuple[bytes | None, int, str]:
+    fingerprint = None if fp is None else hashlib.sha1(str(fp).encode()).digest()
+    return (fingerprint, prio, "0|" + json.dumps({"url": url}))
 
 
 def test_priority_order_and_fifo_within_priority(redis_url):

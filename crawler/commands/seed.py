@@ -17,7 +17,6 @@ from crawler.codec import encode_request
 from crawler.commands._common import CommandFailed, Crawl, open_crawl, run_guarded
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
-from crawler.fingerprints import seen_member
 from crawler.frontier import Batch, Frontier
 from crawler.seeds import parse_seed
 
@@ -96,7 +95,7 @@ class Seeder:
     async def run(self, lines: Iterator[str]) -> None:
         keys = self.crawl.config.keys
         client = async_client(self.crawl.url)
-        frontier = Frontier(client, keys, f"seed-{os.getpid()}")
+        frontier = Frontier(client, keys, f"seed-{os.getpid()}", self.crawl.config.seen)
         pending: list[asyncio.Task[None]] = []
         batch = Batch()
         try:
@@ -134,8 +133,7 @@ class Seeder:
                 print("(more rejected lines not shown; see the count below)", file=sys.stderr)
             return
         fp = crawl.crawler.request_fingerprinter.fingerprint(request)
-        shard, member = seen_member(fp, crawl.config.keys.seen_shards)
-        batch.pushes.append((shard, member, request.priority, entry))
+        batch.pushes.append((fp, request.priority, entry))
 
     async def _commit(self, frontier: Frontier, batch: Batch) -> None:
         if not batch.pushes:

@@ -5,31 +5,110 @@
 --
 -- KEYS[1]  {N}:stats      KEYS[2] {N}:prios   KEYS[3] {N}:items
 -- KEYS[4]  {N}:held:<node>  (the committing node's leases)
--- KEYS[5]  {N}:dead
--- KEYS[6..] seen shards and priority queues, referenced by index below
+-- KEYS[5]  {N}:dead       KEYS[6] {N}:bloom  (Bloom filter metadata)
+-- KEYS[7..] seen shards, Bloom layers and priority queues, by index below
 --
 -- ARGV, in groups, each group led by its count:
---   pushes: count, then per request 5 values:
---           seen_key_index (0 = dont_filter, no check), fingerprint (int64 text),
+--   bloom:  count of layer keys passed, then their KEYS indexes (layers 0..),
+--           then base capacity and error rate (used when creating a layer)
+--   pushes: count, then per request 6 values:
+--           kind (0 = dont_filter, 1 = exact seen-set, 2 = Bloom filter),
+--           x, y (exact: seen key index, int64 member; Bloom: h1, h2),
 --           queue_key_index, priority, entry ("<deliveries>|<json>")
 --   items:  count, then per item: item id, item JSON (first write wins)
 --   acks:   count, then lease ids of finished requests
 --   raws:   count, then lease ids of consumed raw seeds (start_urls)
---   dead:   count, then per entry: lease id, dead-letter JSON
+--   dead:   count, then per entry: lease id ("" for none), dead-letter JSON
 --
--- Returns {queued, duplicates, items_new, items_dup, acked}
+-- Returns {queued, duplicates, items_new, items_dup, acked}, or
+-- {-1, layers} without changing anything if the Bloom filter has more
+-- layers than were passed (the caller retries with them).
 local stats, prios, items, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local bloom = KEYS[6]
 local i = 1
 local queued, dups, new_fps = 0, 0, 0
 
-local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  local seen_idx, fp = tonumber(ARGV[i]), ARGV[i + 1]
-  local queue, prio, entry = KEYS[tonumber(ARGV[i + 2])], ARGV[i + 3], ARGV[i + 4]
-  i = i + 5
+-- Bloom filter layers: bits m, hashes k, count n, capacity cap.
+local nkeys = tonumber(ARGV[i]); i = i + 1
+local layer_keys = {}
+for l = 1, nkeys do layer_keys[l] = KEYS[tonumber(ARGV[i])]; i = i + 1 end
+local base_cap, base_p = tonumber(ARGV[i]), tonumber(ARGV[i + 1]); i = i + 2
+local layers = tonumber(redis.call('HGET', bloom, 'layers') or '0')
+local m, k, n, cap = {}, {}, {}, {}
+local fp_est = 0
+
+local function new_layer()
+  if layers + 1 > nkeys then return false end
+  local c = base_cap * 2 ^ layers
+  local p = base_p * 0.9 * 0.1 ^ layers
+  layers = layers + 1
+  cap[layers] = c
+  m[layers] = math.ceil(c * -math.log(p) / math.log(2) ^ 2)
+  k[layers] = math.max(1, math.floor(-math.log(p) / math.log(2) + 0.5))
+  n[layers] = 0
+  return true
+end
+
+local function bloom_rate()
+  local total = 0
+  for l = 1, layers do
+    total = total + (1 - math.exp(-k[l] * n[l] / m[l])) ^ k[l]
+  end
+  return total
+end
+
+local function bloom_check_add(h1, h2)
+  for l = 1, layers do
+    local all = true
+    for j = 0, k[l] - 1 do
+      if redis.call('GETBIT', layer_keys[l], (h1 + j * h2) % m[l]) == 0 then
+        all = false
+        break
+      end
+    end
+    if all then return 0 end
+  end
+  fp_est = fp_est + bloom_rate()
+  if layers == 0 or n[layers] >= cap[layers] then new_layer() end
+  for j = 0, k[layers] - 1 do
+    redis.call('SETBIT', layer_keys[layers], (h1 + j * h2) % m[layers], 1)
+  end
+  n[layers] = n[layers] + 1
+  return 1
+end
+
+if layers > nkeys then return {-1, layers} end
+for l = 1, layers do
+  local v = redis.call('HMGET', bloom, 'm' .. l, 'k' .. l, 'n' .. l, 'cap' .. l)
+  m[l], k[l], n[l], cap[l] = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
+end
+
+local npush = tonumber(ARGV[i]); i = i + 1
+-- Growth must fit in the layer keys passed: check before writing anything.
+local bloom_pushes = 0
+for p = 0, npush - 1 do
+  if ARGV[i + p * 6] == '2' then bloom_pushes = bloom_pushes + 1 end
+end
+if bloom_pushes > 0 then
+  local room, l = 0, layers
+  if layers > 0 then room = cap[layers] - n[layers] end
+  while room < bloom_pushes do
+    if l + 1 > nkeys then return {-1, layers} end
+    room = room + base_cap * 2 ^ l
+    l = l + 1
+  end
+end
+
+for _ = 1, npush do
+  local kind, x, y = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local queue, prio, entry = KEYS[tonumber(ARGV[i + 3])], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
   local fresh = 1
-  if seen_idx > 0 then
-    fresh = redis.call('SADD', KEYS[seen_idx], fp)
+  if kind == '1' then
+    fresh = redis.call('SADD', KEYS[tonumber(x)], y)
+    new_fps = new_fps + fresh
+  elseif kind == '2' then
+    fresh = bloom_check_add(tonumber(x), tonumber(y))
     new_fps = new_fps + fresh
   end
   if fresh == 1 then
@@ -39,6 +118,14 @@ for _ = 1, n do
   else
     dups = dups + 1
   end
+end
+
+if bloom_pushes > 0 then
+  redis.call('HSET', bloom, 'layers', layers)
+  for l = 1, layers do
+    redis.call('HSET', bloom, 'm' .. l, m[l], 'k' .. l, k[l], 'n' .. l, n[l], 'cap' .. l, cap[l])
+  end
+  if fp_est > 0 then redis.call('HINCRBYFLOAT', bloom, 'fp_est', fp_est) end
 end
 
 local items_new, items_dup = 0, 0
