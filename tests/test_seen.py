@@ -97,7 +97,7 @@ def test_concurrent_seeders_check_and_add_atomically(mode, redis_url, rclient, t
         files.append(path)
     union = 25_000  # 0 .. 24,999
     settings = ["-s", f"CRAWLER_SEEN_MODE={mode}", "-s", "CRAWLER_BLOOM_CAPACITY=4000",
-                "-s", "CRAWLER_BLOOM_ERROR_RATE=0.000001"]
+                "-s", "CRAWLER_BLOOM_ERROR_RATE=1e-9"]
     procs = [
         subprocess.Popen(
             [SCRAPY, "seed", "site", "-i", str(path), *settings], cwd=ROOT,

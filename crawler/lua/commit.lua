@@ -99,6 +99,7 @@ if bloom_pushes > 0 then
   end
 end
 
+local touched = {}
 for _ = 1, npush do
   local kind, x, y = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local queue, prio, entry = KEYS[tonumber(ARGV[i + 3])], ARGV[i + 4], ARGV[i + 5]
@@ -113,7 +114,10 @@ for _ = 1, npush do
   end
   if fresh == 1 then
     redis.call('RPUSH', queue, entry)
-    redis.call('ZADD', prios, -tonumber(prio), prio)
+    if not touched[prio] then
+      redis.call('ZADD', prios, -tonumber(prio), prio)
+      touched[prio] = true
+    end
     queued = queued + 1
   else
     dups = dups + 1
