@@ -190,6 +190,7 @@ def test_failing_requests_are_dead_lettered_and_requeued(make_site, redis_url, r
     assert all(counts[f"/fail/{i}.html"] == 4 for i in range(3))
     assert all(counts[f"/slow/{i}.html"] == 2 for i in range(2))
     assert len(rclient.lrange("{site}:dead", 0, -1)) == 5
+    print("dead letters:", sorted({letter["reason"].split(":")[0] for letter in letters}))
 
 
 def test_killed_seeder_rerun_queues_each_url_once(redis_url, rclient, tmp_path):
@@ -213,6 +214,7 @@ def test_killed_seeder_rerun_queues_each_url_once(redis_url, rclient, tmp_path):
     again = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url, timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"{total - partial} queued, {partial} already seen, 0 rejected" in again.stdout
+    print(f"seeder killed after {partial} of {total} queued; the rerun queued {total - partial}")
     assert int(rclient.hget("{site}:stats", "queued")) == total
     queued = sum(rclient.llen(b"{site}:q:" + p) for p in rclient.zrange("{site}:prios", 0, -1))
     assert queued == total
