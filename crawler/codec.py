@@ -63,6 +63,15 @@ def encode_request(request: Request, spider: Spider) -> str:
 def decode_request(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) -> Request:
     """The request in *data*; raises BadEntry with the reason if it is not one."""
     try:
+        return _decode(data, spider, allowed_classes)
+    except BadEntry:
+        raise
+    except Exception as exc:  # whatever else garbage makes the decoding raise
+        raise BadEntry(f"invalid request: {type(exc).__name__}: {exc}") from None
+
+
+def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) -> Request:
+    try:
         d = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadEntry(f"not JSON: {exc}") from None
@@ -70,6 +79,8 @@ def decode_request(data: str | bytes, spider: Spider, allowed_classes: frozenset
         raise BadEntry("not a JSON object with a string 'url'")
     cls_name = d.pop("_class", None)
     request_cls: type[Request] = Request
+    if cls_name is not None and not isinstance(cls_name, str):
+        raise BadEntry("'_class' is not a string")
     if cls_name is not None:
         if cls_name not in allowed_classes:
             raise BadEntry(f"request class {cls_name!r} is not in CRAWLER_REQUEST_CLASSES")

@@ -10,7 +10,7 @@ from scrapy_redis import defaults as scrapy_redis_defaults
 
 from crawler import default_settings
 from crawler.exceptions import ConfigError
-from crawler.fingerprints import SeenConfig, bloom_layer
+from crawler.fingerprints import SeenConfig
 from crawler.keys import Keys, make_keys
 
 
@@ -39,7 +39,6 @@ def _seen(settings: BaseSettings) -> SeenConfig:
         bloom_error_rate=_positive(settings, "CRAWLER_BLOOM_ERROR_RATE"),
     )
     if seen.mode == "bloom":
-        bloom_layer(seen.bloom_capacity, seen.bloom_error_rate, 0)
         batch = _positive(settings, "CRAWLER_BATCH_SIZE", int)
         if seen.bloom_capacity < batch:
             raise ConfigError(

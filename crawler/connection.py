@@ -22,6 +22,7 @@ from scrapy.utils.conf import closest_scrapy_cfg
 from crawler import default_settings
 from crawler.exceptions import RedisUnavailable
 from crawler.localredis import ensure_local_redis
+from crawler.redact import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ _CLIENT_KWARGS: dict[str, Any] = {
 
 
 def redact(url: str) -> str:
-    """*url* with any password replaced by ``***``."""
+    """*url* with any password (in the user part or the query) replaced by ``***``."""
+    url = redact_text(url)
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from crawler.exceptions import ConfigError
 
+#: The most bits one Redis string (one layer) holds.
+MAX_LAYER_BITS = 2**32 - 1
 #: Each layer after the first holds this many times more URLs ...
 BLOOM_GROWTH = 2
 #: ... at this fraction of the previous layer's error rate.
@@ -75,9 +77,8 @@ def bloom_layer(capacity: int, error_rate: float, layer: int) -> tuple[int, int,
     cap = capacity * BLOOM_GROWTH**layer
     p = error_rate * (1 - BLOOM_TIGHTENING) * BLOOM_TIGHTENING**layer
     bits = math.ceil(cap * -math.log(p) / math.log(2) ** 2)
-    if bits > 2**32:
-        raise ConfigError(
-            f"a Bloom layer of {cap:,} URLs at {p:g} needs {bits:,} bits, more than one "
-            "Redis string holds (2**32); lower CRAWLER_BLOOM_CAPACITY."
-        )
+    if bits > MAX_LAYER_BITS:
+        # One Redis string holds 2**32 bits: such a layer holds fewer URLs.
+        bits = MAX_LAYER_BITS
+        cap = math.floor(bits * math.log(2) ** 2 / -math.log(p))
     return cap, bits, max(1, round(-math.log2(p)))

@@ -89,8 +89,8 @@ class Frontier:
             result = await self._rt(self.scripts.commit(keys=keys, args=args))
             if int(result[0]) >= 0:
                 return CommitResult(*(int(x) for x in result))
-            # The Bloom filter grew past the layers we knew of.
-            self._bloom_layers = int(result[1])
+            # The Bloom filter has (or this batch needs) more layers than we passed.
+            self._bloom_layers = max(self._bloom_layers + 1, int(result[1]) - 2)
 
     def _commit_args(self, batch: Batch) -> tuple[list[str], list[Any]]:
         k, seen = self.keys, self.seen
@@ -194,6 +194,16 @@ class Frontier:
             r, d = await self._requeue_node(node, "expired", max_deliveries, None)
             requeued, dead = requeued + max(r, 0), dead + d
         return requeued, dead
+
+    async def held_ids(self) -> list[str]:
+        """Lease ids Redis has in this node's held hash."""
+        ids = await self._rt(self.client.hkeys(self.keys.held(self.node)))
+        return [i.decode() for i in ids]
+
+    async def release_all(self) -> int:
+        """Hand back everything this node still holds (when it leaves)."""
+        requeued, _ = await self._requeue_node(self.node, "release", 0, None)
+        return requeued
 
     async def release(self, lease_ids: list[str]) -> int:
         """Hand back leases this node has not started, uncounted; a node

@@ -68,7 +68,7 @@ class DistributedSpiderMiddleware:
                 if prefix is None:
                     prefix = self.crawler.request_fingerprinter.fingerprint(request)
                 item_id = hashlib.sha1(prefix + index.to_bytes(4, "big")).digest()[:12]
-                scheduler.note_origin(output, item_id)
+                scheduler.note_origin(output, item_id, request)
                 index += 1
             yield output
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import re
 
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@/\s'\"]+@", re.IGNORECASE)
+# user:password@ up to the last "@" before the host (a password may hold "@"
+# or quotes); and password=... in a query string.
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^/\s]*@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s'\"]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 class RedactPasswords(logging.Filter):

@@ -59,6 +59,8 @@ class RedisScheduler(BaseScheduler):
         self.active: dict[Request, str] = {}
         self.local_seen: set[int] = set()
         self.origins: dict[int, tuple[Any, bytes]] = {}
+        self.origins_of: dict[Request, list[int]] = {}
+        self._warned_random_ids = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
@@ -100,6 +102,7 @@ class RedisScheduler(BaseScheduler):
             stop_timeout=cfg.stop_timeout,
             on_stop_timeout=self._stop_timed_out,
             stats=self.crawler.stats,
+            active_ids=lambda: set(self.active.values()),
         )
         await frontier.register()
         await frontier.heartbeat(cfg.lease_ms, self.worker.describe("running"))
@@ -115,11 +118,11 @@ class RedisScheduler(BaseScheduler):
             return
         await worker.stop()
         self._reap()
-        unstarted = [lease_id for lease_id, _ in worker.ready]
         worker.ready.clear()
         try:
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.flush)
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, lambda: worker.frontier.release(unstarted))
+            # Whatever is still held (prefetched, never started) goes back.
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.frontier.release_all)
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.leave)
         except Exception as exc:
             logger.error(
@@ -137,7 +140,6 @@ class RedisScheduler(BaseScheduler):
         worker = self.worker
         assert worker is not None
         self._reap()
-        held = [*self.active.values(), *(lease_id for lease_id, _ in worker.ready)]
         logger.warning(
             "Still processing %d requests after CRAWLER_STOP_TIMEOUT=%ss; handing "
             "them back to the frontier and stopping now.",
@@ -147,7 +149,7 @@ class RedisScheduler(BaseScheduler):
         self.active.clear()
         worker.ready.clear()
         await worker.flush()
-        await worker.frontier.release(held)
+        await worker.frontier.release_all()
         await worker.frontier.client.aclose()
         from twisted.internet import reactor
 
@@ -200,8 +202,9 @@ class RedisScheduler(BaseScheduler):
     def cluster_finished(self) -> bool:
         return bool(self.worker and self.worker.finished and not self.active)
 
-    def note_origin(self, item: Any, item_id: bytes) -> None:
+    def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
         self.origins[id(item)] = (item, item_id)
+        self.origins_of.setdefault(request, []).append(id(item))
 
     def store_item(self, item: Any) -> None:
         worker = self.worker
@@ -216,6 +219,14 @@ class RedisScheduler(BaseScheduler):
         origin = self.origins.pop(id(item), None)
         if origin is not None and origin[0] is item:
             return origin[1]
+        if not self._warned_random_ids:
+            self._warned_random_ids = True
+            logger.warning(
+                "An item reached the store without its origin (yielded by start(), or "
+                "an item pipeline returned a new object), so it gets a random id and "
+                "re-processing its page after a crash could store it twice. Return the "
+                "item you were given from pipelines, or set CRAWLER_ITEM_KEY."
+            )
         # Not from a response (or replaced by a pipeline): no stable identity.
         return uuid.uuid4().bytes[:12]
 
@@ -246,6 +257,8 @@ class RedisScheduler(BaseScheduler):
         assert worker is not None
         for request in [r for r in self.active if r not in busy]:
             worker.batch.acks.append(self.active.pop(request))
+            for item_key in self.origins_of.pop(request, ()):
+                self.origins.pop(item_key, None)
         if worker.batch.acks:
             worker.wakeup.set()
 
@@ -266,16 +279,17 @@ class RedisScheduler(BaseScheduler):
         text = raw.decode("utf-8", "replace")
         try:
             request = parse_seed(text, self.spider, self.config)
-        except BadSeed as exc:
+            if request is not None:
+                fp = self.crawler.request_fingerprinter.fingerprint(request)
+                batch.pushes.append(
+                    (fp, request.priority, "0|" + encode_request(request, self.spider))
+                )
+        except (BadSeed, ValueError, TypeError) as exc:
             logger.error(
                 "Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc
             )
             batch.deads.append((lease_id, dead_letter(f"bad seed: {exc}", text, self.node)))
             return
-        if request is not None:
-            fp = self.crawler.request_fingerprinter.fingerprint(request)
-            entry = "0|" + encode_request(request, self.spider)
-            batch.pushes.append((fp, request.priority, entry))
         batch.raws.append(lease_id)
 
 

@@ -51,6 +51,7 @@ class Worker:
         stop_timeout: float,
         on_stop_timeout: Callable[[], Awaitable[None]],
         stats: StatsCollector,
+        active_ids: Callable[[], set[str]],
     ) -> None:
         self.frontier = frontier
         self.url = url
@@ -81,6 +82,8 @@ class Worker:
         self.finished = False
         self.stopping = False
         self.stats = stats
+        self.active_ids = active_ids
+        self._reclaim_after = 0.0
         self._task: asyncio.Task[None] | None = None
         self._last_beat = 0.0
         self._quiet_since: float | None = None
@@ -106,6 +109,10 @@ class Worker:
             try:
                 await self._tick()
                 if self._outage_since is not None:
+                    # Every deadline may have passed by Redis's clock while it
+                    # was away: give the other nodes a lease period to renew
+                    # before taking their work.
+                    self._reclaim_after = time.monotonic() + self.lease_ms / 1000
                     logger.warning(
                         "Redis at %s is reachable again after %.0fs; carrying on.",
                         self.url,
@@ -153,7 +160,11 @@ class Worker:
             return
         if self.engine_stopping():
             # Graceful stop: take no new work; what is held finishes, or is
-            # handed back once CRAWLER_STOP_TIMEOUT has passed.
+            # handed back once CRAWLER_STOP_TIMEOUT has passed. Only time
+            # spent processing requests counts, not Scrapy's own closing.
+            if self.locally_idle():
+                self._stop_since = None
+                return
             self._stop_since = self._stop_since or now
             if now - self._stop_since >= self.stop_timeout:
                 self.stopping = True
@@ -239,6 +250,9 @@ class Worker:
                 "or cut off from Redis for more than CRAWLER_LEASE_TIME?); its "
                 "unfinished requests were handed to other nodes."
             )
+        await self._reconcile()
+        if time.monotonic() < self._reclaim_after:
+            return
         requeued, dead = await self.frontier.reclaim_expired(self.max_deliveries)
         if requeued or dead:
             logger.warning(
@@ -248,13 +262,34 @@ class Worker:
             )
             self.count("crawler/reclaimed", requeued)
 
+    async def _reconcile(self) -> None:
+        """Match what Redis says this node holds with what it knows it holds.
+
+        Prefetched requests another node reclaimed are dropped (they are back
+        in the frontier); entries held in Redis that this node does not know
+        of (a lease whose reply was lost) are handed back."""
+        held = set(await self.frontier.held_ids())
+        self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
+        orphans = sorted(held - self.known_ids())
+        if orphans:
+            logger.warning("Handing back %d leases this node never received.", len(orphans))
+            await self.frontier.release(orphans)
+
+    def known_ids(self) -> set[str]:
+        """Lease ids this node holds: prefetched, processing, or acked but unsent."""
+        batch = self.batch
+        known = {lid for lid, _ in self.ready} | self.active_ids()
+        known.update(batch.acks, batch.raws, (lid for lid, _ in batch.deads))
+        return known
+
     async def _refill(self) -> None:
         want = self.prefetch * 2 - len(self.ready)
         leased = await self.frontier.lease(want, self.lease_ms)
         if leased is None:
             self.paused = True
             return
-        self.paused = False
+        if leased:
+            self.paused = False
         for lease_id, entry in leased:
             request = self.decode(lease_id, entry, self.batch)
             if request is not None:

@@ -10,11 +10,14 @@ import redis
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from crawler.commands._common import open_crawl, run_guarded
+from crawler.codec import encode_request
+from crawler.commands._common import Crawl, open_crawl, run_guarded
 from crawler.commands.deadletters import read_letters
 from crawler.connection import async_client
 from crawler.deadletters import letter_entry
+from crawler.exceptions import BadSeed
 from crawler.frontier import Frontier
+from crawler.seeds import parse_seed
 
 
 class Command(ScrapyCommand):
@@ -39,6 +42,17 @@ class Command(ScrapyCommand):
             raise UsageError("name one spider")
         run_guarded(self, lambda: self._run(args[0], opts.reason))
 
+    @staticmethod
+    def _entry(crawl: Crawl, letter: dict[str, Any]) -> tuple[str, int]:
+        """The request to queue again. A rejected seed is untrusted input:
+        it goes through the seed checks again rather than straight in."""
+        if str(letter.get("reason", "")).startswith("bad seed:"):
+            request = parse_seed(str(letter.get("entry", "")), crawl.spider, crawl.config)
+            if request is None:
+                raise ValueError("empty seed")
+            return encode_request(request, crawl.spider), request.priority
+        return letter_entry(letter)
+
     def _run(self, name: str, reason: str | None) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
@@ -48,8 +62,8 @@ class Command(ScrapyCommand):
             if reason and reason not in str(letter.get("reason", "")):
                 continue
             try:
-                entry, priority = letter_entry(letter)
-            except ValueError:
+                entry, priority = self._entry(crawl, letter)
+            except (ValueError, TypeError, BadSeed):
                 skipped += 1
                 continue
             chosen.append((raw, entry, priority))
@@ -63,5 +77,9 @@ class Command(ScrapyCommand):
                 await frontier.client.aclose()
 
         moved = asyncio.run(move())
-        note = f"; {skipped} left in place (not a request: malformed data)" if skipped else ""
+        note = (
+            f"; {skipped} left in place (malformed, or a seed that still fails the seed checks)"
+            if skipped
+            else ""
+        )
         print(f"requeued {moved} dead letters into crawl {crawl.config.name!r}{note}")

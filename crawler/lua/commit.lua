@@ -21,8 +21,8 @@
 --   dead:   count, then per entry: lease id ("" for none), dead-letter JSON
 --
 -- Returns {queued, duplicates, items_new, items_dup, acked}, or
--- {-1, layers} without changing anything if the Bloom filter has more
--- layers than were passed (the caller retries with them).
+-- {-1, needed} without changing anything if the Bloom filter has, or this
+-- batch needs, more layers than were passed (the caller retries with them).
 local stats, prios, items, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local bloom = KEYS[6]
 local i = 1
@@ -37,13 +37,31 @@ local layers = tonumber(redis.call('HGET', bloom, 'layers') or '0')
 local m, k, n, cap = {}, {}, {}, {}
 local fp_est = 0
 
+local MAX_BITS = 4294967295
+
+local function layer_cap(l)  -- capacity of layer l (0-based), as new_layer makes it
+  local c = base_cap * 2 ^ l
+  local p = base_p * 0.9 * 0.1 ^ l
+  if math.ceil(c * -math.log(p) / math.log(2) ^ 2) > MAX_BITS then
+    c = math.floor(MAX_BITS * math.log(2) ^ 2 / -math.log(p))
+  end
+  return c
+end
+
 local function new_layer()
   if layers + 1 > nkeys then return false end
   local c = base_cap * 2 ^ layers
   local p = base_p * 0.9 * 0.1 ^ layers
+  local bits = math.ceil(c * -math.log(p) / math.log(2) ^ 2)
+  if bits > MAX_BITS then
+    -- One Redis string holds 2^32 bits: a layer that would be larger holds
+    -- fewer URLs instead, at the same error rate.
+    bits = MAX_BITS
+    c = math.floor(bits * math.log(2) ^ 2 / -math.log(p))
+  end
   layers = layers + 1
   cap[layers] = c
-  m[layers] = math.ceil(c * -math.log(p) / math.log(2) ^ 2)
+  m[layers] = bits
   k[layers] = math.max(1, math.floor(-math.log(p) / math.log(2) + 0.5))
   n[layers] = 0
   return true
@@ -77,7 +95,7 @@ local function bloom_check_add(h1, h2)
   return 1
 end
 
-if layers > nkeys then return {-1, layers} end
+if layers > nkeys then return {-1, layers + 2} end
 for l = 1, layers do
   local v = redis.call('HMGET', bloom, 'm' .. l, 'k' .. l, 'n' .. l, 'cap' .. l)
   m[l], k[l], n[l], cap[l] = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
@@ -93,10 +111,10 @@ if bloom_pushes > 0 then
   local room, l = 0, layers
   if layers > 0 then room = cap[layers] - n[layers] end
   while room < bloom_pushes do
-    if l + 1 > nkeys then return {-1, layers} end
-    room = room + base_cap * 2 ^ l
+    room = room + layer_cap(l)
     l = l + 1
   end
+  if l > nkeys then return {-1, l} end
 end
 
 local touched = {}

@@ -1,0 +1,144 @@
+"""Defects found in review, each pinned by a test against real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from crawler.connection import redact
+from crawler.redact import redact_text
+from tests.conftest import ROOT, SCRAPY, run_scrapy, scrapy_env, start_node
+from tests.test_faults import wait_for
+
+FAST_LEASES = ("CRAWLER_LEASE_TIME=3", "CRAWLER_LEASE_RENEW_INTERVAL=1")
+
+
+def test_undecodable_entries_never_leave_leases_stuck(make_site, redis_url, rclient, tmp_path):
+    """Entries whose decoding raises something other than a clean rejection
+    (bad base64, a non-string class, a NaN in a seed) are dead-lettered, and
+    the crawl still finishes with nothing left held."""
+    site = make_site(10)
+    rclient.rpush(
+        "{site}:q:0",
+        b'0|{"url": "http://a.test/", "body_b64": "QQ"}',
+        b'0|{"url": "http://a.test/", "_class": []}',
+        b'0|{"url": "http://a.test/", "body_b64": 5}',
+    )
+    rclient.zadd("{site}:prios", {"0": 0})
+    rclient.hset("{site}:stats", "queued", 3)
+    rclient.lpush(
+        "site:start_urls",
+        '{"url": "http://a.test/", "meta": {"download_timeout": NaN}}',
+        site.url("/page/0.html"),
+    )
+    assert start_node("site", redis_url, tmp_path / "n.log").wait(timeout=120) == 0
+    assert len(site.page_counts()) == 10
+    letters = [json.loads(x) for x in rclient.lrange("{site}:dead", 0, -1)]
+    assert len(letters) == 4, [letter["reason"] for letter in letters]
+    assert int(rclient.hget("{site}:stats", "leased")) == 0
+    assert [k for k in rclient.scan_iter("{site}:held:*")] == []
+
+
+def test_a_lease_whose_reply_was_lost_is_handed_back(make_site, redis_url, rclient, tmp_path):
+    """An entry in a node's held hash that the node never received (the lease
+    script ran, its reply was lost) is handed back at the next heartbeat."""
+    site = make_site(1)
+    node = start_node(
+        "site", redis_url, tmp_path / "n.log", "CRAWLER_KEEP_ALIVE=True", *FAST_LEASES
+    )
+    try:
+        wait_for(lambda: rclient.zcard("{site}:nodes") == 1, 30, "the node to join")
+        (node_id,) = [n.decode() for n in rclient.zrange("{site}:nodes", 0, -1)]
+        entry = json.dumps({"url": site.url("/page/0.html")})
+        rclient.hset(f"{{site}}:held:{node_id}", "999999", f"0|0|{entry}")
+        rclient.hincrby("{site}:stats", "leased", 1)
+        wait_for(lambda: site.page_counts().get("/page/0.html") == 1, 20, "the orphan's fetch")
+        assert "Handing back 1 leases this node never received" in (tmp_path / "n.log").read_text()
+    finally:
+        node.terminate()
+        assert node.wait(timeout=60) == 0
+    assert int(rclient.hget("{site}:stats", "leased")) == 0
+
+
+def test_stop_timeout_does_not_cut_a_normal_close_short(make_site, redis_url, tmp_path):
+    """A pipeline whose close_spider takes longer than CRAWLER_STOP_TIMEOUT
+    still closes, and the node's feed is written."""
+    site = make_site(5)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    marker, feed, log = tmp_path / "closed", tmp_path / "feed.jsonl", tmp_path / "n.log"
+    proc = subprocess.Popen(
+        [
+            SCRAPY,
+            "crawl",
+            "site",
+            "-s",
+            f"LOG_FILE={log}",
+            "-s",
+            "CRAWLER_FINISH_GRACE=1",
+            "-s",
+            "CRAWLER_STOP_TIMEOUT=1",
+            "-o",
+            str(feed),
+            "-s",
+            'ITEM_PIPELINES={"tests.slow_close_pipeline.SlowClosePipeline": 100}',
+        ],
+        cwd=ROOT,
+        env={**scrapy_env(redis_url), "SLOW_CLOSE_MARKER": str(marker)},
+    )
+    assert proc.wait(timeout=120) == 0
+    assert marker.read_text() == "closed"
+    assert len(feed.read_text().splitlines()) == 5
+    assert "Spider closed (finished)" in log.read_text()
+
+
+def test_requeued_bad_seeds_go_through_the_seed_checks_again(
+    make_site, redis_url, rclient, tmp_path
+):
+    site = make_site(1)
+    rclient.lpush(
+        "site:start_urls",
+        json.dumps({"url": site.url("/page/0.html"), "meta": {"proxy": "http://attacker.test"}}),
+    )
+    assert start_node("site", redis_url, tmp_path / "n.log").wait(timeout=120) == 0
+    assert site.page_counts() == {}
+    result = run_scrapy(["requeue", "site"], redis_url)
+    assert "requeued 0 dead letters" in result.stdout
+    assert (
+        "1 left in place (malformed, or a seed that still fails the seed checks)" in result.stdout
+    )
+    assert rclient.llen("{site}:dead") == 1 and rclient.llen("{site}:q:0") == 0
+
+
+def test_bloom_seeding_with_batches_larger_than_capacity_finishes(redis_url, rclient, tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("".join(f"http://bloom.test/{i}\n" for i in range(3000)))
+    started = time.monotonic()
+    result = run_scrapy(
+        [
+            "seed",
+            "site",
+            "-i",
+            str(seeds),
+            "-s",
+            "CRAWLER_SEEN_MODE=bloom",
+            "-s",
+            "CRAWLER_BLOOM_CAPACITY=200",
+            "-s",
+            "CRAWLER_BLOOM_ERROR_RATE=1e-9",
+        ],
+        redis_url,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3000 queued, 0 already seen" in result.stdout
+    assert int(rclient.hget("{site}:bloom", "layers")) >= 4
+    assert time.monotonic() - started < 60
+
+
+def test_passwords_are_redacted_wherever_they_sit():
+    assert redact("redis://u:p@ss@h:1/0") == "redis://u:***@h:1/0"
+    assert redact("redis://h/0?password=s3cret&db=1") == "redis://h/0?password=***&db=1"
+    line = "{'REDIS_URL': \"redis://u:it's@h/0\", 'MAIL': 'me@x.org'}"
+    assert "it's" not in redact_text(line) and "me@x.org" in redact_text(line)
+    assert redact_text("http://example.com:80/a@b") == "http://example.com:80/a@b"
