@@ -13,7 +13,9 @@ BIN = Path(sys.executable).parent
 def test_ruff_is_clean():
     result = subprocess.run(
         [BIN / "ruff", "check", "crawler", "spiders", "tests"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

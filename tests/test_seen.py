@@ -47,11 +47,13 @@ def test_crawl_fetches_each_page_once(mode, make_site, redis_url, tmp_path):
 
 def test_bloom_grows_past_capacity_and_keeps_its_error_rate(redis_url, rclient):
     cfg = CrawlConfig.from_settings(
-        Settings({
-            "CRAWLER_SEEN_MODE": "bloom",
-            "CRAWLER_BLOOM_CAPACITY": 1000,
-            "CRAWLER_BLOOM_ERROR_RATE": 0.01,
-        }),
+        Settings(
+            {
+                "CRAWLER_SEEN_MODE": "bloom",
+                "CRAWLER_BLOOM_CAPACITY": 1000,
+                "CRAWLER_BLOOM_ERROR_RATE": 0.01,
+            }
+        ),
         "bl",
     )
 
@@ -81,8 +83,10 @@ def test_bloom_grows_past_capacity_and_keeps_its_error_rate(redis_url, rclient):
     assert observed <= 0.0125 * 40_000
     estimate = float(meta["fp_est"])
     assert observed / 2 <= estimate <= observed * 2
-    print(f"Bloom growth: {meta['layers']} layers, {first + fresh} false positives "
-          f"among 40,000 new URLs, estimated {estimate:.1f}")
+    print(
+        f"Bloom growth: {meta['layers']} layers, {first + fresh} false positives "
+        f"among 40,000 new URLs, estimated {estimate:.1f}"
+    )
 
 
 @pytest.mark.parametrize("mode", ["exact", "bloom"])
@@ -96,12 +100,21 @@ def test_concurrent_seeders_check_and_add_atomically(mode, redis_url, rclient, t
         path.write_text("".join(f"http://seen.test/{i}\n" for i in range(start, start + 10_000)))
         files.append(path)
     union = 25_000  # 0 .. 24,999
-    settings = ["-s", f"CRAWLER_SEEN_MODE={mode}", "-s", "CRAWLER_BLOOM_CAPACITY=4000",
-                "-s", "CRAWLER_BLOOM_ERROR_RATE=1e-9"]
+    settings = [
+        "-s",
+        f"CRAWLER_SEEN_MODE={mode}",
+        "-s",
+        "CRAWLER_BLOOM_CAPACITY=4000",
+        "-s",
+        "CRAWLER_BLOOM_ERROR_RATE=1e-9",
+    ]
     procs = [
         subprocess.Popen(
-            [SCRAPY, "seed", "site", "-i", str(path), *settings], cwd=ROOT,
-            env=scrapy_env(redis_url), stdout=subprocess.PIPE, text=True,
+            [SCRAPY, "seed", "site", "-i", str(path), *settings],
+            cwd=ROOT,
+            env=scrapy_env(redis_url),
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for path in files
     ]
