@@ -62,6 +62,9 @@ local function new_layer()
   layers = layers + 1
   cap[layers] = c
   m[layers] = bits
+  -- Allocate the layer at its exact size: grown bit by bit, Redis would
+  -- over-allocate the string by up to 1 MB or double its size.
+  redis.call('SET', layer_keys[layers], string.rep('\0', math.ceil(bits / 8)))
   k[layers] = math.max(1, math.floor(-math.log(p) / math.log(2) + 0.5))
   n[layers] = 0
   return true
