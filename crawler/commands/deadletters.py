@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import redis
-from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, run_guarded
 
 
@@ -37,11 +37,7 @@ def letter_url(letter: dict[str, Any]) -> str:
         return str(letter.get("entry", ""))[:100]
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
-
+class Command(CrawlCommand):
     def syntax(self) -> str:
         return "<spider> [--json] [--reason TEXT]"
 

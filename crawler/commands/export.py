@@ -8,24 +8,19 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
 
 import redis
-from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from scrapy.utils.misc import load_object
 
+from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, open_crawl, run_guarded
 from crawler.connection import redact
 
 _SCAN_COUNT = 2000
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
-
+class Command(CrawlCommand):
     def syntax(self) -> str:
         return "<spider> -o FILE"
 

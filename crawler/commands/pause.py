@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, ClassVar
+from typing import Any
 
 import redis
-from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, run_guarded
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
+class Command(CrawlCommand):
     #: The value written to the crawl's control hash.
     paused = True
 

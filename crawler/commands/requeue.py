@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any, ClassVar
+from typing import Any
 
 import redis
-from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from crawler.codec import encode_request
+from crawler.commandbase import CrawlCommand
 from crawler.commands._common import Crawl, open_crawl, run_guarded
 from crawler.commands.deadletters import read_letters
 from crawler.connection import async_client
@@ -20,11 +20,7 @@ from crawler.frontier import Frontier
 from crawler.seeds import parse_seed
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
-
+class Command(CrawlCommand):
     def syntax(self) -> str:
         return "<spider> [--reason TEXT]"
 

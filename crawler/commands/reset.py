@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, ClassVar
+from typing import Any
 
 import redis
-from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, open_crawl, run_guarded
 from crawler.keys import CRAWLS_KEY, Keys
 from crawler.status import snapshot
@@ -41,11 +41,7 @@ def crawl_keys(client: Any, keys: Keys) -> list[str]:
     return names
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
-
+class Command(CrawlCommand):
     def syntax(self) -> str:
         return "<spider> [--yes]"
 

@@ -8,12 +8,12 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any, ClassVar, TextIO
+from typing import TextIO
 
-from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from crawler.codec import encode_request
+from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, Crawl, open_crawl, run_guarded
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
@@ -24,11 +24,7 @@ _BATCH = 2000
 _SHOWN_REJECTS = 1000
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
-
+class Command(CrawlCommand):
     def syntax(self) -> str:
         return "<spider> [URL ...] [-i FILE]"
 

@@ -6,23 +6,19 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import redis
-from scrapy.commands import ScrapyCommand
 
 from crawler import default_settings
+from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, open_redis, run_guarded
 from crawler.connection import redact
 from crawler.keys import CRAWLS_KEY, Keys, make_keys
 from crawler.status import render, snapshot
 
 
-class Command(ScrapyCommand):
-    requires_project = True
-    requires_crawler_process = False
-    default_settings: ClassVar[dict[str, Any]] = {"LOG_LEVEL": "WARNING"}
-
+class Command(CrawlCommand):
     def syntax(self) -> str:
         return "[spider] [--json] [--watch] [--stats]"
 
