@@ -48,6 +48,16 @@ def _seen(settings: BaseSettings) -> SeenConfig:
     return seen
 
 
+def crawl_keys(settings: BaseSettings, name: str) -> Keys:
+    """The key names of crawl *name* under these settings."""
+    start_key = (
+        _get(settings, "CRAWLER_START_URLS_KEY")
+        or settings.get("REDIS_START_URLS_KEY")
+        or scrapy_redis_defaults.START_URLS_KEY
+    )
+    return make_keys(name, _positive(settings, "CRAWLER_SEEN_SHARDS", int), start_key)
+
+
 @dataclass(frozen=True)
 class CrawlConfig:
     """Typed view of the CRAWLER_* settings for one crawl."""
@@ -78,11 +88,6 @@ class CrawlConfig:
                 f"crawl name {name!r} cannot be used in Redis keys; use a spider name "
                 "or CRAWLER_CRAWL_NAME without braces, spaces or newlines."
             )
-        start_key = (
-            _get(settings, "CRAWLER_START_URLS_KEY")
-            or settings.get("REDIS_START_URLS_KEY")
-            or scrapy_redis_defaults.START_URLS_KEY
-        )
         lease = _positive(settings, "CRAWLER_LEASE_TIME")
         renew = _positive(settings, "CRAWLER_LEASE_RENEW_INTERVAL")
         if renew >= lease:
@@ -95,7 +100,7 @@ class CrawlConfig:
         )
         return cls(
             name=name,
-            keys=make_keys(name, _positive(settings, "CRAWLER_SEEN_SHARDS", int), start_key),
+            keys=crawl_keys(settings, name),
             batch_size=_positive(settings, "CRAWLER_BATCH_SIZE", int),
             finish_grace=float(_get(settings, "CRAWLER_FINISH_GRACE")),
             flush_interval=_positive(settings, "CRAWLER_FLUSH_INTERVAL"),

@@ -10,11 +10,11 @@ from typing import Any
 
 import redis
 
-from crawler import default_settings
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, open_redis, run_guarded
+from crawler.config import crawl_keys
 from crawler.connection import redact
-from crawler.keys import CRAWLS_KEY, Keys, make_keys
+from crawler.keys import CRAWLS_KEY, Keys
 from crawler.status import render, snapshot
 
 
@@ -95,11 +95,5 @@ def _number(value: bytes) -> int | float | str:
 
 
 def _all_crawls(client: Any, settings: Any) -> list[Keys]:
-    template = (
-        settings.get("CRAWLER_START_URLS_KEY")
-        or settings.get("REDIS_START_URLS_KEY")
-        or "%(name)s:start_urls"
-    )
-    shards = int(settings.get("CRAWLER_SEEN_SHARDS", default_settings.CRAWLER_SEEN_SHARDS))
     names = sorted(n.decode() for n in client.smembers(CRAWLS_KEY))
-    return [make_keys(name, shards, template) for name in names]
+    return [crawl_keys(settings, name) for name in names]

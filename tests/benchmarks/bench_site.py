@@ -19,7 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.benchmarks.bench_util import free_port, progress
+from tests.benchmarks.bench_util import progress
+from tests.conftest import free_port
 
 _FILLER = (
     "<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
