@@ -6,14 +6,17 @@ from scrapy.settings import BaseSettings
 
 from crawler import default_settings, redact
 
+_SCRAPY_ROBOTS = "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"
+
 
 class DistributedCrawl:
     """Enable with ``ADDONS = {"crawler.addon.DistributedCrawl": 0}``.
 
-    Installs the Redis scheduler, the spider middleware, the dead-letter
-    downloader middleware, the item store pipeline and the cluster-finish
-    extension, and the framework's default settings at add-on priority (so
-    project and command-line values win).
+    Installs the Redis scheduler, the spider middleware, the dead-letter,
+    backoff and shared robots.txt downloader middlewares, the item store
+    pipeline and the cluster-finish extension, and the framework's default
+    settings at add-on priority (so project and command-line values win).
+    Scrapy's per-process AutoThrottle is replaced by the cluster's.
     """
 
     def update_settings(self, settings: BaseSettings) -> None:
@@ -21,6 +24,13 @@ class DistributedCrawl:
         settings.set("SCHEDULER", "crawler.scheduler.RedisScheduler", "addon")
         settings["SPIDER_MIDDLEWARES"]["crawler.middleware.DistributedSpiderMiddleware"] = 10
         settings["DOWNLOADER_MIDDLEWARES"]["crawler.deadletters.DeadLetterMiddleware"] = 540
+        # Politeness for the whole cluster (crawler/politeness.py): 429/503
+        # pause a domain everywhere, robots.txt is fetched once per cluster,
+        # and AutoThrottle runs on latencies shared through Redis.
+        settings["DOWNLOADER_MIDDLEWARES"]["crawler.backoff.BackoffMiddleware"] = 555
+        settings["DOWNLOADER_MIDDLEWARES"][_SCRAPY_ROBOTS] = None
+        settings["DOWNLOADER_MIDDLEWARES"]["crawler.robots.SharedRobotsTxtMiddleware"] = 100
+        settings["EXTENSIONS"]["scrapy.extensions.throttle.AutoThrottle"] = None
         settings["ITEM_PIPELINES"]["crawler.pipelines.RedisItemPipeline"] = 999
         settings["EXTENSIONS"]["crawler.extension.ClusterFinish"] = 0
         settings["EXTENSIONS"]["crawler.metrics.Metrics"] = 0

@@ -12,6 +12,7 @@ from crawler import default_settings
 from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig
 from crawler.keys import Keys, make_keys
+from crawler.politeness import Policy
 
 
 def _get(settings: BaseSettings, name: str) -> Any:
@@ -79,6 +80,9 @@ class CrawlConfig:
     seed_max_url_length: int
     seen: SeenConfig
     stop_timeout: float
+    policy: Policy
+    robots_ttl: float
+    backoff_retries: int
 
     @classmethod
     def from_settings(cls, settings: BaseSettings, spider_name: str) -> CrawlConfig:
@@ -116,4 +120,7 @@ class CrawlConfig:
             seed_max_url_length=_positive(settings, "CRAWLER_SEED_MAX_URL_LENGTH", int),
             seen=_seen(settings),
             stop_timeout=_positive(settings, "CRAWLER_STOP_TIMEOUT"),
+            policy=Policy.from_settings(settings),
+            robots_ttl=_positive(settings, "CRAWLER_ROBOTSTXT_TTL"),
+            backoff_retries=int(_get(settings, "CRAWLER_BACKOFF_RETRIES")),
         )

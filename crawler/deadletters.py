@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from scrapy import Request
 from scrapy.crawler import Crawler
@@ -53,12 +54,16 @@ class DeadLetterMiddleware:
 
 
 def letter_entry(letter: dict[str, Any]) -> tuple[str, int]:
-    """(entry JSON, priority) of a dead letter that holds a request."""
+    """("<domain>|<entry JSON>", priority) of a dead letter that holds a request."""
     entry = letter.get("entry")
     if not isinstance(entry, str):
         raise ValueError("dead letter has no entry")
     data = json.loads(entry)
-    if not isinstance(data, dict) or "url" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
         raise ValueError("dead letter's entry is not a request")
+    meta = data.get("meta")
+    slot = meta.get("download_slot") if isinstance(meta, dict) else None
+    if slot is None:
+        slot = urlsplit(data["url"]).hostname or ""
     priority = data.get("priority", 0)
-    return entry, priority if isinstance(priority, int) else 0
+    return f"{str(slot).replace('|', '_')}|{entry}", priority if isinstance(priority, int) else 0

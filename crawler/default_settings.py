@@ -4,6 +4,19 @@ Every name starts with ``CRAWLER_``. Scrapy's own settings keep their meaning.
 Redis itself is chosen by ``REDIS_URL`` (see ``crawler.connection``).
 """
 
+#: Seconds the cluster pauses a domain after its first 429 or 503 answer
+#: without a ``Retry-After`` header; each further one within a minute of the
+#: last pause doubles it, up to CRAWLER_BACKOFF_MAX.
+CRAWLER_BACKOFF_BASE = 5.0
+
+#: Longest pause (seconds) of a domain after a 429 or 503 answer, for a
+#: ``Retry-After`` too.
+CRAWLER_BACKOFF_MAX = 600.0
+
+#: How many times one request answered 429 or 503 is put back to wait for
+#: its domain's pause; after that the answer goes on to RetryMiddleware.
+CRAWLER_BACKOFF_RETRIES = 10
+
 #: Most requests, items and acknowledgements sent to Redis in one script call.
 CRAWLER_BATCH_SIZE = 200
 
@@ -69,6 +82,10 @@ CRAWLER_REQUEST_CLASSES = [
     "scrapy.http.request.form.FormRequest",
     "scrapy.http.request.json_request.JsonRequest",
 ]
+
+#: Seconds a domain's robots.txt, fetched once for the whole cluster, is
+#: kept in Redis before a node fetches it again.
+CRAWLER_ROBOTSTXT_TTL = 86400.0
 
 #: ``meta`` keys a seed may set. Keys that reroute traffic (``proxy``,
 #: ``bindaddress``, ``download_slot``) are left out on purpose.

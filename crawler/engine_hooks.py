@@ -1,4 +1,4 @@
-"""The two things the framework needs from Scrapy's engine that it has no
+"""The things the framework needs from Scrapy's engine that it has no
 public API for, kept in one place and checked when a node starts.
 
 * Which requests are still being processed. Scrapy keeps a request in the
@@ -7,6 +7,8 @@ public API for, kept in one place and checked when a node starts.
   exactly when a lease may be acknowledged.
 * Waking the engine when work arrives from Redis while it is idle, instead
   of waiting for its 5-second heartbeat.
+* Turning off the downloader's per-node politeness, which the cluster
+  applies instead (``cluster_politeness``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,25 @@ def check_engine(engine: Any) -> None:
             "this Scrapy version's engine has no slot.inprogress/nextcall; "
             "install a Scrapy version allowed by requirements.txt."
         )
+
+
+def cluster_politeness(engine: Any) -> None:
+    """Turn off the node's own per-domain delay and concurrency limit: the
+    frontier applies DOWNLOAD_DELAY, CONCURRENT_REQUESTS_PER_DOMAIN and
+    DOWNLOAD_SLOTS to the whole cluster, and a request it hands out must be
+    sent at once (its start is what times the domain's next request).
+    CONCURRENT_REQUESTS (per node) and CONCURRENT_REQUESTS_PER_IP still apply."""
+    downloader = getattr(engine, "downloader", None)
+    names = ("_delay", "_jitter", "per_slot_settings", "domain_concurrency", "total_concurrency")
+    if downloader is None or not all(hasattr(downloader, n) for n in names):
+        raise ConfigError(
+            "this Scrapy version's downloader has no _delay/_jitter/per_slot_settings/"
+            "domain_concurrency; install a Scrapy version allowed by requirements.txt."
+        )
+    downloader._delay = 0.0
+    downloader._jitter = 0.0
+    downloader.per_slot_settings = {}
+    downloader.domain_concurrency = downloader.total_concurrency or 1_000_000
 
 
 def in_progress(engine: Any) -> set[Request]:

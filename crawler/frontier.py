@@ -14,6 +14,7 @@ from typing import Any
 
 from crawler.fingerprints import SeenConfig, bloom_hashes, seen_member
 from crawler.keys import CRAWLS_KEY, Keys
+from crawler.politeness import Policy
 from crawler.scripts import Scripts
 
 # How many priority levels one lease call looks at.
@@ -30,11 +31,35 @@ class Batch:
     acks: list[str] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
     deads: list[tuple[str, str]] = field(default_factory=list)
+    # Politeness events: (domain, delay factor) of requests sent; domains of
+    # requests finished unsent; (domain, seconds or -1) of 429/503 answers;
+    # (domain, latency ms, status was 200) of responses (AutoThrottle).
+    starts: list[tuple[str, float]] = field(default_factory=list)
+    unblocks: list[str] = field(default_factory=list)
+    backoffs: list[tuple[str, float]] = field(default_factory=list)
+    latencies: list[tuple[str, int, bool]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
-            len(self.pushes) + len(self.items) + len(self.acks) + len(self.raws) + len(self.deads)
+            len(self.pushes)
+            + len(self.items)
+            + len(self.acks)
+            + len(self.raws)
+            + len(self.deads)
+            + len(self.starts)
+            + len(self.unblocks)
+            + len(self.backoffs)
+            + len(self.latencies)
         )
+
+
+@dataclass(frozen=True)
+class Leased:
+    """What one lease call handed out: (lease id, entry, report its start)."""
+
+    entries: list[tuple[str, bytes, bool]]
+    # The scan stopped at its bound with requests left to look at.
+    more: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,9 @@ class CommitResult:
     items_new: int
     items_dup: int
     acked: int
+    # Changes whenever a domain is paused (429/503); Redis's clock (ms).
+    backoff_version: int = 0
+    redis_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,11 +96,20 @@ def dead_letter(reason: str, entry: str, node: str, url: str | None = None) -> s
 class Frontier:
     """One node's handle on a crawl's shared state."""
 
-    def __init__(self, client: Any, keys: Keys, node: str, seen: SeenConfig | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        keys: Keys,
+        node: str,
+        seen: SeenConfig | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.node = node
         self.seen = seen or SeenConfig("exact", keys.seen_shards, 1, 0.0001)
+        self.policy = policy or Policy(delay=0.0, concurrency=8, jitter=0.5)
+        self._policy = self.policy.to_lua()
         self.scripts = Scripts.register(client)
         self.roundtrips = 0
         self._bloom_layers = 0
@@ -120,11 +157,25 @@ class Frontier:
         args.append(len(batch.items))
         for item_id, data in batch.items:
             args += [item_id, data]
+        args += [self._policy, len(batch.starts)]
+        for domain, factor in batch.starts:
+            args += [domain, round(factor, 4)]
+        args += [len(batch.unblocks), *batch.unblocks, len(batch.backoffs)]
+        for domain, seconds in batch.backoffs:
+            args += [domain, round(seconds, 3)]
+        args.append(len(batch.latencies))
+        for domain, latency_ms, ok in batch.latencies:
+            args += [domain, latency_ms, int(ok)]
         args += [len(batch.acks), *batch.acks, len(batch.raws), *batch.raws]
         args.append(len(batch.deads))
         for lease_id, letter in batch.deads:
             args += [lease_id, letter]
         return keys, args
+
+    async def backoffs(self) -> dict[str, int]:
+        """Paused domains: domain -> paused until (ms, Redis clock)."""
+        raw = await self._rt(self.client.hgetall(self.keys.backoffs))
+        return {d.decode(): int(v.split(b"|", 1)[0]) for d, v in raw.items()}
 
     async def seen_key_names(self) -> list[str]:
         """The keys that hold this crawl's seen-set (for measuring and reset)."""
@@ -134,21 +185,22 @@ class Frontier:
         layers = int(await self._rt(self.client.hget(k.bloom, "layers")) or 0)
         return [k.bloom, *(k.bloom_layer(n) for n in range(1, layers + 1))]
 
-    async def lease(self, count: int, lease_ms: int) -> list[tuple[str, bytes]] | None:
-        """Lease up to *count* entries: [(lease id, entry), ...]; None if paused."""
+    async def lease(self, count: int, lease_ms: int) -> Leased | None:
+        """Lease up to *count* entries whose domains are ready; None if paused."""
         k = self.keys
         prios = await self._rt(self.client.zrange(k.prios, 0, _PRIORITY_FANOUT - 1))
-        if not prios:
-            return []
         names = [p.decode() for p in prios]
         keys = [k.stats, k.prios, k.nodes, k.held(self.node), k.control]
         keys += [k.queue(p) for p in names]
         flat = await self._rt(
-            self.scripts.lease(keys=keys, args=[self.node, count, lease_ms, *names])
+            self.scripts.lease(keys=keys, args=[self.node, count, lease_ms, self._policy, *names])
         )
         if flat == [-1]:
             return None
-        return [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
+        entries = [
+            (flat[i].decode(), flat[i + 1], flat[i + 2] == 1) for i in range(1, len(flat), 3)
+        ]
+        return Leased(entries, more=flat[0] == 1)
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         """Lease raw seeds from the scrapy-redis style start_urls list."""
@@ -224,7 +276,7 @@ class Frontier:
             values = {f.encode(): v for f, v in zip(only, got, strict=True) if v is not None}
         keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls]
         index: dict[str, int] = {}
-        args: list[str | int | bytes] = [node, mode, max_deliveries]
+        args: list[str | int | bytes] = [node, mode, max_deliveries, self._policy]
         # Newest first: each is pushed back at the head of its queue, so the
         # oldest ends up first, as it was taken.
         for lease_id, value in sorted(values.items(), key=lambda kv: -int(kv[0])):
@@ -241,7 +293,8 @@ class Frontier:
         return int(result[0]), int(result[1])
 
     async def requeue_dead(self, letters: list[tuple[bytes, str, int]]) -> int:
-        """Move dead letters (as stored, with their entry and priority) back."""
+        """Move dead letters (as stored, with their "<domain>|<json>" entry and
+        priority) back."""
         k = self.keys
         keys = [k.dead, k.stats, k.prios]
         args: list[str | int | bytes] = []

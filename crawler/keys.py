@@ -4,7 +4,8 @@ All keys of one crawl share the hash tag ``{NAME}`` (NAME is the spider name,
 or ``CRAWLER_CRAWL_NAME``), so every multi-key Lua script touches one slot and
 works on Redis Cluster.
 
-Schema (``E`` is a *frontier entry*: ``"<deliveries>|<request JSON>"``)::
+Schema (``E`` is a *frontier entry*: ``"<deliveries>|<domain>|<request JSON>"``,
+where the domain is the request's Scrapy download slot)::
 
     {NAME}:prios          ZSET   member = priority (as text), score = -priority.
                                  Lists the non-empty priority queues; the
@@ -36,6 +37,18 @@ Schema (``E`` is a *frontier entry*: ``"<deliveries>|<request JSON>"``)::
                                  pushed, seen, duplicates, done, items,
                                  items_dup, dead, lease_seq.
     {NAME}:dead           LIST   dead letters: JSON {reason, entry, node, time}.
+    {NAME}:park:<d>       LIST   "<prio>|E" of domain d set aside until d is
+                                 ready (its delay passed, a slot free).
+    {NAME}:parked         ZSET   domain -> when its parked requests may go
+                                 (ms, Redis clock; 2^53-1: no free slot).
+    {NAME}:dnext          HASH   domain -> no request leased before (ms).
+    {NAME}:dbusy          HASH   domain -> requests leased, not finished.
+    {NAME}:dbackoff       HASH   domain -> "<until ms>|<level>" after 429/503.
+    {NAME}:dcrawl         HASH   domain -> robots.txt Crawl-delay (ms; 0: none).
+    {NAME}:dauto          HASH   domain -> AutoThrottle delay (ms).
+    {NAME}:robots:<site>  STRING robots.txt of scheme://netloc, shared with an
+                                 expiry: "B"+body, "E" (failed) or "F" (being
+                                 fetched).
     crawler:crawls        SET    names of the crawls in this Redis (no hash
                                  tag: only ever touched on its own).
     NAME:start_urls       LIST   scrapy-redis compatible seed list (no hash
@@ -110,6 +123,37 @@ class Keys:
     @property
     def dead(self) -> str:
         return f"{self.tag}:dead"
+
+    # Politeness (see crawler/lua/_polite.lua, which derives the same names).
+    def park(self, domain: str) -> str:
+        return f"{self.tag}:park:{domain}"
+
+    @property
+    def parked(self) -> str:
+        return f"{self.tag}:parked"
+
+    @property
+    def domain_next(self) -> str:
+        return f"{self.tag}:dnext"
+
+    @property
+    def domain_busy(self) -> str:
+        return f"{self.tag}:dbusy"
+
+    @property
+    def backoffs(self) -> str:
+        return f"{self.tag}:dbackoff"
+
+    @property
+    def crawl_delays(self) -> str:
+        return f"{self.tag}:dcrawl"
+
+    @property
+    def auto_delays(self) -> str:
+        return f"{self.tag}:dauto"
+
+    def robots(self, site: str) -> str:
+        return f"{self.tag}:robots:{site}"
 
 
 #: The registry of crawls; outside every crawl's hash tag.

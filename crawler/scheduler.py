@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 from itemadapter import ItemAdapter
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.crawler import Crawler
 from scrapy.utils.asyncio import is_asyncio_available
@@ -37,6 +37,7 @@ from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url
 from crawler.exceptions import BadEntry, BadSeed, ConfigError
 from crawler.frontier import Batch, Frontier, dead_letter
+from crawler.politeness import make_entry, slot_of, split_entry
 from crawler.seeds import parse_seed
 from crawler.worker import Worker
 
@@ -82,8 +83,9 @@ class RedisScheduler(BaseScheduler):
     async def _open(self, spider: Spider) -> None:
         self.spider = spider
         engine_hooks.check_engine(self.crawler.engine)
-        frontier = Frontier(async_client(self.url), self.config.keys, self.node, self.config.seen)
+        engine_hooks.cluster_politeness(self.crawler.engine)
         cfg = self.config
+        frontier = Frontier(async_client(self.url), cfg.keys, self.node, cfg.seen, cfg.policy)
         self.worker = Worker(
             frontier,
             url=redact(self.url),
@@ -104,6 +106,8 @@ class RedisScheduler(BaseScheduler):
             stats=self.crawler.stats,
             active_ids=lambda: set(self.active.values()),
         )
+        self.crawler.signals.connect(self._reached_downloader, signals.request_reached_downloader)
+        self.crawler.signals.connect(self._response_downloaded, signals.response_downloaded)
         await frontier.register()
         await frontier.heartbeat(cfg.lease_ms, self.worker.describe("running"))
         self.worker.start()
@@ -174,7 +178,7 @@ class RedisScheduler(BaseScheduler):
             if self.config.local_seen_cache:
                 self.local_seen.add(member)
         try:
-            entry = "0|" + encode_request(request, self.spider)
+            entry = make_entry(slot_of(request), encode_request(request, self.spider))
         except (ValueError, TypeError) as exc:
             logger.error("Cannot store %s in Redis, dropping it: %s", request, exc)
             worker.count("crawler/unstorable_requests")
@@ -243,6 +247,48 @@ class RedisScheduler(BaseScheduler):
         worker.count("crawler/dead_lettered")
         worker.batch.deads.append(("", dead_letter(reason, entry, self.node, request.url)))
 
+    def backoff(self, request: Request, seconds: float) -> None:
+        """Pause *request*'s domain cluster-wide (seconds < 0: exponential)."""
+        worker = self.worker
+        assert worker is not None
+        slot = slot_of(request)
+        worker.batch.backoffs.append((slot, seconds))
+        pause = seconds if seconds >= 0 else self.config.policy.backoff_base
+        until = time.time() + min(pause, self.config.policy.backoff_max)
+        worker.paused_until[slot] = max(worker.paused_until.get(slot, 0.0), until)
+        worker.wakeup.set()
+
+    def paused(self, request: Request) -> bool:
+        """True while *request*'s domain is paused after a 429/503 (as this node knows)."""
+        worker = self.worker
+        if worker is None or not worker.paused_until:
+            return False
+        return worker.paused_until.get(slot_of(request), 0.0) > time.time()
+
+    def _reached_downloader(self, request: Request, spider: Spider) -> None:
+        worker = self.worker
+        lease_id = self.active.get(request)
+        if worker is None or lease_id is None:
+            return
+        slot = worker.report_start.pop(lease_id, None)
+        if slot is not None:
+            worker.batch.starts.append((slot, self.config.policy.factor(slot)))
+            worker.wakeup.set()
+
+    def _response_downloaded(self, response: Any, request: Request, spider: Spider) -> None:
+        worker = self.worker
+        latency = request.meta.get("download_latency")
+        if (
+            worker is None
+            or not self.config.policy.autothrottle
+            or latency is None
+            or request.meta.get("autothrottle_dont_adjust_delay") is True
+        ):
+            return
+        worker.batch.latencies.append(
+            (slot_of(request), int(latency * 1000), response.status == 200)
+        )
+
     def forget_origin(self, item: Any) -> None:
         self.origins.pop(id(item), None)
 
@@ -256,18 +302,31 @@ class RedisScheduler(BaseScheduler):
         worker = self.worker
         assert worker is not None
         for request in [r for r in self.active if r not in busy]:
-            worker.batch.acks.append(self.active.pop(request))
+            lease_id = self.active.pop(request)
+            worker.batch.acks.append(lease_id)
+            slot = worker.report_start.pop(lease_id, None)
+            if slot is not None:
+                # Finished without reaching the downloader (robots.txt, a
+                # cache hit, a filter): its domain need not wait.
+                worker.batch.unblocks.append(slot)
             for item_key in self.origins_of.pop(request, ()):
                 self.origins.pop(item_key, None)
         if worker.batch.acks:
             worker.wakeup.set()
 
-    def _decode_entry(self, lease_id: str, entry: bytes, batch: Batch) -> Request | None:
-        assert self.spider is not None
+    def _decode_entry(
+        self, lease_id: str, entry: bytes, report: bool, batch: Batch
+    ) -> Request | None:
+        assert self.spider is not None and self.worker is not None
+        slot, body = split_entry(entry)
         try:
-            _, _, body = entry.partition(b"|")
-            return decode_request(body, self.spider, self.config.request_classes)
+            request = decode_request(body, self.spider, self.config.request_classes)
+            if report:
+                self.worker.report_start[lease_id] = slot
+            return request
         except BadEntry as exc:
+            if report:
+                batch.unblocks.append(slot)
             logger.error("Dead-lettering a malformed frontier entry: %s", exc)
             text = entry.decode("utf-8", "replace")
             batch.deads.append((lease_id, dead_letter(f"malformed entry: {exc}", text, self.node)))
@@ -281,9 +340,8 @@ class RedisScheduler(BaseScheduler):
             request = parse_seed(text, self.spider, self.config)
             if request is not None:
                 fp = self.crawler.request_fingerprinter.fingerprint(request)
-                batch.pushes.append(
-                    (fp, request.priority, "0|" + encode_request(request, self.spider))
-                )
+                entry = make_entry(slot_of(request), encode_request(request, self.spider))
+                batch.pushes.append((fp, request.priority, entry))
         except (BadSeed, ValueError, TypeError) as exc:
             logger.error(
                 "Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc

@@ -8,9 +8,15 @@ from importlib import resources
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+# Scripts that keep per-domain politeness state start with its functions.
+_POLITE = {"commit", "lease", "requeue_held"}
+
 
 def _source(name: str) -> str:
-    return resources.files("crawler").joinpath("lua", f"{name}.lua").read_text()
+    text = resources.files("crawler").joinpath("lua", f"{name}.lua").read_text()
+    if name in _POLITE:
+        return _source("_polite") + "\n" + text
+    return text
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ answers as fast on ten million seen URLs as on ten.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from crawler.keys import Keys
@@ -44,6 +45,7 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
         n["held"] = count
     rate = sum(n["pages_per_min"] for n in live)
     return {
+        "domains": _domains(client, keys, now_ms),
         "crawl": keys.name,
         "paused": paused == b"1",
         "bloom_false_positives_est": round(float(fp_est), 2) if fp_est else None,
@@ -54,6 +56,53 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
         "live_nodes": len(live),
         "nodes": sorted(nodes, key=lambda n: (n["state"] != "running", n["node"])),
     }
+
+
+# Domains shown in the politeness table, soonest first.
+_SHOWN_DOMAINS = 20
+_NO_SLOT = 2**53 - 1
+
+
+def _domains(client: Any, keys: Keys, now_ms: int) -> dict[str, Any]:
+    """Domains held back by politeness: paused after 429/503, or waiting for
+    their delay or a free concurrency slot, with when they may go again."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.backoffs)
+    pipe.zcard(keys.parked)
+    pipe.zrangebyscore(keys.parked, now_ms + 1, "+inf", 0, _SHOWN_DOMAINS, withscores=True)
+    raw_backoffs, parked, waiting = pipe.execute()
+    paused = []
+    for domain, value in raw_backoffs.items():
+        until, _, level = value.decode().partition("|")
+        if int(until) > now_ms:
+            paused.append(
+                {
+                    "domain": domain.decode(),
+                    "until_in_s": round((int(until) - now_ms) / 1000, 1),
+                    "level": int(level or 0),
+                }
+            )
+    paused.sort(key=lambda d: d["until_in_s"])
+    names = [d.decode() for d, _ in waiting]
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(keys.park(name))
+        pipe.hget(keys.domain_busy, name)
+        pipe.hget(keys.crawl_delays, name)
+    details = pipe.execute() if names else []
+    throttled = []
+    for i, (name, (_, score)) in enumerate(zip(names, waiting, strict=True)):
+        queued, busy, crawl = details[3 * i : 3 * i + 3]
+        throttled.append(
+            {
+                "domain": name,
+                "waiting": int(queued or 0),
+                "in_flight": int(busy or 0),
+                "until_in_s": None if score >= _NO_SLOT else round((score - now_ms) / 1000, 1),
+                "crawl_delay_s": int(crawl) / 1000 if crawl else None,
+            }
+        )
+    return {"paused": paused, "parked": int(parked or 0), "throttled": throttled}
 
 
 def _node(
@@ -124,4 +173,37 @@ def render(snap: dict[str, Any], where: str) -> str:
             f"    {n['node']:<34} {str(n['host'])[:16]:<16} {n['pid'] or '-':>7} {state:<8} "
             f"{age:>7} {n['pages_per_min']:>10,.0f} {n['items_per_min']:>10,.0f} {n['held']:>5}"
         )
+    lines += _render_domains(snap["domains"])
     return "\n".join(lines)
+
+
+def _clock(in_s: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(time.time() + in_s))
+
+
+def _render_domains(domains: dict[str, Any]) -> list[str]:
+    lines = []
+    if domains["paused"]:
+        lines.append(f"  domains paused after 429/503: {len(domains['paused'])}")
+        for d in domains["paused"][:_SHOWN_DOMAINS]:
+            lines.append(
+                f"    {d['domain']:<40} until {_clock(d['until_in_s'])} "
+                f"(in {d['until_in_s']:.1f}s, backoff level {d['level']})"
+            )
+    if domains["parked"]:
+        lines.append(
+            f"  domains with requests waiting for politeness: {domains['parked']:,}"
+            + (" (those waiting now, soonest first:)" if domains["throttled"] else "")
+        )
+        for d in domains["throttled"]:
+            when = (
+                "no free slot"
+                if d["until_in_s"] is None
+                else f"until {_clock(d['until_in_s'])} (in {d['until_in_s']:.1f}s)"
+            )
+            crawl = f", Crawl-delay {d['crawl_delay_s']:g}s" if d["crawl_delay_s"] else ""
+            lines.append(
+                f"    {d['domain']:<40} {when}; {d['waiting']:,} waiting, "
+                f"{d['in_flight']} in flight{crawl}"
+            )
+    return lines

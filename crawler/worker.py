@@ -43,7 +43,7 @@ class Worker:
         prefetch: int,
         finish_grace: float,
         max_deliveries: int,
-        decode: Callable[[str, bytes, Batch], Any],
+        decode: Callable[[str, bytes, bool, Batch], Any],
         decode_raw: Callable[[str, bytes, Batch], None],
         wake_engine: Callable[[], None],
         locally_idle: Callable[[], bool],
@@ -78,6 +78,12 @@ class Worker:
         self._started = time.time()
         self.batch = Batch()
         self.ready: deque[tuple[str, Any]] = deque()
+        # Leases whose start this node must report (their domain has a
+        # delay): lease id -> domain.
+        self.report_start: dict[str, str] = {}
+        # Domains paused after a 429/503: domain -> until (local time.time()).
+        self.paused_until: dict[str, float] = {}
+        self.backoff_version = 0
         self.wakeup = asyncio.Event()
         self.finished = False
         self.stopping = False
@@ -193,6 +199,12 @@ class Worker:
         except BaseException:
             _prepend(self.batch, batch)
             raise
+        if result.backoff_version != self.backoff_version:
+            # A domain was paused: hold back what this node leased of it.
+            offset = result.redis_ms / 1000 - time.time()  # Redis's clock minus ours
+            pauses = await self.frontier.backoffs()
+            self.paused_until = {d: ms / 1000 - offset for d, ms in pauses.items()}
+            self.backoff_version = result.backoff_version
 
     def describe(self, state: str) -> str:
         """This node's entry in ``{N}:nodeinfo``, with its rates per minute."""
@@ -270,6 +282,8 @@ class Worker:
         of (a lease whose reply was lost) are handed back."""
         held = set(await self.frontier.held_ids())
         self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
+        for lid in [lid for lid in self.report_start if lid not in held]:
+            del self.report_start[lid]
         orphans = sorted(held - self.known_ids())
         if orphans:
             logger.warning("Handing back %d leases this node never received.", len(orphans))
@@ -288,14 +302,16 @@ class Worker:
         if leased is None:
             self.paused = True
             return
-        if leased:
-            self.paused = False
-        for lease_id, entry in leased:
-            request = self.decode(lease_id, entry, self.batch)
+        self.paused = False
+        for lease_id, entry, report in leased.entries:
+            request = self.decode(lease_id, entry, report, self.batch)
             if request is not None:
                 self.ready.append((lease_id, request))
-        if len(leased) < want:
-            raws = await self.frontier.lease_raw(want - len(leased), self.lease_ms)
+        if leased.more:
+            # Requests of domains that are not ready were set aside; look on.
+            self.wakeup.set()
+        if len(leased.entries) < want:
+            raws = await self.frontier.lease_raw(want - len(leased.entries), self.lease_ms)
             for lease_id, raw in raws:
                 self.decode_raw(lease_id, raw, self.batch)
             if raws:
@@ -336,6 +352,8 @@ def _chunks(batch: Batch, size: int) -> list[Batch]:
         chunks.append(Batch())
     last = chunks[-1]
     last.acks, last.raws, last.deads = batch.acks, batch.raws, batch.deads
+    last.starts, last.unblocks = batch.starts, batch.unblocks
+    last.backoffs, last.latencies = batch.backoffs, batch.latencies
     return chunks
 
 
@@ -344,6 +362,7 @@ def _drop_chunk(batch: Batch, chunk: Batch) -> None:
     del batch.items[: len(chunk.items)]
     if chunk.acks is batch.acks:
         batch.acks, batch.raws, batch.deads = [], [], []
+        batch.starts, batch.unblocks, batch.backoffs, batch.latencies = [], [], [], []
 
 
 def _prepend(target: Batch, earlier: Batch) -> None:
@@ -352,3 +371,7 @@ def _prepend(target: Batch, earlier: Batch) -> None:
     target.acks[:0] = earlier.acks
     target.raws[:0] = earlier.raws
     target.deads[:0] = earlier.deads
+    target.starts[:0] = earlier.starts
+    target.unblocks[:0] = earlier.unblocks
+    target.backoffs[:0] = earlier.backoffs
+    target.latencies[:0] = earlier.latencies

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import pickle
+from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,8 +15,9 @@ from scrapy import Request, Spider
 
 from crawler.codec import decode_request, encode_request
 from crawler.exceptions import BadEntry
-from crawler.frontier import Batch, Frontier
+from crawler.frontier import Batch, Frontier, Leased
 from crawler.keys import make_keys
+from crawler.politeness import make_entry, split_entry
 from tests.conftest import run_scrapy, start_node
 
 KEYS = make_keys("t", 16, "%(name)s:start_urls")
@@ -39,7 +41,12 @@ async def frontier(redis_url: str, node: str) -> Frontier:
 
 def push(url: str, prio: int = 0, fp: int | None = None) -> tuple[bytes | None, int, str]:
     fingerprint = None if fp is None else hashlib.sha1(str(fp).encode()).digest()
-    return (fingerprint, prio, "0|" + json.dumps({"url": url}))
+    return (fingerprint, prio, make_entry(urlsplit(url).hostname or "", json.dumps({"url": url})))
+
+
+def urls(leased: Leased | None) -> list[str]:
+    assert leased is not None
+    return [json.loads(split_entry(e)[1])["url"] for _, e, _ in leased.entries]
 
 
 def test_priority_order_and_fifo_within_priority(redis_url):
@@ -57,7 +64,7 @@ def test_priority_order_and_fifo_within_priority(redis_url):
         await f.commit(batch)
         got = await f.lease(10, 30_000)
         await f.client.aclose()
-        return [json.loads(e.split(b"|", 1)[1])["url"] for _, e in got]
+        return urls(got)
 
     assert run(scenario()) == [
         "http://a/hi1",
@@ -89,7 +96,9 @@ def test_lease_ack_and_reclaim_of_a_dead_node(redis_url, rclient):
         dead = await frontier(redis_url, "dead-node")
         live = await frontier(redis_url, "live-node")
         await dead.commit(Batch(pushes=[push(f"http://a/{i}") for i in range(4)]))
-        taken = await dead.lease(3, 200)  # a 200 ms lease, never renewed
+        leased = await dead.lease(3, 200)  # a 200 ms lease, never renewed
+        assert leased is not None
+        taken = leased.entries
         assert len(taken) == 3
         # The node acks one request (its outputs stored in the same script).
         await dead.commit(Batch(pushes=[push("http://a/child")], acks=[taken[0][0]]))
@@ -100,12 +109,12 @@ def test_lease_ack_and_reclaim_of_a_dead_node(redis_url, rclient):
         rest = await live.lease(10, 30_000)
         for f in (dead, live):
             await f.client.aclose()
-        return requeued, [json.loads(e.split(b"|", 1)[1])["url"] for _, e in rest], rest
+        return requeued, urls(rest), rest.entries
 
-    requeued, urls, rest = run(scenario())
+    requeued, got, rest = run(scenario())
     assert requeued == (2, 0)
     # The two unfinished requests come back first, then the rest in order.
-    assert urls == ["http://a/1", "http://a/2", "http://a/3", "http://a/child"]
+    assert got == ["http://a/1", "http://a/2", "http://a/3", "http://a/child"]
     assert rest[0][1].startswith(b"1|")  # one more delivery counted
     assert rclient.zscore(KEYS.nodes, "dead-node") is None
     assert int(rclient.hget(KEYS.stats, "done")) == 1
@@ -117,7 +126,7 @@ def test_poison_request_is_dead_lettered_after_max_deliveries(redis_url, rclient
             node = await frontier(redis_url, f"victim-{n}")
             if n == 0:
                 await node.commit(Batch(pushes=[push("http://a/poison")]))
-            assert len(await node.lease(1, 50)) == 1
+            assert len((await node.lease(1, 50)).entries) == 1
             await asyncio.sleep(0.1)
             reaper = await frontier(redis_url, "reaper")
             await reaper.reclaim_expired(3)

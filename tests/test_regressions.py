@@ -51,7 +51,7 @@ def test_a_lease_whose_reply_was_lost_is_handed_back(make_site, redis_url, rclie
         wait_for(lambda: rclient.zcard("{site}:nodes") == 1, 30, "the node to join")
         (node_id,) = [n.decode() for n in rclient.zrange("{site}:nodes", 0, -1)]
         entry = json.dumps({"url": site.url("/page/0.html")})
-        rclient.hset(f"{{site}}:held:{node_id}", "999999", f"0|0|{entry}")
+        rclient.hset(f"{{site}}:held:{node_id}", "999999", f"0|0|127.0.0.1|{entry}")
         rclient.hincrby("{site}:stats", "leased", 1)
         wait_for(lambda: site.page_counts().get("/page/0.html") == 1, 20, "the orphan's fetch")
         assert "Handing back 1 leases this node never received" in (tmp_path / "n.log").read_text()

@@ -11,7 +11,7 @@ def queued_entries(rclient) -> list[dict[str, object]]:
     out = []
     for prio in rclient.zrange("{site}:prios", 0, -1):
         for entry in rclient.lrange(b"{site}:q:" + prio, 0, -1):
-            out.append(json.loads(entry.split(b"|", 1)[1]))
+            out.append(json.loads(entry.split(b"|", 2)[2]))
     return out
 
 

@@ -26,7 +26,7 @@ async def commit_all(frontier: Frontier, fingerprints: list[bytes], size: int = 
     """Commit in batches; returns how many were reported duplicates."""
     dups = 0
     for start in range(0, len(fingerprints), size):
-        batch = Batch(pushes=[(fp, 0, "0|{}") for fp in fingerprints[start : start + size]])
+        batch = Batch(pushes=[(fp, 0, "0|d|{}") for fp in fingerprints[start : start + size]])
         dups += (await frontier.commit(batch)).duplicates
     return dups
 

@@ -17,6 +17,7 @@ from crawler.connection import async_client
 from crawler.deadletters import letter_entry
 from crawler.exceptions import BadSeed
 from crawler.frontier import Frontier
+from crawler.politeness import slot_of
 from crawler.seeds import parse_seed
 
 
@@ -46,7 +47,8 @@ class Command(CrawlCommand):
             request = parse_seed(str(letter.get("entry", "")), crawl.spider, crawl.config)
             if request is None:
                 raise ValueError("empty seed")
-            return encode_request(request, crawl.spider), request.priority
+            entry = encode_request(request, crawl.spider)
+            return f"{slot_of(request)}|{entry}", request.priority
         return letter_entry(letter)
 
     def _run(self, name: str, reason: str | None) -> None:
@@ -66,7 +68,13 @@ class Command(CrawlCommand):
         client.close()
 
         async def move() -> int:
-            frontier = Frontier(async_client(crawl.url), crawl.config.keys, "requeue")
+            frontier = Frontier(
+                async_client(crawl.url),
+                crawl.config.keys,
+                "requeue",
+                crawl.config.seen,
+                crawl.config.policy,
+            )
             try:
                 return await frontier.requeue_dead(chosen)
             finally:

@@ -18,6 +18,7 @@ from crawler.commands._common import CommandFailed, Crawl, open_crawl, run_guard
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
 from crawler.frontier import Batch, Frontier
+from crawler.politeness import make_entry, slot_of
 from crawler.seeds import parse_seed
 
 _BATCH = 2000
@@ -91,7 +92,9 @@ class Seeder:
     async def run(self, lines: Iterator[str]) -> None:
         keys = self.crawl.config.keys
         client = async_client(self.crawl.url)
-        frontier = Frontier(client, keys, f"seed-{os.getpid()}", self.crawl.config.seen)
+        frontier = Frontier(
+            client, keys, f"seed-{os.getpid()}", self.crawl.config.seen, self.crawl.config.policy
+        )
         pending: list[asyncio.Task[None]] = []
         batch = Batch()
         try:
@@ -120,7 +123,7 @@ class Seeder:
             request = parse_seed(line, crawl.spider, crawl.config)
             if request is None:
                 return
-            entry = "0|" + encode_request(request, crawl.spider)
+            entry = make_entry(slot_of(request), encode_request(request, crawl.spider))
         except (BadSeed, ValueError, TypeError) as exc:
             self.rejected += 1
             if self.rejected <= _SHOWN_REJECTS:

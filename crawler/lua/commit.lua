@@ -16,11 +16,19 @@
 --           x, y (exact: seen key index, int64 member; Bloom: h1, h2),
 --           queue_key_index, priority, entry ("<deliveries>|<json>")
 --   items:  count, then per item: item id, item JSON (first write wins)
+--   policy: the politeness policy (JSON, see _polite.lua), not counted
+--   starts: count, then per request sent: domain, delay factor (jitter)
+--   unblocks: count, then per request finished unsent: domain
+--   backoffs: count, then per 429/503 answer: domain, seconds (-1: exponential)
+--   latencies: count, then per response: domain, latency ms, 1 if status 200
 --   acks:   count, then lease ids of finished requests
 --   raws:   count, then lease ids of consumed raw seeds (start_urls)
 --   dead:   count, then per entry: lease id ("" for none), dead-letter JSON
 --
--- Returns {queued, duplicates, items_new, items_dup, acked}, or
+-- Finishing (acking, dead-lettering) a request frees its domain's slot.
+--
+-- Returns {queued, duplicates, items_new, items_dup, acked, backoff version,
+-- Redis time in ms}, or
 -- {-1, needed} without changing anything if the Bloom filter has, or this
 -- batch needs, more layers than were passed (the caller retries with them).
 local stats, prios, items, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -164,10 +172,43 @@ for _ = 1, n do
   i = i + 2
 end
 
+-- Politeness: the policy, then what happened to requests since last time.
+local t = redis.call('TIME')
+p_init(ARGV[i], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)); i = i + 1
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  p_started(ARGV[i], tonumber(ARGV[i + 1]))
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  p_unblock(ARGV[i])
+  i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  p_backoff(ARGV[i], tonumber(ARGV[i + 1]))
+  i = i + 2
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  p_latency(ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1')
+  i = i + 3
+end
+
+-- Remove a lease from the node's held hash, freeing its domain's slot.
+local function finish(id)
+  local value = redis.call('HGET', held, id)
+  if not value then return 0 end
+  local d = p_held_domain(value)
+  if d then p_release(d) end
+  return redis.call('HDEL', held, id)
+end
+
 local acked, released = 0, 0
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  acked = acked + redis.call('HDEL', held, ARGV[i])
+  acked = acked + finish(ARGV[i])
   i = i + 1
 end
 n = tonumber(ARGV[i]); i = i + 1
@@ -178,11 +219,12 @@ end
 local deads = 0
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  released = released + redis.call('HDEL', held, ARGV[i])
+  if ARGV[i] ~= '' then released = released + finish(ARGV[i]) end
   redis.call('RPUSH', dead, ARGV[i + 1])
   deads = deads + 1
   i = i + 2
 end
+p_save()
 
 if queued > 0 then
   redis.call('HINCRBY', stats, 'queued', queued)
@@ -195,4 +237,5 @@ if items_dup > 0 then redis.call('HINCRBY', stats, 'items_dup', items_dup) end
 if acked > 0 then redis.call('HINCRBY', stats, 'done', acked) end
 if acked + released > 0 then redis.call('HINCRBY', stats, 'leased', -(acked + released)) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
-return {queued, dups, items_new, items_dup, acked}
+local bo_ver = tonumber(redis.call('HGET', stats, 'backoff_ver') or '0')
+return {queued, dups, items_new, items_dup, acked, bo_ver, P_now}

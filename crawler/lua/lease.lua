@@ -1,45 +1,97 @@
--- lease.lua: lease up to COUNT requests to a node, highest priority first,
--- FIFO within a priority. Leased entries move into the node's held hash, so
--- they are never only in a node's memory. Renews the node's deadline.
+-- lease.lua: lease up to COUNT requests to a node. Entries move into the
+-- node's held hash, so they are never only in a node's memory. Renews the
+-- node's deadline. Politeness (see _polite.lua): a request is handed out
+-- only when its domain has a free concurrency slot and its delay has passed;
+-- requests of a domain that is not ready are parked in the domain's own list
+-- and served when it is, so they never hold up other domains.
+--
+-- Order: first the parked requests of domains that became ready, then the
+-- priority queues, highest priority first, FIFO within a priority.
 --
 -- KEYS[1] {N}:stats   KEYS[2] {N}:prios   KEYS[3] {N}:nodes
 -- KEYS[4] {N}:held:<node>
 -- KEYS[5] {N}:control
--- KEYS[6..] {N}:q:<prio> for each priority in ARGV[4..], same order
+-- KEYS[6..] {N}:q:<prio> for each priority in ARGV[5..], same order
 -- ARGV[1] node id   ARGV[2] count   ARGV[3] lease length in ms
--- ARGV[4..] priorities to try, highest first
+-- ARGV[4] politeness policy (JSON)
+-- ARGV[5..] priorities to try, highest first
 --
--- Returns a flat array: lease id, entry, lease id, entry, ...; or {-1} while
--- the crawl is paused (nothing is leased).
+-- Returns {more, lease id, entry, report, lease id, entry, report, ...}:
+-- report is 1 when the node must report the request's start (its domain has
+-- a delay); more is 1 when the scan stopped at its limit with work left.
+-- Returns {-1} while the crawl is paused (nothing is leased).
 -- The deadline comes from Redis's clock, never the node's.
 local stats, prios, nodes, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('HGET', KEYS[5], 'paused') == '1' then
   return {-1}
 end
 local node, want, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = p_time()
+p_init(ARGV[4], now)
 redis.call('ZADD', nodes, now + lease_ms, node)
 
-local out = {}
+local out = {0}
 local got = 0
-for k = 4, #ARGV do
+local function lease_one(prio, entry, report)
+  local id = redis.call('HINCRBY', stats, 'lease_seq', 1)
+  redis.call('HSET', held, id, prio .. '|' .. entry)
+  out[#out + 1] = tostring(id)
+  out[#out + 1] = entry
+  out[#out + 1] = report
+  got = got + 1
+end
+
+-- 1. Parked requests of domains that are ready now.
+local ready = redis.call('ZRANGEBYSCORE', P_PARKED, '-inf', now, 'LIMIT', 0, want)
+for _, d in ipairs(ready) do
   if got >= want then break end
-  local prio, queue = ARGV[k], KEYS[k + 2]
-  local entries = redis.call('LPOP', queue, want - got)
-  if entries then
+  local s = p_state(d)
+  local park = p_park_key(d)
+  while got < want and p_ready_at(s) <= now do
+    local v = redis.call('LPOP', park)
+    if not v then break end
+    local prio, entry = string.match(v, '^([^|]*)|(.*)$')
+    lease_one(prio, entry, p_take(s, lease_ms))
+  end
+  if redis.call('LLEN', park) == 0 then
+    redis.call('ZREM', P_PARKED, d)
+    s.parked = false
+  end
+end
+
+-- 2. The priority queues. A request whose domain is not ready (or has
+-- requests parked already) joins the domain's parked list. The scan is
+-- bounded so one call stays short.
+local scanned, limit = 0, want * 4 + 1000
+for k = 5, #ARGV do
+  if got >= want or scanned >= limit then break end
+  local prio, queue = ARGV[k], KEYS[k + 1]
+  while got < want and scanned < limit do
+    local entries = redis.call('LPOP', queue, math.min(want - got, limit - scanned))
+    if not entries then break end
     for _, entry in ipairs(entries) do
-      local id = redis.call('HINCRBY', stats, 'lease_seq', 1)
-      redis.call('HSET', held, id, prio .. '|' .. entry)
-      out[#out + 1] = tostring(id)
-      out[#out + 1] = entry
-      got = got + 1
+      scanned = scanned + 1
+      local d = p_entry_domain(entry)
+      if d == nil then
+        lease_one(prio, entry, 0)  -- not an entry the node can read: it dead-letters it
+      else
+        local s = p_state(d)
+        if not s.parked and p_ready_at(s) <= now then
+          lease_one(prio, entry, p_take(s, lease_ms))
+        else
+          redis.call('RPUSH', p_park_key(d), prio .. '|' .. entry)
+          s.parked = true
+        end
+      end
     end
   end
   if redis.call('LLEN', queue) == 0 then
     redis.call('ZREM', prios, prio)
+  elseif got < want then
+    out[1] = 1
   end
 end
+p_save()
 if got > 0 then
   redis.call('HINCRBY', stats, 'queued', -got)
   redis.call('HINCRBY', stats, 'leased', got)

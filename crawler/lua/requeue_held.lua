@@ -8,14 +8,19 @@
 -- KEYS[4] {N}:held:<node>   KEYS[5] {N}:dead   KEYS[6] NAME:start_urls
 -- KEYS[7..] priority queues, referenced by index below
 -- ARGV[1] node id   ARGV[2] mode   ARGV[3] max deliveries
--- ARGV[4..] per entry: lease id, queue key index (0 for a raw seed)
+-- ARGV[4] politeness policy (JSON, see _polite.lua)
+-- ARGV[5..] per entry: lease id, queue key index (0 for a raw seed)
+--
+-- Each entry frees its domain's concurrency slot. A released entry was not
+-- sent, but may have been held as its domain's next request: the domain
+-- waits one delay from now, which keeps the delay whatever the entry was.
 --
 -- Returns {requeued, dead_lettered}, or {-1, 0} if the node is alive again.
 local stats, prios, nodes, held, dead, start_urls =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local node, mode, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = p_time()
+p_init(ARGV[4], now)
 if mode == 'expired' then
   local deadline = redis.call('ZSCORE', nodes, node)
   if deadline and tonumber(deadline) > now then
@@ -24,10 +29,15 @@ if mode == 'expired' then
 end
 
 local requeued, deads, gone = 0, 0, 0
-for k = 4, #ARGV, 2 do
+for k = 5, #ARGV, 2 do
   local value = redis.call('HGET', held, ARGV[k])
   if value then
     local prio, deliveries, body = string.match(value, '^([^|]*)|(%d+)|(.*)$')
+    local dom = p_held_domain(value)
+    if prio ~= '@' and dom then
+      p_release(dom)
+      if mode == 'release' then p_started(dom, 1) end
+    end
     if prio == '@' then
       redis.call('RPUSH', start_urls, body)
       requeued = requeued + 1
@@ -41,7 +51,7 @@ for k = 4, #ARGV, 2 do
       if mode == 'expired' and d >= max then
         redis.call('RPUSH', dead, cjson.encode({
           reason = 'delivered ' .. d .. ' times to nodes that died holding it (poison request?)',
-          entry = body, node = node, time = now / 1000}))
+          entry = string.match(body, '^[^|]*|(.*)$') or body, node = node, time = now / 1000}))
         deads = deads + 1
       else
         -- Back at the head of its queue: it was taken before what is there now.
@@ -55,6 +65,7 @@ for k = 4, #ARGV, 2 do
     gone = gone + 1
   end
 end
+p_save()
 if gone > 0 then redis.call('HINCRBY', stats, 'leased', -gone) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
 if redis.call('HLEN', held) == 0 then

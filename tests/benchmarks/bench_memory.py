@@ -106,7 +106,7 @@ async def _insert(frontier: Any, keys: Any, start: int, stop: int) -> tuple[int,
 
     for lo in range(start, stop, _BATCH):
         batch = Batch()
-        batch.pushes.extend((fp20(i), 0, "0|{}") for i in range(lo, min(lo + _BATCH, stop)))
+        batch.pushes.extend((fp20(i), 0, "0|d|{}") for i in range(lo, min(lo + _BATCH, stop)))
         pending.append(asyncio.create_task(frontier.commit(batch)))
         if len(pending) >= _IN_FLIGHT:
             await settle(pending.pop(0))
@@ -213,6 +213,7 @@ def queue_bytes(work: Path, count: int) -> QueueResult:
     from crawler.codec import encode_request
     from crawler.config import CrawlConfig
     from crawler.frontier import Batch, Frontier
+    from crawler.politeness import make_entry, slot_of
 
     spider = _spider()
     server = RedisServer(work / "redis-queue").start()
@@ -225,7 +226,7 @@ def queue_bytes(work: Path, count: int) -> QueueResult:
             frontier = Frontier(client, cfg.keys, "bench-node", cfg.seen)
             batch, length = Batch(), 0
             for request in _site_requests(spider, count):
-                entry = "0|" + encode_request(request, spider)
+                entry = make_entry(slot_of(request), encode_request(request, spider))
                 length = len(entry.encode())
                 batch.pushes.append((fingerprint(request), request.priority, entry))
                 if len(batch.pushes) >= _BATCH:

@@ -1,0 +1,96 @@
+"""429 and 503 answers pause their domain for the whole cluster.
+
+A downloader middleware placed just inside Scrapy's RetryMiddleware sees the
+answer first. It asks the frontier to pause the domain, for the
+``Retry-After`` the site gave (seconds or an HTTP date) or for an exponential
+backoff (``CRAWLER_BACKOFF_BASE``, doubling up to ``CRAWLER_BACKOFF_MAX``),
+and puts the request back in the frontier: it is fetched again once the
+domain's pause is over, by whichever node is free. After
+``CRAWLER_BACKOFF_RETRIES`` pauses for one request the answer goes on to
+RetryMiddleware, which retries it or gives up (and it is dead-lettered).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from email.utils import parsedate_to_datetime
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.http import Response
+
+from crawler.config import CrawlConfig
+from crawler.politeness import slot_of
+from crawler.scheduler import RedisScheduler
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_CODES = (429, 503)
+
+
+def retry_after(value: bytes | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for, or None if it says nothing usable."""
+    if not value:
+        return None
+    text = value.decode("latin-1").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class BackoffMiddleware:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
+        self.max_tries = config.backoff_retries
+        self.max_pause = config.policy.backoff_max
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> BackoffMiddleware:
+        return cls(crawler)
+
+    def process_request(self, request: Request) -> Request | None:
+        """A request leased before its domain was paused waits for the pause:
+        it goes back to the frontier, which hands it out once the pause is over."""
+        scheduler = self._scheduler()
+        if scheduler is None or not scheduler.paused(request):
+            return None
+        self.crawler.stats.inc_value("crawler/backoff/held_back")
+        retry = request.replace(dont_filter=True)
+        return retry
+
+    def _scheduler(self) -> RedisScheduler | None:
+        engine = self.crawler.engine
+        scheduler = engine.scheduler if engine is not None else None
+        return scheduler if isinstance(scheduler, RedisScheduler) else None
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        if response.status not in BACKOFF_CODES or request.meta.get("dont_retry"):
+            return response
+        scheduler = self._scheduler()
+        tries = request.meta.get("backoff_times", 0)
+        if scheduler is None or tries >= self.max_tries:
+            return response
+        seconds = retry_after(response.headers.get(b"Retry-After"))
+        scheduler.backoff(request, -1 if seconds is None else seconds)
+        self.crawler.stats.inc_value(f"crawler/backoff/{response.status}")
+        logger.warning(
+            "%s answered %d for %s; pausing it for the whole cluster (%s) and "
+            "fetching this page again afterwards.",
+            slot_of(request),
+            response.status,
+            request.url,
+            "exponential backoff"
+            if seconds is None
+            else f"Retry-After {min(seconds, self.max_pause):g}s",
+        )
+        retry = request.replace(dont_filter=True)
+        retry.meta["backoff_times"] = tries + 1
+        return retry

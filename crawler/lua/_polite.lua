@@ -1,0 +1,197 @@
+-- _polite.lua: per-domain politeness state shared by the scripts that hand
+-- out, finish and return requests. crawler/scripts.py puts it in front of
+-- them; KEYS[1] must be the crawl's {N}:stats key. Domain keys are derived
+-- from the crawl's hash tag, so they live in the same Redis Cluster slot.
+--
+--   {N}:park:<d>   LIST  "<prio>|<entry>" of domain d, waiting for d to be ready
+--   {N}:parked     ZSET  domain -> when it may be served next (ms; P_BLOCKED
+--                        while it has no free concurrency slot)
+--   {N}:dnext      HASH  domain -> no lease before this (ms): the delay after
+--                        its last request started, or the lease deadline of a
+--                        request leased but not yet started
+--   {N}:dbusy      HASH  domain -> requests leased and not yet finished
+--   {N}:dbackoff   HASH  domain -> "<until ms>|<level>" after a 429/503
+--   {N}:dcrawl     HASH  domain -> robots.txt Crawl-delay (ms)
+--   {N}:dauto      HASH  domain -> AutoThrottle delay (ms)
+--
+-- The policy P (JSON from crawler.politeness.Policy.to_lua): d delay ms,
+-- c concurrency, o per-domain overrides {d: [delay ms|-1, conc|-1]}, at
+-- AutoThrottle on, as/ax its start/max delay ms, tc its target concurrency,
+-- bb/bx backoff base/max ms, rb 1 with ROBOTSTXT_OBEY.
+local P_TAG = string.match(KEYS[1], '^(.-}):')
+local P_PARKED, P_NEXT, P_BUSY = P_TAG .. ':parked', P_TAG .. ':dnext', P_TAG .. ':dbusy'
+local P_BACKOFF, P_CRAWL, P_AUTO = P_TAG .. ':dbackoff', P_TAG .. ':dcrawl', P_TAG .. ':dauto'
+local P_BLOCKED = 9007199254740991
+local P_BACKOFF_WINDOW = 60000
+local P, P_now, P_S = nil, 0, {}
+
+local function p_time()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function p_init(policy, now)
+  P = cjson.decode(policy)
+  P_now = now
+end
+
+local function p_park_key(d)
+  return P_TAG .. ':park:' .. d
+end
+
+-- The configured delay (ms) and concurrency of domain d.
+local function p_conf(d)
+  local delay, conc = P.d, P.c
+  local o = P.o[d]
+  if o then
+    if o[1] >= 0 then delay = o[1] end
+    if o[2] > 0 then conc = o[2] end
+  end
+  return delay, conc
+end
+
+-- The state of domain d, read once per script run.
+local function p_state(d)
+  local s = P_S[d]
+  if s then return s end
+  local delay, conc = p_conf(d)
+  local v = redis.call('HGET', P_NEXT, d)
+  local busy = redis.call('HGET', P_BUSY, d)
+  local crawl = redis.call('HGET', P_CRAWL, d)
+  -- With ROBOTSTXT_OBEY, a domain whose robots.txt is not known yet gets
+  -- one request at a time, so its Crawl-delay holds from the first request.
+  s = {next = tonumber(v or '0'), busy = tonumber(busy or '0'), base = delay,
+       delay = delay, crawl = tonumber(crawl or '0'), conc = conc, bo = 0,
+       unknown = crawl == false and P.rb == 1,
+       parked = redis.call('ZSCORE', P_PARKED, d) ~= false, dirty = false}
+  if P.at == 1 then
+    s.delay = math.max(delay, tonumber(redis.call('HGET', P_AUTO, d) or P.as))
+  end
+  local bo = redis.call('HGET', P_BACKOFF, d)
+  if bo then
+    local untl = tonumber(string.match(bo, '^(%d+)'))
+    if untl + P_BACKOFF_WINDOW < P_now then
+      redis.call('HDEL', P_BACKOFF, d)
+    else
+      s.bo = untl
+    end
+  end
+  P_S[d] = s
+  return s
+end
+
+local function p_delayed(s)
+  return s.delay > 0 or s.crawl > 0 or s.unknown
+end
+
+local function p_ready_at(s)
+  if s.busy >= s.conc then return P_BLOCKED end
+  return math.max(s.next, s.bo)
+end
+
+-- A request of domain d is leased: it takes a concurrency slot, and for a
+-- domain with a delay, no other is leased until it starts (or its lease ends).
+-- Returns 1 when the node must report the start.
+local function p_take(s, lease_ms)
+  s.busy = s.busy + 1
+  s.dirty = true
+  if p_delayed(s) then
+    s.next = P_now + lease_ms
+    return 1
+  end
+  return 0
+end
+
+-- A request of domain d was sent: the next may start after the delay
+-- (times factor, the jitter the node drew), and never before the Crawl-delay.
+local function p_started(d, factor)
+  local s = p_state(d)
+  s.next = P_now + math.max(s.delay * factor, s.crawl)
+  s.dirty = true
+end
+
+-- A request of domain d was leased and finished without being sent (robots.txt,
+-- a cache hit, an offsite filter): the domain is free again at once.
+local function p_unblock(d)
+  local s = p_state(d)
+  if s.next > P_now then s.next = P_now end
+  s.dirty = true
+end
+
+-- A request of domain d is finished, returned or dead-lettered: its slot frees.
+local function p_release(d)
+  local s = p_state(d)
+  if s.busy > 0 then s.busy = s.busy - 1 end
+  s.dirty = true
+end
+
+-- Domain d answered 429/503: pause it for secs seconds, or (secs < 0) for an
+-- exponential backoff that doubles while the answers keep coming.
+local function p_backoff(d, secs)
+  local s = p_state(d)
+  local level = 0
+  local prev = redis.call('HGET', P_BACKOFF, d)
+  if prev then
+    local untl, lvl = string.match(prev, '^(%d+)|(%d+)')
+    if tonumber(untl) + P_BACKOFF_WINDOW >= P_now then level = tonumber(lvl) + 1 end
+  end
+  local ms
+  if secs >= 0 then
+    ms = secs * 1000
+  else
+    ms = P.bb * 2 ^ level
+  end
+  ms = math.floor(math.min(ms, P.bx))
+  local untl = math.max(s.bo, P_now + ms)
+  redis.call('HSET', P_BACKOFF, d, untl .. '|' .. level)
+  -- Nodes re-read the pauses when this changes, to hold back requests of
+  -- the domain they leased before it was paused.
+  redis.call('HINCRBY', KEYS[1], 'backoff_ver', 1)
+  s.bo = untl
+  s.dirty = true
+  return ms
+end
+
+-- AutoThrottle, as Scrapy computes it, from a latency (ms) any node measured.
+local function p_latency(d, latency, ok)
+  if P.at ~= 1 then return end
+  local s = p_state(d)
+  local old = tonumber(redis.call('HGET', P_AUTO, d) or P.as)
+  local target = latency / P.tc
+  local new = math.max(target, (old + target) / 2)
+  new = math.min(math.max(s.base, new), P.ax)
+  if not ok and new <= old then return end
+  redis.call('HSET', P_AUTO, d, math.floor(new))
+  s.delay = math.max(s.base, new)
+end
+
+-- Write back what changed, and reschedule parked domains.
+local function p_save()
+  for d, s in pairs(P_S) do
+    if s.dirty then
+      if s.next > P_now then
+        redis.call('HSET', P_NEXT, d, s.next)
+      else
+        redis.call('HDEL', P_NEXT, d)
+      end
+      if s.busy > 0 then
+        redis.call('HSET', P_BUSY, d, s.busy)
+      else
+        redis.call('HDEL', P_BUSY, d)
+      end
+    end
+    if s.parked then
+      redis.call('ZADD', P_PARKED, p_ready_at(s), d)
+    end
+  end
+end
+
+-- The domain of an entry "<deliveries>|<domain>|<json>", or of a held value
+-- "<prio>|<deliveries>|<domain>|<json>".
+local function p_entry_domain(entry)
+  return string.match(entry, '^%d+|([^|]*)|')
+end
+
+local function p_held_domain(value)
+  return string.match(value, '^[^|]*|%d+|([^|]*)|')
+end

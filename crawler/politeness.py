@@ -1,0 +1,196 @@
+"""Cluster-wide politeness: the per-domain policy and how requests carry their domain.
+
+Scrapy applies ``DOWNLOAD_DELAY``, ``CONCURRENT_REQUESTS_PER_DOMAIN``,
+``DOWNLOAD_DELAY_JITTER`` (or ``RANDOMIZE_DOWNLOAD_DELAY``), per-slot
+``DOWNLOAD_SLOTS`` and AutoThrottle in each process. Here the same settings
+hold for the whole cluster: the frontier hands out a domain's next request
+only when the domain may be fetched again (``crawler/lua/_polite.lua``), and
+each node's own downloader applies no delay or per-domain limit of its own.
+
+A frontier entry names its domain (its Scrapy download slot):
+``"<deliveries>|<slot>|<request JSON>"``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from scrapy import Request
+from scrapy.settings import BaseSettings
+from scrapy.settings.default_settings import DOWNLOAD_DELAY_JITTER
+from scrapy.utils.httpobj import urlparse_cached
+
+from crawler import default_settings
+from crawler.exceptions import ConfigError
+
+
+def slot_of(request: Request) -> str:
+    """The domain a request counts against: its ``download_slot`` or host name."""
+    slot = request.meta.get("download_slot")
+    if slot is None:
+        slot = urlparse_cached(request).hostname or ""
+    return str(slot).replace("|", "_")
+
+
+def make_entry(slot: str, body: str, deliveries: int = 0) -> str:
+    return f"{deliveries}|{slot}|{body}"
+
+
+def split_entry(entry: bytes) -> tuple[str, bytes]:
+    """(slot, request JSON) of a frontier entry."""
+    _, _, rest = entry.partition(b"|")
+    slot, sep, body = rest.partition(b"|")
+    if not sep:
+        return "", rest
+    return slot.decode("utf-8", "replace"), body
+
+
+def _number(name: str, raw: Any, minimum: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to a number.") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}.")
+    return value
+
+
+def _jitter(settings: BaseSettings) -> float:
+    """Scrapy's rule: ``RANDOMIZE_DOWNLOAD_DELAY`` wins when set at a higher priority."""
+    randomize = settings.getpriority("RANDOMIZE_DOWNLOAD_DELAY") or 0
+    jitter = settings.getpriority("DOWNLOAD_DELAY_JITTER") or 0
+    if randomize > 0 and randomize > jitter:
+        return 0.5 if settings.getbool("RANDOMIZE_DOWNLOAD_DELAY") else 0.0
+    return _number(
+        "DOWNLOAD_DELAY_JITTER", settings.get("DOWNLOAD_DELAY_JITTER", DOWNLOAD_DELAY_JITTER)
+    )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The per-domain limits every node applies, from Scrapy's settings."""
+
+    delay: float
+    concurrency: int
+    jitter: float
+    # slot -> (delay or None, concurrency or None, jitter or None)
+    overrides: dict[str, tuple[float | None, int | None, float | None]] = field(
+        default_factory=dict
+    )
+    autothrottle: bool = False
+    auto_start: float = 5.0
+    auto_max: float = 60.0
+    auto_target: float = 1.0
+    backoff_base: float = 1.0
+    backoff_max: float = 600.0
+    robots: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> Policy:
+        delay = _number("DOWNLOAD_DELAY", settings.get("DOWNLOAD_DELAY", 0))
+        concurrency = int(
+            _number(
+                "CONCURRENT_REQUESTS_PER_DOMAIN", settings.get("CONCURRENT_REQUESTS_PER_DOMAIN"), 1
+            )
+        )
+        overrides: dict[str, tuple[float | None, int | None, float | None]] = {}
+        slots = settings.getdict("DOWNLOAD_SLOTS")
+        for slot, conf in slots.items():
+            if not isinstance(conf, dict):
+                raise ConfigError(
+                    f"DOWNLOAD_SLOTS[{slot!r}]={conf!r} must be a dict such as "
+                    '{"delay": 2.0, "concurrency": 1}.'
+                )
+            where = f"DOWNLOAD_SLOTS[{slot!r}]"
+            jit = conf.get("jitter")
+            if jit is None and "randomize_delay" in conf:
+                jit = 0.5 if conf["randomize_delay"] else 0.0
+            overrides[str(slot)] = (
+                _number(f"{where}['delay']", conf["delay"]) if "delay" in conf else None,
+                int(_number(f"{where}['concurrency']", conf["concurrency"], 1))
+                if "concurrency" in conf
+                else None,
+                _number(f"{where}['jitter']", jit) if jit is not None else None,
+            )
+        auto = settings.getbool("AUTOTHROTTLE_ENABLED")
+        target = _number(
+            "AUTOTHROTTLE_TARGET_CONCURRENCY", settings.get("AUTOTHROTTLE_TARGET_CONCURRENCY", 1.0)
+        )
+        if auto and target <= 0:
+            raise ConfigError(f"AUTOTHROTTLE_TARGET_CONCURRENCY={target!r} must be higher than 0.")
+        base = _number(
+            "CRAWLER_BACKOFF_BASE",
+            settings.get("CRAWLER_BACKOFF_BASE", default_settings.CRAWLER_BACKOFF_BASE),
+        )
+        most = _number(
+            "CRAWLER_BACKOFF_MAX",
+            settings.get("CRAWLER_BACKOFF_MAX", default_settings.CRAWLER_BACKOFF_MAX),
+        )
+        return cls(
+            delay=delay,
+            concurrency=concurrency,
+            jitter=_jitter(settings),
+            overrides=overrides,
+            autothrottle=auto,
+            auto_start=max(
+                delay,
+                _number("AUTOTHROTTLE_START_DELAY", settings.get("AUTOTHROTTLE_START_DELAY", 5.0)),
+            ),
+            auto_max=_number(
+                "AUTOTHROTTLE_MAX_DELAY", settings.get("AUTOTHROTTLE_MAX_DELAY", 60.0)
+            ),
+            auto_target=target or 1.0,
+            backoff_base=base,
+            backoff_max=most,
+            robots=settings.getbool("ROBOTSTXT_OBEY"),
+        )
+
+    def jitter_of(self, slot: str) -> float:
+        override = self.overrides.get(slot)
+        if override is not None and override[2] is not None:
+            return override[2]
+        return self.jitter
+
+    def delay_of(self, slot: str) -> float:
+        override = self.overrides.get(slot)
+        if override is not None and override[0] is not None:
+            return override[0]
+        return self.delay
+
+    def concurrency_of(self, slot: str) -> int:
+        override = self.overrides.get(slot)
+        if override is not None and override[1] is not None:
+            return override[1]
+        return self.concurrency
+
+    def factor(self, slot: str) -> float:
+        """A random multiplier of the domain's delay, as Scrapy's jitter draws it."""
+        jitter = self.jitter_of(slot)
+        return max(0.0, 1 + random.uniform(-jitter, jitter)) if jitter else 1.0
+
+    def to_lua(self) -> str:
+        """The policy as the Lua scripts read it (times in ms)."""
+        return json.dumps(
+            {
+                "d": int(self.delay * 1000),
+                "c": self.concurrency,
+                "o": {
+                    slot: [
+                        -1 if d is None else int(d * 1000),
+                        -1 if c is None else c,
+                    ]
+                    for slot, (d, c, _) in self.overrides.items()
+                },
+                "at": int(self.autothrottle),
+                "as": int(self.auto_start * 1000),
+                "ax": int(self.auto_max * 1000),
+                "tc": self.auto_target,
+                "bb": int(self.backoff_base * 1000),
+                "bx": int(self.backoff_max * 1000),
+                "rb": int(self.robots),
+            },
+            separators=(",", ":"),
+        )

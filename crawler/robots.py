@@ -1,0 +1,163 @@
+"""robots.txt fetched once per domain for the whole cluster, shared through Redis.
+
+Replaces Scrapy's RobotsTxtMiddleware (same place, same ``ROBOTSTXT_*``
+settings, same parser and signals). The first node that needs a domain's
+robots.txt takes a short lock in Redis and fetches it; every other node
+waits for the body it stores, instead of fetching its own copy. The body is
+kept for ``CRAWLER_ROBOTSTXT_TTL`` seconds. A ``Crawl-delay`` for our user
+agent becomes the domain's delay for the whole cluster when it is longer
+than the configured one.
+
+Keys: ``{N}:robots:<scheme>://<netloc>`` STRING, ``"B" + body`` (fetched),
+``"E"`` (fetching failed: everything is allowed, as in Scrapy) or ``"F"``
+(a node is fetching it); ``{N}:dcrawl`` HASH domain -> Crawl-delay in ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from protego import Protego
+from scrapy import Request, signals
+from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http.request import NO_CALLBACK
+from scrapy.robotstxt import RobotParser, decode_robotstxt
+from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.httpobj import urlparse_cached
+from scrapy.utils.misc import build_from_crawler
+from twisted.internet.defer import Deferred
+
+from crawler.config import CrawlConfig
+from crawler.politeness import slot_of
+from crawler.scheduler import RedisScheduler
+
+logger = logging.getLogger(__name__)
+
+# How long a node may take to fetch a robots.txt before another takes over.
+_FETCH_LOCK = 30
+_POLL = 0.1
+
+
+class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
+    def __init__(self, crawler: Any) -> None:
+        super().__init__(crawler)
+        self.config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
+
+    def _client(self) -> Any | None:
+        engine = self.crawler.engine
+        scheduler = engine.scheduler if engine is not None else None
+        if isinstance(scheduler, RedisScheduler) and scheduler.worker is not None:
+            return scheduler.worker.frontier.client
+        return None
+
+    async def robot_parser(self, request: Request) -> RobotParser | None:
+        url = urlparse_cached(request)
+        netloc = url.netloc
+        client = self._client()
+        if client is None:
+            return await super().robot_parser(request)
+        if netloc not in self._parsers:
+            self._parsers[netloc] = Deferred()
+            site = f"{url.scheme}://{netloc}"
+            try:
+                body = await self._shared_body(client, site, request)
+            except Exception as exc:
+                logger.error("Could not get %s/robots.txt through Redis: %s", site, exc)
+                body = None
+            dfd = self._parsers[netloc]
+            assert isinstance(dfd, Deferred)
+            parsed = None
+            if body is not None:
+                parsed = build_from_crawler(self._parserimpl, self.crawler, body)
+                await self.crawler.signals.send_catch_log_async(
+                    signal=signals.robots_parsed, robotparser=parsed, request=request
+                )
+            self._parsers[netloc] = parsed
+            dfd.callback(parsed)
+        parser = self._parsers[netloc]
+        if isinstance(parser, Deferred):
+            return await maybe_deferred_to_future(parser)
+        return parser
+
+    async def _shared_body(self, client: Any, site: str, request: Request) -> bytes | None:
+        """The site's robots.txt body from Redis, fetching it if no node has."""
+        key = self.config.keys.robots(site)
+        deadline = time.monotonic() + _FETCH_LOCK * 2
+        while True:
+            if await client.set(key, b"F", nx=True, ex=_FETCH_LOCK):
+                return await self._fetch(client, key, site, request)
+            value = await client.get(key)
+            if value is not None and value[:1] == b"B":
+                self._stats.inc_value("robotstxt/shared")
+                return bytes(value[1:])
+            if value == b"E":
+                return None
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(_POLL)
+
+    async def _fetch(self, client: Any, key: str, site: str, request: Request) -> bytes | None:
+        robots = Request(
+            f"{site}/robots.txt",
+            priority=self.DOWNLOAD_PRIORITY,
+            meta={"dont_obey_robotstxt": True},
+            callback=NO_CALLBACK,
+        )
+        ttl = max(1, int(self.config.robots_ttl))
+        self._stats.inc_value("robotstxt/request_count")
+        try:
+            response = await self.crawler.engine.download_async(robots)
+        except Exception as exc:
+            if not isinstance(exc, IgnoreRequest):
+                logger.error("Error downloading %s: %s", robots, exc)
+                self._stats.inc_value(f"robotstxt/exception_count/{type(exc)}")
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set(key, b"E", ex=ttl)
+                pipe.hset(self.config.keys.crawl_delays, slot_of(request), 0)
+                await pipe.execute()
+            return None
+        self._stats.inc_value("robotstxt/response_count")
+        self._stats.inc_value(f"robotstxt/response_status_count/{response.status}")
+        body = response.body
+        delay = self._crawl_delay(body, request)
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.set(key, b"B" + body, ex=ttl)
+            domain = slot_of(request)
+            # 0 too: the frontier holds a domain to one request at a time
+            # until its robots.txt (and Crawl-delay) is known.
+            pipe.hset(self.config.keys.crawl_delays, domain, int(delay * 1000))
+            await pipe.execute()
+        if delay:
+            logger.info(
+                "%s/robots.txt asks for a Crawl-delay of %gs; the whole cluster keeps it.",
+                site,
+                delay,
+            )
+        # The robots.txt request counts as one to the domain, as in Scrapy:
+        # the page waiting for it goes after the domain's delay.
+        policy = self.config.policy
+        slot = slot_of(request)
+        wait = policy.delay_of(slot) * policy.factor(slot)
+        if policy.autothrottle:
+            wait = max(wait, policy.auto_start)
+        wait = max(wait, delay)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return body
+
+    def _crawl_delay(self, body: bytes, request: Request) -> float:
+        agent = self._robotstxt_useragent or request.headers.get(
+            b"User-Agent", self._default_useragent
+        )
+        if isinstance(agent, bytes):
+            agent = agent.decode("latin-1")
+        try:
+            rules = Protego.parse(decode_robotstxt(body, self.crawler.spider))
+            delay = rules.crawl_delay(str(agent or "*"))
+        except Exception:
+            return 0.0
+        return float(delay or 0.0)

@@ -1,0 +1,224 @@
+"""Politeness across the whole cluster: real ``scrapy crawl`` nodes against
+servers on their own loopback addresses (each its own domain), which record
+when every request arrived and how many were in progress at once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_scrapy, start_node
+from tests.hosts import HostSite, loopback_available
+
+HOSTS = ("127.0.0.2", "127.0.0.3")
+# Time between a node reporting a request's start to Redis and the request
+# reaching the server: both happen right after the request enters the
+# downloader, on the same machine.
+JITTER = 0.02
+
+pytestmark = pytest.mark.skipif(
+    not all(loopback_available(h) for h in HOSTS), reason="needs 127.0.0.2 and 127.0.0.3"
+)
+
+
+@pytest.fixture
+def hosts() -> Iterator[Callable[..., HostSite]]:
+    made: list[HostSite] = []
+
+    def factory(host: str, pages: int, **kwargs: Any) -> HostSite:
+        site = HostSite(host, pages, **kwargs)
+        made.append(site)
+        return site
+
+    yield factory
+    for site in made:
+        site.close()
+
+
+def crawl(
+    redis_url: str, tmp_path: Path, seeds: list[str], nodes: int, *settings: str
+) -> list[str]:
+    """Seed, run *nodes* nodes to the end, and return their logs."""
+    seeded = run_scrapy(["seed", "site", *seeds], redis_url)
+    assert seeded.returncode == 0, seeded.stderr
+    procs = [
+        start_node("site", redis_url, tmp_path / f"node{n}.log", *settings) for n in range(nodes)
+    ]
+    codes = [p.wait(timeout=240) for p in procs]
+    logs = [(tmp_path / f"node{n}.log").read_text() for n in range(nodes)]
+    assert codes == [0] * nodes, logs
+    for log in logs:
+        assert "Traceback" not in log, log
+    return logs
+
+
+def assert_complete(site: HostSite) -> None:
+    """Every page served exactly once (429 answers aside); nothing under /private/."""
+    paths = [h.path for h in site.all_hits() if h.path.startswith("/page/") and h.status == 200]
+    assert sorted(paths) == sorted(f"/page/{i}.html" for i in range(site.pages))
+    assert not [p for p in site.paths() if p.startswith("/private/")]
+
+
+def test_delay_holds_across_three_nodes(hosts, redis_url, tmp_path):
+    a, b = hosts(HOSTS[0], 12), hosts(HOSTS[1], 12)
+    crawl(
+        redis_url,
+        tmp_path,
+        [a.url("/page/0.html"), b.url("/page/0.html")],
+        3,
+        "DOWNLOAD_DELAY=0.2",
+        "RANDOMIZE_DOWNLOAD_DELAY=False",
+    )
+    for site in (a, b):
+        assert_complete(site)
+        gap = site.min_gap()
+        print(f"{site.host}: {len(site.all_hits())} requests, min gap {gap:.3f}s")
+        assert gap >= 0.2 - JITTER, gap
+        # Held to the delay, not slowed far beyond it.
+        hits = site.all_hits()
+        span = hits[-1].arrived - hits[0].arrived
+        assert span < 0.2 * (len(hits) - 1) * 2.5 + 2, span
+
+
+def test_jitter_keeps_scrapy_meaning(hosts, redis_url, tmp_path):
+    """With Scrapy's default ±50 % jitter, gaps vary between 0.5x and 1.5x."""
+    a = hosts(HOSTS[0], 16)
+    crawl(redis_url, tmp_path, [a.url("/page/0.html")], 2, "DOWNLOAD_DELAY=0.2")
+    assert_complete(a)
+    times = [h.arrived for h in a.all_hits()]
+    gaps = [y - x for x, y in pairwise(times)]
+    print(f"gaps: min {min(gaps):.3f}s max {max(gaps):.3f}s")
+    assert min(gaps) >= 0.1 - JITTER
+    assert max(gaps) - min(gaps) > 0.05  # the delay is drawn, not fixed
+
+
+def test_concurrency_limit_holds_across_three_nodes(hosts, redis_url, tmp_path, rclient):
+    a = hosts(HOSTS[0], 30, latency=0.3)
+    crawl(
+        redis_url,
+        tmp_path,
+        [a.url("/page/0.html")],
+        3,
+        "CONCURRENT_REQUESTS_PER_DOMAIN=2",
+    )
+    assert_complete(a)
+    print(f"{a.host}: max in progress {a.max_inflight}")
+    assert a.max_inflight == 2
+    # Every slot was handed back.
+    assert rclient.hlen("{site}:dbusy") == 0
+    assert rclient.zcard("{site}:parked") == 0
+
+
+def test_slow_polite_domain_does_not_hold_back_a_fast_one(hosts, redis_url, tmp_path, rclient):
+    fast_alone = hosts(HOSTS[1], 200)
+    (tmp_path / "alone").mkdir()
+    crawl(redis_url, tmp_path / "alone", [fast_alone.url("/page/0.html")], 2)
+    alone = fast_alone.page_hits()
+    alone_span = alone[-1].arrived - alone[0].arrived
+    fast_alone.close()
+    rclient.flushall()  # a fresh crawl in the same Redis
+    slow, fast = hosts(HOSTS[0], 13), hosts(HOSTS[1], 200)
+    # The slow domain is seeded first, so its requests are ahead in the queue.
+    crawl(
+        redis_url,
+        tmp_path,
+        [slow.url("/page/0.html"), slow.url("/page/1.html"), fast.url("/page/0.html")],
+        2,
+        "DOWNLOAD_SLOTS=" + json.dumps({HOSTS[0]: {"delay": 1.0}}),
+        "RANDOMIZE_DOWNLOAD_DELAY=False",
+    )
+    assert_complete(fast)
+    assert_complete(slow)
+    mixed = fast.page_hits()
+    mixed_span = mixed[-1].arrived - mixed[0].arrived
+    slow_hits = slow.all_hits()
+    print(
+        f"fast domain: {alone_span:.2f}s alone, {mixed_span:.2f}s beside the slow one; "
+        f"slow domain min gap {slow.min_gap():.3f}s over {len(slow_hits)} requests"
+    )
+    assert slow.min_gap() >= 1.0 - JITTER
+    # The fast domain finished long before the slow one...
+    assert mixed[-1].arrived < slow_hits[-1].arrived - 5
+    # ...at close to its rate alone.
+    assert mixed_span <= alone_span * 1.5 + 1.0
+
+
+def first_429(site: HostSite) -> tuple[float, list[tuple[str, float]], float]:
+    """When the 429 was answered, what arrived in the next 2 s (path, after),
+    and when the page that got it was fetched again (after)."""
+    hits = site.all_hits()
+    first = next(h for h in hits if h.status == 429)
+    during = [
+        (h.path, round(h.arrived - first.finished, 3))
+        for h in hits
+        if first.finished < h.arrived < first.finished + 2.0
+    ]
+    again = [h for h in hits if h.path == first.path and h.status == 200]
+    assert len(again) == 1
+    return first.finished, during, again[0].arrived - first.finished
+
+
+@pytest.mark.parametrize("per_domain", [1, 8])
+def test_retry_after_pauses_the_domain_for_every_node(
+    hosts, redis_url, tmp_path, rclient, per_domain
+):
+    a = hosts(HOSTS[0], 40, throttle={"/page/4.html": "2"})
+    logs = crawl(
+        redis_url,
+        tmp_path,
+        [a.url("/page/0.html")],
+        3,
+        f"CONCURRENT_REQUESTS_PER_DOMAIN={per_domain}",
+    )
+    assert_complete(a)
+    _, during, refetched = first_429(a)
+    print(
+        f"per-domain {per_domain}: in the 2 s after the 429: {during}; refetched {refetched:.3f}s"
+    )
+    if per_domain == 1:
+        assert during == []
+    else:
+        # Requests that were already on their way when the 429 was answered
+        # arrive within moments; after that, nothing until the pause is over.
+        assert all(after < 0.1 for _, after in during), during
+    assert refetched >= 2.0
+    assert any("answered 429" in log for log in logs)
+    assert int(rclient.hget("{site}:stats", "dead") or 0) == 0
+
+
+def test_exponential_backoff_without_retry_after(hosts, redis_url, tmp_path):
+    a = hosts(HOSTS[0], 10, throttle={"/page/2.html": ""})
+    crawl(
+        redis_url,
+        tmp_path,
+        [a.url("/page/0.html")],
+        2,
+        "CRAWLER_BACKOFF_BASE=1.5",
+        "CONCURRENT_REQUESTS_PER_DOMAIN=1",
+    )
+    assert_complete(a)
+    _, during, refetched = first_429(a)
+    assert [after for _, after in during if after < 1.5] == []
+    assert refetched >= 1.5
+
+
+def test_robots_txt_once_per_cluster_and_crawl_delay(hosts, redis_url, tmp_path, rclient):
+    a = hosts(HOSTS[0], 10, robots="User-agent: *\nCrawl-delay: 0.4\nDisallow: /private/\n")
+    b = hosts(HOSTS[1], 40)
+    logs = crawl(redis_url, tmp_path, [a.url("/page/0.html"), b.url("/page/0.html")], 3)
+    for site in (a, b):
+        assert_complete(site)
+        assert site.paths().count("/robots.txt") == 1, site.paths()
+    print(f"{a.host}: min gap {a.min_gap():.3f}s (Crawl-delay 0.4); {b.host}: {b.max_inflight}")
+    assert a.min_gap() >= 0.4 - JITTER
+    assert b.max_inflight > 1  # no Crawl-delay there: not held to one at a time
+    assert any("Crawl-delay of 0.4s" in log for log in logs)
+    # The other nodes used the shared copy.
+    stats = {k.decode(): v for k, v in rclient.hgetall("{site}:clusterstats").items()}
+    assert int(stats["robotstxt/request_count"]) == 2
+    assert int(stats.get("robotstxt/shared", 0)) >= 1
