@@ -38,6 +38,17 @@ def crawl_keys(client: Any, keys: Keys) -> list[str]:
     names += [keys.seen(shard) for shard in range(keys.seen_shards)]
     layers = int(client.hget(keys.bloom, "layers") or 0)
     names += [keys.bloom, *(keys.bloom_layer(n) for n in range(1, layers + 1))]
+    names += [
+        keys.parked,
+        keys.domain_next,
+        keys.domain_busy,
+        keys.backoffs,
+        keys.crawl_delays,
+        keys.auto_delays,
+    ]
+    names += [keys.park(d.decode()) for d in client.zrange(keys.parked, 0, -1)]
+    # robots.txt copies expire on their own; the crawl's are found by name.
+    names += [k.decode() for k in client.scan_iter(match=keys.robots("*"), count=1000)]
     return names
 
 
