@@ -99,17 +99,18 @@ def test_jitter_keeps_scrapy_meaning(hosts, redis_url, tmp_path):
 
 
 def test_concurrency_limit_holds_across_three_nodes(hosts, redis_url, tmp_path, rclient):
-    a = hosts(HOSTS[0], 30, latency=0.3)
+    a, b = hosts(HOSTS[0], 30, latency=0.3), hosts(HOSTS[1], 30, latency=0.3)
     crawl(
         redis_url,
         tmp_path,
-        [a.url("/page/0.html")],
+        [a.url("/page/0.html"), b.url("/page/0.html")],
         3,
         "CONCURRENT_REQUESTS_PER_DOMAIN=2",
     )
-    assert_complete(a)
-    print(f"{a.host}: max in progress {a.max_inflight}")
-    assert a.max_inflight == 2
+    for site in (a, b):
+        assert_complete(site)
+        print(f"{site.host}: max in progress {site.max_inflight}")
+        assert site.max_inflight == 2
     # Every slot was handed back.
     assert rclient.hlen("{site}:dbusy") == 0
     assert rclient.zcard("{site}:parked") == 0
