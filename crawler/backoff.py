@@ -60,7 +60,7 @@ class BackoffMiddleware:
         """A request leased before its domain was paused waits for the pause:
         it goes back to the frontier, which hands it out once the pause is over."""
         scheduler = self._scheduler()
-        if scheduler is None or not scheduler.paused(request):
+        if scheduler is None or request not in scheduler.active or not scheduler.paused(request):
             return None
         self.crawler.stats.inc_value("crawler/backoff/held_back")
         retry = request.replace(dont_filter=True)
@@ -76,7 +76,9 @@ class BackoffMiddleware:
             return response
         scheduler = self._scheduler()
         tries = request.meta.get("backoff_times", 0)
-        if scheduler is None or tries >= self.max_tries:
+        # Only frontier requests: robots.txt, fetched beside the frontier, is
+        # left to Scrapy (a 4xx/5xx robots.txt allows everything, as there).
+        if scheduler is None or request not in scheduler.active or tries >= self.max_tries:
             return response
         seconds = retry_after(response.headers.get(b"Retry-After"))
         scheduler.backoff(request, -1 if seconds is None else seconds)

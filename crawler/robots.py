@@ -93,11 +93,18 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             value = await client.get(key)
             if value is not None and value[:1] == b"B":
                 self._stats.inc_value("robotstxt/shared")
-                return bytes(value[1:])
+                body = bytes(value[1:])
+                # This domain (download slot) may not have its Crawl-delay yet.
+                delay = self._crawl_delay(body, request)
+                await client.hsetnx(
+                    self.config.keys.crawl_delays, slot_of(request), int(delay * 1000)
+                )
+                return body
             if value == b"E":
                 return None
             if time.monotonic() > deadline:
-                return None
+                # The node fetching it is taking too long: fetch it here.
+                return await self._fetch(client, key, site, request)
             await asyncio.sleep(_POLL)
 
     async def _fetch(self, client: Any, key: str, site: str, request: Request) -> bytes | None:

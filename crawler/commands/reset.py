@@ -18,7 +18,8 @@ _CHUNK = 1000
 
 
 def crawl_keys(client: Any, keys: Keys) -> list[str]:
-    """Every key of the crawl, found from the crawl's own indexes (no SCAN)."""
+    """Every key of the crawl, found from the crawl's own indexes; only the
+    shared robots.txt copies (which expire anyway) are found by SCAN."""
     names = [
         keys.prios,
         keys.nodes,

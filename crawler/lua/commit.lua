@@ -14,7 +14,7 @@
 --   pushes: count, then per request 6 values:
 --           kind (0 = dont_filter, 1 = exact seen-set, 2 = Bloom filter),
 --           x, y (exact: seen key index, int64 member; Bloom: h1, h2),
---           queue_key_index, priority, entry ("<deliveries>|<json>")
+--           queue_key_index, priority, entry ("<deliveries>|<domain>|<json>")
 --   items:  count, then per item: item id, item JSON (first write wins)
 --   policy: the politeness policy (JSON, see _polite.lua), not counted
 --   starts: count, then per request sent: domain, delay factor (jitter)
@@ -201,7 +201,7 @@ local function finish(id)
   local value = redis.call('HGET', held, id)
   if not value then return 0 end
   local d = p_held_domain(value)
-  if d then p_release(d) end
+  if d and string.sub(value, 1, 2) ~= '@|' then p_release(d) end  -- raw seeds hold no slot
   return redis.call('HDEL', held, id)
 end
 
