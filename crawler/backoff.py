@@ -22,7 +22,7 @@ from scrapy.http import Response
 
 from crawler.config import CrawlConfig
 from crawler.politeness import slot_of
-from crawler.scheduler import RedisScheduler
+from crawler.scheduler import RedisScheduler, redis_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +67,7 @@ class BackoffMiddleware:
         return retry
 
     def _scheduler(self) -> RedisScheduler | None:
-        engine = self.crawler.engine
-        scheduler = engine.scheduler if engine is not None else None
-        return scheduler if isinstance(scheduler, RedisScheduler) else None
+        return redis_scheduler(self.crawler)
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
         if response.status not in BACKOFF_CODES or request.meta.get("dont_retry"):

@@ -19,7 +19,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 from scrapy.utils.response import response_status_message
 
-from crawler.scheduler import RedisScheduler
+from crawler.scheduler import RedisScheduler, redis_scheduler
 
 
 class DeadLetterMiddleware:
@@ -32,9 +32,7 @@ class DeadLetterMiddleware:
         return cls(crawler)
 
     def _scheduler(self) -> RedisScheduler | None:
-        engine = self.crawler.engine
-        scheduler = engine.scheduler if engine is not None else None
-        return scheduler if isinstance(scheduler, RedisScheduler) else None
+        return redis_scheduler(self.crawler)
 
     def process_response(self, request: Request, response: Response) -> Response:
         if response.status in self.retry_codes and not request.meta.get("dont_retry"):

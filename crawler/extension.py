@@ -9,7 +9,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DontCloseSpider
 
 from crawler.config import CrawlConfig
-from crawler.scheduler import RedisScheduler
+from crawler.scheduler import redis_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +35,8 @@ class ClusterFinish:
         return cls(crawler, config.keep_alive)
 
     def spider_idle(self, spider: Spider) -> None:
-        engine = self.crawler.engine
-        scheduler = engine.scheduler if engine is not None else None
-        if not isinstance(scheduler, RedisScheduler):
+        scheduler = redis_scheduler(self.crawler)
+        if scheduler is None:
             return
         if not scheduler.cluster_finished:
             raise DontCloseSpider

@@ -13,7 +13,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from crawler.scheduler import RedisScheduler
+from crawler.scheduler import RedisScheduler, redis_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,7 @@ class NodeCollector(Collector):
         )
 
     def _scheduler(self) -> RedisScheduler | None:
-        engine = self.crawler.engine
-        scheduler = engine.scheduler if engine is not None else None
-        return scheduler if isinstance(scheduler, RedisScheduler) else None
+        return redis_scheduler(self.crawler)
 
 
 class Metrics:

@@ -10,7 +10,7 @@ from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.http import Response
 
-from crawler.scheduler import RedisScheduler
+from crawler.scheduler import RedisScheduler, redis_scheduler
 
 #: Set this meta key on a start request to fetch it on every node and crawl.
 DONT_DEDUPE_START = "crawler_dont_dedupe_start"
@@ -37,9 +37,7 @@ class DistributedSpiderMiddleware:
         return cls(crawler)
 
     def _scheduler(self) -> RedisScheduler | None:
-        engine = self.crawler.engine
-        scheduler = engine.scheduler if engine is not None else None
-        return scheduler if isinstance(scheduler, RedisScheduler) else None
+        return redis_scheduler(self.crawler)
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for output in start:

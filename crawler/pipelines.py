@@ -7,7 +7,7 @@ from typing import Any
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from crawler.scheduler import RedisScheduler
+from crawler.scheduler import RedisScheduler, redis_scheduler
 
 
 class RedisItemPipeline:
@@ -27,9 +27,8 @@ class RedisItemPipeline:
         return cls(crawler)
 
     def _scheduler(self) -> RedisScheduler:
-        engine = self.crawler.engine
-        scheduler = engine.scheduler if engine is not None else None
-        if not isinstance(scheduler, RedisScheduler):
+        scheduler = redis_scheduler(self.crawler)
+        if scheduler is None:
             raise NotConfigured(
                 "RedisItemPipeline needs SCHEDULER = 'crawler.scheduler.RedisScheduler' "
                 "(the crawler.addon.DistributedCrawl add-on sets it)."

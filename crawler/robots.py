@@ -33,7 +33,7 @@ from twisted.internet.defer import Deferred
 
 from crawler.config import CrawlConfig
 from crawler.politeness import slot_of
-from crawler.scheduler import RedisScheduler
+from crawler.scheduler import redis_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +48,8 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
         self.config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
 
     def _client(self) -> Any | None:
-        engine = self.crawler.engine
-        scheduler = engine.scheduler if engine is not None else None
-        if isinstance(scheduler, RedisScheduler) and scheduler.worker is not None:
+        scheduler = redis_scheduler(self.crawler)
+        if scheduler is not None and scheduler.worker is not None:
             return scheduler.worker.frontier.client
         return None
 

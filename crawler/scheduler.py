@@ -351,6 +351,13 @@ class RedisScheduler(BaseScheduler):
         batch.raws.append(lease_id)
 
 
+def redis_scheduler(crawler: Crawler) -> RedisScheduler | None:
+    """The crawl's RedisScheduler, or None (no engine yet, or another scheduler)."""
+    engine = crawler.engine
+    scheduler = engine.scheduler if engine is not None else None
+    return scheduler if isinstance(scheduler, RedisScheduler) else None
+
+
 async def _retry_for(seconds: float, op: Any) -> None:
     deadline = time.monotonic() + seconds
     delay = 0.5
