@@ -22,6 +22,7 @@ Two modes, chosen by ``CRAWLER_SEEN_MODE``:
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 from crawler.exceptions import ConfigError
@@ -32,6 +33,10 @@ MAX_LAYER_BITS = 2**32 - 1
 BLOOM_GROWTH = 2
 #: ... at this fraction of the previous layer's error rate.
 BLOOM_TIGHTENING = 0.1
+
+
+# The member (first 8 bytes, signed) and the 4 bytes that choose the shard.
+_MEMBER_SHARD = struct.Struct(">qI")
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,8 @@ def seen_member(fingerprint: bytes, shards: int) -> tuple[int, int]:
     The member is the first 8 bytes as a signed 64-bit integer; the shard
     comes from the next bytes, so membership in effect checks more than 64 bits.
     """
-    member = int.from_bytes(fingerprint[:8], "big", signed=True)
-    shard = int.from_bytes(fingerprint[8:12], "big") % shards
-    return shard, member
+    member, after = _MEMBER_SHARD.unpack_from(fingerprint)
+    return after % shards, member
 
 
 def bloom_hashes(fingerprint: bytes) -> tuple[int, int]:

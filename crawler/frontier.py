@@ -17,6 +17,8 @@ from crawler.keys import CRAWLS_KEY, Keys
 from crawler.politeness import Policy
 from crawler.scripts import Scripts
 
+_COMPACT = (",", ":")
+
 # How many priority levels one lease call looks at.
 _PRIORITY_FANOUT = 8
 
@@ -144,16 +146,33 @@ class Frontier:
         # Two spare layer keys let one commit grow the filter.
         layers = [ref(k.bloom_layer(n)) for n in range(1, self._bloom_layers + 3)] if bloom else []
         args: list[Any] = [len(layers), *layers, seen.bloom_capacity, seen.bloom_error_rate]
-        args.append(len(batch.pushes))
+        # Pushes travel as one JSON document, in one group per priority:
+        # Redis spends about a microsecond on each argument of a command,
+        # more than on the check-and-add itself. Seen shards are named in
+        # the script from the prefix (same hash tag, so the same slot).
+        groups: dict[int, list[Any]] = {}
+        checked = 0
+        shards = seen.shards
         for fp, prio, entry in batch.pushes:
             if fp is None:
-                kind, x, y = 0, 0, 0
+                x: Any = ""
+                y: Any = 0
             elif bloom:
-                kind, (x, y) = 2, bloom_hashes(fp)
+                x, y = bloom_hashes(fp)
+                checked += 1
             else:
-                shard, y = seen_member(fp, seen.shards)
-                kind, x = 1, ref(k.seen(shard))
-            args += [kind, x, y, ref(k.queue(prio)), prio, entry]
+                x, member = seen_member(fp, shards)
+                y = str(member)  # Lua numbers are doubles: int64 goes as text
+            group = groups.get(prio)
+            if group is None:
+                group = groups[prio] = []
+            group += (x, y, entry)
+        pushes = [[ref(k.queue(prio)), str(prio), group] for prio, group in groups.items()]
+        args += (
+            k.seen_prefix,
+            checked,
+            json.dumps(pushes, ensure_ascii=False, separators=(",", ":")),
+        )
         args.append(len(batch.items))
         for item_id, data in batch.items:
             args += [item_id, data]

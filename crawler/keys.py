@@ -91,7 +91,11 @@ class Keys:
         return f"{self.tag}:nodeinfo"
 
     def seen(self, shard: int) -> str:
-        return f"{self.tag}:seen:{shard}"
+        return f"{self.seen_prefix}{shard}"
+
+    @property
+    def seen_prefix(self) -> str:
+        return f"{self.tag}:seen:"
 
     @property
     def nodebeat(self) -> str:

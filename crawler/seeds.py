@@ -6,15 +6,19 @@ A line is a URL, or a JSON object with ``url`` and optionally ``priority``,
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from scrapy import Request, Spider
+from scrapy.utils.request import RequestFingerprinter
 
-from crawler.codec import spider_method
+from crawler.codec import encode_request, spider_method
 from crawler.config import CrawlConfig
 from crawler.exceptions import BadSeed
+from crawler.politeness import slot_of
 
 SEED_FIELDS = ("url", "priority", "meta", "headers", "method", "body", "callback")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -108,3 +112,97 @@ def parse_seed(line: str, spider: Spider, config: CrawlConfig) -> Request | None
             raise BadSeed(f"callback {obj['callback']!r} is not a method of spider {spider.name!r}")
         kwargs["callback"] = method
     return Request(**kwargs)
+
+
+# The fast path: most seed files are plain URLs of a simple shape, for which
+# Scrapy's Request, its fingerprint (w3lib's canonicalize_url, then SHA1 of a
+# JSON document) and our stored JSON can be computed by string operations,
+# about 20 times faster. A URL qualifies only if it is made of characters
+# that no step quotes, lowercases or resolves: a lower-case http(s) scheme
+# and host name, a port, a path of unreserved characters and a query of
+# unreserved ``key=value`` pairs. Anything else takes the full path above.
+_SIMPLE_URL = re.compile(
+    r"https?://([a-z0-9.-]+)(?::([0-9]+))?(/[A-Za-z0-9._~/-]*)?"
+    r"(?:\?([A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*(?:&[A-Za-z0-9._~-]+=[A-Za-z0-9._~-]*)*))?"
+)
+# Scrapy's fingerprint is the SHA1 of this JSON document, ending in the URL.
+_FP_HEAD = hashlib.sha1(b'{"body": "", "headers": {}, "method": "GET", "url": "')
+
+
+def simple_seed(url: str, max_length: int) -> tuple[bytes, str, str] | None:
+    """(fingerprint, domain, request JSON) of a plain URL line of the simple
+    shape, equal to what the full path gives; None if it is not one.
+
+    *url* is the line without its surrounding white space.
+    """
+    m = _SIMPLE_URL.fullmatch(url)
+    if m is None or len(url) > max_length:
+        return None
+    host, port, path, query = m.groups()
+    if not _simple_host(host) or (port is not None and not _simple_port(port)):
+        return None
+    canonical = url
+    if path is None:
+        if query:
+            return None  # Request() would add the "/" before the "?"
+        canonical += "/"
+    elif "/." in path and ("/./" in path or "/../" in path or path.endswith(("/.", "/.."))):
+        return None  # dot segments are resolved by canonicalize_url
+    if query and "&" in query:
+        # canonicalize_url sorts the arguments by name, then value.
+        pairs = [p.partition("=") for p in query.split("&")]
+        ordered = sorted(pairs)
+        if ordered != pairs:
+            canonical = url[: -len(query)] + "&".join(k + "=" + v for k, _, v in ordered)
+    sha1 = _FP_HEAD.copy()
+    sha1.update(canonical.encode() + b'"}')
+    fp = sha1.digest()
+    return fp, host, '{"url":"' + url + '"}'
+
+
+def _simple_host(host: str) -> bool:
+    """A host name IDNA leaves as it is: LDH labels of 1 to 63 characters."""
+    return not (
+        host[0] in ".-"
+        or host[-1] in ".-"
+        or ".." in host
+        or ".-" in host
+        or "-." in host
+        or "xn--" in host
+        or (len(host) > 63 and max(map(len, host.split("."))) > 63)
+    )
+
+
+def _simple_port(port: str) -> bool:
+    # Digit strings of the same length compare as their numbers do.
+    return port[0] != "0" and (len(port) < 5 or (len(port) == 5 and port <= "65535"))
+
+
+# URLs of every shape the fast path takes, checked against the full path
+# before it is used, in case an upgrade of Scrapy or w3lib changed the rules.
+_PROBES = (
+    "http://example.com",
+    "https://www.example.co.uk/",
+    "http://127.0.0.1:8080/page/1.html",
+    "https://a-b.example:443/A/b_c.d~e-f//g/",
+    "http://example.com/.well-known/x?q=",
+    "https://example.com/s?b=2&a=1&a=0&A=3&a-b=4&a_b=5",
+)
+
+
+def simple_path_agrees(spider: Spider, config: CrawlConfig, fingerprinter: Any) -> bool:
+    """Whether :func:`simple_seed` gives what the full path gives, with this
+    fingerprinter and the installed Scrapy and w3lib."""
+    if type(fingerprinter) is not RequestFingerprinter:
+        return False
+    for url in _PROBES:
+        request = parse_seed(url, spider, config)
+        assert request is not None
+        full = (
+            fingerprinter.fingerprint(request),
+            slot_of(request),
+            encode_request(request, spider),
+        )
+        if simple_seed(url, config.seed_max_url_length) != full:
+            return False
+    return True

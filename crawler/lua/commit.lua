@@ -6,15 +6,17 @@
 -- KEYS[1]  {N}:stats      KEYS[2] {N}:prios   KEYS[3] {N}:items
 -- KEYS[4]  {N}:held:<node>  (the committing node's leases)
 -- KEYS[5]  {N}:dead       KEYS[6] {N}:bloom  (Bloom filter metadata)
--- KEYS[7..] seen shards, Bloom layers and priority queues, by index below
+-- KEYS[7..] Bloom layers and priority queues, by index below
 --
 -- ARGV, in groups, each group led by its count:
 --   bloom:  count of layer keys passed, then their KEYS indexes (layers 0..),
 --           then base capacity and error rate (used when creating a layer)
---   pushes: count, then per request 6 values:
---           kind (0 = dont_filter, 1 = exact seen-set, 2 = Bloom filter),
---           x, y (exact: seen key index, int64 member; Bloom: h1, h2),
---           queue_key_index, priority, entry ("<deliveries>|<domain>|<json>")
+--   pushes: seen key prefix ("{N}:seen:"), count of requests to check in
+--           the Bloom filter, then one JSON array of groups, one per
+--           priority: [queue key index, priority (text), [x, y, entry, ...]],
+--           entry being "<deliveries>|<domain>|<json>". x is "" for
+--           dont_filter; in exact mode x is the seen shard and y the int64
+--           member (text); in Bloom mode (layer keys passed) h1 and h2.
 --   items:  count, then per item: item id, item JSON (first write wins)
 --   policy: the politeness policy (JSON, see _polite.lua), not counted
 --   starts: count, then per request sent: domain, delay factor (jitter)
@@ -112,12 +114,9 @@ for l = 1, layers do
   m[l], k[l], n[l], cap[l] = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
 end
 
-local npush = tonumber(ARGV[i]); i = i + 1
+local seen_prefix, bloom_pushes = ARGV[i], tonumber(ARGV[i + 1])
+local groups = cjson.decode(ARGV[i + 2]); i = i + 3
 -- Growth must fit in the layer keys passed: check before writing anything.
-local bloom_pushes = 0
-for p = 0, npush - 1 do
-  if ARGV[i + p * 6] == '2' then bloom_pushes = bloom_pushes + 1 end
-end
 if bloom_pushes > 0 then
   local room, l = 0, layers
   if layers > 0 then room = cap[layers] - n[layers] end
@@ -128,28 +127,36 @@ if bloom_pushes > 0 then
   if l > nkeys then return {-1, l} end
 end
 
-local touched = {}
-for _ = 1, npush do
-  local kind, x, y = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local queue, prio, entry = KEYS[tonumber(ARGV[i + 3])], ARGV[i + 4], ARGV[i + 5]
-  i = i + 6
-  local fresh = 1
-  if kind == '1' then
-    fresh = redis.call('SADD', KEYS[tonumber(x)], y)
-    new_fps = new_fps + fresh
-  elseif kind == '2' then
-    fresh = bloom_check_add(tonumber(x), tonumber(y))
-    new_fps = new_fps + fresh
-  end
-  if fresh == 1 then
-    redis.call('RPUSH', queue, entry)
-    if not touched[prio] then
-      redis.call('ZADD', prios, -tonumber(prio), prio)
-      touched[prio] = true
+-- A group's new entries are pushed in order once it is checked: one RPUSH
+-- per thousand entries rather than one per entry.
+local use_bloom = nkeys > 0
+for _, group in ipairs(groups) do
+  local queue, prio, t = KEYS[group[1]], group[2], group[3]
+  local fresh_entries = {}
+  for j = 1, #t, 3 do
+    local x = t[j]
+    local fresh = 1
+    if x ~= '' then
+      if use_bloom then
+        fresh = bloom_check_add(x, t[j + 1])
+      else
+        fresh = redis.call('SADD', seen_prefix .. x, t[j + 1])
+      end
+      new_fps = new_fps + fresh
     end
-    queued = queued + 1
-  else
-    dups = dups + 1
+    if fresh == 1 then
+      fresh_entries[#fresh_entries + 1] = t[j + 2]
+    else
+      dups = dups + 1
+    end
+  end
+  local nfresh = #fresh_entries
+  if nfresh > 0 then
+    redis.call('ZADD', prios, -tonumber(prio), prio)
+    for s = 1, nfresh, 1000 do
+      redis.call('RPUSH', queue, unpack(fresh_entries, s, math.min(s + 999, nfresh)))
+    end
+    queued = queued + nfresh
   end
 end
 
