@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -58,9 +59,12 @@ def test_three_nodes_seeded_with_scrapy_seed(make_site, redis_url, tmp_path):
     assert "1 queued, 0 already seen, 0 rejected" in seeded.stdout
     codes, logs, wall = crawl_with_nodes(3, redis_url, tmp_path)
     counts = assert_complete(site, redis_url, tmp_path, codes, logs)
-    # Work was shared: every node fetched pages.
+    # Work was shared: with one site and Scrapy's default of 8 requests per
+    # domain for the whole cluster, fair shares (3 slots each) leave every
+    # node a good part of the pages.
     for log in logs:
-        assert "'crawler/acked'" in log
+        acked = re.search(r"'crawler/acked': (\d+)", log)
+        assert acked and int(acked.group(1)) >= PAGES // 10, acked
     print(
         f"3 nodes: {sum(counts.values())} pages fetched, "
         f"{sum(counts.values()) - len(counts)} duplicates, wall {wall:.1f}s"

@@ -4,11 +4,15 @@ and each node's own FEEDS still work."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from scrapy.exporters import JsonLinesItemExporter
 
+from crawler.codec import encode_item
+from crawler.commands.export import _export
 from tests.conftest import read_jsonl, run_scrapy, start_node
 
 
@@ -79,3 +83,31 @@ def test_products_spider_extracts_structured_items(make_site, redis_url, tmp_pat
     first = next(r for r in rows if r["sku"] == "SKU-00007")
     assert first["name"] == "Product 7" and first["category"] == "Category 2"
     assert float(first["price"]) == pytest.approx(7 * 37 / 10 + 1)
+
+
+@pytest.mark.parametrize("encoding", [None, "utf-8"])
+def test_jsonl_fast_path_writes_what_scrapys_exporter_writes(encoding):
+    """``scrapy export`` writes JSON lines without the exporter's per-field
+    loop; the bytes are those of Scrapy's own JsonLinesItemExporter."""
+    items = [
+        {"url": "http://a.test/1", "title": "Café ✓ 𝄞", "price": 1.5, "n": 3},
+        {"nested": {"b": [1, 2.0, None, True]}, "empty": "", "zero": 0, "none": None},
+        {"quote": 'say "hi"\n\ttab', "big": 2**70, "tiny": 1e-300},
+        {},
+    ]
+    stored = [encode_item(item).encode() for item in items]
+
+    def write(fast: bool) -> bytes:
+        out = io.BytesIO()
+        exporter = JsonLinesItemExporter(out, encoding=encoding)
+        exporter.start_exporting()
+        if fast:
+            assert _export(exporter, iter(stored)) == len(items)
+        else:
+            for data in stored:
+                exporter.export_item(json.loads(data))
+        exporter.finish_exporting()
+        return out.getvalue()
+
+    assert write(fast=True) == write(fast=False)
+    assert len(write(fast=True).splitlines()) == len(items)

@@ -6,7 +6,9 @@
 -- and served when it is, so they never hold up other domains.
 --
 -- Order: first the parked requests of domains that became ready, then the
--- priority queues, highest priority first, FIFO within a priority.
+-- priority queues, highest priority first, FIFO within a priority. With
+-- other nodes live, a node takes at most its fair share of a domain's slots
+-- (concurrency / live nodes, at least 1).
 --
 -- KEYS[1] {N}:stats   KEYS[2] {N}:prios   KEYS[3] {N}:nodes
 -- KEYS[4] {N}:held:<node>
@@ -30,15 +32,33 @@ local now = p_time()
 p_init(ARGV[4], now)
 redis.call('ZADD', nodes, now + lease_ms, node)
 
+-- Fair shares: while other nodes are live, a node holds at most its share
+-- of a domain's concurrency slots, so the node that commits first cannot
+-- take every slot back at once and leave the others nothing to fetch.
+local live = redis.call('ZCOUNT', nodes, now, '+inf')
+local mine = nil  -- this node's leases per domain, read when first needed
+local function my_turn(d, s)
+  if live <= 1 then return true end
+  if not mine then
+    mine = {}
+    for _, v in ipairs(redis.call('HVALS', held)) do
+      local hd = string.sub(v, 1, 2) ~= '@|' and p_held_domain(v)
+      if hd then mine[hd] = (mine[hd] or 0) + 1 end
+    end
+  end
+  return (mine[d] or 0) < math.max(1, math.ceil(s.conc / live))
+end
+
 local out = {0}
 local got = 0
-local function lease_one(prio, entry, report)
+local function lease_one(prio, entry, report, d)
   local id = redis.call('HINCRBY', stats, 'lease_seq', 1)
   redis.call('HSET', held, id, prio .. '|' .. entry)
   out[#out + 1] = tostring(id)
   out[#out + 1] = entry
   out[#out + 1] = report
   got = got + 1
+  if mine and d then mine[d] = (mine[d] or 0) + 1 end
 end
 
 -- 1. Parked requests of domains that are ready now.
@@ -47,11 +67,11 @@ for _, d in ipairs(ready) do
   if got >= want then break end
   local s = p_state(d)
   local park = p_park_key(d)
-  while got < want and p_ready_at(s) <= now do
+  while got < want and p_ready_at(s) <= now and my_turn(d, s) do
     local v = redis.call('LPOP', park)
     if not v then break end
     local prio, entry = string.match(v, '^([^|]*)|(.*)$')
-    lease_one(prio, entry, p_take(s, lease_ms))
+    lease_one(prio, entry, p_take(s, lease_ms), d)
   end
   if redis.call('LLEN', park) == 0 then
     redis.call('ZREM', P_PARKED, d)
@@ -76,8 +96,8 @@ for k = 5, #ARGV do
         lease_one(prio, entry, 0)  -- not an entry the node can read: it dead-letters it
       else
         local s = p_state(d)
-        if not s.parked and p_ready_at(s) <= now then
-          lease_one(prio, entry, p_take(s, lease_ms))
+        if not s.parked and p_ready_at(s) <= now and my_turn(d, s) then
+          lease_one(prio, entry, p_take(s, lease_ms), d)
         else
           redis.call('RPUSH', p_park_key(d), prio .. '|' .. entry)
           s.parked = true
