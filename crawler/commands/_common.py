@@ -50,6 +50,9 @@ def open_crawl(settings: Settings, name: str) -> Crawl:
     settings = settings.copy()
     # Commands only read and write Redis; they never start a reactor.
     settings.set("TWISTED_REACTOR_ENABLED", False, "cmdline")
+    # Nor do they run extensions: building Scrapy's (telnet, remote control
+    # with aiohttp) would only add start-up time.
+    settings.set("EXTENSIONS_BASE", {}, "cmdline")
     crawler = Crawler(cls, settings)
     # Applies add-ons and builds crawler.request_fingerprinter, as a crawl does.
     crawler._apply_settings()
