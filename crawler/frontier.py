@@ -17,8 +17,6 @@ from crawler.keys import CRAWLS_KEY, Keys
 from crawler.politeness import Policy
 from crawler.scripts import Scripts
 
-_COMPACT = (",", ":")
-
 # How many priority levels one lease call looks at.
 _PRIORITY_FANOUT = 8
 
