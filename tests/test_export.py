@@ -12,7 +12,7 @@ import pytest
 from scrapy.exporters import JsonLinesItemExporter
 
 from crawler.codec import encode_item
-from crawler.commands.export import _export
+from crawler.commands.export import _decode_page, _export
 from tests.conftest import read_jsonl, run_scrapy, start_node
 
 
@@ -102,7 +102,7 @@ def test_jsonl_fast_path_writes_what_scrapys_exporter_writes(encoding):
         exporter = JsonLinesItemExporter(out, encoding=encoding)
         exporter.start_exporting()
         if fast:
-            assert _export(exporter, iter(stored)) == len(items)
+            assert _export(exporter, iter(_decode_page(stored))) == len(items)
         else:
             for data in stored:
                 exporter.export_item(json.loads(data))
@@ -111,3 +111,11 @@ def test_jsonl_fast_path_writes_what_scrapys_exporter_writes(encoding):
 
     assert write(fast=True) == write(fast=False)
     assert len(write(fast=True).splitlines()) == len(items)
+
+
+def test_a_page_of_stored_items_decodes_as_each_item_does():
+    stored = [encode_item({"a": i, "s": 'x,]"['}).encode() for i in range(5)]
+    assert _decode_page(stored) == [json.loads(data) for data in stored]
+    assert _decode_page([]) == []
+    with pytest.raises(json.JSONDecodeError):
+        _decode_page([stored[0], b'{"broken": '])

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 from scrapy.exceptions import UsageError
@@ -74,8 +75,7 @@ class Command(CrawlCommand):
                 )
                 exporter.start_exporting()
                 client = redis.Redis.from_url(crawl.url)
-                stored = (data for _, data in client.hscan_iter(items_key, count=_SCAN_COUNT))
-                count = _export(exporter, stored)
+                count = _export(exporter, _stored_items(client, items_key))
                 client.close()
                 exporter.finish_exporting()
             os.replace(tmp, target)
@@ -89,20 +89,41 @@ class Command(CrawlCommand):
         )
 
 
-def _export(exporter: BaseItemExporter, stored: Iterator[bytes]) -> int:
-    """Export each stored item (JSON); the number exported."""
+def _stored_items(client: redis.Redis, key: str) -> Iterator[Any]:
+    """The items in the item hash, decoded a page of HSCAN at a time."""
+    cursor = 0
+    while True:
+        cursor, page = cast(
+            tuple[int, dict[bytes, bytes]], client.hscan(key, cursor, count=_SCAN_COUNT)
+        )
+        yield from _decode_page(list(page.values()))
+        if cursor == 0:
+            return
+
+
+def _decode_page(stored: list[bytes]) -> list[Any]:
+    # One json.loads of the page as an array: the per-call overhead of
+    # json.loads is most of the decoding time of a small item.
+    try:
+        return cast(list[Any], json.loads(b"[" + b",".join(stored) + b"]"))
+    except ValueError:
+        return [json.loads(data) for data in stored]  # raises for the bad one
+
+
+def _export(exporter: BaseItemExporter, items: Iterator[Any]) -> int:
+    """Export each item (decoded from its stored JSON); the number exported."""
     count = 0
     if type(exporter) is JsonLinesItemExporter and exporter.fields_to_export is None:
         # What export_item writes for an item decoded from JSON (a dict, so
         # no field serializers, every key in order), without its per-field
-        # Python loop: three times the speed.
+        # Python loop.
         encode, encoding = exporter.encoder.encode, exporter.encoding or "utf-8"
         write = exporter.file.write
-        for data in stored:
-            write((encode(json.loads(data)) + "\n").encode(encoding))
+        for item in items:
+            write((encode(item) + "\n").encode(encoding))
             count += 1
         return count
-    for data in stored:
-        exporter.export_item(json.loads(data))
+    for item in items:
+        exporter.export_item(item)
         count += 1
     return count
