@@ -144,11 +144,13 @@ class Frontier:
         # Two spare layer keys let one commit grow the filter.
         layers = [ref(k.bloom_layer(n)) for n in range(1, self._bloom_layers + 3)] if bloom else []
         args: list[Any] = [len(layers), *layers, seen.bloom_capacity, seen.bloom_error_rate]
-        # Pushes travel as one JSON document, in one group per priority:
-        # Redis spends about a microsecond on each argument of a command,
-        # more than on the check-and-add itself. Seen shards are named in
-        # the script from the prefix (same hash tag, so the same slot).
-        groups: dict[int, list[Any]] = {}
+        # Pushes travel as one JSON document: Redis spends about a
+        # microsecond on each argument of a command, more than on the
+        # check-and-add itself. Seen shards are named in the script from the
+        # prefix (same hash tag, so the same slot).
+        queues: list[list[Any]] = []  # [queue key index, priority (text)]
+        queue_of: dict[int, int] = {}  # priority -> position in queues (from 1)
+        flat: list[Any] = []
         checked = 0
         shards = seen.shards
         for fp, prio, entry in batch.pushes:
@@ -161,16 +163,13 @@ class Frontier:
             else:
                 x, member = seen_member(fp, shards)
                 y = str(member)  # Lua numbers are doubles: int64 goes as text
-            group = groups.get(prio)
-            if group is None:
-                group = groups[prio] = []
-            group += (x, y, entry)
-        pushes = [[ref(k.queue(prio)), str(prio), group] for prio, group in groups.items()]
-        args += (
-            k.seen_prefix,
-            checked,
-            json.dumps(pushes, ensure_ascii=False, separators=(",", ":")),
-        )
+            q = queue_of.get(prio)
+            if q is None:
+                queues.append([ref(k.queue(prio)), str(prio)])
+                q = queue_of[prio] = len(queues)
+            flat += (q, x, y, entry)
+        pushes = json.dumps([queues, flat], ensure_ascii=False, separators=(",", ":"))
+        args += (k.seen_prefix, checked, pushes)
         args.append(len(batch.items))
         for item_id, data in batch.items:
             args += [item_id, data]

@@ -119,3 +119,7 @@ def test_a_page_of_stored_items_decodes_as_each_item_does():
     assert _decode_page([]) == []
     with pytest.raises(json.JSONDecodeError):
         _decode_page([stored[0], b'{"broken": '])
+    # Bad values that would still make a valid array are caught too.
+    for bad in ([b""], [b'{"a":1},{"b":2}']):
+        with pytest.raises(json.JSONDecodeError):
+            _decode_page(bad)

@@ -75,6 +75,22 @@ def test_priority_order_and_fifo_within_priority(redis_url):
     ]
 
 
+def test_a_duplicate_within_one_commit_loses_to_the_first(redis_url, rclient):
+    """Requests are checked in the batch's order, whatever their priority."""
+
+    async def go():
+        f = await frontier(redis_url, "n1")
+        batch = Batch(pushes=[push("http://a/b", 5, 1), push("http://a/a0", 0, 2)])
+        batch.pushes.append(push("http://a/a5", 5, 2))  # same fingerprint as a0
+        result = await f.commit(batch)
+        assert (result.queued, result.duplicates) == (2, 1)
+        leased = await f.lease(10, 30_000)
+        await f.client.aclose()
+        return leased
+
+    assert urls(run(go())) == ["http://a/b", "http://a/a0"]
+
+
 def test_seen_set_is_checked_and_set_atomically(redis_url, rclient):
     async def scenario():
         f = await frontier(redis_url, "n1")

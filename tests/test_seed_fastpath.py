@@ -137,8 +137,8 @@ def test_fast_path_only_with_scrapys_default_fingerprinter():
     class Custom(RequestFingerprinter):
         pass
 
-    assert simple_path_agrees(spider, _Config(), RequestFingerprinter())  # type: ignore[arg-type]
-    assert not simple_path_agrees(spider, _Config(), Custom())  # type: ignore[arg-type]
+    assert simple_path_agrees(spider, RequestFingerprinter())
+    assert not simple_path_agrees(spider, Custom())
 
 
 def test_urls_seeded_by_either_path_are_one_url(redis_url, rclient, tmp_path):
@@ -163,3 +163,16 @@ def test_urls_seeded_by_either_path_are_one_url(redis_url, rclient, tmp_path):
     assert "3 queued, 3 already seen, 0 rejected (6 lines read)" in result.stdout
     urls = sorted(e["url"] for e in queued_entries(rclient))
     assert urls == ["http://a.test/p?b=2&a=1", "http://a.test/q#top", "http://a.test/r"]
+
+
+def test_short_url_limit_still_seeds(redis_url, tmp_path):
+    """The start-up check of the fast path is not subject to the user's
+    URL length limit; the limit still applies to every line."""
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("http://a.test/1\nhttp://a.test/" + "x" * 40 + "\n")
+    result = run_scrapy(
+        ["seed", "site", "-i", str(seeds), "-s", "CRAWLER_SEED_MAX_URL_LENGTH=30"], redis_url
+    )
+    assert result.returncode == 1, result.stderr
+    assert "line 2: rejected: URL is 54 characters" in result.stderr
+    assert "1 queued, 0 already seen, 1 rejected (2 lines read)" in result.stdout

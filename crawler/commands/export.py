@@ -105,9 +105,14 @@ def _decode_page(stored: list[bytes]) -> list[Any]:
     # One json.loads of the page as an array: the per-call overhead of
     # json.loads is most of the decoding time of a small item.
     try:
-        return cast(list[Any], json.loads(b"[" + b",".join(stored) + b"]"))
+        items = json.loads(b"[" + b",".join(stored) + b"]")
     except ValueError:
-        return [json.loads(data) for data in stored]  # raises for the bad one
+        items = None
+    if isinstance(items, list) and len(items) == len(stored):
+        return items
+    # A bad value (empty, or two values in one): decode one by one, which
+    # raises for it as before.
+    return [json.loads(data) for data in stored]
 
 
 def _export(exporter: BaseItemExporter, items: Iterator[Any]) -> int:

@@ -92,7 +92,7 @@ class Seeder:
         self._last_progress = 0.0
         config = crawl.config
         self._max_url = config.seed_max_url_length
-        self._simple = simple_path_agrees(crawl.spider, config, crawl.crawler.request_fingerprinter)
+        self._simple = simple_path_agrees(crawl.spider, crawl.crawler.request_fingerprinter)
 
     async def run(self, lines: Iterator[str]) -> None:
         keys = self.crawl.config.keys
@@ -104,6 +104,7 @@ class Seeder:
         batch = Batch()
         # Seeding makes no reference cycles worth collecting, and the cyclic
         # collector, walking the batches in memory, costs a quarter of the run.
+        gc_was_enabled = gc.isenabled()
         gc.disable()
         # Most lines are plain URLs that take the fast path, inlined here.
         simple = simple_seed if self._simple else None
@@ -130,7 +131,8 @@ class Seeder:
             for task in pending:
                 await task
         finally:
-            gc.enable()
+            if gc_was_enabled:
+                gc.enable()
             await client.aclose()
             if self.progress:
                 sys.stderr.write("\n")

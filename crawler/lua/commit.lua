@@ -12,11 +12,12 @@
 --   bloom:  count of layer keys passed, then their KEYS indexes (layers 0..),
 --           then base capacity and error rate (used when creating a layer)
 --   pushes: seen key prefix ("{N}:seen:"), count of requests to check in
---           the Bloom filter, then one JSON array of groups, one per
---           priority: [queue key index, priority (text), [x, y, entry, ...]],
---           entry being "<deliveries>|<domain>|<json>". x is "" for
---           dont_filter; in exact mode x is the seen shard and y the int64
---           member (text); in Bloom mode (layer keys passed) h1 and h2.
+--           the Bloom filter, then one JSON document [queues, pushes]:
+--           queues is [[queue key index, priority (text)], ...] and pushes
+--           a flat array of 4 values per request, in the batch's order:
+--           position in queues, x, y, entry ("<deliveries>|<domain>|<json>").
+--           x is "" for dont_filter; in exact mode x is the seen shard and y
+--           the int64 member (text); in Bloom mode (layer keys passed) h1, h2.
 --   items:  count, then per item: item id, item JSON (first write wins)
 --   policy: the politeness policy (JSON, see _polite.lua), not counted
 --   starts: count, then per request sent: domain, delay factor (jitter)
@@ -115,7 +116,8 @@ for l = 1, layers do
 end
 
 local seen_prefix, bloom_pushes = ARGV[i], tonumber(ARGV[i + 1])
-local groups = cjson.decode(ARGV[i + 2]); i = i + 3
+local doc = cjson.decode(ARGV[i + 2]); i = i + 3
+local queues, pushes = doc[1], doc[2]
 -- Growth must fit in the layer keys passed: check before writing anything.
 if bloom_pushes > 0 then
   local room, l = 0, layers
@@ -127,34 +129,36 @@ if bloom_pushes > 0 then
   if l > nkeys then return {-1, l} end
 end
 
--- A group's new entries are pushed in order once it is checked: one RPUSH
--- per thousand entries rather than one per entry.
+-- Checked in the batch's order; each queue's new entries are then pushed in
+-- order, one RPUSH per thousand entries rather than one per entry.
 local use_bloom = nkeys > 0
-for _, group in ipairs(groups) do
-  local queue, prio, t = KEYS[group[1]], group[2], group[3]
-  local fresh_entries = {}
-  for j = 1, #t, 3 do
-    local x = t[j]
-    local fresh = 1
-    if x ~= '' then
-      if use_bloom then
-        fresh = bloom_check_add(x, t[j + 1])
-      else
-        fresh = redis.call('SADD', seen_prefix .. x, t[j + 1])
-      end
-      new_fps = new_fps + fresh
-    end
-    if fresh == 1 then
-      fresh_entries[#fresh_entries + 1] = t[j + 2]
+local fresh_entries = {}
+for q = 1, #queues do fresh_entries[q] = {} end
+for j = 1, #pushes, 4 do
+  local x = pushes[j + 1]
+  local fresh = 1
+  if x ~= '' then
+    if use_bloom then
+      fresh = bloom_check_add(x, pushes[j + 2])
     else
-      dups = dups + 1
+      fresh = redis.call('SADD', seen_prefix .. x, pushes[j + 2])
     end
+    new_fps = new_fps + fresh
   end
-  local nfresh = #fresh_entries
+  if fresh == 1 then
+    local list = fresh_entries[pushes[j]]
+    list[#list + 1] = pushes[j + 3]
+  else
+    dups = dups + 1
+  end
+end
+for q, list in ipairs(fresh_entries) do
+  local nfresh = #list
   if nfresh > 0 then
+    local key, prio = KEYS[queues[q][1]], queues[q][2]
     redis.call('ZADD', prios, -tonumber(prio), prio)
     for s = 1, nfresh, 1000 do
-      redis.call('RPUSH', queue, unpack(fresh_entries, s, math.min(s + 999, nfresh)))
+      redis.call('RPUSH', key, unpack(list, s, math.min(s + 999, nfresh)))
     end
     queued = queued + nfresh
   end

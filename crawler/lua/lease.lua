@@ -62,7 +62,8 @@ local function lease_one(prio, entry, report, d)
 end
 
 -- 1. Parked requests of domains that are ready now.
-local ready = redis.call('ZRANGEBYSCORE', P_PARKED, '-inf', now, 'LIMIT', 0, want)
+-- (More than want of them: this node may be at its fair share of some.)
+local ready = redis.call('ZRANGEBYSCORE', P_PARKED, '-inf', now, 'LIMIT', 0, want * 2 + 32)
 for _, d in ipairs(ready) do
   if got >= want then break end
   local s = p_state(d)
