@@ -19,6 +19,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 from scrapy.utils.response import response_status_message
 
+from crawler.politeness import domain_name
 from crawler.scheduler import RedisScheduler, redis_scheduler
 
 
@@ -61,7 +62,6 @@ def letter_entry(letter: dict[str, Any]) -> tuple[str, int]:
         raise ValueError("dead letter's entry is not a request")
     meta = data.get("meta")
     slot = meta.get("download_slot") if isinstance(meta, dict) else None
-    if slot is None:
-        slot = urlsplit(data["url"]).hostname or ""
+    domain = domain_name(urlsplit(data["url"]).hostname if slot is None else slot)
     priority = data.get("priority", 0)
-    return f"{str(slot).replace('|', '_')}|{entry}", priority if isinstance(priority, int) else 0
+    return f"{domain}|{entry}", priority if isinstance(priority, int) else 0

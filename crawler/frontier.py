@@ -21,6 +21,11 @@ from crawler.scripts import Scripts
 _PRIORITY_FANOUT = 8
 
 
+#: The parts of a Batch other than pushes and items: when a batch is split
+#: into chunks, they go with the last one.
+BATCH_TAIL = ("acks", "raws", "deads", "starts", "unblocks", "backoffs", "latencies")
+
+
 @dataclass
 class Batch:
     """What a node writes in one commit, in the order it was produced."""

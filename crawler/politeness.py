@@ -18,25 +18,35 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from scrapy import Request
+from scrapy import Request, Spider
 from scrapy.settings import BaseSettings
 from scrapy.settings.default_settings import DOWNLOAD_DELAY_JITTER
 from scrapy.utils.httpobj import urlparse_cached
 
 from crawler import default_settings
+from crawler.codec import encode_request
 from crawler.exceptions import ConfigError
 
 
 def slot_of(request: Request) -> str:
     """The domain a request counts against: its ``download_slot`` or host name."""
     slot = request.meta.get("download_slot")
-    if slot is None:
-        slot = urlparse_cached(request).hostname or ""
-    return str(slot).replace("|", "_")
+    return domain_name(urlparse_cached(request).hostname if slot is None else slot)
+
+
+def domain_name(slot: Any) -> str:
+    """A download slot (or host name) as frontier entries name it, without ``|``."""
+    return ("" if slot is None else str(slot)).replace("|", "_")
 
 
 def make_entry(slot: str, body: str, deliveries: int = 0) -> str:
     return f"{deliveries}|{slot}|{body}"
+
+
+def request_entry(request: Request, spider: Spider) -> str:
+    """The frontier entry of a new request. Raises ValueError/TypeError if it
+    cannot be stored."""
+    return make_entry(slot_of(request), encode_request(request, spider))
 
 
 def split_entry(entry: bytes) -> tuple[str, bytes]:
@@ -148,23 +158,19 @@ class Policy:
             robots=settings.getbool("ROBOTSTXT_OBEY"),
         )
 
-    def jitter_of(self, slot: str) -> float:
+    def _override(self, slot: str, index: int) -> Any:
+        """Field *index* (delay, concurrency, jitter) of *slot*'s DOWNLOAD_SLOTS
+        entry, or None if it does not set it."""
         override = self.overrides.get(slot)
-        if override is not None and override[2] is not None:
-            return override[2]
-        return self.jitter
+        return None if override is None else override[index]
+
+    def jitter_of(self, slot: str) -> float:
+        jitter = self._override(slot, 2)
+        return self.jitter if jitter is None else float(jitter)
 
     def delay_of(self, slot: str) -> float:
-        override = self.overrides.get(slot)
-        if override is not None and override[0] is not None:
-            return override[0]
-        return self.delay
-
-    def concurrency_of(self, slot: str) -> int:
-        override = self.overrides.get(slot)
-        if override is not None and override[1] is not None:
-            return override[1]
-        return self.concurrency
+        delay = self._override(slot, 0)
+        return self.delay if delay is None else float(delay)
 
     def factor(self, slot: str) -> float:
         """A random multiplier of the domain's delay, as Scrapy's jitter draws it."""

@@ -37,7 +37,7 @@ from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url
 from crawler.exceptions import BadEntry, BadSeed, ConfigError
 from crawler.frontier import Batch, Frontier, dead_letter
-from crawler.politeness import make_entry, slot_of, split_entry
+from crawler.politeness import request_entry, slot_of, split_entry
 from crawler.seeds import parse_seed
 from crawler.worker import Worker
 
@@ -178,7 +178,7 @@ class RedisScheduler(BaseScheduler):
             if self.config.local_seen_cache:
                 self.local_seen.add(member)
         try:
-            entry = make_entry(slot_of(request), encode_request(request, self.spider))
+            entry = request_entry(request, self.spider)
         except (ValueError, TypeError) as exc:
             logger.error("Cannot store %s in Redis, dropping it: %s", request, exc)
             worker.count("crawler/unstorable_requests")
@@ -340,7 +340,7 @@ class RedisScheduler(BaseScheduler):
             request = parse_seed(text, self.spider, self.config)
             if request is not None:
                 fp = self.crawler.request_fingerprinter.fingerprint(request)
-                entry = make_entry(slot_of(request), encode_request(request, self.spider))
+                entry = request_entry(request, self.spider)
                 batch.pushes.append((fp, request.priority, entry))
         except (BadSeed, ValueError, TypeError) as exc:
             logger.error(

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 from scrapy.statscollectors import StatsCollector
 
-from crawler.frontier import Batch, ClusterState, Frontier
+from crawler.frontier import BATCH_TAIL, Batch, ClusterState, Frontier
 
 logger = logging.getLogger(__name__)
 
@@ -350,10 +350,8 @@ def _chunks(batch: Batch, size: int) -> list[Batch]:
         chunks.append(chunk)
     if not chunks:
         chunks.append(Batch())
-    last = chunks[-1]
-    last.acks, last.raws, last.deads = batch.acks, batch.raws, batch.deads
-    last.starts, last.unblocks = batch.starts, batch.unblocks
-    last.backoffs, last.latencies = batch.backoffs, batch.latencies
+    for name in BATCH_TAIL:
+        setattr(chunks[-1], name, getattr(batch, name))
     return chunks
 
 
@@ -361,17 +359,10 @@ def _drop_chunk(batch: Batch, chunk: Batch) -> None:
     del batch.pushes[: len(chunk.pushes)]
     del batch.items[: len(chunk.items)]
     if chunk.acks is batch.acks:
-        batch.acks, batch.raws, batch.deads = [], [], []
-        batch.starts, batch.unblocks, batch.backoffs, batch.latencies = [], [], [], []
+        for name in BATCH_TAIL:
+            setattr(batch, name, [])
 
 
 def _prepend(target: Batch, earlier: Batch) -> None:
-    target.pushes[:0] = earlier.pushes
-    target.items[:0] = earlier.items
-    target.acks[:0] = earlier.acks
-    target.raws[:0] = earlier.raws
-    target.deads[:0] = earlier.deads
-    target.starts[:0] = earlier.starts
-    target.unblocks[:0] = earlier.unblocks
-    target.backoffs[:0] = earlier.backoffs
-    target.latencies[:0] = earlier.latencies
+    for name in ("pushes", "items", *BATCH_TAIL):
+        getattr(target, name)[:0] = getattr(earlier, name)

@@ -4,6 +4,7 @@ acks, reclaiming a dead node's work, and untrusted entries."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -15,7 +16,7 @@ from scrapy import Request, Spider
 
 from crawler.codec import _request_dict, decode_request, encode_request
 from crawler.exceptions import BadEntry
-from crawler.frontier import Batch, Frontier, Leased
+from crawler.frontier import BATCH_TAIL, Batch, Frontier, Leased
 from crawler.keys import make_keys
 from crawler.politeness import make_entry, split_entry
 from tests.conftest import run_scrapy, start_node
@@ -73,6 +74,11 @@ def test_priority_order_and_fifo_within_priority(redis_url):
         "http://a/2",
         "http://a/low",
     ]
+
+
+def test_batch_tail_names_every_other_field():
+    """The worker splits and re-joins batches by these names."""
+    assert {"pushes", "items", *BATCH_TAIL} == {f.name for f in dataclasses.fields(Batch)}
 
 
 def test_a_duplicate_within_one_commit_loses_to_the_first(redis_url, rclient):

@@ -15,13 +15,12 @@ from typing import TextIO
 
 from scrapy.exceptions import UsageError
 
-from crawler.codec import encode_request
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, Crawl, open_crawl, run_guarded
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
 from crawler.frontier import Batch, Frontier
-from crawler.politeness import make_entry, slot_of
+from crawler.politeness import make_entry, request_entry
 from crawler.seeds import parse_seed, simple_path_agrees, simple_seed
 
 _BATCH = 2000
@@ -144,7 +143,7 @@ class Seeder:
             request = parse_seed(line, crawl.spider, crawl.config)
             if request is None:
                 return
-            entry = make_entry(slot_of(request), encode_request(request, crawl.spider))
+            entry = request_entry(request, crawl.spider)
         except (BadSeed, ValueError, TypeError) as exc:
             self.rejected += 1
             if self.rejected <= _SHOWN_REJECTS:
