@@ -95,7 +95,9 @@ def dead_letter(reason: str, entry: str, node: str, url: str | None = None) -> s
     letter = {"reason": reason, "entry": entry, "node": node, "time": time.time()}
     if url is not None:
         letter["url"] = url
-    return json.dumps(letter, ensure_ascii=False)
+    # ASCII: a lone surrogate in a reason or an entry must not make the
+    # letter itself unstorable.
+    return json.dumps(letter)
 
 
 class Frontier:

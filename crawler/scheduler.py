@@ -22,7 +22,6 @@ import time
 import uuid
 from typing import Any
 
-import redis
 from itemadapter import ItemAdapter
 from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
@@ -38,6 +37,7 @@ from crawler.connection import async_client, check_reachable, redact, resolve_ur
 from crawler.exceptions import BadEntry, BadSeed, ConfigError
 from crawler.frontier import Batch, Frontier, dead_letter
 from crawler.politeness import request_entry, slot_of, split_entry
+from crawler.redis_errors import is_transient
 from crawler.seeds import parse_seed
 from crawler.worker import Worker
 
@@ -365,8 +365,8 @@ async def _retry_for(seconds: float, op: Any) -> None:
         try:
             await op()
             return
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            if time.monotonic() + delay > deadline:
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

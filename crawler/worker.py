@@ -19,10 +19,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis
 from scrapy.statscollectors import StatsCollector
 
-from crawler.frontier import BATCH_TAIL, Batch, ClusterState, Frontier
+from crawler.commits import CommitPipeline
+from crawler.frontier import Batch, ClusterState, Frontier
+from crawler.redis_errors import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Worker:
         self._sent_stats: dict[str, int | float] = {}
         self._samples: deque[tuple[float, int, int]] = deque()
         self._started = time.time()
-        self.batch = Batch()
+        self.commits = CommitPipeline(frontier, batch_size, self.count)
         self.ready: deque[tuple[str, Any]] = deque()
         # Leases whose start this node must report (their domain has a
         # delay): lease id -> domain.
@@ -95,6 +96,7 @@ class Worker:
         self._quiet_since: float | None = None
         self._quiet_pushed = -1
         self._outage_since: float | None = None
+        self._logged_error: dict[str, float] = {}
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -126,7 +128,9 @@ class Worker:
                     )
                     self._outage_since = None
                 backoff = 0.5
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # _tick's stages catch every permanent error
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()
                     logger.warning(
@@ -138,10 +142,6 @@ class Worker:
                     )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
-                continue
-            except Exception:
-                logger.exception("Unexpected error talking to Redis; retrying in 1s")
-                await asyncio.sleep(1.0)
                 continue
             timeout = self.flush_interval if not self.locally_idle() else _IDLE_POLL
             try:
@@ -155,13 +155,33 @@ class Worker:
         self.count("crawler/redis_roundtrips", done - self._roundtrips)
         self._roundtrips = done
 
+    async def _stage(self, op: Callable[[], Awaitable[None]]) -> bool:
+        """Run one stage of a tick. A permanent error (a bug, or data Redis
+        refuses) is logged and the tick goes on, so one failing stage never
+        stops the others (the heartbeat above all); transient ones are raised
+        for the caller's backoff. Returns whether the stage succeeded."""
+        try:
+            await op()
+            return True
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self.count("crawler/worker_errors")
+            now = time.monotonic()
+            if now - self._logged_error.get(op.__name__, -60.0) >= 60:
+                self._logged_error[op.__name__] = now
+                logger.exception(
+                    "%s failed; the node carries on (logged once a minute)", op.__name__
+                )
+            return False
+
     async def _tick(self) -> None:
         self._count_roundtrips()
-        await self.flush()
+        await self._stage(self.flush)
         now = time.monotonic()
         if now - self._last_beat >= self.renew_interval:
-            await self._heartbeat()
-            self._last_beat = now
+            if await self._stage(self._heartbeat):
+                self._last_beat = now
         if self.stopping:
             return
         if self.engine_stopping():
@@ -177,29 +197,20 @@ class Worker:
                 await self.on_stop_timeout()
             return
         if len(self.ready) < self.prefetch:
-            await self._refill()
+            await self._stage(self._refill)
         if self.locally_idle() and not self.ready:
-            await self._check_finished()
+            await self._stage(self._check_finished)
+
+    @property
+    def batch(self) -> Batch:
+        """The writes waiting for the next commit (appended to by the scheduler)."""
+        return self.commits.batch
 
     async def flush(self) -> None:
-        """Write everything queued so far; acks always go in the last chunk."""
-        if not len(self.batch):
-            return
-        batch, self.batch = self.batch, Batch()
-        try:
-            for chunk in _chunks(batch, self.batch_size):
-                result = await self.frontier.commit(chunk)
-                self.count("crawler/queued", result.queued)
-                self.count("crawler/duplicates", result.duplicates)
-                self.count("crawler/items_stored", result.items_new)
-                self.count("crawler/items_already_stored", result.items_dup)
-                self.count("crawler/acked", result.acked)
-                # Written chunks leave the batch we would restore on failure.
-                _drop_chunk(batch, chunk)
-        except BaseException:
-            _prepend(self.batch, batch)
-            raise
-        if result.backoff_version != self.backoff_version:
+        """Write everything queued so far (see ``crawler.commits``)."""
+        await self.commits.flush()
+        result = self.commits.last
+        if result is not None and result.backoff_version != self.backoff_version:
             # A domain was paused: hold back what this node leased of it.
             offset = result.redis_ms / 1000 - time.time()  # Redis's clock minus ours
             pauses = await self.frontier.backoffs()
@@ -337,32 +348,3 @@ class Worker:
         if now - self._quiet_since >= self.finish_grace and not self.finished:
             self.finished = True
             self.wake_engine()
-
-
-def _chunks(batch: Batch, size: int) -> list[Batch]:
-    chunks: list[Batch] = []
-    writes: list[tuple[str, Any]] = [("p", p) for p in batch.pushes]
-    writes += [("i", i) for i in batch.items]
-    for start in range(0, len(writes), size):
-        chunk = Batch()
-        for kind, value in writes[start : start + size]:
-            (chunk.pushes if kind == "p" else chunk.items).append(value)
-        chunks.append(chunk)
-    if not chunks:
-        chunks.append(Batch())
-    for name in BATCH_TAIL:
-        setattr(chunks[-1], name, getattr(batch, name))
-    return chunks
-
-
-def _drop_chunk(batch: Batch, chunk: Batch) -> None:
-    del batch.pushes[: len(chunk.pushes)]
-    del batch.items[: len(chunk.items)]
-    if chunk.acks is batch.acks:
-        for name in BATCH_TAIL:
-            setattr(batch, name, [])
-
-
-def _prepend(target: Batch, earlier: Batch) -> None:
-    for name in ("pushes", "items", *BATCH_TAIL):
-        getattr(target, name)[:0] = getattr(earlier, name)

@@ -1,0 +1,114 @@
+"""The commit pipeline against a real Redis: one entry Redis refuses is set
+aside with its reason and everything else commits; transient errors are
+raised for the worker's backoff with nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import pytest
+import redis.asyncio as aioredis
+
+from crawler.commits import CommitPipeline
+from crawler.frontier import Batch, Frontier
+from crawler.redis_errors import is_transient
+from tests.test_frontier import KEYS, push
+
+
+def pipeline(redis_url: str, stats: Counter[str], batch_size: int = 200) -> CommitPipeline:
+    frontier = Frontier(aioredis.Redis.from_url(redis_url), KEYS, "n1")
+    return CommitPipeline(frontier, batch_size, lambda k, n: stats.update({k: n}))
+
+
+def letters(rclient) -> list[dict]:
+    return [json.loads(raw) for raw in rclient.lrange(KEYS.dead, 0, -1)]
+
+
+@pytest.mark.parametrize("batch_size", [200, 3])
+def test_one_unstorable_request_and_item_are_set_aside(redis_url, rclient, batch_size):
+    """A lone surrogate cannot be sent to Redis as UTF-8: redis-py raises
+    UnicodeEncodeError. Before, the worker retried that batch forever."""
+    stats: Counter[str] = Counter()
+    good = [push(f"http://a/{i}", fp=i) for i in range(10)]
+    fp, prio, entry = push("http://a/bad", fp=99)
+    bad = (fp, prio, entry.replace("bad", "bad\ud83d"))
+    items = [(b"i%011d" % i, json.dumps({"n": i})) for i in range(5)]
+    bad_item = (b"ibad00000000", '{"name": "cut emoji \ud83d"}')
+    rclient.hset(KEYS.held("n1"), mapping={"7": "0|a|{}", "8": "0|a|{}"})
+
+    async def scenario() -> None:
+        commits = pipeline(redis_url, stats, batch_size)
+        commits.batch = Batch(
+            pushes=[*good[:4], bad, *good[4:]],
+            items=[*items[:2], bad_item, *items[2:]],
+            acks=["7", "8"],
+        )
+        await commits.flush()
+        assert len(commits) == 0
+        await commits.frontier.client.aclose()
+
+    asyncio.run(scenario())
+    assert stats["crawler/queued"] == 10
+    assert stats["crawler/items_stored"] == 5
+    assert stats["crawler/acked"] == 2
+    assert stats["crawler/unstorable_requests"] == 1
+    assert stats["crawler/unstorable_items"] == 1
+    assert rclient.hlen(KEYS.items) == 5
+    assert rclient.hlen(KEYS.held("n1")) == 0
+    dead = letters(rclient)
+    assert len(dead) == 2
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons[0].startswith("cannot store item: UnicodeEncodeError")
+    assert reasons[1].startswith("cannot store request: UnicodeEncodeError")
+    item_letter = next(d for d in dead if d.get("kind") == "item")
+    assert item_letter["item"] == bad_item[1]  # kept, escaped, for the record
+    assert int(rclient.hget(KEYS.stats, "dead")) == 2
+
+
+def test_a_key_of_the_wrong_type_sets_items_aside_and_acks_still_go(redis_url, rclient):
+    """Someone overwrote the item store with a string: every item is refused
+    (WRONGTYPE), each is set aside with the reason, requests still queue and
+    acks still go, so the crawl can finish and says what it lost."""
+    stats: Counter[str] = Counter()
+    rclient.set(KEYS.items, "oops")
+    rclient.hset(KEYS.held("n1"), "5", "0|a|{}")
+
+    async def scenario() -> None:
+        commits = pipeline(redis_url, stats)
+        commits.batch = Batch(
+            pushes=[push("http://a/1", fp=1)],
+            items=[(b"i00000000001", "{}"), (b"i00000000002", "{}")],
+            acks=["5"],
+        )
+        await commits.flush()
+        await commits.frontier.client.aclose()
+
+    asyncio.run(scenario())
+    # The script that failed had pushed the request before the item write
+    # (Lua scripts are not rolled back): it is queued once all the same.
+    assert rclient.llen(KEYS.queue(0)) == 1
+    assert stats["crawler/unstorable_items"] == 2
+    assert stats["crawler/acked"] == 1
+    dead = letters(rclient)
+    assert len(dead) == 2
+    assert all(d["reason"].startswith("cannot store item: ResponseError:") for d in dead)
+    assert all("WRONGTYPE" in d["reason"] for d in dead)
+
+
+def test_transient_error_keeps_every_write(redis_server, redis_url, rclient):
+    """Redis going away is not the entry's fault: the flush raises a
+    transient error and keeps the whole batch for the next try."""
+    stats: Counter[str] = Counter()
+
+    async def scenario() -> None:
+        commits = pipeline(f"redis://127.0.0.1:{redis_server.port + 1}/0", stats)
+        commits.batch = Batch(pushes=[push("http://a/1", fp=1)], acks=["1"])
+        with pytest.raises(Exception) as info:
+            await commits.flush()
+        assert is_transient(info.value)
+        assert len(commits.batch.pushes) == 1 and commits.batch.acks == ["1"]
+
+    asyncio.run(scenario())
+    assert not stats
