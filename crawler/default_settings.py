@@ -32,6 +32,12 @@ CRAWLER_BLOOM_ERROR_RATE = 0.0001
 #: Two crawls of the same spider can share one Redis with different names.
 CRAWLER_CRAWL_NAME = ""
 
+#: Exit status of ``scrapy crawl`` when the crawl finished (reason
+#: ``finished``) holding dead letters: requests it gave up on, or requests
+#: and items it could not store. 3 is distinct from Scrapy's 1 (the command
+#: failed) and 2 (usage error); 0 makes such a crawl exit like a clean one.
+CRAWLER_DEAD_LETTER_EXIT_CODE = 3
+
 #: Seconds the whole cluster must look finished (empty frontier, no request
 #: held by any node, nothing new queued) before a node exits with ``finished``.
 CRAWLER_FINISH_GRACE = 2.0

@@ -36,6 +36,7 @@ from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url
 from crawler.exceptions import BadEntry, BadSeed, ConfigError
 from crawler.frontier import Batch, Frontier, dead_letter
+from crawler.outcome import read_outcome
 from crawler.politeness import request_entry, slot_of, split_entry
 from crawler.redis_errors import is_transient
 from crawler.seeds import parse_seed
@@ -128,6 +129,7 @@ class RedisScheduler(BaseScheduler):
             # Whatever is still held (prefetched, never started) goes back.
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.frontier.release_all)
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.leave)
+            await self._report_outcome()
         except Exception as exc:
             logger.error(
                 "Could not reach Redis at %s while closing (%s): %d pending writes are "
@@ -138,6 +140,15 @@ class RedisScheduler(BaseScheduler):
             )
         await worker.frontier.client.aclose()
         logger.info("Node %s left crawl %r (%s)", self.node, self.config.name, reason)
+
+    async def _report_outcome(self) -> None:
+        """Say what the crawl gave up on, so it never ends as a silent success
+        (``crawler.outcome``); the crawl command's exit status reads the stat."""
+        assert self.worker is not None
+        outcome = await read_outcome(self.worker.frontier.client, self.config.keys)
+        self.crawler.stats.set_value("crawler/dead_letters", outcome.dead)
+        for line in outcome.lines(self.config.name):
+            logger.warning("%s", line)
 
     async def _stop_timed_out(self) -> None:
         """The graceful stop took too long: hand everything back and exit."""

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+from crawler import outcome
 from crawler.keys import Keys
 
 COUNTERS = ("queued", "leased", "seen", "done", "dead", "items", "duplicates", "requeued")
@@ -28,9 +29,10 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     pipe.hgetall(keys.nodebeat)
     pipe.hget(keys.control, "paused")
     pipe.hget(keys.bloom, "fp_est")
-    (now_s, now_us), stats, kind, llen, deadlines, infos, beats, paused, fp_est = pipe.execute(
-        raise_on_error=False
-    )
+    outcome.read_pipe(pipe, keys)
+    replies = pipe.execute(raise_on_error=False)
+    (now_s, now_us), stats, kind, llen, deadlines, infos, beats, paused, fp_est = replies[:9]
+    dead = outcome.from_replies(*replies[9:])
     now_ms = now_s * 1000 + now_us // 1000
     totals = {name: int(v or 0) for name, v in zip(COUNTERS, stats, strict=True)}
     totals["in_flight"] = totals.pop("leased")
@@ -48,6 +50,8 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
         "domains": _domains(client, keys, now_ms),
         "crawl": keys.name,
         "paused": paused == b"1",
+        "dead_letters": dead.dead,
+        "dead_reasons": [{"reason": kind, "count": n} for kind, n in dead.reasons],
         "bloom_false_positives_est": round(float(fp_est), 2) if fp_est else None,
         **totals,
         "pages_per_min": round(rate, 1),
@@ -153,6 +157,9 @@ def render(snap: dict[str, Any], where: str) -> str:
         f"  rate        {snap['pages_per_min']:>14,.0f} pages/min, "
         f"{snap['items_per_min']:,.0f} items/min; frontier drains in ~{eta}"
     )
+    if snap["dead_reasons"]:
+        lines.append(f"  dead letters now {snap['dead_letters']:>10,}; commonest reasons:")
+        lines += [f"    {r['count']:>8,} x {r['reason']}" for r in snap["dead_reasons"]]
     if snap["bloom_false_positives_est"] is not None:
         lines.append(
             f"  Bloom seen-set: about {snap['bloom_false_positives_est']:,.1f} new URLs "

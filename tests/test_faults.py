@@ -157,9 +157,16 @@ def test_failing_requests_are_dead_lettered_and_requeued(make_site, redis_url, r
     assert run_scrapy(["seed", "site", *seeds], redis_url).returncode == 0
     settings = ("RETRY_TIMES=1", "DOWNLOAD_TIMEOUT=1")
     nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *settings) for i in range(2)]
-    assert finish(nodes) == [0, 0]
+    # Finished, but not a clean success: CRAWLER_DEAD_LETTER_EXIT_CODE (3).
+    assert finish(nodes) == [3, 3]
     counts = site.counts()
     assert all(counts[f"/fail/{i}.html"] == 2 for i in range(3))  # first try + one retry
+    for i in range(2):
+        log = (tmp_path / f"n{i}.log").read_text()
+        assert "Spider closed (finished)" in log
+        assert "Crawl 'site' holds 5 dead letters" in log
+        assert "3 x HTTP 500 Internal Server Error (after 2 attempts)" in log
+        assert "2 x DownloadTimeoutError: Getting URL took longer than 1.0 seconds" in log
 
     listed = run_scrapy(["deadletters", "site", "--json"], redis_url)
     letters = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -180,11 +187,19 @@ def test_failing_requests_are_dead_lettered_and_requeued(make_site, redis_url, r
     assert "5 dead letters in crawl 'site'" in table
     status = json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)
     assert status["dead"] == 5 and status["queued"] == 0
+    assert status["dead_letters"] == 5
+    assert status["dead_reasons"][0] == {
+        "reason": "HTTP 500 Internal Server Error (after 2 attempts)",
+        "count": 3,
+    }
+    shown = run_scrapy(["status", "site"], redis_url).stdout
+    assert "3 x HTTP 500 Internal Server Error (after 2 attempts)" in shown
 
     requeued = run_scrapy(["requeue", "site", "--reason", "HTTP 500"], redis_url)
     assert "requeued 3 dead letters" in requeued.stdout
     assert json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)["queued"] == 3
-    node = start_node("site", redis_url, tmp_path / "again.log", *settings)
+    quiet = (*settings, "CRAWLER_DEAD_LETTER_EXIT_CODE=0")
+    node = start_node("site", redis_url, tmp_path / "again.log", *quiet)
     assert finish([node]) == [0]
     counts = site.counts()
     assert all(counts[f"/fail/{i}.html"] == 4 for i in range(3))

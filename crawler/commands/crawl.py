@@ -1,4 +1,5 @@
-"""``scrapy crawl``, with clear errors before anything starts."""
+"""``scrapy crawl``, with clear errors before anything starts and an exit
+status that tells a crawl which finished with dead letters from a clean one."""
 
 from __future__ import annotations
 
@@ -18,15 +19,34 @@ class Command(ScrapyCrawl):
 
     def _run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
-        if len(args) == 1:
-            spider_class(self.settings, args[0])
-            try:
-                url = resolve_url(self.settings)
-                check_reachable(url)
-            except CrawlerError as exc:
-                raise CommandFailed(str(exc)) from None
-            # The node uses the server checked here (and the local one it may
-            # have started) rather than resolving it again. Not a setting:
-            # Scrapy logs overridden settings.
-            os.environ["REDIS_URL"] = url
-        super().run(args, opts)
+        if len(args) != 1:
+            super().run(args, opts)  # Scrapy's usage errors
+            return
+        spider_class(self.settings, args[0])
+        try:
+            url = resolve_url(self.settings)
+            check_reachable(url)
+        except CrawlerError as exc:
+            raise CommandFailed(str(exc)) from None
+        # The node uses the server checked here (and the local one it may
+        # have started) rather than resolving it again. Not a setting:
+        # Scrapy logs overridden settings.
+        os.environ["REDIS_URL"] = url
+        self._crawl(args[0], opts)
+
+    def _crawl(self, name: str, opts: argparse.Namespace) -> None:
+        """Scrapy's crawl, keeping the crawler to read how it ended."""
+        assert self.crawler_process is not None
+        crawler = self._create_crawler(name)
+        self.crawler_process.crawl(crawler, **opts.spargs)
+        self.crawler_process.start()
+        if self.crawler_process.bootstrap_failed:
+            self.exitcode = 1
+            return
+        stats = crawler.stats
+        assert stats is not None
+        code = crawler.settings.getint("CRAWLER_DEAD_LETTER_EXIT_CODE")
+        if stats.get_value("finish_reason") == "finished" and stats.get_value(
+            "crawler/dead_letters"
+        ):
+            self.exitcode = code
