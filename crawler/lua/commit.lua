@@ -6,9 +6,15 @@
 -- KEYS[1]  {N}:stats      KEYS[2] {N}:prios   KEYS[3] {N}:items
 -- KEYS[4]  {N}:held:<node>  (the committing node's leases)
 -- KEYS[5]  {N}:dead       KEYS[6] {N}:bloom  (Bloom filter metadata)
--- KEYS[7..] Bloom layers and priority queues, by index below
+-- KEYS[7]  {N}:commitseq  (last commit sequence number applied, per node)
+-- KEYS[8..] Bloom layers and priority queues, by index below
 --
--- ARGV, in groups, each group led by its count:
+-- ARGV[1] the commit's sequence number (0: not checked), ARGV[2] the node.
+-- A node numbers its commits 1, 2, ... in the order it sends them and sends
+-- one at a time; one whose number is not above the last applied was applied
+-- already (its reply was lost) and changes nothing.
+--
+-- Then ARGV, in groups, each group led by its count:
 --   bloom:  count of layer keys passed, then their KEYS indexes (layers 0..),
 --           then base capacity and error rate (used when creating a layer)
 --   pushes: seen key prefix ("{N}:seen:"), count of requests to check in
@@ -18,6 +24,9 @@
 --           position in queues, x, y, entry ("<deliveries>|<domain>|<json>").
 --           x is "" for dont_filter; in exact mode x is the seen shard and y
 --           the int64 member (text); in Bloom mode (layer keys passed) h1, h2.
+--           An entry "" only marks its fingerprint seen, queuing nothing
+--           (scrapy migrate); one already seen counts in the returned
+--           duplicates, not in the duplicates stat.
 --   items:  count, then per item: item id, item JSON (first write wins)
 --   policy: the politeness policy (JSON, see _polite.lua), not counted
 --   starts: count, then per request sent: domain, delay factor (jitter)
@@ -31,13 +40,18 @@
 -- Finishing (acking, dead-lettering) a request frees its domain's slot.
 --
 -- Returns {queued, duplicates, items_new, items_dup, acked, backoff version,
--- Redis time in ms}, or
+-- Redis time in ms, 0}, {0, 0, 0, 0, 0, backoff version, 0, 1} for a commit
+-- applied before, or
 -- {-1, needed} without changing anything if the Bloom filter has, or this
 -- batch needs, more layers than were passed (the caller retries with them).
 local stats, prios, items, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local bloom = KEYS[6]
-local i = 1
-local queued, dups, new_fps = 0, 0, 0
+local seq, node = tonumber(ARGV[1]), ARGV[2]
+if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[7], node) or '0') then
+  return {0, 0, 0, 0, 0, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), 0, 1}
+end
+local i = 3
+local queued, dups, new_fps, marks_dup = 0, 0, 0, 0
 
 -- Bloom filter layers: bits m, hashes k, count n, capacity cap.
 local nkeys = tonumber(ARGV[i]); i = i + 1
@@ -145,11 +159,12 @@ for j = 1, #pushes, 4 do
     end
     new_fps = new_fps + fresh
   end
-  if fresh == 1 then
+  if fresh == 0 then
+    dups = dups + 1
+    if pushes[j + 3] == '' then marks_dup = marks_dup + 1 end
+  elseif pushes[j + 3] ~= '' then
     local list = fresh_entries[pushes[j]]
     list[#list + 1] = pushes[j + 3]
-  else
-    dups = dups + 1
   end
 end
 for q, list in ipairs(fresh_entries) do
@@ -242,11 +257,12 @@ if queued > 0 then
   redis.call('HINCRBY', stats, 'pushed', queued)
 end
 if new_fps > 0 then redis.call('HINCRBY', stats, 'seen', new_fps) end
-if dups > 0 then redis.call('HINCRBY', stats, 'duplicates', dups) end
+if dups > marks_dup then redis.call('HINCRBY', stats, 'duplicates', dups - marks_dup) end
 if items_new > 0 then redis.call('HINCRBY', stats, 'items', items_new) end
 if items_dup > 0 then redis.call('HINCRBY', stats, 'items_dup', items_dup) end
 if acked > 0 then redis.call('HINCRBY', stats, 'done', acked) end
 if acked + released > 0 then redis.call('HINCRBY', stats, 'leased', -(acked + released)) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
+if seq > 0 then redis.call('HSET', KEYS[7], node, seq) end
 local bo_ver = tonumber(redis.call('HGET', stats, 'backoff_ver') or '0')
-return {queued, dups, items_new, items_dup, acked, bo_ver, P_now}
+return {queued, dups, items_new, items_dup, acked, bo_ver, P_now, 0}
