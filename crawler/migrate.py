@@ -1,0 +1,153 @@
+"""Importing a scrapy-redis crawl's state into this framework's crawl.
+
+Order matters. scrapy-redis adds a request's fingerprint to its dupefilter
+before it queues the request, so the queued requests' fingerprints are in
+the dupefilter too: imported first, they would make those requests look
+seen. So the queued requests come first, each checked against (and added
+to) the seen-set as any new request is, and the fingerprints after them.
+The fingerprints are left out while any queued request could not be
+imported (a pickle not allowed, a rejected entry), because importing them
+would mark those requests seen for good; ``drop_unread`` imports them anyway.
+
+Every step is idempotent: a request already imported is found seen, a
+fingerprint already there stays. A ``dont_filter`` request is not checked
+against its URL's fingerprint (Scrapy's rule); its queue entry's own hash
+marks it instead, so it too is imported once however often migrate runs.
+The scrapy-redis keys are only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from scrapy import Request, Spider
+
+from crawler.exceptions import BadEntry
+from crawler.frontier import Batch, Frontier
+from crawler.politeness import request_entry
+from crawler.srstate import (
+    Pickled,
+    SourceKeys,
+    entry_dict,
+    fingerprint_pages,
+    queue_pages,
+    request_from_entry,
+)
+
+_PAGE = 1000
+_HEX_FP = re.compile(rb"[0-9a-f]{40}")
+# The seen-set member of a dont_filter request's queue entry.
+_ENTRY_MARK = b"scrapy-redis queue entry\0"
+
+
+@dataclass
+class Counts:
+    requests: int = 0
+    queued: int = 0
+    already: int = 0
+    pickled: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    # (url, reason) of the first rejected entries, to show.
+    examples: list[tuple[str, str]] = field(default_factory=list)
+    fingerprints: int = 0
+    fingerprints_new: int = 0
+    fingerprints_bad: int = 0
+    fingerprints_imported: bool = False
+
+    @property
+    def unread(self) -> int:
+        """Queued requests not imported: their fingerprints would hide them."""
+        return self.pickled + sum(self.rejected.values())
+
+
+@dataclass(frozen=True)
+class Options:
+    allow_pickle: bool = False
+    fingerprints: bool = True
+    drop_unread: bool = False
+
+
+class Migration:
+    """Imports one spider's scrapy-redis state through a frontier."""
+
+    def __init__(
+        self,
+        frontier: Frontier,
+        source: SourceKeys,
+        spider: Spider,
+        fingerprinter: Any,
+        classes: frozenset[str],
+        options: Options,
+    ) -> None:
+        self.frontier = frontier
+        self.source = source
+        self.spider = spider
+        self.fingerprinter = fingerprinter
+        self.classes = classes
+        self.options = options
+        self.counts = Counts()
+
+    async def run(self) -> Counts:
+        await self.import_requests()
+        opts = self.options
+        if opts.fingerprints and (opts.drop_unread or not self.counts.unread):
+            await self.import_fingerprints()
+        return self.counts
+
+    async def import_requests(self) -> None:
+        async for page in queue_pages(self.frontier.client, self.source, _PAGE):
+            batch = Batch()
+            for raw in page:
+                self.counts.requests += 1
+                push = self._push(raw)
+                if push is not None:
+                    batch.pushes.append(push)
+            if batch.pushes:
+                result = await self.frontier.commit(batch)
+                self.counts.queued += result.queued
+                self.counts.already += result.duplicates
+
+    def _push(self, raw: bytes) -> tuple[bytes, int, str] | None:
+        """(seen-set key, priority, frontier entry) of one queue entry, or
+        None if it is skipped (counted)."""
+        url = ""
+        try:
+            d = entry_dict(raw, self.options.allow_pickle)
+            url = d["url"]
+            request = request_from_entry(d, self.spider, self.classes)
+            entry = request_entry(request, self.spider)
+        except Pickled:
+            self.counts.pickled += 1
+            return None
+        except (BadEntry, ValueError, TypeError) as exc:
+            reason = str(exc) if isinstance(exc, BadEntry) else f"cannot be stored: {exc}"
+            self.counts.rejected[reason] += 1
+            if len(self.counts.examples) < 20:
+                self.counts.examples.append((url, reason))
+            return None
+        return self._mark(request, raw), request.priority, entry
+
+    def _mark(self, request: Request, raw: bytes) -> bytes:
+        if request.dont_filter:
+            return hashlib.sha1(_ENTRY_MARK + raw).digest()
+        return bytes(self.fingerprinter.fingerprint(request))
+
+    async def import_fingerprints(self) -> None:
+        counts = self.counts
+        async for page in fingerprint_pages(self.frontier.client, self.source, _PAGE):
+            batch = Batch()
+            for member in page:
+                counts.fingerprints += 1
+                if _HEX_FP.fullmatch(member) is None:
+                    counts.fingerprints_bad += 1
+                    continue
+                # An empty entry marks the fingerprint seen without queuing anything.
+                batch.pushes.append((bytes.fromhex(member.decode()), 0, ""))
+            if batch.pushes:
+                result = await self.frontier.commit(batch)
+                counts.fingerprints_new += len(batch.pushes) - result.duplicates
+        counts.fingerprints_imported = True
