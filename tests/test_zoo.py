@@ -1,0 +1,329 @@
+"""The spider zoo: spiders written as Scrapy's and scrapy-redis's docs show
+them (tests/zoo/), each crawled by two real ``scrapy crawl`` nodes against
+tests/zoosite.py's counting server.
+
+For each spider: every URL is fetched as many times as one plain Scrapy
+process fetches it (once; robots.txt once more when the spider asks for it
+itself; a 500 page 1 + RETRY_TIMES times), every item is exported with the
+values and types its callbacks saw, and both nodes exit 0 with ``finished``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REDIS_CLI, RedisServer, read_jsonl, run_scrapy, start_node
+from tests.zoosite import (
+    CARRY_PAGES,
+    CATEGORIES,
+    FEED_ROWS,
+    H3_PAGES,
+    ITEMS,
+    REDIS_PAGES,
+    SHOPS,
+    TREE_PAGES,
+    ZooServer,
+)
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+NODE_TIMEOUT = 60
+_EXCEPTION = re.compile(r"^[\w.]+(Error|Exception): ")
+Items = list[dict[str, Any]]
+
+
+@pytest.fixture
+def zoo_site(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZooServer]:
+    server = ZooServer()
+    # The zoo's spiders read their site's URL from here (tests/zoo/zoo/__init__.py).
+    monkeypatch.setenv("ZOO_SITE", server.base)
+    yield server
+    server.close()
+
+
+def problems(logs: list[str]) -> str:
+    """The lines of the nodes' logs a user would look at first."""
+    marks = (" ERROR: ", " WARNING: ", " CRITICAL: ", "Traceback", "Spider closed")
+    lines = [
+        f"node{i}: {line}"
+        for i, log in enumerate(logs)
+        for line in log.splitlines()
+        if any(mark in line for mark in marks) or _EXCEPTION.match(line)
+    ]
+    return "\n".join(lines[:40])
+
+
+def crawl_two_nodes(
+    spider: str, redis_url: str, tmp_path: Path, args: list[str]
+) -> tuple[list[int | None], list[str]]:
+    logs = [tmp_path / f"{spider}-node{i}.log" for i in range(2)]
+    nodes = [start_node(spider, redis_url, log, cwd=ZOO, spider_args=args) for log in logs]
+    codes: list[int | None] = []
+    for node in nodes:
+        try:
+            codes.append(node.wait(timeout=NODE_TIMEOUT))
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
+            codes.append(None)
+    return codes, [log.read_text() if log.exists() else "" for log in logs]
+
+
+def export(spider: str, redis_url: str, tmp_path: Path) -> Items:
+    out = tmp_path / f"{spider}.jsonl"
+    result = run_scrapy(["export", spider, "-o", str(out)], redis_url, cwd=ZOO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return read_jsonl(out)  # type: ignore[return-value]
+
+
+def lpush(redis: RedisServer, key: str, *values: str) -> None:
+    """Seed as scrapy-redis's README says: ``redis-cli lpush KEY VALUE``."""
+    cmd = [REDIS_CLI, "-p", str(redis.port), "lpush", key, *values]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+def canonical(items: Items) -> list[str]:
+    return sorted(json.dumps(item, sort_keys=True) for item in items)
+
+
+# -- what each spider fetches and yields ------------------------------------
+
+
+def crawl_fetched(_base: str) -> dict[str, int]:
+    fetched = {"/robots.txt": 1, "/crawl/": 1}
+    fetched |= {f"/crawl/category.php?id={c}": 1 for c in range(CATEGORIES)}
+    fetched |= {f"/crawl/item.php?id={i}": 1 for i in range(ITEMS)}
+    fetched |= {f"/crawl/additional.php?id={i}": 1 for i in range(ITEMS)}
+    # A 404 goes to the rule's errback; a 500 is retried (RETRY_TIMES = 2) first.
+    return fetched | {"/crawl/item.php?id=missing": 1, "/crawl/item.php?id=broken": 3}
+
+
+def crawl_items(base: str, items: Items) -> None:
+    found: dict[str, str] = {}
+    for item in items:
+        url = item.get("failed_url") or f"{base}/crawl/item.php?id={item['id'][0]}"
+        found[url] = item.pop("found_on")
+    category0 = f"{base}/crawl/category.php?id=0"
+    expected: Items = [
+        {"failed_url": f"{base}/crawl/item.php?id=missing", "status": 404},
+        {"failed_url": f"{base}/crawl/item.php?id=broken", "status": 500},
+    ]
+    for i in range(ITEMS):
+        expected.append(
+            {
+                "id": [str(i)],
+                "name": f"Item {i}",
+                "description": f"Description of item {i}",
+                "link_text": f"link item.php?id={i}",
+                "additional_data": f"Additional data {i}",
+            }
+        )
+        # process_request noted the page the link was found on: its category
+        # page, or the item before it ("related item").
+        category = f"{base}/crawl/category.php?id={i // 4}"
+        before = f"{base}/crawl/item.php?id={(i - 1) % ITEMS}"
+        assert found.get(f"{base}/crawl/item.php?id={i}") in (category, before), found
+    assert found[f"{base}/crawl/item.php?id=missing"] == category0
+    assert canonical(items) == canonical(expected)
+
+
+def sitemap_fetched(_base: str, blog: bool = False) -> dict[str, int]:
+    # robots.txt twice, as in plain Scrapy: once by the robots.txt middleware
+    # (ROBOTSTXT_OBEY) for the whole cluster, once as the spider's sitemap URL.
+    fetched = {"/robots.txt": 2, "/sitemap_index.xml": 1, "/sitemap_shops.xml": 1}
+    fetched["/sitemap_shops_more.xml.gz"] = 1
+    if blog:  # sitemap_follow left to its default: every sitemap is followed
+        fetched["/sitemap_blog.xml"] = 1
+    return fetched | {f"/shop/{i}.html": 1 for i in range(SHOPS)}
+
+
+def sitemap_items(base: str, items: Items) -> None:
+    expected = [{"url": f"{base}/shop/{i}.html", "title": f"Shop {i}"} for i in range(SHOPS)]
+    assert canonical(items) == canonical(expected)
+
+
+def combined_fetched(base: str) -> dict[str, int]:
+    return sitemap_fetched(base, blog=True) | {"/about.html": 1}
+
+
+def combined_items(base: str, items: Items) -> None:
+    expected = [{"url": f"{base}/shop/{i}.html", "kind": "shop"} for i in range(SHOPS)]
+    expected.append({"url": f"{base}/about.html", "kind": "other"})
+    assert canonical(items) == canonical(expected)
+
+
+def xmlfeed_items(_base: str, items: Items) -> None:
+    expected = [
+        {
+            "id": str(i),
+            "name": f"<name>Name {i}</name>",
+            "description": f"<description>Description {i}</description>",
+        }
+        for i in range(1, FEED_ROWS + 1)
+    ]
+    assert canonical(items) == canonical(expected)
+
+
+def csvfeed_items(_base: str, items: Items) -> None:
+    expected = [
+        {"id": str(i), "name": f"Name {i}", "description": f"Description {i}; with a semicolon"}
+        for i in range(1, FEED_ROWS + 1)
+    ]
+    assert canonical(items) == canonical(expected)
+
+
+def async_start_items(_base: str, items: Items) -> None:
+    expected = [{"title": f"<h3>Heading {i}</h3>"} for i in range(1, H3_PAGES + 1)]
+    assert canonical(items) == canonical(expected)
+
+
+CARRIED_TYPES = {
+    "page": "Page",
+    "visit": "Visit",
+    "day": "date",
+    "at": "datetime",
+    "naive": "datetime",
+    "clock": "time",
+    "span": "timedelta",
+    "price": "Decimal",
+    "raw": "bytes",
+    "pair": "tuple",
+    "tags": "set",
+}
+
+
+def carried_values(base: str, parent: int, depth: int) -> dict[str, Any]:
+    main_url = f"{base}/carry/{parent}.html"
+    return {
+        "page": {"url": main_url, "title": f"carry {parent}"},
+        "visit": {"url": main_url, "depth": depth},
+        "day": "2024-02-29",
+        "at": "2024-02-29T13:30:15.123456+05:30",
+        "naive": "2024-02-29T13:30:15",
+        "clock": "13:30:15",
+        "span": 86405.0,
+        "price": "19.99",
+        "raw": b"\x00\xff raw bytes".hex(),
+        "pair": [1, "one"],
+        "tags": ["a", "b"],
+    }
+
+
+def carry_items(base: str, items: Items) -> None:
+    expected = []
+    for page in range(1, CARRY_PAGES):
+        parent = (page - 1) // 2
+        values = carried_values(base, parent, depth=(parent + 1).bit_length() - 1)
+        expected.append(
+            {
+                "main_url": f"{base}/carry/{parent}.html",
+                "other_url": f"{base}/carry/{page}.html",
+                "foo": "bar",
+                "cb_kwargs_types": CARRIED_TYPES,
+                "cb_kwargs_values": values,
+                "meta_types": CARRIED_TYPES,
+                "meta_values": values,
+            }
+        )
+    assert canonical(items) == canonical(expected)
+
+
+def redis_spider_items(base: str, items: Items) -> None:
+    expected = [
+        {"name": f"Redis page {i}", "url": f"{base}/redis/{i}.html"} for i in range(REDIS_PAGES)
+    ]
+    assert canonical(items) == canonical(expected)
+
+
+def redis_crawl_items(base: str, items: Items) -> None:
+    # The seed goes to parse_start_url (no item); the rule's pages to parse_page.
+    expected = [{"name": f"tree {i}", "url": f"{base}/tree/{i}.html"} for i in range(1, TREE_PAGES)]
+    assert canonical(items) == canonical(expected)
+
+
+def seed_redis_spider(site: ZooServer, redis: RedisServer) -> None:
+    # Plain URLs, the README's JSON form, and one URL pushed twice.
+    urls = [site.url(f"/redis/{i}.html") for i in range(REDIS_PAGES)]
+    json_seeds = [json.dumps({"url": u, "meta": {"job-id": "123xsd"}}) for u in urls[8:]]
+    lpush(redis, "myspider:start_urls", *urls[:8], *json_seeds, urls[0])
+
+
+def seed_redis_crawler(site: ZooServer, redis: RedisServer) -> None:
+    lpush(redis, "mycrawler:start_urls", site.url("/tree/0.html"))
+
+
+@dataclass
+class Case:
+    spider: str
+    fetched: Callable[[str], dict[str, int]]
+    check_items: Callable[[str, Items], None]
+    seed: Callable[[ZooServer, RedisServer], None] | None = None
+    args: tuple[str, ...] = ()
+    seed_key: str = ""
+
+
+def pages(prefix: str, count: int, first: int = 0) -> Callable[[str], dict[str, int]]:
+    return lambda _base: (
+        {"/robots.txt": 1} | {f"{prefix}{i}.html": 1 for i in range(first, first + count)}
+    )
+
+
+def one(path: str) -> Callable[[str], dict[str, int]]:
+    return lambda _base: {"/robots.txt": 1, path: 1}
+
+
+CASES = [
+    Case("crawl", crawl_fetched, crawl_items),
+    Case("sitemap", sitemap_fetched, sitemap_items),
+    Case("sitemap_combined", combined_fetched, combined_items),
+    Case("xmlfeed", one("/feed.xml"), xmlfeed_items),
+    Case("csvfeed", one("/feed.csv"), csvfeed_items),
+    Case("async_start", pages("/h3/", H3_PAGES, first=1), async_start_items),
+    Case("carry", pages("/carry/", CARRY_PAGES), carry_items),
+    Case(
+        "myspider_redis",
+        pages("/redis/", REDIS_PAGES),
+        redis_spider_items,
+        seed_redis_spider,
+        ("domain=127.0.0.1",),
+        "myspider:start_urls",
+    ),
+    Case(
+        "mycrawler_redis",
+        pages("/tree/", TREE_PAGES),
+        redis_crawl_items,
+        seed_redis_crawler,
+        ("domain=127.0.0.1",),
+        "mycrawler:start_urls",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.spider for c in CASES])
+def test_spider_runs_unchanged_on_two_nodes(
+    case: Case, zoo_site: ZooServer, redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    if case.seed is not None:
+        case.seed(zoo_site, redis_server)
+    codes, logs = crawl_two_nodes(case.spider, redis_url, tmp_path, list(case.args))
+    seen = problems(logs)
+    hung = f"(None: still running after {NODE_TIMEOUT}s)"
+    assert codes == [0, 0], f"exit codes {codes} {hung}\n{seen}"
+    for log in logs:
+        assert "Spider closed (finished)" in log, seen
+    counts = zoo_site.counts()
+    expected = case.fetched(zoo_site.base)
+    wrong = {p: (counts.get(p, 0), n) for p, n in expected.items() if counts.get(p, 0) != n}
+    extra = {p: n for p, n in counts.items() if p not in expected}
+    assert not wrong and not extra, f"(fetched, expected): {wrong}; not expected: {extra}\n{seen}"
+    items = export(case.spider, redis_url, tmp_path)
+    case.check_items(zoo_site.base, items)
+    if case.seed_key:
+        assert redis_server.client().llen(case.seed_key) == 0

@@ -1,0 +1,1 @@
+"""The zoo's spiders, one module per docs example."""
