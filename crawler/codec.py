@@ -1,10 +1,14 @@
 """Requests and items as JSON, never pickle.
 
 A request is stored as a compact JSON object: fields equal to their default
-are left out, bytes are text (``body`` as UTF-8, or ``body_b64``). Decoding
-resolves callbacks by name on the spider only and imports no class that is
-not in ``CRAWLER_REQUEST_CLASSES``, so nothing stored in Redis can make a
-node run code.
+are left out, bytes are text (``body`` as UTF-8, or ``body_b64``), and
+``meta`` and ``cb_kwargs`` hold tagged values where plain JSON would not
+read back as the same type (see ``crawler.values``). A string with a lone
+surrogate is written as a JSON ``\\u`` escape, so the stored text is valid
+UTF-8. Decoding resolves callbacks by name to methods bound to the running
+spider only, and imports no request class outside ``CRAWLER_REQUEST_CLASSES``
+and no class in ``meta`` outside the meta allow-list, so nothing stored in
+Redis can make a node run code.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import types
 from typing import Any
 
 from itemadapter import ItemAdapter
@@ -20,6 +25,7 @@ from scrapy.utils.misc import load_object
 from scrapy.utils.serialize import ScrapyJSONEncoder
 
 from crawler.exceptions import BadEntry
+from crawler.values import Decoder, Encoder, allow_list, is_plain
 
 _DEFAULTS: dict[str, Any] = {
     "callback": None,
@@ -36,6 +42,10 @@ _DEFAULTS: dict[str, Any] = {
     "cb_kwargs": {},
 }
 _encoder = ScrapyJSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ascii_encoder = ScrapyJSONEncoder(separators=(",", ":"))
+# Scrapy's HttpCacheMiddleware keeps this node's cached Response here while
+# it revalidates; it means nothing on another node.
+_LOCAL_META = "cached_response"
 
 
 def _text(value: bytes | str) -> str:
@@ -44,12 +54,19 @@ def _text(value: bytes | str) -> str:
 
 def _method_name(spider: Spider, func: Any) -> Any:
     """The name *func* has on *spider* if it is one of its bound methods
-    (as ``Request.to_dict`` finds it), else ``_NOT_FOUND``."""
+    (as ``Request.to_dict`` finds it, private and name-mangled ones
+    included), else ``_NOT_FOUND``."""
     if func is None:
         return None
     own = getattr(func, "__func__", None)
     if own is not None and getattr(func, "__self__", None) is spider:
         name = own.__name__
+        if name.startswith("__"):
+            if name.endswith("__"):
+                return _NOT_FOUND
+            # A private ``__x`` of class ``C`` is ``_C__x`` on the instance.
+            owner = own.__qualname__.rpartition(".")[0].rpartition(".")[2]
+            name = f"_{owner.lstrip('_')}{name}"
         if getattr(getattr(spider, name, None), "__func__", None) is own:
             return name
     return _NOT_FOUND
@@ -79,9 +96,46 @@ def _request_dict(request: Request, spider: Spider) -> dict[str, Any]:
     return request.to_dict(spider=spider)
 
 
-def encode_request(request: Request, spider: Spider) -> str:
-    """JSON for *request*. Raises ValueError/TypeError if it cannot be stored."""
-    d = _request_dict(request, spider)
+def _request_fields(request: Request, spider: Spider, lenient: bool) -> dict[str, Any]:
+    """The request's dict, its callbacks checked to resolve back on any node.
+    *lenient*: a callback that does not is written as a name that never resolves."""
+    try:
+        d = _request_dict(request, spider)
+    except ValueError as exc:
+        if not lenient:
+            raise ValueError(
+                f"its callback or errback is not a method of spider {spider.name!r} ({exc}); "
+                "use the spider's own methods (callback=self.parse_page)"
+            ) from None
+        d = _request_dict(request.replace(callback=None, errback=None), spider)
+        for name in ("callback", "errback"):
+            func = getattr(request, name)
+            found = _method_name(spider, func)
+            d[name] = f"<not a spider method: {func!r}>" if found is _NOT_FOUND else found
+    for name in ("callback", "errback"):
+        value = d.get(name)
+        if value is not None and spider_method(spider, value) is None and not lenient:
+            raise ValueError(
+                f"its {name} {value!r} cannot be called by name on other nodes; use a "
+                "method of the spider class (not a special __method__ or an attribute)"
+            )
+    return d
+
+
+def _values(value: dict[str, Any], key: str, spider: Spider, lenient: bool) -> Any:
+    if key == "meta" and _LOCAL_META in value:
+        value = {k: v for k, v in value.items() if k != _LOCAL_META}
+    if is_plain(value):
+        return value
+    return Encoder(allow_list(spider), lenient).encode(value, key)
+
+
+def encode_request(request: Request, spider: Spider, *, lenient: bool = False) -> str:
+    """JSON for *request*. Raises ValueError (UnstorableValue naming the key
+    path and type, for ``meta`` and ``cb_kwargs``) if it cannot be stored.
+    *lenient* (for dead letters) never raises for a value that cannot be
+    stored: it keeps a placeholder that refuses to decode."""
+    d = _request_fields(request, spider, lenient)
     out: dict[str, Any] = {}
     for key, value in d.items():
         if key in _DEFAULTS and value == _DEFAULTS[key]:
@@ -93,8 +147,27 @@ def encode_request(request: Request, spider: Spider) -> str:
                 value = value.decode("utf-8")
             except UnicodeDecodeError:
                 key, value = "body_b64", base64.b64encode(value).decode("ascii")
+        elif key == "meta" or key == "cb_kwargs":
+            value = _values(value, key, spider, lenient)
         out[key] = value
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _dumps(out, lenient)
+
+
+def _dumps(out: dict[str, Any], lenient: bool) -> str:
+    default = repr if lenient else None
+    try:
+        text = json.dumps(
+            out, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not JSON-storable: {exc}") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate: \u escapes keep it and make valid UTF-8.
+            text = json.dumps(out, separators=(",", ":"), allow_nan=False, default=default)
+    return text
 
 
 def decode_request(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) -> Request:
@@ -124,6 +197,11 @@ def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) 
         request_cls = load_object(cls_name)
     if "body_b64" in d:
         d["body"] = base64.b64decode(d.pop("body_b64"))
+    if _has_tags(data):
+        decoder = Decoder(allow_list(spider))
+        for key in ("meta", "cb_kwargs"):
+            if key in d:
+                d[key] = decoder.decode(d[key])
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
         if key not in request_cls.attributes:
@@ -141,16 +219,49 @@ def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) 
         raise BadEntry(f"invalid request: {exc}") from None
 
 
+def _has_tags(data: str | bytes) -> bool:
+    # No "$t" anywhere: no tagged value, nothing to walk (nearly every request).
+    return '"$t"' in data if isinstance(data, str) else b'"$t"' in data
+
+
+_functions: dict[tuple[type, str], types.FunctionType] = {}
+
+
+def _class_function(cls: type, name: str) -> types.FunctionType | None:
+    """The plain function *name* is in *cls*'s MRO, or None (a staticmethod,
+    classmethod, property, other callable or nothing)."""
+    found = _functions.get((cls, name))
+    if found is None:
+        raw = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), None)
+        if type(raw) is not types.FunctionType:
+            return None
+        found = _functions[(cls, name)] = raw
+    return found
+
+
 def spider_method(spider: Spider, name: Any) -> Any:
-    """The public method *name* of *spider*, or None: never a class, an
-    attribute holding some other callable, or a private or dunder name."""
-    if not isinstance(name, str) or not name or name.startswith("_"):
+    """The method *name* of *spider*'s class or its bases, bound to *spider*
+    (private and name-mangled ones included), or None: never a special
+    ``__name__``, a staticmethod, classmethod or builtin, nor an attribute
+    holding some other callable."""
+    if not isinstance(name, str) or not name or (name.startswith("__") and name.endswith("__")):
+        return None
+    func = _class_function(type(spider), name)
+    if func is None or name in getattr(spider, "__dict__", ()):
         return None
     method = getattr(spider, name, None)
-    if inspect.ismethod(method) and method.__self__ is spider:
+    if inspect.ismethod(method) and method.__self__ is spider and method.__func__ is func:
         return method
     return None
 
 
 def encode_item(item: Any) -> str:
-    return _encoder.encode(ItemAdapter(item).asdict())
+    """JSON of *item* as Scrapy's exporters see it (dates and Decimals as
+    strings); a lone surrogate is kept as a ``\\u`` escape."""
+    text = _encoder.encode(ItemAdapter(item).asdict())
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = _ascii_encoder.encode(ItemAdapter(item).asdict())
+    return text

@@ -1,0 +1,389 @@
+"""The request codec with real spiders: callbacks of Scrapy's own spider
+classes, what users and Scrapy put in ``meta`` and ``cb_kwargs``, and what
+must never load: pickles, non-methods, classes outside the allow-list."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import math
+import pickle
+import sys
+import uuid
+import zoneinfo
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+import scrapy
+from scrapy import Request, Spider
+from scrapy.crawler import Crawler
+from scrapy.http import HtmlResponse, XmlResponse
+from scrapy.linkextractors import LinkExtractor
+from scrapy.settings import Settings
+from scrapy.spiders import CrawlSpider, Rule, SitemapSpider
+
+from crawler.codec import _request_dict, decode_request, encode_item, encode_request
+from crawler.exceptions import BadEntry, ConfigError
+from crawler.values import UnstorableValue, allow_list_entries
+
+CLASSES = frozenset({"scrapy.http.request.Request", "scrapy.http.request.form.FormRequest"})
+
+
+class Page(scrapy.Item):
+    url = scrapy.Field()
+    price = scrapy.Field()
+    tags = scrapy.Field()
+
+
+@dataclasses.dataclass
+class Product:
+    name: str
+    price: Decimal
+    seen: dt.date | None = None
+    derived: str = dataclasses.field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.derived = self.name.upper()
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    key: tuple[int, ...]
+
+
+@attrs.define
+class Offer:
+    # A converter that must not run again on the value it already made.
+    sku: list[str] = attrs.field(converter=lambda v: v.split(","))
+    when: dt.datetime | None = None
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Box:
+    class Inner(scrapy.Item):
+        x = scrapy.Field()
+
+
+class Opaque:
+    """Not an item: cannot be stored."""
+
+
+class PlainSpider(Spider):
+    name = "plain"
+
+    def parse_page(self, response: Any, **kwargs: Any) -> None:
+        return None
+
+    def _private(self, response: Any) -> None:
+        return None
+
+    def __mangled(self, response: Any) -> None:
+        return None
+
+    def mangled(self) -> Any:
+        return self.__mangled
+
+    @staticmethod
+    def static(response: Any) -> None:
+        return None
+
+    @classmethod
+    def klass(cls, response: Any) -> None:
+        return None
+
+    some_callable = print
+
+
+class Rules(CrawlSpider):
+    name = "rules"
+    rules = (Rule(LinkExtractor(), callback="parse_page", follow=True),)
+
+    def parse_page(self, response: Any) -> None:
+        return None
+
+
+class Sitemap(SitemapSpider):
+    name = "sitemap"
+    sitemap_urls = ["http://a/sitemap.xml"]
+
+    def parse(self, response: Any) -> None:
+        return None
+
+
+def make(cls: type[Spider], **settings: Any) -> Spider:
+    crawler = Crawler(cls, Settings({"TWISTED_REACTOR_ENABLED": False, **settings}))
+    crawler._apply_settings()
+    return cls.from_crawler(crawler)
+
+
+def round_trip(request: Request, spider: Spider) -> Request:
+    data = encode_request(request, spider)
+    data.encode("utf-8")  # what redis-py does with it: must not raise
+    return decode_request(data.encode("utf-8"), spider, CLASSES)
+
+
+def test_callbacks_of_scrapys_spiders_private_ones_included():
+    spider = make(PlainSpider)
+    for callback in (spider.parse_page, spider._private, spider.mangled()):
+        request = Request("http://a/", callback=callback, errback=spider._private)
+        back = round_trip(request, spider)
+        assert back.callback == callback and back.errback == spider._private
+        assert _request_dict(request, spider) == request.to_dict(spider=spider)
+    assert (
+        json.loads(encode_request(Request("http://a/", callback=spider.mangled()), spider))[
+            "callback"
+        ]
+        == "_PlainSpider__mangled"
+    )
+
+    rules = make(Rules)
+    body = b'<a href="/x">the link</a>'
+    response = HtmlResponse("http://a/", body=body, request=Request("http://a/"))
+    [followed] = list(rules._requests_to_follow(response))
+    back = round_trip(followed, rules)
+    assert back.callback == rules._callback and back.errback == rules._errback
+    assert back.meta == {"rule": 0, "link_text": "the link"}
+
+    sitemap = make(Sitemap)
+    xml = b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+    xml += b"<url><loc>http://a/p</loc></url></urlset>"
+    first = Request("http://a/sitemap.xml", callback=sitemap._parse_sitemap)
+    assert round_trip(first, sitemap).callback == sitemap._parse_sitemap
+    [page] = list(sitemap._parse_sitemap(XmlResponse("http://a/sitemap.xml", body=xml)))
+    assert round_trip(page, sitemap).callback == sitemap.parse
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "__class__",
+        "__init__",
+        "__reduce__",
+        "__getattribute__",
+        "static",
+        "klass",
+        "some_callable",
+        "name",
+        "settings",
+        "crawler",
+        "logger",
+        "nope",
+        "",
+        "_PlainSpider__x",
+    ],
+)
+def test_callbacks_that_are_not_methods_of_the_spider_are_refused(name):
+    spider = make(PlainSpider)
+    with pytest.raises(BadEntry, match="not a method of spider"):
+        decode_request(json.dumps({"url": "http://a/", "callback": name}), spider, CLASSES)
+
+
+def test_an_instance_attribute_never_resolves():
+    spider = make(PlainSpider)
+    spider.parse_page = print  # shadows the method on this instance
+    with pytest.raises(BadEntry, match="not a method"):
+        decode_request('{"url":"http://a/","callback":"parse_page"}', spider, CLASSES)
+    with pytest.raises(ValueError, match="not a method of spider"):
+        encode_request(Request("http://a/", callback=lambda r: None), spider)
+
+
+VALUES: dict[str, Any] = {
+    "item": Page(url="http://a/", price=Decimal("9.99"), tags=("a", "b")),
+    "nested_item": Box.Inner(x=Page(url="u")),
+    "dataclass": Product("tea", Decimal("1.50"), dt.date(2024, 2, 29)),
+    "frozen": Frozen((1, 2)),
+    "attrs": Offer("a,b", dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)),
+    "enum": Colour.RED,
+    "date": dt.date(2024, 2, 29),
+    "datetime": dt.datetime(2024, 3, 1, 10, 30, 15, 123456),
+    "aware": dt.datetime(2024, 3, 31, 2, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+    "offset": dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=-5, minutes=-30))),
+    "fold": dt.datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+    "time": dt.time(23, 59, 59, 1),
+    "aware_time": dt.time(8, tzinfo=dt.UTC),
+    "timedelta": dt.timedelta(days=-1, seconds=5, microseconds=7),
+    "decimal": Decimal("-0.000100"),
+    "decimal_nan": Decimal("NaN"),
+    "bytes": b"\x00\xff\x80",
+    "bytearray": bytearray(b"ab"),
+    "tuple": (1, (2, 3), [4, (5,)]),
+    "empty_tuple": (),
+    "set": {3, 1, 2},
+    "frozenset": frozenset({"a", ("b", 1)}),
+    "mixed_set": {1, "a", None},
+    "int_keys": {1: "a", (2, 3): "b", None: "c", "s": "d"},
+    "looks_like_tag": {"$t": "date", "v": "2024-01-01"},
+    "tag_in_list": [{"$t": "tuple", "v": []}],
+    "surrogate": "cut emoji \ud83d",
+    "surrogate_key": {"k\udcff": "\udcff"},
+    "big_int": 2**200,
+    "huge_int": -(10**5000),
+    "edge_int": 2**63,
+    "nan": math.nan,
+    "inf": math.inf,
+    "minus_inf": -math.inf,
+    "uuid": uuid.UUID(int=42),
+    "nested": {"a": [{"b": (Decimal("1"), {b"k": dt.date(2000, 1, 1)})}]},
+    "plain": {"a": [1, 2.5, "x", None, True], "b": {}},
+}
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (nan equals nan)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    if isinstance(a, Decimal) and a.is_nan():
+        return b.is_nan()
+    if isinstance(a, dict | scrapy.Item):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if dataclasses.is_dataclass(a) or attrs.has(type(a)):
+        return vars_of(a).keys() == vars_of(b).keys() and all(
+            same(vars_of(a)[k], vars_of(b)[k]) for k in vars_of(a)
+        )
+    if isinstance(a, dt.datetime | dt.time):
+        return a == b and a.tzinfo == b.tzinfo and a.fold == b.fold
+    return bool(a == b)
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    fields = dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else attrs.fields(type(obj))
+    return {f.name: getattr(obj, f.name) for f in fields}
+
+
+@pytest.mark.parametrize("key", list(VALUES))
+def test_meta_and_cb_kwargs_round_trip_with_their_types(key):
+    spider = make(PlainSpider)
+    value = VALUES[key]
+    request = Request(
+        "http://a/", callback=spider.parse_page, meta={key: value}, cb_kwargs={"arg": value}
+    )
+    back = round_trip(request, spider)
+    assert same(back.meta[key], value), (back.meta[key], value)
+    assert same(back.cb_kwargs["arg"], value)
+
+
+def test_the_stored_form_is_json_with_tags():
+    spider = make(PlainSpider)
+    data = json.loads(encode_request(Request("http://a/", meta={"d": dt.date(2024, 1, 2)}), spider))
+    assert data["meta"] == {"d": {"$t": "date", "v": "2024-01-02"}}
+    item = json.loads(encode_request(Request("http://a/", meta={"p": Page(url="u")}), spider))
+    assert item["meta"]["p"] == {"$t": "item", "c": f"{__name__}:Page", "v": {"url": "u"}}
+    # A meta dict whose own keys need a tag is one "dict" tag, and reads back.
+    odd = {"$t": 1, 2: 3}
+    assert round_trip(Request("http://a/", meta=odd), spider).meta == odd
+
+
+def test_what_scrapy_puts_in_meta_round_trips():
+    spider = make(Rules)
+    meta = {
+        "depth": 3,
+        "download_slot": "a.example",
+        "rule": 0,
+        "link_text": "Next \u203a",
+        "retry_times": 2,
+        "redirect_times": 1,
+        "redirect_ttl": 19,
+        "redirect_urls": ["http://a/old"],
+        "redirect_reasons": [301, "meta refresh"],
+        "download_latency": 0.0123,
+        "download_timeout": 180.0,
+        "cache_timestamp": 1700000000.5,
+        "is_start_request": True,
+        "_auth_proxy": "http://p:8080",
+        "_scheme_proxy": True,
+        "proxy": None,
+        "bindaddress": ("127.0.0.1", 0),
+        "handle_httpstatus_list": [404],
+        "autothrottle_dont_adjust_delay": True,
+        "dont_obey_robotstxt": True,
+        "cookiejar": 1,
+        "cached_response": HtmlResponse("http://a/", body=b"x"),
+    }
+    back = round_trip(Request("http://a/", callback=spider._callback, meta=meta), spider)
+    expected = {k: v for k, v in meta.items() if k != "cached_response"}
+    assert same(back.meta, expected)
+
+
+def test_values_that_cannot_be_stored_name_their_key_path_and_type():
+    spider = make(PlainSpider)
+    cases = {
+        "meta['item']['price'] is a Opaque": {"item": Page(price=Opaque())},
+        "meta['fh'] is a BufferedReader": {"fh": open(__file__, "rb")},
+        "meta['f'] is a function": {"f": lambda: None},
+        "meta['p'].price is a Opaque": {"p": Product("x", Opaque())},  # type: ignore[arg-type]
+        "meta['s'][0] is a Opaque": {"s": (Opaque(),)},
+        "meta['r'] is a HtmlResponse": {"r": HtmlResponse("http://a/", body=b"")},
+    }
+    for message, meta in cases.items():
+        with pytest.raises(UnstorableValue) as info:
+            encode_request(Request("http://a/", meta=meta), spider)
+        assert str(info.value).startswith(message), str(info.value)
+    with pytest.raises(UnstorableValue, match=r"cb_kwargs\['x'\] is a Opaque"):
+        encode_request(Request("http://a/", cb_kwargs={"x": Opaque()}), spider)
+
+
+def test_classes_outside_the_allow_list_are_neither_stored_nor_loaded():
+    spider = make(PlainSpider)
+    outside = type("Outside", (scrapy.Item,), {"__module__": "otherlib.items", "a": scrapy.Field()})
+    with pytest.raises(UnstorableValue, match=r"otherlib\.items\.Outside is not in the meta class"):
+        encode_request(Request("http://a/", meta={"o": outside(a=1)}), spider)
+    # The lenient encoding of a dead letter keeps it; decoding refuses it.
+    kept = encode_request(Request("http://a/", meta={"o": outside(a=1)}), spider, lenient=True)
+    with pytest.raises(BadEntry, match=r"otherlib\.items\.Outside is not in the meta class"):
+        decode_request(kept, spider, CLASSES)
+    # Nothing outside the allow-list is imported: "this" prints on import.
+    assert "this" not in sys.modules
+    for kind in ("item", "dataclass", "attrs", "enum"):
+        entry = {"url": "http://a/", "meta": {"x": {"$t": kind, "c": "this:s", "v": {}}}}
+        with pytest.raises(BadEntry, match="not in the meta class allow-list"):
+            decode_request(json.dumps(entry), spider, CLASSES)
+    assert "this" not in sys.modules
+    # An allowed module, but the name is not an item class of that kind.
+    bad = {"url": "http://a/", "meta": {"x": {"$t": "item", "c": f"{__name__}:Opaque", "v": {}}}}
+    with pytest.raises(BadEntry, match="is not a class of kind 'item'"):
+        decode_request(json.dumps(bad), spider, CLASSES)
+    with pytest.raises(BadEntry, match="not JSON"):
+        decode_request(pickle.dumps({"url": "http://a/"}), spider, CLASSES)
+    with pytest.raises(BadEntry, match="unknown value tag"):
+        decode_request('{"url":"http://a/","meta":{"x":{"$t":"pickle","v":""}}}', spider, CLASSES)
+
+
+def test_the_allow_list_comes_from_settings():
+    settings = Settings({"SPIDER_MODULES": ["myproj.spiders", "solo"]})
+    settings.set("CRAWLER_META_CLASSES", ["otherlib.items.Product", "lib2.*"])
+    assert allow_list_entries(settings) == {"myproj", "solo", "otherlib.items.Product", "lib2"}
+    settings.set("CRAWLER_META_CLASSES", ["", "x"])
+    with pytest.raises(ConfigError, match="CRAWLER_META_CLASSES entry ''"):
+        allow_list_entries(settings)
+    spider = make(PlainSpider, CRAWLER_META_CLASSES=["otherlib"])
+    outside = type("Outside", (scrapy.Item,), {"__module__": "otherlib.items", "a": scrapy.Field()})
+    data = encode_request(Request("http://a/", meta={"o": outside(a=1)}), spider)
+    assert json.loads(data)["meta"]["o"]["c"] == "otherlib.items:Outside"
+
+
+def test_dead_letter_encoding_keeps_a_placeholder_that_never_decodes():
+    spider = make(PlainSpider)
+    request = Request("http://a/", callback=lambda r: None, meta={"fh": sys.stdout, "d": 1})
+    data = encode_request(request, spider, lenient=True)
+    stored = json.loads(data)
+    assert stored["meta"]["fh"]["$t"] == "unstorable" and stored["meta"]["d"] == 1
+    with pytest.raises(BadEntry):
+        decode_request(data, spider, CLASSES)
+
+
+def test_items_store_lone_surrogates():
+    data = encode_item({"name": "cut emoji \ud83d", "ok": "caf\u00e9", "p": Decimal("1.5")})
+    data.encode("utf-8")
+    assert json.loads(data) == {"name": "cut emoji \ud83d", "ok": "caf\u00e9", "p": "1.5"}
+    assert "caf\u00e9" in encode_item({"ok": "caf\u00e9"})  # no escapes when not needed
