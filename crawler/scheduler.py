@@ -178,22 +178,26 @@ class RedisScheduler(BaseScheduler):
         worker = self.worker
         assert worker is not None and self.spider is not None
         fp: bytes | None = None
+        member = 0
         if not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
             member = hash(fp)
             if member in self.local_seen:
                 worker.count("crawler/duplicates_local")
                 return False
-            if len(self.local_seen) >= self.config.local_seen_cache:
-                self.local_seen.clear()
-            if self.config.local_seen_cache:
-                self.local_seen.add(member)
         try:
             entry = request_entry(request, self.spider)
         except (ValueError, TypeError) as exc:
-            logger.error("Cannot store %s in Redis, dropping it: %s", request, exc)
+            # Not dropped in silence: dead-lettered with the key path and
+            # type, and `scrapy requeue` retries it once the spider is fixed.
+            # Its fingerprint stays unseen, so a storable copy is queued.
             worker.count("crawler/unstorable_requests")
+            self.dead_letter(request, f"cannot store {request}: {exc}")
             return False
+        if fp is not None and self.config.local_seen_cache:
+            if len(self.local_seen) >= self.config.local_seen_cache:
+                self.local_seen.clear()
+            self.local_seen.add(member)
         worker.batch.pushes.append((fp, request.priority, entry))
         if len(worker.batch) >= self.config.batch_size:
             worker.wakeup.set()
@@ -246,13 +250,16 @@ class RedisScheduler(BaseScheduler):
         return uuid.uuid4().bytes[:12]
 
     def dead_letter(self, request: Request, reason: str) -> None:
-        """Record that the cluster gave up on *request*; it is acked as usual."""
+        """Record that the cluster gave up on *request* (or could not store
+        it); a leased one is acked as usual. The letter holds the request as
+        far as it can be stored: a value that cannot be is a placeholder
+        that `scrapy requeue` reports instead of queuing."""
         worker = self.worker
         assert worker is not None and self.spider is not None
         retry = request.replace(meta={k: v for k, v in request.meta.items() if k != "retry_times"})
         try:
-            entry = encode_request(retry, self.spider)
-        except (ValueError, TypeError):
+            entry = encode_request(retry, self.spider, lenient=True)
+        except Exception:  # a request too broken even for a placeholder
             entry = ""
         logger.warning("Dead-lettering %s: %s", request, reason)
         worker.count("crawler/dead_lettered")
