@@ -7,8 +7,10 @@ leaves the frontier only once what it produced is stored.
 
 Errors are sorted where they arise (``crawler.redis_errors``):
 
-* a transient one puts the unsent writes back and is raised, so the caller
-  retries the whole flush later with backoff;
+* a transient one is raised, so the caller retries later with backoff; the
+  chunk that failed is sent again as it was, with the sequence number it
+  was first sent with, so a commit whose reply was lost (Redis ran it) is
+  not applied twice (``commit.lua``);
 * any other is caused by one write: the chunk is split in halves until the
   write that fails alone is found. That write is set aside with its reason
   in the dead letters (a request, requeue-able; an item, for the record) and
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -48,35 +51,50 @@ class CommitPipeline:
         self.batch_size = batch_size
         self.count = count
         self.batch = Batch()
+        #: Chunks cut from earlier batches, not yet known to be applied:
+        #: [sequence number once sent (0 before), chunk]. A chunk keeps its
+        #: number when sent again, so Redis applies it once.
+        self.pending: deque[list[Any]] = deque()
+        self._seq = 0
         #: The last successful commit's result (for its backoff version).
         self.last: CommitResult | None = None
 
     def __len__(self) -> int:
-        return len(self.batch)
+        return len(self.batch) + sum(len(chunk) for _, chunk in self.pending)
+
+    def batches(self) -> list[Batch]:
+        """Every batch not yet written, the open one included."""
+        return [chunk for _, chunk in self.pending] + [self.batch]
 
     async def flush(self) -> None:
-        """Write everything queued so far; raises only transient errors."""
-        if not len(self.batch):
-            return
-        batch, self.batch = self.batch, Batch()
-        try:
-            for chunk in _chunks(batch, self.batch_size):
-                await self._commit_or_isolate(chunk)
-                # Written chunks leave the batch we would restore on failure.
-                _drop_chunk(batch, chunk)
-        except BaseException:
-            _prepend(self.batch, batch)
-            raise
+        """Write everything queued so far; raises only transient errors, and
+        then keeps what was not written, in order, for the next flush."""
+        if len(self.batch):
+            batch, self.batch = self.batch, Batch()
+            self.pending.extend([0, chunk] for chunk in _chunks(batch, self.batch_size))
+        while self.pending:
+            await self._commit_or_isolate(self.pending[0])
+            self.pending.popleft()
 
-    async def _commit(self, chunk: Batch) -> None:
-        result = await self.frontier.commit(chunk)
+    async def _commit(self, chunk: Batch, numbered: list[Any] | None = None) -> None:
+        """Commit *chunk*; *numbered* ([seq, chunk]) keeps the number it was
+        first sent with, so that sending it again cannot apply it twice."""
+        seq = numbered[0] if numbered else 0
+        if not seq:
+            self._seq += 1
+            seq = self._seq
+            if numbered:
+                numbered[0] = seq
+        result = await self.frontier.commit(chunk, seq)
         for stat, field in _STATS:
             self.count(stat, getattr(result, field))
+        self.count("crawler/commits_replayed", result.replayed)
         self.last = result
 
-    async def _commit_or_isolate(self, chunk: Batch) -> None:
+    async def _commit_or_isolate(self, numbered: list[Any]) -> None:
+        chunk: Batch = numbered[1]
         try:
-            await self._commit(chunk)
+            await self._commit(chunk, numbered)
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -168,16 +186,3 @@ def _chunks(batch: Batch, size: int) -> list[Batch]:
     for name in BATCH_TAIL:
         setattr(chunks[-1], name, getattr(batch, name))
     return chunks
-
-
-def _drop_chunk(batch: Batch, chunk: Batch) -> None:
-    del batch.pushes[: len(chunk.pushes)]
-    del batch.items[: len(chunk.items)]
-    if chunk.acks is batch.acks:
-        for name in BATCH_TAIL:
-            setattr(batch, name, [])
-
-
-def _prepend(target: Batch, earlier: Batch) -> None:
-    for name in ("pushes", "items", *BATCH_TAIL):
-        getattr(target, name)[:0] = getattr(earlier, name)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig, bloom_hashes, seen_member
 from crawler.keys import CRAWLS_KEY, Keys
 from crawler.politeness import Policy
@@ -77,6 +78,8 @@ class CommitResult:
     # Changes whenever a domain is paused (429/503); Redis's clock (ms).
     backoff_version: int = 0
     redis_ms: int = 0
+    # 1: this commit had been applied already (sent again after a lost reply).
+    replayed: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,19 +129,28 @@ class Frontier:
         self.roundtrips += 1
         return await call
 
-    async def commit(self, batch: Batch) -> CommitResult:
-        """Check-and-set the seen-set, queue, store items and ack, in one script."""
+    async def commit(self, batch: Batch, seq: int = 0) -> CommitResult:
+        """Check-and-set the seen-set, queue, store items and ack, in one script.
+
+        *seq* > 0 makes it idempotent: this node's commits numbered in the
+        order sent, one at a time; sent again with the same number after a
+        lost reply, it is not applied twice."""
         while True:
-            keys, args = self._commit_args(batch)
+            keys, args = self._commit_args(batch, seq)
             result = await self._rt(self.scripts.commit(keys=keys, args=args))
             if int(result[0]) >= 0:
                 return CommitResult(*(int(x) for x in result))
+            if self.seen.mode != "bloom":
+                raise ConfigError(
+                    f"crawl {self.keys.name!r} keeps its seen-set as a Bloom filter but this "
+                    "process has CRAWLER_SEEN_MODE='exact'; use the crawl's settings."
+                )
             # The Bloom filter has (or this batch needs) more layers than we passed.
             self._bloom_layers = max(self._bloom_layers + 1, int(result[1]) - 2)
 
-    def _commit_args(self, batch: Batch) -> tuple[list[str], list[Any]]:
+    def _commit_args(self, batch: Batch, seq: int = 0) -> tuple[list[str], list[Any]]:
         k, seen = self.keys, self.seen
-        keys = [k.stats, k.prios, k.items, k.held(self.node), k.dead, k.bloom]
+        keys = [k.stats, k.prios, k.items, k.held(self.node), k.dead, k.bloom, k.commit_seqs]
         index: dict[str, int] = {}
 
         def ref(name: str) -> int:
@@ -150,7 +162,8 @@ class Frontier:
         bloom = seen.mode == "bloom"
         # Two spare layer keys let one commit grow the filter.
         layers = [ref(k.bloom_layer(n)) for n in range(1, self._bloom_layers + 3)] if bloom else []
-        args: list[Any] = [len(layers), *layers, seen.bloom_capacity, seen.bloom_error_rate]
+        args: list[Any] = [seq, self.node, len(layers), *layers]
+        args += [seen.bloom_capacity, seen.bloom_error_rate]
         # Pushes travel as one JSON document: Redis spends about a
         # microsecond on each argument of a command, more than on the
         # check-and-add itself. Seen shards are named in the script from the
@@ -226,8 +239,11 @@ class Frontier:
         return Leased(entries, more=flat[0] == 1)
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
-        """Lease raw seeds from the scrapy-redis style start_urls list."""
+        """Lease raw seeds from the scrapy-redis style start_urls key (a list,
+        set or sorted set), at most ``REDIS_START_URLS_BATCH_SIZE`` at once."""
         k = self.keys
+        if k.start_urls_batch:
+            count = min(count, k.start_urls_batch)
         keys = [k.stats, k.nodes, k.held(self.node), k.start_urls, k.control]
         flat = await self._rt(self.scripts.lease_raw(keys=keys, args=[self.node, count, lease_ms]))
         return [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
@@ -334,10 +350,15 @@ class Frontier:
         k = self.keys
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hmget(k.stats, ["queued", "leased", "pushed"])
+            pipe.type(k.start_urls)
+            # The seed key may be a list, a set or a sorted set: two of these
+            # three answer WRONGTYPE, the one of its type counts it.
             pipe.llen(k.start_urls)
-            (queued, leased, pushed), start_urls = await self._rt(
+            pipe.scard(k.start_urls)
+            pipe.zcard(k.start_urls)
+            (queued, leased, pushed), kind, *sizes = await self._rt(
                 pipe.execute(raise_on_error=False)
             )
-        # A start_urls key of another type (a scrapy-redis set) is not ours to count.
-        waiting = start_urls if isinstance(start_urls, int) else 0
+        size = dict(zip((b"list", b"set", b"zset"), sizes, strict=True)).get(kind, 0)
+        waiting = size if isinstance(size, int) else 0
         return ClusterState(int(queued or 0), int(leased or 0), int(pushed or 0), waiting)

@@ -16,7 +16,15 @@ where the domain is the request's Scrapy download slot)::
     {NAME}:held:<node>    HASH   lease id -> "<prio>|E" for every request the
                                  node holds, from the moment it leases it until
                                  the request's outputs are stored (the ack).
-                                 Raw scrapy-redis seeds are held as "@|0|<raw>".
+                                 Raw scrapy-redis seeds are held as "@|<k>|<raw>",
+                                 k the type of the key they came from: 0 list,
+                                 1 set, 2 sorted set (raw is "<score>|<member>").
+    {NAME}:commitseq      HASH   node id -> sequence number of the last commit
+                                 of that node applied: a commit sent again
+                                 (its reply was lost) is not applied twice.
+    {NAME}:config         HASH   seen -> JSON of the seen-set's mode and
+                                 parameters, recorded on first use; a process
+                                 configured otherwise refuses to start.
     {NAME}:nodeinfo       HASH   node id -> JSON {host, pid, started, state,
                                  pages, items, pages_per_min, items_per_min}.
     {NAME}:nodebeat       HASH   node id -> time of its last heartbeat (ms,
@@ -51,8 +59,12 @@ where the domain is the request's Scrapy download slot)::
                                  fetched).
     crawler:crawls        SET    names of the crawls in this Redis (no hash
                                  tag: only ever touched on its own).
-    NAME:start_urls       LIST   scrapy-redis compatible seed list (no hash
-                                 tag, for compatibility; ``CRAWLER_START_URLS_KEY``).
+    NAME:start_urls       LIST   scrapy-redis compatible seeds (no hash tag, for
+                                 compatibility), or a SET or ZSET
+                                 (``REDIS_START_URLS_AS_SET``/``_AS_ZSET``): read
+                                 as whatever type it is. Named by
+                                 ``CRAWLER_START_URLS_KEY``, else a RedisSpider's
+                                 ``redis_key``, else ``REDIS_START_URLS_KEY``.
 """
 
 from __future__ import annotations
@@ -67,6 +79,8 @@ class Keys:
     name: str
     seen_shards: int
     start_urls: str
+    # How many raw seeds one lease takes at most (0: as many as the node wants).
+    start_urls_batch: int = 0
 
     @property
     def tag(self) -> str:
@@ -85,6 +99,14 @@ class Keys:
 
     def held(self, node: str) -> str:
         return f"{self.tag}:held:{node}"
+
+    @property
+    def commit_seqs(self) -> str:
+        return f"{self.tag}:commitseq"
+
+    @property
+    def config(self) -> str:
+        return f"{self.tag}:config"
 
     @property
     def nodeinfo(self) -> str:
@@ -164,10 +186,13 @@ class Keys:
 CRAWLS_KEY = "crawler:crawls"
 
 
-def make_keys(name: str, seen_shards: int, start_urls_template: str) -> Keys:
+def make_keys(
+    name: str, seen_shards: int, start_urls_template: str, start_urls_batch: int = 0
+) -> Keys:
     """Build the key names for crawl *name* (``%(name)s`` expands in the template)."""
     return Keys(
         name=name,
         seen_shards=seen_shards,
         start_urls=start_urls_template % {"name": name, "spider": name},
+        start_urls_batch=start_urls_batch,
     )

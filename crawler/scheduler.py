@@ -22,6 +22,7 @@ import time
 import uuid
 from typing import Any
 
+import redis
 from itemadapter import ItemAdapter
 from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
@@ -40,6 +41,7 @@ from crawler.outcome import read_outcome
 from crawler.politeness import request_entry, slot_of, split_entry
 from crawler.redis_errors import is_transient
 from crawler.seeds import parse_seed
+from crawler.seenrecord import check_seen_config
 from crawler.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ class RedisScheduler(BaseScheduler):
         config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
         url = resolve_url(crawler.settings)
         check_reachable(url)
+        with redis.Redis.from_url(url) as client:
+            check_seen_config(client, config.keys, config.seen)
         return cls(crawler, config, url)
 
     # -- Scrapy's scheduler interface --------------------------------------
@@ -136,7 +140,7 @@ class RedisScheduler(BaseScheduler):
                 "lost from this node; its leases expire and other nodes redo that work.",
                 redact(self.url),
                 exc,
-                len(worker.batch),
+                len(worker.commits),
             )
         await worker.frontier.client.aclose()
         logger.info("Node %s left crawl %r (%s)", self.node, self.config.name, reason)

@@ -138,7 +138,7 @@ class Worker:
                         "in memory and retrying with backoff.",
                         self.url,
                         exc,
-                        len(self.batch),
+                        len(self.commits),
                     )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -302,9 +302,9 @@ class Worker:
 
     def known_ids(self) -> set[str]:
         """Lease ids this node holds: prefetched, processing, or acked but unsent."""
-        batch = self.batch
         known = {lid for lid, _ in self.ready} | self.active_ids()
-        known.update(batch.acks, batch.raws, (lid for lid, _ in batch.deads))
+        for batch in self.commits.batches():
+            known.update(batch.acks, batch.raws, (lid for lid, _ in batch.deads))
         return known
 
     async def _refill(self) -> None:
@@ -333,7 +333,7 @@ class Worker:
             self.wake_engine()
 
     async def _check_finished(self) -> None:
-        if len(self.batch):
+        if len(self.commits):
             return
         state: ClusterState = await self.frontier.state()
         self.queued = state.queued

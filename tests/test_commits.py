@@ -108,7 +108,82 @@ def test_transient_error_keeps_every_write(redis_server, redis_url, rclient):
         with pytest.raises(Exception) as info:
             await commits.flush()
         assert is_transient(info.value)
-        assert len(commits.batch.pushes) == 1 and commits.batch.acks == ["1"]
+        [(_, kept)] = commits.pending
+        assert len(kept.pushes) == 1 and kept.acks == ["1"] and len(commits) == 2
 
     asyncio.run(scenario())
     assert not stats
+
+
+class CuttingProxy:
+    """A TCP proxy to Redis that, once armed, forwards the next script call
+    and then cuts the connection before Redis's reply reaches the client:
+    the commit ran, but the node never hears so."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.armed = False
+        self.cuts = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def down() -> None:
+            while data := await up_reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+
+        pump = asyncio.create_task(down())
+        try:
+            while data := await reader.read(65536):
+                cut = self.armed and b"EVALSHA" in data
+                if cut:
+                    pump.cancel()  # Redis's reply will not come back
+                up_writer.write(data)
+                await up_writer.drain()
+                if cut:
+                    self.armed = False
+                    self.cuts += 1
+                    await asyncio.sleep(0.2)  # let Redis run it
+                    break
+        finally:
+            pump.cancel()
+            writer.close()
+            up_writer.close()
+
+
+def test_a_commit_whose_reply_is_lost_is_applied_once(redis_server, redis_url, rclient):
+    """Before, the commit was sent again and applied twice: a dont_filter
+    request (a retry) queued twice, a dead letter written twice."""
+    stats: Counter[str] = Counter()
+    rclient.hset(KEYS.held("n1"), "3", "0|a|{}")
+
+    async def scenario() -> int:
+        proxy = CuttingProxy(redis_server.port)
+        port = await proxy.start()
+        commits = pipeline(f"redis://127.0.0.1:{port}/0", stats)
+        await commits.frontier.commit(Batch())  # loads the script first
+        _, prio, entry = push("http://a/retry")
+        commits.batch = Batch(pushes=[(None, prio, entry)], acks=["3"])
+        commits.batch.deads.append(("", '{"reason": "x", "entry": ""}'))
+        proxy.armed = True
+        for _ in range(5):
+            try:
+                await commits.flush()
+                break
+            except Exception as exc:
+                assert is_transient(exc), exc
+        assert len(commits) == 0
+        await commits.frontier.client.aclose()
+        proxy.server.close()
+        return proxy.cuts
+
+    assert asyncio.run(scenario()) == 1
+    assert rclient.llen(KEYS.queue(0)) == 1
+    assert rclient.llen(KEYS.dead) == 1
+    assert stats["crawler/commits_replayed"] == 1
+    assert int(rclient.hget(KEYS.stats, "queued")) == 1

@@ -259,8 +259,11 @@ def test_garbage_in_redis_is_dead_lettered_and_the_crawl_goes_on(
     rclient.zadd("{site}:prios", {"0": 0})
     rclient.lpush("site:start_urls", "ftp://nope/", site.url("/page/1.html"), "{bad json")
     log = tmp_path / "node.log"
-    assert start_node("site", redis_url, log).wait(timeout=120) == 0
+    # Finished holding dead letters: CRAWLER_DEAD_LETTER_EXIT_CODE, and said.
+    assert start_node("site", redis_url, log).wait(timeout=120) == 3
     text = log.read_text()
+    assert "Spider closed (finished)" in text
+    assert "Crawl 'site' holds 5 dead letters" in text
     assert "pickle payload executed" not in text
     assert len(site.page_counts()) == 20 and set(site.page_counts().values()) == {1}
     reasons = [json.loads(x)["reason"] for x in rclient.lrange("{site}:dead", 0, -1)]

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from scrapy import Spider
 from scrapy.crawler import Crawler
 from scrapy.settings import Settings
@@ -14,6 +15,7 @@ from scrapy.spiderloader import get_spider_loader
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url
 from crawler.exceptions import CrawlerError
+from crawler.seenrecord import check_seen_config
 
 
 def spider_class(settings: Settings, name: str) -> type[Spider]:
@@ -77,3 +79,15 @@ def run_guarded(command: Any, body: Any) -> None:
     except CommandFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         command.exitcode = 1
+
+
+def check_seen(crawl: Crawl) -> None:
+    """Record the crawl's seen-set settings, or stop if they differ from the
+    crawl's record (``crawler.seenrecord``): for commands that write to it."""
+    client = redis.Redis.from_url(crawl.url)
+    try:
+        check_seen_config(client, crawl.config.keys, crawl.config.seen)
+    except CrawlerError as exc:
+        raise CommandFailed(str(exc)) from None
+    finally:
+        client.close()

@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 
+import redis
 from scrapy.commands.crawl import Command as ScrapyCrawl
 
 from crawler.commands._common import CommandFailed, run_guarded, spider_class
+from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url
 from crawler.exceptions import CrawlerError
+from crawler.seenrecord import check_seen_config
 
 
 class Command(ScrapyCrawl):
@@ -22,10 +25,15 @@ class Command(ScrapyCrawl):
         if len(args) != 1:
             super().run(args, opts)  # Scrapy's usage errors
             return
-        spider_class(self.settings, args[0])
+        spidercls = spider_class(self.settings, args[0])
+        settings = self.settings.copy()
+        spidercls.update_settings(settings)  # its custom_settings
         try:
             url = resolve_url(self.settings)
             check_reachable(url)
+            config = CrawlConfig.from_settings(settings, spidercls.name)
+            with redis.Redis.from_url(url) as client:
+                check_seen_config(client, config.keys, config.seen)
         except CrawlerError as exc:
             raise CommandFailed(str(exc)) from None
         # The node uses the server checked here (and the local one it may

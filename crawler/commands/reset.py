@@ -30,6 +30,8 @@ def crawl_keys(client: Any, keys: Keys) -> list[str]:
         keys.items,
         keys.stats,
         keys.dead,
+        keys.commit_seqs,
+        keys.config,
         keys.start_urls,
     ]
     names += [keys.queue(p.decode()) for p in client.zrange(keys.prios, 0, -1)]

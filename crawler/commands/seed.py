@@ -16,7 +16,7 @@ from typing import TextIO
 from scrapy.exceptions import UsageError
 
 from crawler.commandbase import CrawlCommand
-from crawler.commands._common import CommandFailed, Crawl, open_crawl, run_guarded
+from crawler.commands._common import CommandFailed, Crawl, check_seen, open_crawl, run_guarded
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
 from crawler.frontier import Batch, Frontier
@@ -59,6 +59,7 @@ class Command(CrawlCommand):
     def _run(self, name: str, urls: list[str], path: str | None) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
+        check_seen(crawl)
         with contextlib.ExitStack() as stack:
             lines = _lines(urls, path, stack)
             seeder = Seeder(crawl, progress=sys.stderr.isatty())
