@@ -112,7 +112,9 @@ class ZooSite:
             ("/feed.xml", lambda _p, _q: self.xml(feed_xml())),
             ("/feed.csv", lambda _p, _q: (200, CSV, feed_csv().encode())),
             ("/h3/", lambda p, _q: self.tree(p, "h3", H3_PAGES, first=1)),
-            ("/carry/", lambda p, _q: self.tree(p, "carry", CARRY_PAGES)),
+            # No link back to the start URL: plain Scrapy does not dedupe
+            # start_urls (dont_filter) and would fetch it twice; the cluster once.
+            ("/carry/", lambda p, _q: self.tree(p, "carry", CARRY_PAGES, back=False)),
             ("/redis/", lambda p, _q: self.numbered(p, REDIS_PAGES, "Redis page")),
             ("/tree/", lambda p, _q: self.tree(p, "tree", TREE_PAGES)),
         ]
@@ -152,14 +154,19 @@ class ZooSite:
             return None
         return 200, HTML, html(f"{title} {i}", f"<h1>{title} {i}</h1>").encode()
 
-    def tree(self, name: str, section: str, count: int, first: int = 0) -> Answer | None:
-        """Page i links to its children 2i+1, 2i+2 (2i, 2i+1 from 1), its parent and the root."""
+    def tree(
+        self, name: str, section: str, count: int, first: int = 0, back: bool = True
+    ) -> Answer | None:
+        """Page i links to its children 2i+1, 2i+2 (2i, 2i+1 from 1), and
+        with *back* to its parent and the root."""
         i = self.number(name, count, first)
         if i is None:
             return None
         kids = [2 * i + k + (1 - first) for k in (0, 1)]
         hrefs = [f"/{section}/{j}.html" for j in kids if j < first + count]
-        hrefs += [f"/{section}/{max(first, (i - 1 + first) // 2)}.html", f"/{section}/{first}.html"]
+        if back:
+            parent = max(first, (i - 1 + first) // 2)
+            hrefs += [f"/{section}/{parent}.html", f"/{section}/{first}.html"]
         body = f"<h3>Heading {i}</h3>\n{links(hrefs)}"
         return 200, HTML, html(f"{section} {i}", body).encode()
 

@@ -1,0 +1,127 @@
+"""A real site: Debian's Python 3.11 documentation (package python3.11-doc,
+about 530 HTML pages), served on loopback, crawled by a CrawlSpider written
+as Scrapy's docs show it (tests/zoo/zoo/spiders/pydocs.py).
+
+The oracle is plain Scrapy: the same spider in one process without the
+add-on. Two cluster nodes must fetch exactly the pages it fetched, each once,
+store the same items, and exit 0 with ``finished``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.demosite import QuietServer
+from tests.conftest import read_jsonl, run_scrapy, start_node
+from tests.test_zoo import ZOO, problems
+
+DOCS = Path("/usr/share/doc/python3.11/html")
+
+pytestmark = pytest.mark.skipif(
+    not (DOCS / "index.html").is_file(),
+    reason=f"Debian's Python docs are not installed ({DOCS}): "
+    "apt-get install python3.11-doc (.ci/run does it)",
+)
+
+
+class DocServer:
+    """The doc tree over HTTP/1.1 on 127.0.0.1, counting requests per path."""
+
+    def __init__(self, root: Path) -> None:
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                with outer.lock:
+                    outer.counts[self.path] += 1
+                super().do_GET()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = QuietServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def take_counts(self) -> Counter[str]:
+        with self.lock:
+            counts, self.counts = self.counts, Counter()
+        return counts
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def docs() -> Iterator[DocServer]:
+    server = DocServer(DOCS)
+    yield server
+    server.close()
+
+
+def test_python_docs_two_nodes_fetch_what_plain_scrapy_fetches(
+    docs, redis_url, tmp_path, monkeypatch
+):
+    site = {"ZOO_SITE": docs.base}
+    monkeypatch.setenv("ZOO_SITE", docs.base)
+    plain_out = tmp_path / "plain.jsonl"
+    plain = run_scrapy(
+        ["crawl", "pydocs", "-s", "ADDONS={}", "-s", "LOG_LEVEL=INFO", "-o", str(plain_out)],
+        redis_url,
+        cwd=ZOO,
+        timeout=300,
+        **site,
+    )
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert "'scheduler/enqueued/memory'" in plain.stderr  # Scrapy's own scheduler ran
+    plain_counts = docs.take_counts()
+    plain_items = read_jsonl(plain_out)
+    pages = [p for p in plain_counts if p.endswith(".html")]
+    on_disk = len(list(DOCS.rglob("*.html")))
+    assert len(pages) > on_disk * 0.9, (len(pages), on_disk)
+
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes = [start_node("pydocs", redis_url, log, cwd=ZOO) for log in logs]
+    codes = []
+    for node in nodes:
+        try:
+            codes.append(node.wait(timeout=300))
+        except subprocess.TimeoutExpired:
+            node.kill()
+            codes.append(None)
+    texts = [log.read_text() if log.exists() else "" for log in logs]
+    assert codes == [0, 0], problems(texts)
+    for text in texts:
+        assert "Spider closed (finished)" in text, problems(texts)
+    counts = docs.take_counts()
+    missing = sorted(set(plain_counts) - set(counts))
+    extra = sorted(set(counts) - set(plain_counts))
+    assert not missing and not extra, (
+        f"the cluster fetched {len(counts)} paths, plain Scrapy {len(plain_counts)}; "
+        f"missing {missing[:10]}, extra {extra[:10]}\n{problems(texts)}"
+    )
+    twice = {p: n for p, n in counts.items() if n != plain_counts[p]}
+    assert not twice, f"fetched more often than plain Scrapy: {list(twice.items())[:10]}"
+
+    out = tmp_path / "cluster.jsonl"
+    exported = run_scrapy(["export", "pydocs", "-o", str(out)], redis_url, cwd=ZOO, **site)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    items = read_jsonl(out)
+    key = lambda item: (item["url"], item["title"])  # noqa: E731
+    assert sorted(map(key, items)) == sorted(map(key, plain_items))
+    print(f"python3.11-doc: {len(pages)} pages of {on_disk} .html files; {len(items)} items")
