@@ -72,8 +72,18 @@ CRAWLER_LOCAL_SEEN_CACHE = 200_000
 #: poison request instead of being handed out again.
 CRAWLER_MAX_DELIVERIES = 5
 
-#: Address the metrics endpoint listens on.
-CRAWLER_METRICS_ADDRESS = "0.0.0.0"
+#: Classes (Items, dataclasses, attrs classes, enums) that ``meta`` and
+#: ``cb_kwargs`` may carry besides those of the project's own packages (the
+#: packages of SPIDER_MODULES, e.g. ``myproj`` for ``myproj.spiders``):
+#: dotted class names (``"otherlib.items.Product"``) or module prefixes
+#: (``"otherlib.items"``). No other class is ever imported from what Redis
+#: holds; a request carrying one is dead-lettered with the reason.
+CRAWLER_META_CLASSES: list[str] = []
+
+#: Address the metrics endpoint listens on: loopback unless told otherwise
+#: (it has no authentication). Use "0.0.0.0" where a scraper must reach it,
+#: as the Kubernetes manifests in deploy/ do.
+CRAWLER_METRICS_ADDRESS = "127.0.0.1"
 
 #: Port of this node's Prometheus metrics endpoint (``/metrics``); 0: off.
 CRAWLER_METRICS_PORT = 0

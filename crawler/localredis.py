@@ -9,11 +9,14 @@ A file lock keeps two nodes starting at once from starting two servers.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,11 +53,33 @@ def socket_path(data_dir: Path) -> Path:
     if len(str(path)) <= _MAX_SOCKET_PATH:
         return path
     digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
-    return Path("/tmp") / f"crawler-redis-{digest}.sock"
+    return _private_dir() / f"{digest}.sock"
+
+
+def _private_dir() -> Path:
+    """A directory under /tmp that only this user can use: nobody else can
+    place a socket there for nodes to join (the project's own path is too
+    long for a Unix socket)."""
+    base = Path(tempfile.gettempdir()) / f"crawler-redis-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o700)
+    info = os.lstat(base)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise LocalRedisError(
+            f"{base} (for the private local Redis's socket) is not a directory only this "
+            "user can use; remove it, or set REDIS_URL to a Redis server you run."
+        )
+    return base
 
 
 def _alive(sock: Path) -> bool:
-    if not sock.exists():
+    """True if our own server answers on *sock* (a socket of another user is
+    never joined)."""
+    try:
+        info = os.lstat(sock)
+    except OSError:
+        return False
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
         return False
     try:
         return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=2).ping())

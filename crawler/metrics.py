@@ -85,7 +85,7 @@ class Metrics:
         if not port:
             # Off by default; no message, so nodes do not warn about it.
             raise NotConfigured
-        return cls(crawler, port, crawler.settings.get("CRAWLER_METRICS_ADDRESS", "0.0.0.0"))
+        return cls(crawler, port, crawler.settings.get("CRAWLER_METRICS_ADDRESS", "127.0.0.1"))
 
     def spider_opened(self, spider: Any) -> None:
         name = self.crawler.settings.get("CRAWLER_CRAWL_NAME") or spider.name

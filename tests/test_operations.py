@@ -124,7 +124,6 @@ def test_metrics_endpoint_serves_prometheus_text(make_site, redis_url, tmp_path)
         tmp_path / "m.log",
         "CRAWLER_KEEP_ALIVE=True",
         f"CRAWLER_METRICS_PORT={port}",
-        "CRAWLER_METRICS_ADDRESS=127.0.0.1",
     )
     try:
         wait_for(lambda: len(site.page_counts()) == 50, 60, "the crawl")
@@ -133,6 +132,10 @@ def test_metrics_endpoint_serves_prometheus_text(make_site, redis_url, tmp_path)
     finally:
         node.terminate()
         node.wait(timeout=60)
+    # No authentication, so loopback unless told otherwise (issue 12).
+    assert f"Serving Prometheus metrics on http://127.0.0.1:{port}/metrics" in (
+        tmp_path / "m.log"
+    ).read_text()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in (
         "crawler_pages",
