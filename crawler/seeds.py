@@ -107,9 +107,15 @@ def parse_seed(line: str, spider: Spider, config: CrawlConfig) -> Request | None
             raise BadSeed("'body' must be a string")
         kwargs["body"] = obj["body"]
     if obj.get("callback") is not None:
-        method = spider_method(spider, obj["callback"])
+        # Seeds are untrusted: public methods only. Private ones (CrawlSpider's
+        # _callback, SitemapSpider's _parse_sitemap) expect meta a seed
+        # does not carry; the spider's own requests reach them.
+        name = obj["callback"]
+        if isinstance(name, str) and name.startswith("_"):
+            raise BadSeed(f"callback {name!r} is private; a seed may name a public method")
+        method = spider_method(spider, name)
         if method is None:
-            raise BadSeed(f"callback {obj['callback']!r} is not a method of spider {spider.name!r}")
+            raise BadSeed(f"callback {name!r} is not a method of spider {spider.name!r}")
         kwargs["callback"] = method
     return Request(**kwargs)
 

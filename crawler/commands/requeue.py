@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from typing import Any
 
 import redis
 from scrapy.exceptions import UsageError
 
-from crawler.codec import encode_request
+from crawler.codec import decode_request, encode_request
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import Crawl, open_crawl, run_guarded
-from crawler.commands.deadletters import read_letters
+from crawler.commands.deadletters import letter_url, read_letters
 from crawler.connection import async_client
-from crawler.deadletters import letter_entry
-from crawler.exceptions import BadSeed
+from crawler.exceptions import BadEntry, BadSeed
 from crawler.frontier import Frontier
 from crawler.politeness import slot_of
 from crawler.seeds import parse_seed
@@ -41,28 +41,31 @@ class Command(CrawlCommand):
 
     @staticmethod
     def _entry(crawl: Crawl, letter: dict[str, Any]) -> tuple[str, int]:
-        """The request to queue again. A rejected seed is untrusted input:
-        it goes through the seed checks again rather than straight in."""
+        """The request to queue again, checked as a node would check it (so a
+        class now in the allow-list passes, a value never stored does not).
+        A rejected seed is untrusted input: it goes through the seed checks."""
+        text = str(letter.get("entry", ""))
         if str(letter.get("reason", "")).startswith("bad seed:"):
-            request = parse_seed(str(letter.get("entry", "")), crawl.spider, crawl.config)
+            request = parse_seed(text, crawl.spider, crawl.config)
             if request is None:
                 raise ValueError("empty seed")
-            entry = encode_request(request, crawl.spider)
-            return f"{slot_of(request)}|{entry}", request.priority
-        return letter_entry(letter)
+        else:
+            request = decode_request(text, crawl.spider, crawl.config.request_classes)
+        entry = encode_request(request, crawl.spider)
+        return f"{slot_of(request)}|{entry}", request.priority
 
     def _run(self, name: str, reason: str | None) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
         client = redis.Redis.from_url(crawl.url)
-        chosen, skipped = [], 0
+        chosen, skipped = [], []
         for raw, letter in read_letters(client, crawl.config.keys.dead):
             if reason and reason not in str(letter.get("reason", "")):
                 continue
             try:
                 entry, priority = self._entry(crawl, letter)
-            except (ValueError, TypeError, BadSeed):
-                skipped += 1
+            except (ValueError, TypeError, BadSeed, BadEntry) as exc:
+                skipped.append(f"{letter_url(letter)}: {_why(exc, letter)}")
                 continue
             chosen.append((raw, entry, priority))
         client.close()
@@ -81,9 +84,32 @@ class Command(CrawlCommand):
                 await frontier.client.aclose()
 
         moved = asyncio.run(move())
+        for line in skipped[:_SHOWN]:
+            print(f"left in place: {line}")
+        if len(skipped) > _SHOWN:
+            print(f"... and {len(skipped) - _SHOWN} more (see scrapy deadletters {name})")
         note = (
-            f"; {skipped} left in place (malformed, or a seed that still fails the seed checks)"
-            if skipped
-            else ""
+            f"; {len(skipped)} left in place (they would fail again as they are)" if skipped else ""
         )
         print(f"requeued {moved} dead letters into crawl {crawl.config.name!r}{note}")
+
+
+_SHOWN = 20
+
+
+def _why(exc: Exception, letter: dict[str, Any]) -> str:
+    """Why a letter cannot be queued again, and what to do about it."""
+    why = str(exc) or type(exc).__name__
+    if "could not be stored" not in why:
+        return why
+    referer = None
+    try:
+        headers = json.loads(str(letter.get("entry")))["headers"]
+        referer = next((v[0] for k, v in headers.items() if k.lower() == "referer"), None)
+    except (ValueError, KeyError, TypeError, IndexError):
+        pass
+    where = f" ({referer})" if referer else ""
+    return (
+        f"{why}; once the spider is fixed, crawl the page that links to it{where} "
+        "again, or seed this URL if its callback needs no meta"
+    )
