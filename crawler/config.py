@@ -13,6 +13,7 @@ from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig
 from crawler.keys import Keys, make_keys
 from crawler.politeness import Policy
+from crawler.values import allow_list_entries
 
 
 def _get(settings: BaseSettings, name: str) -> Any:
@@ -74,6 +75,7 @@ class CrawlConfig:
     renew_interval: float
     local_seen_cache: int
     max_deliveries: int
+    meta_classes: frozenset[str]
     prefetch: int
     request_classes: frozenset[str]
     seed_allowed_meta: frozenset[str]
@@ -114,6 +116,7 @@ class CrawlConfig:
             renew_interval=renew,
             local_seen_cache=int(_get(settings, "CRAWLER_LOCAL_SEEN_CACHE")),
             max_deliveries=_positive(settings, "CRAWLER_MAX_DELIVERIES", int),
+            meta_classes=allow_list_entries(settings),
             prefetch=max(1, prefetch),
             request_classes=frozenset(_get(settings, "CRAWLER_REQUEST_CLASSES")),
             seed_allowed_meta=frozenset(_get(settings, "CRAWLER_SEED_ALLOWED_META")),

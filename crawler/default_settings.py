@@ -78,7 +78,7 @@ CRAWLER_MAX_DELIVERIES = 5
 #: dotted class names (``"otherlib.items.Product"``) or module prefixes
 #: (``"otherlib.items"``). No other class is ever imported from what Redis
 #: holds; a request carrying one is dead-lettered with the reason.
-CRAWLER_META_CLASSES: list[str] = []
+CRAWLER_META_CLASSES = list[str]()
 
 #: Address the metrics endpoint listens on: loopback unless told otherwise
 #: (it has no authentication). Use "0.0.0.0" where a scraper must reach it,
