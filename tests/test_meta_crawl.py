@@ -1,0 +1,87 @@
+"""Items, dataclasses, dates, Decimals, bytes and tuples in ``meta`` and
+``cb_kwargs`` reach the callback on another node with their types; what
+cannot be stored is dead-lettered with its key path, never dropped in
+silence, and ``scrapy requeue`` queues it once the crawl allows its class.
+
+The spider is tests/metaproj/metaproj/spiders/carry.py, in a tests-only
+project; two real ``scrapy crawl`` nodes crawl the demo site's tree.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.conftest import read_jsonl, run_scrapy, start_node
+
+META = Path(__file__).resolve().parent / "metaproj"
+PAGES = 13  # a tree: 0 -> 1..3, 1 -> 4..6, 2 -> 7..9, 3 -> 10..12
+DEAD_LETTER_EXIT = 3  # CRAWLER_DEAD_LETTER_EXIT_CODE: finished, holding dead letters
+CHILD_META = {"page": "Page", "product": "Product", "day": "date", "raw": "bytes", "pair": "tuple"}
+CHILD_KWARGS = {"price": "Decimal", "pair": "tuple", "raw": "bytes"}
+
+
+def crawl(redis_url: str, logs: list[Path], *settings: str) -> list[int]:
+    nodes = [start_node("carry", redis_url, log, *settings, cwd=META) for log in logs]
+    return [node.wait(timeout=120) for node in nodes]
+
+
+def exported(redis_url: str, tmp_path: Path) -> dict[str, dict[str, object]]:
+    out = tmp_path / "items.jsonl"
+    result = run_scrapy(["export", "carry", "-o", str(out)], redis_url, cwd=META)
+    assert result.returncode == 0, result.stderr
+    return {str(item["url"]).rsplit("/", 1)[1]: item for item in read_jsonl(out)}
+
+
+def test_meta_types_cross_nodes_and_unstorable_values_are_dead_lettered(
+    make_site, redis_url, tmp_path
+):
+    site = make_site(PAGES, tree=True)
+    seeded = run_scrapy(["seed", "carry", site.url("/page/0.html")], redis_url, cwd=META)
+    assert seeded.returncode == 0, seeded.stderr
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    assert crawl(redis_url, logs) == [DEAD_LETTER_EXIT] * 2
+
+    fetched = site.page_counts()
+    assert sorted(fetched) == sorted(f"/page/{i}.html" for i in range(PAGES) if i not in (10, 11))
+    assert set(fetched.values()) == {1}
+    items = exported(redis_url, tmp_path)
+    assert len(items) == PAGES - 2
+    for i in (*range(1, 10), 12):
+        item = items[f"{i}.html"]
+        assert item["meta_types"] == CHILD_META, item
+        assert item["kw_types"] == CHILD_KWARGS, item
+        assert item["page_seen"] == "date" and item["product_price"] == "19.99"
+        assert item["pair"] == [(i - 1) // 3, "one"]
+
+    # Not dropped in silence: counted, dead-lettered with the key path and type.
+    text = "".join(log.read_text() for log in logs)
+    counted = re.findall(r"'crawler/unstorable_requests': (\d+)", text)
+    assert sum(map(int, counted)) == 2, counted
+    listed = run_scrapy(["deadletters", "carry"], redis_url, cwd=META).stdout
+    assert "cannot store <GET http://" in listed and "/page/10.html>: meta['lock'] is a lock" in listed
+    assert (
+        "/page/11.html>: meta['money'] is a Money (class metaextra.Money is not in the meta "
+        "class allow-list; add it or its module to CRAWLER_META_CLASSES)" in listed
+    ), listed
+    assert "2 dead letters" in listed
+
+    # As they are, neither can be queued again; each says why.
+    result = run_scrapy(["requeue", "carry"], redis_url, cwd=META)
+    assert "requeued 0 dead letters" in result.stdout and "2 left in place" in result.stdout
+    assert "/page/10.html: meta['lock'] was a _thread.lock that could not be stored" in (
+        result.stdout
+    )
+    assert "/page/11.html: class metaextra.Money is not in the meta class allow-list" in (
+        result.stdout
+    )
+
+    # Once the crawl allows the class, the request is queued and crawled.
+    allow = "CRAWLER_META_CLASSES=metaextra"
+    result = run_scrapy(["requeue", "carry", "-s", allow], redis_url, cwd=META)
+    assert "requeued 1 dead letters" in result.stdout and "1 left in place" in result.stdout
+    assert crawl(redis_url, [tmp_path / "again.log"], allow) == [DEAD_LETTER_EXIT]
+    assert site.page_counts()["/page/11.html"] == 1 and "/page/10.html" not in site.page_counts()
+    money = exported(redis_url, tmp_path)["11.html"]
+    assert money["meta_types"] == {**CHILD_META, "money": "Money"}
+    assert money["money"] == {"amount": "2.50", "currency": "EUR"}
