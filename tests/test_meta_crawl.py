@@ -59,7 +59,8 @@ def test_meta_types_cross_nodes_and_unstorable_values_are_dead_lettered(
     counted = re.findall(r"'crawler/unstorable_requests': (\d+)", text)
     assert sum(map(int, counted)) == 2, counted
     listed = run_scrapy(["deadletters", "carry"], redis_url, cwd=META).stdout
-    assert "cannot store <GET http://" in listed and "/page/10.html>: meta['lock'] is a lock" in listed
+    assert "cannot store <GET http://" in listed
+    assert "/page/10.html>: meta['lock'] is a lock" in listed
     assert (
         "/page/11.html>: meta['money'] is a Money (class metaextra.Money is not in the meta "
         "class allow-list; add it or its module to CRAWLER_META_CLASSES)" in listed
