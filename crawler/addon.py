@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from scrapy.crawler import Crawler
 from scrapy.settings import BaseSettings
 
-from crawler import default_settings, redact
+from crawler import default_settings, redact, scrapy_redis_compat
 
 _SCRAPY_ROBOTS = "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"
 
@@ -17,7 +18,16 @@ class DistributedCrawl:
     pipeline and the cluster-finish extension, and the framework's default
     settings at add-on priority (so project and command-line values win).
     Scrapy's per-process AutoThrottle is replaced by the cluster's.
+    scrapy-redis spiders, components and settings are adopted
+    (``crawler.scrapy_redis_compat``).
     """
+
+    def __init__(self, crawler: Crawler | None = None) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DistributedCrawl:
+        return cls(crawler)
 
     def update_settings(self, settings: BaseSettings) -> None:
         redact.install()
@@ -37,3 +47,4 @@ class DistributedCrawl:
         for name in dir(default_settings):
             if name.startswith("CRAWLER_"):
                 settings.set(name, getattr(default_settings, name), "addon")
+        scrapy_redis_compat.adopt(settings, self.crawler)

@@ -57,7 +57,11 @@ def crawl_keys(settings: BaseSettings, name: str) -> Keys:
         or settings.get("REDIS_START_URLS_KEY")
         or scrapy_redis_defaults.START_URLS_KEY
     )
-    return make_keys(name, _positive(settings, "CRAWLER_SEEN_SHARDS", int), start_key)
+    # scrapy-redis's REDIS_START_URLS_BATCH_SIZE caps one lease of raw seeds.
+    batch = settings.getint("REDIS_START_URLS_BATCH_SIZE", 0)
+    return make_keys(
+        name, _positive(settings, "CRAWLER_SEEN_SHARDS", int), start_key, max(batch, 0)
+    )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 Precedence: ``-s REDIS_URL=...`` on the command line, then the ``REDIS_URL``
 environment variable, then ``REDIS_URL`` (or scrapy-redis's ``REDIS_HOST`` /
 ``REDIS_PORT``) in the project settings, then the private local server.
+scrapy-redis's ``REDIS_PARAMS`` password and db apply as they do for its
+own clients.
 Passwords are redacted from every URL we log.
 """
 
@@ -12,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -20,7 +22,7 @@ from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from scrapy.utils.conf import closest_scrapy_cfg
 
 from crawler import default_settings
-from crawler.exceptions import RedisUnavailable
+from crawler.exceptions import ConfigError, RedisUnavailable
 from crawler.localredis import ensure_local_redis
 from crawler.redact import redact_text
 
@@ -50,6 +52,11 @@ def redact(url: str) -> str:
 
 def configured_url(settings: BaseSettings) -> str | None:
     """The Redis URL the user asked for, or None for the local server."""
+    url = _chosen_url(settings)
+    return None if url is None else with_redis_params(url, settings)
+
+
+def _chosen_url(settings: BaseSettings) -> str | None:
     setting = settings.get("REDIS_URL")
     if setting and (settings.getpriority("REDIS_URL") or 0) >= SETTINGS_PRIORITIES["cmdline"]:
         return str(setting)
@@ -60,6 +67,28 @@ def configured_url(settings: BaseSettings) -> str | None:
     if settings.get("REDIS_HOST"):
         return f"redis://{settings.get('REDIS_HOST')}:{settings.getint('REDIS_PORT', 6379)}"
     return None
+
+
+def with_redis_params(url: str, settings: BaseSettings) -> str:
+    """*url* with scrapy-redis's ``REDIS_PARAMS`` username, password and db
+    (and ``REDIS_DB``) where the URL has none, as scrapy-redis's clients use
+    them, so the framework and scrapy-redis components talk to the same
+    database. Only redis:// and rediss:// URLs (not the private unix socket)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return url
+    params = settings.getdict("REDIS_PARAMS")
+    password = params.get("password")
+    db = settings.get("REDIS_DB") or params.get("db")
+    netloc, path = parts.netloc, parts.path
+    if password and parts.password is None:
+        user = quote(str(params.get("username") or parts.username or ""), safe="")
+        netloc = f"{user}:{quote(str(password), safe='')}@{netloc.rpartition('@')[2]}"
+    if db not in (None, "") and path in ("", "/") and "db=" not in parts.query:
+        if not str(db).isdigit():
+            raise ConfigError(f"REDIS_DB / REDIS_PARAMS['db'] = {db!r} is not a database number.")
+        path = f"/{int(db)}"
+    return urlunsplit(parts._replace(netloc=netloc, path=path))
 
 
 def project_root() -> Path:

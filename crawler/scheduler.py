@@ -40,7 +40,7 @@ from crawler.frontier import Batch, Frontier, dead_letter
 from crawler.outcome import read_outcome
 from crawler.politeness import request_entry, slot_of, split_entry
 from crawler.redis_errors import is_transient
-from crawler.seeds import parse_seed
+from crawler.scrapy_redis_compat import seed_fingerprint, seed_requests
 from crawler.seenrecord import check_seen_config
 from crawler.worker import Worker
 
@@ -355,21 +355,21 @@ class RedisScheduler(BaseScheduler):
             return None
 
     def _decode_raw(self, lease_id: str, raw: bytes, batch: Batch) -> None:
-        """Turn a scrapy-redis style seed into a queued request."""
+        """Turn a scrapy-redis style seed into queued requests (all or none)."""
         assert self.spider is not None
-        text = raw.decode("utf-8", "replace")
+        pushes: list[tuple[bytes | None, int, str]] = []
         try:
-            request = parse_seed(text, self.spider, self.config)
-            if request is not None:
-                fp = self.crawler.request_fingerprinter.fingerprint(request)
-                entry = request_entry(request, self.spider)
-                batch.pushes.append((fp, request.priority, entry))
+            for request in seed_requests(raw, self.spider, self.config):
+                fp = seed_fingerprint(request, self.crawler.request_fingerprinter)
+                pushes.append((fp, request.priority, request_entry(request, self.spider)))
         except (BadSeed, ValueError, TypeError) as exc:
+            text = raw.decode("utf-8", "replace")
             logger.error(
                 "Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc
             )
             batch.deads.append((lease_id, dead_letter(f"bad seed: {exc}", text, self.node)))
             return
+        batch.pushes += pushes
         batch.raws.append(lease_id)
 
 

@@ -39,7 +39,15 @@ for k = 5, #ARGV, 2 do
       if mode == 'release' then p_started(dom, 1) end
     end
     if prio == '@' then
-      redis.call('RPUSH', start_urls, body)
+      -- A raw seed goes back into a key of the type it came from (lease_raw.lua).
+      if deliveries == '1' then
+        redis.call('SADD', start_urls, body)
+      elseif deliveries == '2' then
+        local score, member = string.match(body, '^([^|]*)|(.*)$')
+        redis.call('ZADD', start_urls, score, member)
+      else
+        redis.call('RPUSH', start_urls, body)
+      end
       requeued = requeued + 1
     elseif prio == nil then
       redis.call('RPUSH', dead, cjson.encode({reason = 'malformed held entry', entry = value,
