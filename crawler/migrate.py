@@ -26,7 +26,7 @@ from typing import Any
 
 from scrapy import Request, Spider
 
-from crawler.exceptions import BadEntry
+from crawler.exceptions import BadEntry, CrawlerError
 from crawler.frontier import Batch, Frontier
 from crawler.politeness import request_entry
 from crawler.srstate import (
@@ -39,9 +39,19 @@ from crawler.srstate import (
 )
 
 _PAGE = 1000
+_EXAMPLES = 20
 _HEX_FP = re.compile(rb"[0-9a-f]{40}")
 # The seen-set member of a dont_filter request's queue entry.
 _ENTRY_MARK = b"scrapy-redis queue entry\0"
+
+
+class Rejected(CrawlerError):
+    """Raised when a scrapy-redis queue entry cannot be imported."""
+
+    def __init__(self, reason: str, url: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.url = url
 
 
 @dataclass
@@ -71,23 +81,46 @@ class Options:
     drop_unread: bool = False
 
 
+@dataclass(frozen=True)
+class EntryReader:
+    """Turns scrapy-redis queue entries into this crawl's frontier pushes."""
+
+    spider: Spider
+    fingerprinter: Any
+    # CRAWLER_REQUEST_CLASSES
+    classes: frozenset[str]
+    allow_pickle: bool
+
+    def push(self, raw: bytes) -> tuple[bytes, int, str]:
+        """(seen-set key, priority, frontier entry) of one entry. Raises
+        Pickled, or Rejected with the reason."""
+        url = ""
+        try:
+            d = entry_dict(raw, self.allow_pickle)
+            url = d["url"]
+            request = request_from_entry(d, self.spider, self.classes)
+            entry = request_entry(request, self.spider)
+        except BadEntry as exc:
+            raise Rejected(str(exc), url) from None
+        except (ValueError, TypeError) as exc:
+            raise Rejected(f"cannot be stored: {exc}", url) from None
+        return self._mark(request, raw), request.priority, entry
+
+    def _mark(self, request: Request, raw: bytes) -> bytes:
+        if request.dont_filter:
+            return hashlib.sha1(_ENTRY_MARK + raw).digest()
+        return bytes(self.fingerprinter.fingerprint(request))
+
+
 class Migration:
     """Imports one spider's scrapy-redis state through a frontier."""
 
     def __init__(
-        self,
-        frontier: Frontier,
-        source: SourceKeys,
-        spider: Spider,
-        fingerprinter: Any,
-        classes: frozenset[str],
-        options: Options,
+        self, frontier: Frontier, source: SourceKeys, reader: EntryReader, options: Options
     ) -> None:
         self.frontier = frontier
         self.source = source
-        self.spider = spider
-        self.fingerprinter = fingerprinter
-        self.classes = classes
+        self.reader = reader
         self.options = options
         self.counts = Counts()
 
@@ -99,42 +132,23 @@ class Migration:
         return self.counts
 
     async def import_requests(self) -> None:
+        counts = self.counts
         async for page in queue_pages(self.frontier.client, self.source, _PAGE):
             batch = Batch()
             for raw in page:
-                self.counts.requests += 1
-                push = self._push(raw)
-                if push is not None:
-                    batch.pushes.append(push)
+                counts.requests += 1
+                try:
+                    batch.pushes.append(self.reader.push(raw))
+                except Pickled:
+                    counts.pickled += 1
+                except Rejected as exc:
+                    counts.rejected[exc.reason] += 1
+                    if len(counts.examples) < _EXAMPLES:
+                        counts.examples.append((exc.url, exc.reason))
             if batch.pushes:
                 result = await self.frontier.commit(batch)
-                self.counts.queued += result.queued
-                self.counts.already += result.duplicates
-
-    def _push(self, raw: bytes) -> tuple[bytes, int, str] | None:
-        """(seen-set key, priority, frontier entry) of one queue entry, or
-        None if it is skipped (counted)."""
-        url = ""
-        try:
-            d = entry_dict(raw, self.options.allow_pickle)
-            url = d["url"]
-            request = request_from_entry(d, self.spider, self.classes)
-            entry = request_entry(request, self.spider)
-        except Pickled:
-            self.counts.pickled += 1
-            return None
-        except (BadEntry, ValueError, TypeError) as exc:
-            reason = str(exc) if isinstance(exc, BadEntry) else f"cannot be stored: {exc}"
-            self.counts.rejected[reason] += 1
-            if len(self.counts.examples) < 20:
-                self.counts.examples.append((url, reason))
-            return None
-        return self._mark(request, raw), request.priority, entry
-
-    def _mark(self, request: Request, raw: bytes) -> bytes:
-        if request.dont_filter:
-            return hashlib.sha1(_ENTRY_MARK + raw).digest()
-        return bytes(self.fingerprinter.fingerprint(request))
+                counts.queued += result.queued
+                counts.already += result.duplicates
 
     async def import_fingerprints(self) -> None:
         counts = self.counts

@@ -30,12 +30,12 @@ from scrapy.utils.misc import load_object
 from scrapy_redis import defaults
 
 from crawler.codec import spider_method
-from crawler.exceptions import BadEntry, ConfigError
+from crawler.exceptions import BadEntry, ConfigError, CrawlerError
 
 _LIFO = ("scrapy_redis.queue.LifoQueue", "scrapy_redis.queue.SpiderStack")
 
 
-class Pickled(Exception):
+class Pickled(CrawlerError):
     """Raised when a queue entry is a pickle and pickles may not be read."""
 
 

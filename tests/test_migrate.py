@@ -271,3 +271,19 @@ def test_empty_state_and_missing_flag(redis_url, rclient):
     assert "nothing to import: no scrapy-redis state of spider 'site'" in result.stdout
     usage = run_scrapy(["migrate", "site"], redis_url)
     assert usage.returncode == 2 and "--from-scrapy-redis" in usage.stderr
+
+
+def test_start_urls_stay_where_the_nodes_read_them(redis_url, rclient):
+    rclient.sadd("site:start_urls", "http://a.test/1", "http://a.test/2")  # REDIS_START_URLS_AS_SET
+    result = migrate(redis_url, "--no-fingerprints")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "start URLs    2 in site:start_urls (set), left in place: this crawl's nodes read them"
+        in result.stdout
+    )
+    assert "fingerprints  not imported from site:dupefilter (--no-fingerprints)" in result.stdout
+    assert rclient.scard("site:start_urls") == 2
+    elsewhere = migrate(redis_url, "--no-fingerprints", "-s", "CRAWLER_START_URLS_KEY=seeds")
+    assert "but this crawl reads seeds: set CRAWLER_START_URLS_KEY = 'site:start_urls'" in (
+        elsewhere.stdout
+    )

@@ -13,7 +13,7 @@ from crawler.commands._common import CommandFailed, Crawl, open_crawl, run_guard
 from crawler.connection import async_client, redact
 from crawler.exceptions import ConfigError
 from crawler.frontier import Frontier
-from crawler.migrate import Counts, Migration, Options
+from crawler.migrate import Counts, EntryReader, Migration, Options
 from crawler.srfingerprint import matches_scrapy_redis
 from crawler.srstate import SourceKeys, size_of
 
@@ -103,16 +103,14 @@ async def _migrate(
     client = async_client(crawl.url)
     config = crawl.config
     frontier = Frontier(client, config.keys, "migrate", config.seen, config.policy)
+    reader = EntryReader(
+        crawl.spider,
+        crawl.crawler.request_fingerprinter,
+        config.request_classes,
+        options.allow_pickle,
+    )
     try:
-        migration = Migration(
-            frontier,
-            source,
-            crawl.spider,
-            crawl.crawler.request_fingerprinter,
-            config.request_classes,
-            options,
-        )
-        counts = await migration.run()
+        counts = await Migration(frontier, source, reader, options).run()
         await frontier.register()
         return counts, await size_of(client, source.start_urls)
     finally:
@@ -141,33 +139,44 @@ def _warnings(counts: Counts, options: Options) -> list[str]:
 
 
 def _summary(crawl: Crawl, source: SourceKeys, c: Counts, start_urls: tuple[str, int]) -> str:
-    keys = crawl.config.keys
     rejected = sum(c.rejected.values())
     lines = [
         f"migrated scrapy-redis crawl of spider {crawl.spider.name!r} into crawl "
-        f"{keys.name!r} on {redact(crawl.url)}:",
+        f"{crawl.config.keys.name!r} on {redact(crawl.url)}:",
         f"  requests      {c.requests} in {source.queue}: {c.queued} queued, {c.already} "
         f"already in this crawl, {rejected} rejected, {c.pickled} pickled (not read)",
+        _fingerprints_line(source, c),
+        _start_urls_line(crawl, source, start_urls),
     ]
-    if c.fingerprints_imported:
-        bad = f", {c.fingerprints_bad} not fingerprints (skipped)" if c.fingerprints_bad else ""
-        lines.append(
-            f"  fingerprints  {c.fingerprints} in {source.dupefilter}: {c.fingerprints_new} "
-            f"added to the seen-set, {c.fingerprints - c.fingerprints_new - c.fingerprints_bad} "
-            f"already there{bad}"
-        )
-    else:
-        lines.append(f"  fingerprints  not imported from {source.dupefilter}")
-    kind, waiting = start_urls
-    where = (
-        "left in place: this crawl's nodes read them from there"
-        if source.start_urls == keys.start_urls
-        else f"left in place, but this crawl reads {keys.start_urls}: set "
-        f"CRAWLER_START_URLS_KEY = {source.start_urls!r} or seed them with scrapy seed"
-    )
-    lines.append(f"  start URLs    {waiting} in {source.start_urls} ({kind}), {where}")
-    if c.requests == c.fingerprints == waiting == 0:
+    if c.requests == c.fingerprints == start_urls[1] == 0:
         lines.append(f"nothing to import: no scrapy-redis state of spider {crawl.spider.name!r}")
     elif c.queued == 0 and c.fingerprints_new == 0 and not c.unread:
         lines.append("nothing new: everything there was imported before")
     return "\n".join(lines)
+
+
+def _fingerprints_line(source: SourceKeys, c: Counts) -> str:
+    if not c.fingerprints_imported:
+        why = "see above" if c.unread else "--no-fingerprints"
+        return f"  fingerprints  not imported from {source.dupefilter} ({why})"
+    already = c.fingerprints - c.fingerprints_new - c.fingerprints_bad
+    bad = f", {c.fingerprints_bad} not fingerprints (skipped)" if c.fingerprints_bad else ""
+    return (
+        f"  fingerprints  {c.fingerprints} in {source.dupefilter}: {c.fingerprints_new} "
+        f"added to the seen-set, {already} already there{bad}"
+    )
+
+
+def _start_urls_line(crawl: Crawl, source: SourceKeys, start_urls: tuple[str, int]) -> str:
+    """scrapy-redis's seed key is where the nodes read seeds too, unless
+    CRAWLER_START_URLS_KEY says otherwise: nothing to move."""
+    kind, waiting = start_urls
+    ours = crawl.config.keys.start_urls
+    where = (
+        "left in place: this crawl's nodes read them from there"
+        if source.start_urls == ours
+        else f"left in place, but this crawl reads {ours}: set CRAWLER_START_URLS_KEY = "
+        f"{source.start_urls!r} or seed them with scrapy seed"
+    )
+    shown = "" if kind == "none" else f" ({kind})"
+    return f"  start URLs    {waiting} in {source.start_urls}{shown}, {where}"
