@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any, cast
 
 import redis
 from scrapy.exceptions import UsageError
-from scrapy.exporters import BaseItemExporter, JsonLinesItemExporter
+from scrapy.exporters import BaseItemExporter, JsonItemExporter, JsonLinesItemExporter
 from scrapy.utils.misc import load_object
 
 from crawler.commandbase import CrawlCommand
@@ -118,6 +119,8 @@ def _decode_page(stored: list[bytes]) -> list[Any]:
 def _export(exporter: BaseItemExporter, items: Iterator[Any]) -> int:
     """Export each item (decoded from its stored JSON); the number exported."""
     count = 0
+    if isinstance(exporter, JsonItemExporter | JsonLinesItemExporter):
+        cast(Any, exporter).encoder = _SurrogateEscaping(exporter.encoder)
     if type(exporter) is JsonLinesItemExporter and exporter.fields_to_export is None:
         # What export_item writes for an item decoded from JSON (a dict, so
         # no field serializers, every key in order), without its per-field
@@ -125,10 +128,81 @@ def _export(exporter: BaseItemExporter, items: Iterator[Any]) -> int:
         encode, encoding = exporter.encoder.encode, exporter.encoding or "utf-8"
         write = exporter.file.write
         for item in items:
-            write((encode(item) + "\n").encode(encoding))
+            try:
+                write((encode(item) + "\n").encode(encoding))
+            except UnicodeEncodeError as exc:
+                raise CommandFailed(_unencodable(item, exc, encoding)) from None
             count += 1
         return count
+    replaced: list[Any] = []
     for item in items:
-        exporter.export_item(item)
+        _export_one(exporter, item, replaced)
         count += 1
+    if replaced:
+        print(
+            f"note: {len(replaced)} items held lone surrogates (halves of a UTF-16 pair, "
+            "as cut emoji are) that this format cannot hold; they were written as "
+            f"U+FFFD. The first: {_describe(replaced[0])}",
+            file=sys.stderr,
+        )
     return count
+
+
+# Lone surrogates: Python strings can hold them (json.loads of "\\ud83d"),
+# UTF-8 and the other encodings cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _SurrogateEscaping:
+    """A JSON exporter's encoder that writes a lone surrogate as its JSON
+    escape, as Scrapy's exporters do with FEED_EXPORT_ENCODING unset, where
+    with an encoding set they would raise: JSON readers get the same string."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+
+    def encode(self, o: Any) -> str:
+        text: str = self.encoder.encode(o)
+        if text.isascii() or not _SURROGATE.search(text):
+            return text
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _export_one(exporter: BaseItemExporter, item: Any, replaced: list[Any]) -> None:
+    """Export *item*; where the format cannot hold a lone surrogate (Scrapy's
+    CSV exporter raises), write it as U+FFFD and note the item."""
+    try:
+        exporter.export_item(item)
+        return
+    except UnicodeEncodeError as exc:
+        if not _SURROGATE.match(exc.object[exc.start : exc.start + 1]):
+            raise CommandFailed(_unencodable(item, exc, exc.encoding)) from None
+    replaced.append(item)
+    try:
+        exporter.export_item(_replace_surrogates(item))
+    except UnicodeEncodeError as exc:
+        raise CommandFailed(_unencodable(item, exc, exc.encoding)) from None
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    return value
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, dict) and item.get("url"):
+        return f"the item with url {item['url']!r}"
+    return f"the item {json.dumps(item, ensure_ascii=True)[:120]}"
+
+
+def _unencodable(item: Any, exc: UnicodeEncodeError, encoding: str) -> str:
+    char = exc.object[exc.start : exc.end]
+    return (
+        f"{_describe(item)} holds {char!r}, which FEED_EXPORT_ENCODING={encoding!r} "
+        "cannot encode; export with -s FEED_EXPORT_ENCODING=utf-8"
+    )
