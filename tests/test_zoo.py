@@ -89,6 +89,21 @@ def lpush(redis: RedisServer, key: str, *values: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
 
 
+def dead_letters(spider: str, redis_url: str) -> list[tuple[str, str]]:
+    """(URL, reason) of each dead letter, as ``scrapy deadletters --json`` lists them."""
+    result = run_scrapy(["deadletters", spider, "--json"], redis_url, cwd=ZOO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    letters = []
+    for line in result.stdout.splitlines():
+        letter = json.loads(line)
+        try:
+            url = json.loads(letter.get("entry") or "")["url"]
+        except (ValueError, TypeError, KeyError):
+            url = str(letter.get("entry"))
+        letters.append((url, str(letter.get("reason"))))
+    return sorted(letters)
+
+
 def canonical(items: Items) -> list[str]:
     return sorted(json.dumps(item, sort_keys=True) for item in items)
 
@@ -103,6 +118,14 @@ def crawl_fetched(_base: str) -> dict[str, int]:
     fetched |= {f"/crawl/additional.php?id={i}": 1 for i in range(ITEMS)}
     # A 404 goes to the rule's errback; a 500 is retried (RETRY_TIMES = 2) first.
     return fetched | {"/crawl/item.php?id=missing": 1, "/crawl/item.php?id=broken": 3}
+
+
+def crawl_dead_letters(base: str) -> list[tuple[str, str]]:
+    # The cluster gave up on the 500 page after its retries (its errback ran,
+    # as in plain Scrapy): one dead letter, so the nodes exit
+    # CRAWLER_DEAD_LETTER_EXIT_CODE (crawler/outcome.py).
+    reason = "HTTP 500 Internal Server Error (after 3 attempts)"
+    return [(f"{base}/crawl/item.php?id=broken", reason)]
 
 
 def crawl_items(base: str, items: Items) -> None:
@@ -126,7 +149,7 @@ def crawl_items(base: str, items: Items) -> None:
             }
         )
         # process_request noted the page the link was found on: its category
-        # page, or the item before it ("related item").
+        # page, or the item before it (its "related" link).
         category = f"{base}/crawl/category.php?id={i // 4}"
         before = f"{base}/crawl/item.php?id={(i - 1) % ITEMS}"
         assert found.get(f"{base}/crawl/item.php?id={i}") in (category, before), found
@@ -267,6 +290,7 @@ class Case:
     seed: Callable[[ZooServer, RedisServer], None] | None = None
     args: tuple[str, ...] = ()
     seed_key: str = ""
+    dead: Callable[[str], list[tuple[str, str]]] = lambda _base: []
 
 
 def pages(prefix: str, count: int, first: int = 0) -> Callable[[str], dict[str, int]]:
@@ -280,7 +304,7 @@ def one(path: str) -> Callable[[str], dict[str, int]]:
 
 
 CASES = [
-    Case("crawl", crawl_fetched, crawl_items),
+    Case("crawl", crawl_fetched, crawl_items, dead=crawl_dead_letters),
     Case("sitemap", sitemap_fetched, sitemap_items),
     Case("sitemap_combined", combined_fetched, combined_items),
     Case("xmlfeed", one("/feed.xml"), xmlfeed_items),
@@ -314,8 +338,11 @@ def test_spider_runs_unchanged_on_two_nodes(
         case.seed(zoo_site, redis_server)
     codes, logs = crawl_two_nodes(case.spider, redis_url, tmp_path, list(case.args))
     seen = problems(logs)
+    letters = case.dead(zoo_site.base)
+    assert dead_letters(case.spider, redis_url) == letters, seen
     hung = f"(None: still running after {NODE_TIMEOUT}s)"
-    assert codes == [0, 0], f"exit codes {codes} {hung}\n{seen}"
+    code = 3 if letters else 0  # CRAWLER_DEAD_LETTER_EXIT_CODE
+    assert codes == [code, code], f"exit codes {codes} {hung}\n{seen}"
     for log in logs:
         assert "Spider closed (finished)" in log, seen
     counts = zoo_site.counts()

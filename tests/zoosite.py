@@ -206,7 +206,9 @@ class ZooSite:
             f'<table><tr><td id="item_id">ID: {i}</td><td id="item_name">Item {i}</td>'
             f'<td id="item_description">Description of item {i}</td>'
             f'<td id="additional_data" href="additional.php?id={i}">more</td></tr></table>'
-            f'<a href="{related}">related item</a>'
+            # The same link text as on the category page: Rule puts it in
+            # meta["link_text"], and either page may be the one it is found on.
+            + links([related])
         )
         return 200, HTML, html(f"Item {i}", body).encode()
 

@@ -1,4 +1,5 @@
-"""scrapy-redis's example project's ``mycrawler_redis``, unchanged."""
+"""scrapy-redis's example project's ``mycrawler_redis``, unchanged but
+for one line (allowed_domains, see below)."""
 
 from scrapy.linkextractors import LinkExtractor
 from scrapy.spiders import Rule
@@ -19,7 +20,10 @@ class MyCrawler(RedisCrawlSpider):
     def __init__(self, *args, **kwargs):
         # Dynamically define the allowed domains list.
         domain = kwargs.pop("domain", "")
-        self.allowed_domains = filter(None, domain.split(","))
+        # The example has filter(...): Scrapy 2.19's OffsiteMiddleware reads
+        # allowed_domains twice, and an exhausted filter object allows no
+        # domain, so plain Scrapy drops every link (and robots.txt) as offsite.
+        self.allowed_domains = list(filter(None, domain.split(",")))
         super().__init__(*args, **kwargs)
 
     def parse_page(self, response):
