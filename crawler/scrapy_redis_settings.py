@@ -126,7 +126,7 @@ def _entries(
         )
     replaced += [(n, what) for n, what in _REPLACED if n in settings]
     replaced += _idle(settings)
-    replaced += _components_found(settings, honoured)
+    replaced += _components_found(settings, spider, honoured)
     honoured += [(n, what) for n, what in _HONOURED if n in settings]
     honoured += _connection(settings)
     from scrapy_redis.spiders import RedisMixin
@@ -159,12 +159,13 @@ def _idle(settings: BaseSettings) -> list[tuple[str, str]]:
 
 
 def _components_found(
-    settings: BaseSettings, honoured: list[tuple[str, str]]
+    settings: BaseSettings, spider: Spider, honoured: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
     replaced: list[tuple[str, str]] = []
     pipelines = [component_path(c) for c, o in settings.getdict("ITEM_PIPELINES").items() if o]
     if _PIPELINE in pipelines:
         key = settings.get("REDIS_ITEMS_KEY") or scrapy_redis_defaults.PIPELINE_KEY
+        key = str(key) % {"spider": spider.name}
         replaced.append(
             (
                 _PIPELINE,
