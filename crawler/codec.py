@@ -24,8 +24,9 @@ from scrapy import Request, Spider
 from scrapy.utils.misc import load_object
 from scrapy.utils.serialize import ScrapyJSONEncoder
 
+from crawler.allowlist import allow_list
 from crawler.exceptions import BadEntry
-from crawler.values import Decoder, Encoder, allow_list, is_plain
+from crawler.values import Decoder, Encoder, is_plain
 
 _DEFAULTS: dict[str, Any] = {
     "callback": None,

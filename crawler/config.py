@@ -9,11 +9,11 @@ from scrapy.settings import BaseSettings
 from scrapy_redis import defaults as scrapy_redis_defaults
 
 from crawler import default_settings
+from crawler.allowlist import allow_list_entries
 from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig
 from crawler.keys import Keys, make_keys
 from crawler.politeness import Policy
-from crawler.values import allow_list_entries
 
 
 def _get(settings: BaseSettings, name: str) -> Any:

@@ -26,9 +26,12 @@ from scrapy.linkextractors import LinkExtractor
 from scrapy.settings import Settings
 from scrapy.spiders import CrawlSpider, Rule, SitemapSpider
 
+from crawler.allowlist import allow_list_entries
 from crawler.codec import _request_dict, decode_request, encode_item, encode_request
-from crawler.exceptions import BadEntry, ConfigError
-from crawler.values import UnstorableValue, allow_list_entries
+from crawler.config import CrawlConfig
+from crawler.exceptions import BadEntry, BadSeed, ConfigError
+from crawler.seeds import parse_seed
+from crawler.values import UnstorableValue
 
 CLASSES = frozenset({"scrapy.http.request.Request", "scrapy.http.request.form.FormRequest"})
 
@@ -387,3 +390,14 @@ def test_items_store_lone_surrogates():
     data.encode("utf-8")
     assert json.loads(data) == {"name": "cut emoji \ud83d", "ok": "caf\u00e9", "p": "1.5"}
     assert "caf\u00e9" in encode_item({"ok": "caf\u00e9"})  # no escapes when not needed
+
+
+def test_seeds_name_public_callbacks_only():
+    spider = make(PlainSpider)
+    config = CrawlConfig.from_settings(spider.settings, "plain")
+    seed = parse_seed('{"url": "http://a/", "callback": "parse_page"}', spider, config)
+    assert seed is not None and seed.callback == spider.parse_page
+    with pytest.raises(BadSeed, match="callback '_private' is private"):
+        parse_seed('{"url": "http://a/", "callback": "_private"}', spider, config)
+    with pytest.raises(BadSeed, match="not a method of spider"):
+        parse_seed('{"url": "http://a/", "callback": "static"}', spider, config)
