@@ -36,6 +36,7 @@ from crawler.srstate import (
     fingerprint_pages,
     queue_pages,
     request_from_entry,
+    size_of,
 )
 
 _PAGE = 1000
@@ -67,6 +68,8 @@ class Counts:
     fingerprints_new: int = 0
     fingerprints_bad: int = 0
     fingerprints_imported: bool = False
+    # (entries before, after) if the queue changed while it was read.
+    queue_changed: tuple[int, int] | None = None
 
     @property
     def unread(self) -> int:
@@ -132,6 +135,15 @@ class Migration:
         return self.counts
 
     async def import_requests(self) -> None:
+        counts = self.counts
+        client = self.frontier.client
+        _, before = await size_of(client, self.source.queue)
+        await self._import_queue()
+        _, after = await size_of(client, self.source.queue)
+        # scrapy-redis pops what it takes: a spider still running changes the queue.
+        counts.queue_changed = (before, after) if before != after else None
+
+    async def _import_queue(self) -> None:
         counts = self.counts
         async for page in queue_pages(self.frontier.client, self.source, _PAGE):
             batch = Batch()

@@ -128,6 +128,13 @@ def _warnings(counts: Counts, options: Options) -> list[str]:
             "runs whatever code the data names, and anyone who can write to this Redis can "
             "put it there. If you trust them, run again with --allow-pickle."
         )
+    if counts.queue_changed:
+        before, after = counts.queue_changed
+        lines.append(
+            f"warning: the scrapy-redis queue changed while it was read ({before} entries, "
+            f"then {after}): is a scrapy-redis spider still running? Stop it and run migrate "
+            "again (running it again is safe)."
+        )
     if options.fingerprints and not counts.fingerprints_imported:
         lines.append(
             f"fingerprints not imported: {counts.unread} queued requests were not, and their "
