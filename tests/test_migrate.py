@@ -271,6 +271,8 @@ def test_empty_state_and_missing_flag(redis_url, rclient):
     assert "nothing to import: no scrapy-redis state of spider 'site'" in result.stdout
     usage = run_scrapy(["migrate", "site"], redis_url)
     assert usage.returncode == 2 and "--from-scrapy-redis" in usage.stderr
+    helped = run_scrapy(["migrate", "-h"], redis_url)
+    assert "This RUNS CODE FROM REDIS: unpickling executes" in " ".join(helped.stdout.split())
 
 
 def test_start_urls_stay_where_the_nodes_read_them(redis_url, rclient):

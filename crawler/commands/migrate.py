@@ -22,7 +22,7 @@ _FINGERPRINTER = "crawler.srfingerprint.ScrapyRedisFingerprinter"
 
 class Command(CrawlCommand):
     def syntax(self) -> str:
-        return "<spider> --from-scrapy-redis [--allow-pickle] [--no-fingerprints]"
+        return "<spider> --from-scrapy-redis [--allow-pickle] [--no-fingerprints] [--drop-unread]"
 
     def short_desc(self) -> str:
         return "Import a scrapy-redis crawl's queue, dupefilter and start URLs"
