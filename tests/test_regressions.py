@@ -104,9 +104,8 @@ def test_requeued_bad_seeds_go_through_the_seed_checks_again(
     assert site.page_counts() == {}
     result = run_scrapy(["requeue", "site"], redis_url)
     assert "requeued 0 dead letters" in result.stdout
-    assert (
-        "1 left in place (malformed, or a seed that still fails the seed checks)" in result.stdout
-    )
+    assert "1 left in place" in result.stdout
+    assert "meta key 'proxy' is not allowed for seeds" in result.stdout
     assert rclient.llen("{site}:dead") == 1 and rclient.llen("{site}:q:0") == 0
 
 
