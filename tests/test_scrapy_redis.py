@@ -9,7 +9,9 @@ The project in ``tests/scrapy_redis_project`` is scrapy-redis's
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -21,8 +23,16 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
+from scrapy import Spider
+from scrapy.settings import Settings
 
+from crawler.connection import with_redis_params
 from crawler.demosite import QuietServer
+from crawler.frontier import Frontier
+from crawler.keys import make_keys
+from crawler.localredis import socket_path
+from crawler.scrapy_redis_settings import report
 from tests.conftest import REDIS_CLI, ROOT, SCRAPY, RedisServer, read_jsonl, run_scrapy, scrapy_env
 
 PROJECT = ROOT / "tests" / "scrapy_redis_project"
@@ -259,10 +269,11 @@ def test_start_urls_as_set(
 
 
 def test_make_request_from_data_override_with_json_seeds(
-    site: Site, redis_server: RedisServer, redis_url: str, tmp_path: Path
+    site: Site, redis_server: RedisServer, rclient: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     """(d) A spider's own make_request_from_data (a list of two requests per
-    JSON seed, a callback with cb_kwargs); a repeated seed is fetched once."""
+    JSON seed, a callback with cb_kwargs); a repeated seed is fetched once.
+    The spider's ``self.server`` (scrapy-redis's client) is the crawl's Redis."""
     cwd = project(tmp_path)
     jobs = [json.dumps({"id": n, "page": site.url(p)}) for n, p in enumerate(SITES[:3])]
     redis_cli(redis_server, "rpush", "override_redis:jobs", *jobs, jobs[0])
@@ -270,6 +281,7 @@ def test_make_request_from_data_override_with_json_seeds(
     assert_finished(codes, logs)
     pages = [p + q for p in SITES[:3] for q in ("", "?about=1")]
     assert dict(site.counts) == dict.fromkeys(pages, 1)
+    assert rclient.get("override_redis:parsed") == str(len(pages)).encode()
     items = export("override_redis", redis_url, cwd, tmp_path)
     assert sorted((i["job"], i["url"]) for i in items) == sorted(
         (n, site.url(p + q)) for n, p in enumerate(SITES[:3]) for q in ("", "?about=1")
@@ -347,3 +359,96 @@ def test_leftover_scrapy_redis_settings_are_reported_once(
         for name in names:
             assert f"\n  {name}: " in block, (name, block[:3000])
         assert "Using scheduler" not in log or "scrapy_redis" not in log
+
+
+@pytest.mark.parametrize("kind", ["list", "set", "zset"])
+def test_raw_seeds_of_a_dead_node_go_back_with_their_type(
+    kind: str, redis_url: str, rclient: redis.Redis
+) -> None:
+    """A seed key read as a list, set or sorted set: what a node leased and
+    died holding goes back into the key, sorted-set scores included; a
+    REDIS_START_URLS_BATCH_SIZE of 2 caps each lease."""
+    key = "myspider:start_urls"
+    members = {f"http://127.0.0.1:1/{n}": float(n) for n in range(5)}
+    if kind == "list":
+        rclient.rpush(key, *members)
+    elif kind == "set":
+        rclient.sadd(key, *members)
+    else:
+        rclient.zadd(key, members)
+    keys = make_keys("myspider_redis", 4, key, start_urls_batch=2)
+
+    async def scenario() -> tuple[list[bytes], int]:
+        dead = Frontier(aioredis.Redis.from_url(redis_url), keys, "dead")
+        taken = [raw for _, raw in await dead.lease_raw(10, 1)]
+        assert (await dead.state()).start_urls == len(members) - 2
+        await asyncio.sleep(0.05)
+        other = Frontier(aioredis.Redis.from_url(redis_url), keys, "other")
+        requeued, lost = await other.reclaim_expired(max_deliveries=1)
+        assert (requeued, lost) == (2, 0)
+        return taken, (await other.state()).start_urls
+
+    taken, waiting = asyncio.run(scenario())
+    assert waiting == len(members)
+    if kind == "zset":
+        assert taken == [b"http://127.0.0.1:1/4", b"http://127.0.0.1:1/3"]  # highest first
+        restored = rclient.zrange(key, 0, -1, withscores=True)
+        assert {m.decode(): s for m, s in restored} == members
+    elif kind == "set":
+        assert {m.decode() for m in rclient.smembers(key)} == set(members)
+    else:
+        assert sorted(m.decode() for m in rclient.lrange(key, 0, -1)) == sorted(members)
+    assert rclient.hlen("{myspider_redis}:held:dead") == 0
+
+
+def test_settings_report_redacts_passwords_and_names_replacements(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(
+        {
+            "SCHEDULER": "scrapy_redis.scheduler.Scheduler",
+            "REDIS_URL": "redis://user:s3cret@db.example:6379/0",
+            "REDIS_PARAMS": {"password": "s3cret", "socket_timeout": 5},
+            "SCHEDULER_FLUSH_ON_START": True,
+        }
+    )
+    with caplog.at_level(logging.INFO, logger="crawler.scrapy_redis"):
+        report(settings, Spider("plain"), "scrapy_redis.scheduler.Scheduler")
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    text = record.getMessage()
+    assert "s3cret" not in text and "redis://user:***@db.example:6379/0" in text
+    assert "SCHEDULER_FLUSH_ON_START: not done" in text
+    assert "REDIS_PARAMS: password applied to every connection; socket_timeout to" in text
+
+
+def test_redis_params_password_and_db_reach_the_framework() -> None:
+    """scrapy-redis's clients apply REDIS_PARAMS' password and db where the
+    URL has none; so does the framework, so both use the same database."""
+    settings = Settings({"REDIS_HOST": "db.example", "REDIS_PARAMS": {"password": "p@ss", "db": 3}})
+    assert with_redis_params("redis://db.example:6379", settings) == (
+        "redis://:p%40ss@db.example:6379/3"
+    )
+    # The URL's own password and db win, as in redis-py's from_url.
+    assert with_redis_params("redis://:own@h/1", settings) == "redis://:own@h/1"
+    assert with_redis_params("unix:///tmp/r.sock", settings) == "unix:///tmp/r.sock"
+
+
+def test_private_local_redis_is_scrapy_redis_s_too(site: Site, tmp_path: Path) -> None:
+    """No REDIS_URL anywhere: the nodes start (then join) the private local
+    Redis, and scrapy-redis's components (the spider's ``self.server``,
+    RedisPipeline) use it too, not localhost:6379."""
+    cwd = project(tmp_path)
+    sock = socket_path((cwd / ".crawler" / "redis").resolve())
+    status = run_scrapy(["status", "override_redis"], None, cwd=cwd)  # starts the server
+    assert status.returncode == 0, status.stderr
+    local = redis.Redis(unix_socket_path=str(sock))
+    try:
+        local.rpush("override_redis:jobs", json.dumps({"id": 7, "page": site.url(SITES[0])}))
+        codes, logs = crawl("override_redis", "", cwd, tmp_path, "DOWNLOAD_DELAY=0")
+        assert_finished(codes, logs)
+        assert dict(site.counts) == {SITES[0]: 1, SITES[0] + "?about=1": 1}
+        assert local.get("override_redis:parsed") == b"2"
+        assert local.llen("override_redis:items") == 2
+    finally:
+        local.shutdown(nosave=True)

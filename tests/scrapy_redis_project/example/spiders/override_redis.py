@@ -29,6 +29,8 @@ class OverrideSpider(RedisSpider):
         ]
 
     def parse_job(self, response, job):
+        # scrapy-redis's client on the spider: the framework's Redis too.
+        self.server.incr(f"{self.name}:parsed")
         yield {"job": job, "url": response.url, "name": response.css("title::text").get()}
 
 
