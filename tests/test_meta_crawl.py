@@ -9,9 +9,11 @@ project; two real ``scrapy crawl`` nodes crawl the demo site's tree.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+from crawler.politeness import make_entry
 from tests.conftest import read_jsonl, run_scrapy, start_node
 
 META = Path(__file__).resolve().parent / "metaproj"
@@ -86,3 +88,38 @@ def test_meta_types_cross_nodes_and_unstorable_values_are_dead_lettered(
     money = exported(redis_url, tmp_path)["11.html"]
     assert money["meta_types"] == {**CHILD_META, "money": "Money"}
     assert money["money"] == {"amount": "2.50", "currency": "EUR"}
+
+
+def test_a_stored_class_outside_the_allow_list_is_refused_unimported(
+    make_site, redis_url, rclient, tmp_path, monkeypatch
+):
+    """An entry in Redis naming a class (as a node with a wider allow-list,
+    or anyone with write access, may store) is dead-lettered by a node whose
+    allow-list does not hold it, before any import; once allowed, requeue
+    queues it."""
+    site = make_site(PAGES, tree=True)
+    marker = tmp_path / "imported"
+    monkeypatch.setenv("METATRAP_MARKER", str(marker))
+    money = {"$t": "decimal", "v": "2.50"}
+    stored = {
+        "/page/11.html": {"$t": "item", "c": "metaextra:Money", "v": {"amount": money}},
+        "/page/12.html": {"$t": "item", "c": "metatrap:Trap", "v": {}},
+    }
+    for path, value in stored.items():
+        body = json.dumps({"url": site.url(path), "meta": {"value": value}})
+        rclient.rpush("{carry}:q:0", make_entry("127.0.0.1", body))
+    rclient.zadd("{carry}:prios", {"0": 0})
+    assert crawl(redis_url, [tmp_path / "n.log"]) == [DEAD_LETTER_EXIT]
+    assert site.page_counts() == {} and not marker.exists()
+    listed = run_scrapy(["deadletters", "carry"], redis_url, cwd=META).stdout
+    assert "malformed entry: class metaextra.Money is not in the meta class allow-list" in listed
+    assert "malformed entry: class metatrap.Trap is not in the meta class allow-list" in listed
+
+    allow = "CRAWLER_META_CLASSES=metaextra"
+    result = run_scrapy(["requeue", "carry", "-s", allow], redis_url, cwd=META)
+    assert "requeued 1 dead letters" in result.stdout and "1 left in place" in result.stdout
+    assert "/page/12.html: class metatrap.Trap is not in the meta class allow-list" in (
+        result.stdout
+    )
+    assert crawl(redis_url, [tmp_path / "again.log"], allow) == [DEAD_LETTER_EXIT]
+    assert site.page_counts() == {"/page/11.html": 1} and not marker.exists()

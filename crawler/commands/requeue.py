@@ -17,7 +17,7 @@ from crawler.commands.deadletters import letter_url, read_letters
 from crawler.connection import async_client
 from crawler.exceptions import BadEntry, BadSeed
 from crawler.frontier import Frontier
-from crawler.politeness import slot_of
+from crawler.politeness import slot_of, split_entry
 from crawler.seeds import parse_seed
 
 
@@ -44,7 +44,7 @@ class Command(CrawlCommand):
         """The request to queue again, checked as a node would check it (so a
         class now in the allow-list passes, a value never stored does not).
         A rejected seed is untrusted input: it goes through the seed checks."""
-        text = str(letter.get("entry", ""))
+        text = _request_json(letter)
         if str(letter.get("reason", "")).startswith("bad seed:"):
             request = parse_seed(text, crawl.spider, crawl.config)
             if request is None:
@@ -65,7 +65,7 @@ class Command(CrawlCommand):
             try:
                 entry, priority = self._entry(crawl, letter)
             except (ValueError, TypeError, BadSeed, BadEntry) as exc:
-                skipped.append(f"{letter_url(letter)}: {_why(exc, letter)}")
+                skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
                 continue
             chosen.append((raw, entry, priority))
         client.close()
@@ -95,6 +95,19 @@ class Command(CrawlCommand):
 
 
 _SHOWN = 20
+
+
+def _request_json(letter: dict[str, Any]) -> str:
+    """The letter's entry; of a frontier entry a node could not decode
+    ("<n>|<slot>|<json>", e.g. naming a class the allow-list now holds), its JSON."""
+    text = str(letter.get("entry", ""))
+    if text.startswith("{") or str(letter.get("reason", "")).startswith("bad seed:"):
+        return text
+    return split_entry(text.encode())[1].decode("utf-8", "replace")
+
+
+def _url(letter: dict[str, Any]) -> str:
+    return letter_url({**letter, "entry": _request_json(letter)})
 
 
 def _why(exc: Exception, letter: dict[str, Any]) -> str:
