@@ -30,7 +30,12 @@ from scrapy_redis.spiders import RedisMixin
 from crawler.config import CrawlConfig
 from crawler.connection import configured_url, resolve_url
 from crawler.exceptions import BadSeed
-from crawler.scrapy_redis_settings import component_path, report, uses_scrapy_redis
+from crawler.scrapy_redis_settings import (
+    component_path,
+    from_scrapy_redis,
+    report,
+    uses_scrapy_redis,
+)
 from crawler.seeds import check_url, parse_seed
 
 logger = logging.getLogger(__name__)
@@ -48,9 +53,10 @@ def adopt(settings: BaseSettings, crawler: Crawler | None) -> None:
     logged; commands only get the settings."""
     spidercls = crawler.spidercls if crawler is not None else None
     spider = crawler.spider if crawler is not None else None
-    path = component_path(settings.get("SCHEDULER"))
-    if path.startswith("scrapy_redis."):
+    path = ""
+    if from_scrapy_redis(settings.get("SCHEDULER"), "scrapy_redis.scheduler.Scheduler"):
         # A project's scrapy-redis scheduler outranks the add-on's priority.
+        path = component_path(settings.get("SCHEDULER"))
         settings.set("SCHEDULER", SCHEDULER, settings.getpriority("SCHEDULER") or "addon")
     if spidercls is not None and issubclass(spidercls, RedisMixin):
         _seed_key(settings, spidercls, spider)

@@ -11,6 +11,7 @@ from typing import Any
 
 from scrapy import Spider
 from scrapy.settings import BaseSettings
+from scrapy.utils.misc import load_object
 from scrapy_redis import defaults as scrapy_redis_defaults
 
 from crawler.redact import redact_text
@@ -71,6 +72,21 @@ def component_path(value: Any) -> str:
     return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', '')}"
 
 
+def from_scrapy_redis(value: Any, base: str) -> bool:
+    """Whether a component setting names scrapy-redis's class *base* (an
+    import path) or a subclass of it."""
+    path = component_path(value)
+    if not path or path.startswith("crawler."):
+        return False
+    if path == base or path.startswith("scrapy_redis."):
+        return True
+    try:
+        cls = load_object(value) if isinstance(value, str) else value
+        return isinstance(cls, type) and issubclass(cls, load_object(base))
+    except (ImportError, AttributeError, NameError, ValueError):
+        return False  # Scrapy reports a bad path when it loads it
+
+
 def _components(settings: BaseSettings) -> list[str]:
     paths = [component_path(settings.get(n)) for n in ("SCHEDULER", "DUPEFILTER_CLASS")]
     paths.append(component_path(settings.get("STATS_CLASS")))
@@ -89,7 +105,8 @@ def uses_scrapy_redis(settings: BaseSettings, spidercls: type | None) -> bool:
 
 
 def report(settings: BaseSettings, spider: Spider, scheduler_was: str) -> None:
-    """Log, once, every scrapy-redis setting found and what becomes of it."""
+    """Log, once, every scrapy-redis setting found and what becomes of it
+    (*scheduler_was*: the scrapy-redis scheduler replaced, or "")."""
     replaced, honoured = _entries(settings, spider, scheduler_was)
     if not replaced and not honoured:
         return
@@ -108,7 +125,7 @@ def _entries(
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     replaced: list[tuple[str, str]] = []
     honoured: list[tuple[str, str]] = []
-    if scheduler_was.startswith("scrapy_redis."):
+    if scheduler_was:
         replaced.append(
             (
                 f"SCHEDULER = {scheduler_was}",
@@ -117,7 +134,7 @@ def _entries(
             )
         )
     dupefilter = component_path(settings.get("DUPEFILTER_CLASS"))
-    if dupefilter.startswith("scrapy_redis."):
+    if from_scrapy_redis(dupefilter, "scrapy_redis.dupefilter.RFPDupeFilter"):
         replaced.append(
             (
                 f"DUPEFILTER_CLASS = {dupefilter}",
