@@ -112,11 +112,13 @@ class ZooSite:
             ("/feed.xml", lambda _p, _q: self.xml(feed_xml())),
             ("/feed.csv", lambda _p, _q: (200, CSV, feed_csv().encode())),
             ("/h3/", lambda p, _q: self.tree(p, "h3", H3_PAGES, first=1)),
-            # No link back to the start URL: plain Scrapy does not dedupe
-            # start_urls (dont_filter) and would fetch it twice; the cluster once.
+            # No links back to the start URL (carry) or seed (tree): plain
+            # Scrapy does not put start requests in its seen-set (dont_filter)
+            # and fetches them again when linked; tests/test_realsite.py
+            # checks that case.
             ("/carry/", lambda p, _q: self.tree(p, "carry", CARRY_PAGES, back=False)),
             ("/redis/", lambda p, _q: self.numbered(p, REDIS_PAGES, "Redis page")),
-            ("/tree/", lambda p, _q: self.tree(p, "tree", TREE_PAGES)),
+            ("/tree/", lambda p, _q: self.tree(p, "tree", TREE_PAGES, back=False)),
         ]
 
     def robots(self) -> str:
