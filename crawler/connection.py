@@ -128,5 +128,11 @@ def check_reachable(url: str) -> None:
         ) from None
 
 
-def async_client(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, **_CLIENT_KWARGS)
+def async_client(url: str, lease_seconds: float | None = None) -> aioredis.Redis:
+    """The asyncio client. A crawl node passes its lease time: one Redis call
+    must time out well within a lease, or a node stuck on it would still hand
+    out requests another node has reclaimed meanwhile."""
+    kwargs = dict(_CLIENT_KWARGS)
+    if lease_seconds is not None:
+        kwargs["socket_timeout"] = min(kwargs["socket_timeout"], max(1.0, lease_seconds / 4))
+    return aioredis.Redis.from_url(url, **kwargs)

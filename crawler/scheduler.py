@@ -90,7 +90,8 @@ class RedisScheduler(BaseScheduler):
         engine_hooks.check_engine(self.crawler.engine)
         engine_hooks.cluster_politeness(self.crawler.engine)
         cfg = self.config
-        frontier = Frontier(async_client(self.url), cfg.keys, self.node, cfg.seen, cfg.policy)
+        client = async_client(self.url, cfg.lease_ms / 1000)
+        frontier = Frontier(client, cfg.keys, self.node, cfg.seen, cfg.policy)
         self.worker = Worker(
             frontier,
             url=redact(self.url),
@@ -212,7 +213,7 @@ class RedisScheduler(BaseScheduler):
         if worker is None:
             return None
         self._reap()
-        if not worker.ready or worker.paused:
+        if not worker.ready or worker.paused or not worker.leases_valid():
             worker.wakeup.set()
             return None
         lease_id, request = worker.ready.popleft()

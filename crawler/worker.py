@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 _IDLE_POLL = 0.25
 _MAX_BACKOFF = 5.0
+# A node stops handing out leased requests this share of a lease (at least a
+# renew interval) before its leases would expire by its own clock.
+_LEASE_MARGIN = 0.2
 
 
 class Worker:
@@ -97,6 +100,8 @@ class Worker:
         self._quiet_pushed = -1
         self._outage_since: float | None = None
         self._logged_error: dict[str, float] = {}
+        # Monotonic time until which this node's leases surely hold.
+        self.valid_until = 0.0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -262,18 +267,36 @@ class Worker:
         await self.push_stats()
         await self.frontier.heartbeat(0, self.describe("left"))
 
+    def leases_valid(self) -> bool:
+        """True while this node's leases surely hold by its own clock: since
+        the last renewal, less than a lease less a margin has passed. After a
+        pause (SIGSTOP, a VM freeze, a stuck call) they may have expired and
+        their requests been reclaimed: nothing is handed out until the next
+        heartbeat has renewed them and dropped what was taken back."""
+        if time.monotonic() < self.valid_until:
+            return True
+        self._last_beat = 0.0  # renew and reconcile at the next tick
+        self.wakeup.set()
+        return False
+
+    def _renewed(self, sent_at: float) -> None:
+        margin = max(self.lease_ms / 1000 * _LEASE_MARGIN, self.renew_interval)
+        self.valid_until = max(self.valid_until, sent_at + self.lease_ms / 1000 - margin)
+
     async def _heartbeat(self) -> None:
         state = "paused" if self.paused else "running"
+        sent_at = time.monotonic()
         known, self.paused = await self.frontier.heartbeat(self.lease_ms, self.describe(state))
         await self.push_stats()
         self.queued = (await self.frontier.state()).queued
-        if not known and self._last_beat:
+        if not known and self.valid_until:
             logger.warning(
                 "This node's leases expired before it renewed them (was it paused "
                 "or cut off from Redis for more than CRAWLER_LEASE_TIME?); its "
                 "unfinished requests were handed to other nodes."
             )
         await self._reconcile()
+        self._renewed(sent_at)
         if time.monotonic() < self._reclaim_after:
             return
         requeued, dead = await self.frontier.reclaim_expired(self.max_deliveries)
@@ -309,7 +332,11 @@ class Worker:
 
     async def _refill(self) -> None:
         want = self.prefetch * 2 - len(self.ready)
+        sent_at = time.monotonic()
+        if not self.leases_valid():
+            return  # what is held may be gone: renew and reconcile first
         leased = await self.frontier.lease(want, self.lease_ms)
+        self._renewed(sent_at)  # a lease call renews every lease the node holds
         if leased is None:
             self.paused = True
             return

@@ -233,3 +233,52 @@ def test_killed_seeder_rerun_queues_each_url_once(redis_url, rclient, tmp_path):
     assert int(rclient.hget("{site}:stats", "queued")) == total
     queued = sum(rclient.llen(b"{site}:q:" + p) for p in rclient.zrange("{site}:prios", 0, -1))
     assert queued == total
+
+
+def log_fetches(site) -> list[tuple[float, str, str]]:
+    """Record (time, path, User-Agent) of every request the site serves."""
+    fetches: list[tuple[float, str, str]] = []
+    base = site.server.RequestHandlerClass
+
+    class Logged(base):  # type: ignore[misc, valid-type]
+        def do_GET(self) -> None:  # noqa: N802
+            fetches.append((time.time(), self.path, self.headers.get("User-Agent", "")))
+            super().do_GET()
+
+    site.server.RequestHandlerClass = Logged
+    return fetches
+
+
+def test_sigstop_past_the_lease_hands_out_nothing_reclaimed(make_site, redis_url, tmp_path):
+    """A node frozen (SIGSTOP, a VM pause) for longer than its lease comes
+    back holding prefetched requests another node has reclaimed meanwhile.
+    Before, it handed them out and fetched them a second time (outside any
+    politeness slot); now it renews and reconciles first: after it resumes it
+    fetches no page the other node fetched, and the only duplicates are what
+    it had on the wire or finished but not yet acknowledged at the freeze."""
+    site = make_site(PAGES, tree=True)
+    fetches = log_fetches(site)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    # A high per-domain limit, so the slots do not cap the prefetch.
+    limits = ("CONCURRENT_REQUESTS=4", "CONCURRENT_REQUESTS_PER_DOMAIN=1000")
+    settings = (*FAST_LEASES, *limits)
+    victim = start_node(
+        "site", redis_url, tmp_path / "v.log", *settings, "CRAWLER_PREFETCH=40", "USER_AGENT=victim"
+    )
+    other = start_node("site", redis_url, tmp_path / "o.log", *settings, "USER_AGENT=other")
+    wait_for(lambda: len(site.page_counts()) >= 500, 120, "crawl progress")
+    os.kill(victim.pid, signal.SIGSTOP)
+    time.sleep(8)  # past the 3 s lease: the other node reclaims its work
+    resumed = time.time()
+    os.kill(victim.pid, signal.SIGCONT)
+    assert finish([victim, other]) == [0, 0]
+    lost, dups = check_pages_and_items(site, redis_url, tmp_path)
+    by_other = {path for _, path, agent in fetches if agent == "other"}
+    again = [p for t, p, a in fetches if a == "victim" and t >= resumed and p in by_other]
+    print(
+        f"SIGSTOP 8s past a 3s lease: lost {lost}, duplicate fetches {dups}, "
+        f"of them sent by the resumed node: {len(again)}"
+    )
+    assert lost == 0
+    assert again == []
+    assert "leases expired before it renewed them" in (tmp_path / "v.log").read_text()
