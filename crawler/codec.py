@@ -188,14 +188,7 @@ def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) 
         raise BadEntry(f"not JSON: {exc}") from None
     if not isinstance(d, dict) or not isinstance(d.get("url"), str):
         raise BadEntry("not a JSON object with a string 'url'")
-    cls_name = d.pop("_class", None)
-    request_cls: type[Request] = Request
-    if cls_name is not None and not isinstance(cls_name, str):
-        raise BadEntry("'_class' is not a string")
-    if cls_name is not None:
-        if cls_name not in allowed_classes:
-            raise BadEntry(f"request class {cls_name!r} is not in CRAWLER_REQUEST_CLASSES")
-        request_cls = load_object(cls_name)
+    request_cls = _request_class(d.pop("_class", None), allowed_classes)
     if "body_b64" in d:
         d["body"] = base64.b64decode(d.pop("body_b64"))
     if _has_tags(data):
@@ -218,6 +211,17 @@ def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) 
         return request_cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise BadEntry(f"invalid request: {exc}") from None
+
+
+def _request_class(name: Any, allowed_classes: frozenset[str]) -> type[Request]:
+    if name is None:
+        return Request
+    if not isinstance(name, str):
+        raise BadEntry("'_class' is not a string")
+    if name not in allowed_classes:
+        raise BadEntry(f"request class {name!r} is not in CRAWLER_REQUEST_CLASSES")
+    cls: type[Request] = load_object(name)
+    return cls
 
 
 def _has_tags(data: str | bytes) -> bool:

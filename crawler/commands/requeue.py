@@ -83,18 +83,19 @@ class Command(CrawlCommand):
             finally:
                 await frontier.client.aclose()
 
-        moved = asyncio.run(move())
-        for line in skipped[:_SHOWN]:
-            print(f"left in place: {line}")
-        if len(skipped) > _SHOWN:
-            print(f"... and {len(skipped) - _SHOWN} more (see scrapy deadletters {name})")
-        note = (
-            f"; {len(skipped)} left in place (they would fail again as they are)" if skipped else ""
-        )
-        print(f"requeued {moved} dead letters into crawl {crawl.config.name!r}{note}")
+        _report(asyncio.run(move()), skipped, crawl.config.name)
 
 
 _SHOWN = 20
+
+
+def _report(moved: int, skipped: list[str], name: str) -> None:
+    for line in skipped[:_SHOWN]:
+        print(f"left in place: {line}")
+    if len(skipped) > _SHOWN:
+        print(f"... and {len(skipped) - _SHOWN} more (see scrapy deadletters)")
+    note = f"; {len(skipped)} left in place (they would fail again as they are)" if skipped else ""
+    print(f"requeued {moved} dead letters into crawl {name!r}{note}")
 
 
 def _request_json(letter: dict[str, Any]) -> str:
