@@ -40,6 +40,19 @@ from crawler.seeds import check_url, parse_seed
 
 logger = logging.getLogger(__name__)
 
+# Request.meta keys Scrapy's own components read (besides the seed allow-list).
+_SCRAPY_META = frozenset(
+    """allow_offsite autothrottle_dont_adjust_delay backoff_times bindaddress
+    cache_timestamp cached_response cookiejar depth dont_cache dont_merge_cookies
+    dont_obey_robotstxt dont_redirect dont_retry download_fail_on_dataloss
+    download_latency download_maxsize download_slot download_timeout
+    download_warnsize ftp_local_filename ftp_passive ftp_password ftp_user
+    handle_httpstatus_all handle_httpstatus_list http_auth_domain http_pass
+    http_user is_secure is_start_request max_retry_times priority_adjust proxy
+    redirect_reasons redirect_times redirect_ttl redirect_urls referrer_policy
+    retry_times rule verbatim_url""".split()
+)
+
 SCHEDULER = "crawler.scheduler.RedisScheduler"
 #: The spider middleware's meta key that keeps a start request out of the seen-set.
 _DONT_DEDUPE = "crawler_dont_dedupe_start"
@@ -164,10 +177,25 @@ def _from_scrapy_redis_format(raw: bytes, spider: Any, config: CrawlConfig) -> l
         raise BadSeed(f"bad JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("url"), str):
         raise BadSeed("a JSON seed must be an object with a 'url' string")
-    if not isinstance(data.get("meta", {}), dict):
+    meta = data.get("meta", {})
+    if not isinstance(meta, dict):
         raise BadSeed("'meta' must be a JSON object")
+    _check_meta(meta, config.seed_allowed_meta)
     # scrapy-redis's own code builds the request (form fields, method, meta).
     return _as_requests(spider.make_request_from_data(raw), spider)
+
+
+def _check_meta(meta: dict[str, Any], allowed: frozenset[str]) -> None:
+    """scrapy-redis passes a seed's meta through, and its users put their own
+    data there ("job-id"): that passes. Keys that change how Scrapy or the
+    framework send the request (a proxy, a download slot, robots.txt) are
+    refused unless ``CRAWLER_SEED_ALLOWED_META`` lists them."""
+    for key in meta:
+        if key not in allowed and (key in _SCRAPY_META or key.startswith(("_", "crawler"))):
+            raise BadSeed(
+                f"meta key {key!r} changes how the request is sent; seeds may set it "
+                "only if CRAWLER_SEED_ALLOWED_META lists it"
+            )
 
 
 def _from_override(raw: bytes, spider: Any) -> list[Request]:

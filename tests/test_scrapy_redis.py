@@ -204,15 +204,23 @@ def test_example_project_moves_by_the_readme_diff(
     # scrapy-redis's RedisPipeline found the framework's Redis (env REDIS_URL).
     assert rclient.llen("dmoz:items") == len(SITES)
 
+    # URLs, one twice, and the JSON seed of scrapy-redis's README (its extra
+    # keys are form data: a query string on a GET).
     seeds = [site.url(p) for p in SITES] + [site.url(SITES[0])]
-    seeds.append(json.dumps({"url": site.url("/cat/0/")}))
+    readme_seed = {
+        "url": site.url("/cat/0/"),
+        "meta": {"job-id": "123xsd", "start-date": "dd/mm/yy"},
+        "url_cookie_key": "fertxsas",
+    }
+    seeds.append(json.dumps(readme_seed))
     redis_cli(redis_server, "lpush", "myspider:start_urls", *seeds)
     codes, logs = crawl("myspider_redis", redis_url, cwd, tmp_path, args=("domain=127.0.0.1",))
     assert_finished(codes, logs)
     assert {p: site.counts[p] for p in SITES} == dict.fromkeys(SITES, 1)
-    assert site.counts["/cat/0/"] == 2  # by dmoz, then by this spider
+    assert site.counts["/cat/0/?url_cookie_key=fertxsas"] == 1
     items = export("myspider_redis", redis_url, cwd, tmp_path)
-    assert sorted(i["url"] for i in items) == sorted(site.url(p) for p in [*SITES, "/cat/0/"])
+    pages = [*SITES, "/cat/0/?url_cookie_key=fertxsas"]
+    assert sorted(i["url"] for i in items) == sorted(site.url(p) for p in pages)
     assert rclient.llen("myspider_redis:items") == len(SITES) + 1
     assert rclient.exists("myspider:start_urls") == 0
 
@@ -295,6 +303,7 @@ def test_bad_seed_lines_are_dead_lettered(
     are crawled and the nodes finish (exit 3: the crawl holds dead letters)."""
     cwd = project(tmp_path)
     bad = ["not a url", '{"url": ', json.dumps({"meta": {}}), "ftp://127.0.0.1/x"]
+    bad.append(json.dumps({"url": site.url(SITES[3]), "meta": {"proxy": "http://evil.test"}}))
     good = [site.url(p) for p in SITES[:2]]
     redis_cli(redis_server, "lpush", "myspider:start_urls", *good, *bad)
     codes, logs = crawl(
@@ -307,6 +316,7 @@ def test_bad_seed_lines_are_dead_lettered(
     assert all(r.startswith("bad seed: ") for r in reasons)
     assert any("bad JSON" in r for r in reasons) and any("'url'" in r for r in reasons)
     assert any("unsupported scheme" in r for r in reasons)
+    assert any("meta key 'proxy' changes how the request is sent" in r for r in reasons)
 
     # A make_request_from_data that fails is a dead letter too, not a crash.
     redis_cli(redis_server, "rpush", "override_redis:jobs", '{"id": 1}')
