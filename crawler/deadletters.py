@@ -47,7 +47,10 @@ class DeadLetterMiddleware:
 
     def _letter(self, request: Request, reason: str) -> None:
         scheduler = self._scheduler()
-        if scheduler is not None:
+        # Only requests leased from the frontier: a robots.txt fetch or an
+        # engine.download() of the spider's own was never queued, cannot be
+        # requeued, and its failure is Scrapy's to log.
+        if scheduler is not None and request in scheduler.active:
             tries = request.meta.get("retry_times", 0) + 1
             scheduler.dead_letter(request, f"{reason} (after {tries} attempts)")
 

@@ -141,3 +141,26 @@ def test_passwords_are_redacted_wherever_they_sit():
     line = "{'REDIS_URL': \"redis://u:it's@h/0\", 'MAIL': 'me@x.org'}"
     assert "it's" not in redact_text(line) and "me@x.org" in redact_text(line)
     assert redact_text("http://example.com:80/a@b") == "http://example.com:80/a@b"
+
+
+def test_failed_robots_txt_is_not_a_dead_letter(make_site, redis_url, rclient, tmp_path):
+    """A robots.txt that answers 500 was dead-lettered (with an empty entry,
+    nothing to requeue) and inflated `dead`; it is not a frontier request."""
+    site = make_site(20)
+    base = site.server.RequestHandlerClass
+
+    class BrokenRobots(base):  # type: ignore[misc, valid-type]
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/robots.txt":
+                self.send_error(500)
+                return
+            super().do_GET()
+
+    site.server.RequestHandlerClass = BrokenRobots
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    settings = ("ROBOTSTXT_OBEY=True", "RETRY_TIMES=1")
+    node = start_node("site", redis_url, tmp_path / "n.log", *settings)
+    assert node.wait(timeout=120) == 0
+    assert rclient.llen("{site}:dead") == 0
+    assert int(rclient.hget("{site}:stats", "dead") or 0) == 0
+    assert len(site.page_counts()) == 20 and set(site.page_counts().values()) == {1}
