@@ -75,24 +75,30 @@ def adopt(settings: BaseSettings, crawler: Crawler | None) -> None:
         _seed_key(settings, spidercls, spider)
     if uses_scrapy_redis(settings, spidercls):
         _share_redis(settings)
-    idle = settings.getint("MAX_IDLE_TIME_BEFORE_CLOSE", 0)
-    if (
-        idle > 0
-        and (settings.getpriority("CRAWLER_FINISH_GRACE") or 0) <= SETTINGS_PRIORITIES["addon"]
-    ):
-        settings.set("CRAWLER_FINISH_GRACE", idle, "addon")
+    _idle_grace(settings)
     if crawler is not None and spider is not None:
         if isinstance(spider, RedisMixin):
             _tame(spider, crawler, settings)
         report(settings, spider, path)
 
 
+def _idle_grace(settings: BaseSettings) -> None:
+    """scrapy-redis's MAX_IDLE_TIME_BEFORE_CLOSE > 0 (close after that long
+    idle) is the cluster's finish grace, unless CRAWLER_FINISH_GRACE is set."""
+    idle = settings.getint("MAX_IDLE_TIME_BEFORE_CLOSE", 0)
+    priority = settings.getpriority("CRAWLER_FINISH_GRACE") or 0
+    if idle > 0 and priority <= SETTINGS_PRIORITIES["addon"]:
+        settings.set("CRAWLER_FINISH_GRACE", idle, "addon")
+
+
 def _seed_key(settings: BaseSettings, spidercls: type[Spider], spider: Spider | None) -> None:
     """The spider's ``redis_key`` (formatted as scrapy-redis does) becomes the
     crawl's seed key, unless ``CRAWLER_START_URLS_KEY`` is set."""
-    key = getattr(spider, "redis_key", None) or getattr(spidercls, "redis_key", None)
-    key = key or settings.get("REDIS_START_URLS_KEY") or scrapy_redis_defaults.START_URLS_KEY
-    key = str(key) % {"name": spidercls.name}
+    # A spider's setup_redis has formatted its key already (-a redis_key=... too).
+    key = getattr(spider, "redis_key", None)
+    if not key:
+        key = getattr(spidercls, "redis_key", None) or settings.get("REDIS_START_URLS_KEY")
+        key = str(key or scrapy_redis_defaults.START_URLS_KEY) % {"name": spidercls.name}
     if (settings.getpriority("CRAWLER_START_URLS_KEY") or 0) <= SETTINGS_PRIORITIES["addon"]:
         # make_keys formats the template again: keep any "%" literal.
         settings.set("CRAWLER_START_URLS_KEY", key.replace("%", "%%"), "addon")

@@ -13,6 +13,7 @@ from scrapy import Spider
 from scrapy.settings import BaseSettings
 from scrapy.utils.misc import load_object
 from scrapy_redis import defaults as scrapy_redis_defaults
+from scrapy_redis.spiders import RedisMixin
 
 from crawler.redact import redact_text
 
@@ -63,6 +64,10 @@ _HONOURED = (
 )
 
 
+# Settings the framework reads for itself too (see crawler.connection).
+_FRAMEWORK = ("REDIS_HOST", "REDIS_PORT")
+
+
 def component_path(value: Any) -> str:
     """The import path of a component given as a path or a class."""
     if isinstance(value, str):
@@ -97,8 +102,6 @@ def _components(settings: BaseSettings) -> list[str]:
 
 def uses_scrapy_redis(settings: BaseSettings, spidercls: type | None) -> bool:
     """Whether a scrapy-redis spider or component is part of this crawl."""
-    from scrapy_redis.spiders import RedisMixin
-
     if spidercls is not None and issubclass(spidercls, RedisMixin):
         return True
     return any(p.startswith("scrapy_redis.") for p in _components(settings))
@@ -123,41 +126,38 @@ def report(settings: BaseSettings, spider: Spider, scheduler_was: str) -> None:
 def _entries(
     settings: BaseSettings, spider: Spider, scheduler_was: str
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    replaced: list[tuple[str, str]] = []
-    honoured: list[tuple[str, str]] = []
-    if scheduler_was:
-        replaced.append(
-            (
-                f"SCHEDULER = {scheduler_was}",
-                "replaced by crawler.scheduler.RedisScheduler (one leased frontier "
-                "for all nodes: a node's death loses nothing)",
-            )
+    """(replaced, honoured): each a list of (setting, what becomes of it)."""
+    honoured = [(n, what) for n, what in _HONOURED if n in settings and n not in _FRAMEWORK]
+    if uses_scrapy_redis(settings, type(spider)):
+        # Also the framework's own settings: named only when scrapy-redis is here.
+        honoured += [(n, what) for n, what in _HONOURED if n in settings and n in _FRAMEWORK]
+        honoured += _redis_url(settings)
+    honoured += _redis_params(settings)
+    honoured += _stats_class(settings)
+    if isinstance(spider, RedisMixin):
+        what = (
+            f"seeds come from {spider.redis_key!r} through the frontier (leased, "
+            "deduplicated, bad lines dead-lettered); its own Redis loop is off "
+            "and nodes finish with the cluster"
         )
+        honoured.append((f"{type(spider).__name__} (a scrapy-redis spider)", what))
+    return _replaced(settings, spider, scheduler_was), honoured
+
+
+def _replaced(settings: BaseSettings, spider: Spider, scheduler_was: str) -> list[tuple[str, str]]:
+    replaced: list[tuple[str, str]] = []
+    if scheduler_was:
+        what = (
+            "replaced by crawler.scheduler.RedisScheduler (one leased frontier "
+            "for all nodes: a node's death loses nothing)"
+        )
+        replaced.append((f"SCHEDULER = {scheduler_was}", what))
     dupefilter = component_path(settings.get("DUPEFILTER_CLASS"))
     if from_scrapy_redis(dupefilter, "scrapy_redis.dupefilter.RFPDupeFilter"):
-        replaced.append(
-            (
-                f"DUPEFILTER_CLASS = {dupefilter}",
-                "not used: the frontier's seen-set (CRAWLER_SEEN_MODE) dedupes across nodes",
-            )
-        )
+        what = "not used: the frontier's seen-set (CRAWLER_SEEN_MODE) dedupes across nodes"
+        replaced.append((f"DUPEFILTER_CLASS = {dupefilter}", what))
     replaced += [(n, what) for n, what in _REPLACED if n in settings]
-    replaced += _idle(settings)
-    replaced += _components_found(settings, spider, honoured)
-    honoured += [(n, what) for n, what in _HONOURED if n in settings]
-    honoured += _connection(settings)
-    from scrapy_redis.spiders import RedisMixin
-
-    if isinstance(spider, RedisMixin):
-        honoured.append(
-            (
-                f"{type(spider).__name__} (a scrapy-redis spider)",
-                f"seeds come from {spider.redis_key!r} through the frontier (leased, "
-                "deduplicated, bad lines dead-lettered); its own Redis loop is off "
-                "and nodes finish with the cluster",
-            )
-        )
-    return replaced, honoured
+    return replaced + _idle(settings) + _pipeline(settings, spider)
 
 
 def _idle(settings: BaseSettings) -> list[tuple[str, str]]:
@@ -175,49 +175,46 @@ def _idle(settings: BaseSettings) -> list[tuple[str, str]]:
     return [("MAX_IDLE_TIME_BEFORE_CLOSE", what)]
 
 
-def _components_found(
-    settings: BaseSettings, spider: Spider, honoured: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    replaced: list[tuple[str, str]] = []
+def _pipeline(settings: BaseSettings, spider: Spider) -> list[tuple[str, str]]:
     pipelines = [component_path(c) for c, o in settings.getdict("ITEM_PIPELINES").items() if o]
-    if _PIPELINE in pipelines:
-        key = settings.get("REDIS_ITEMS_KEY") or scrapy_redis_defaults.PIPELINE_KEY
-        key = str(key) % {"spider": spider.name}
-        replaced.append(
-            (
-                _PIPELINE,
-                f"kept: items are also pushed to {key!r}, but a page processed again "
-                "after a node died pushes its items again; `scrapy export SPIDER` "
-                "gives each item once",
-            )
-        )
-    if component_path(settings.get("STATS_CLASS")) == _STATS:
-        honoured.append(
-            (
-                f"STATS_CLASS = {_STATS}",
-                "kept (one blocking Redis call per stat change); `scrapy status "
-                "SPIDER` shows the whole cluster's stats",
-            )
-        )
-    return replaced
+    if _PIPELINE not in pipelines:
+        return []
+    key = settings.get("REDIS_ITEMS_KEY") or scrapy_redis_defaults.PIPELINE_KEY
+    what = (
+        f"kept: items are also pushed to {str(key) % {'spider': spider.name}!r}, but a "
+        "page processed again after a node died pushes its items again; `scrapy "
+        "export SPIDER` gives each item once"
+    )
+    return [(_PIPELINE, what)]
 
 
-def _connection(settings: BaseSettings) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    if "REDIS_URL" in settings:
-        found.append(
-            (
-                "REDIS_URL",
-                f"scrapy-redis's components and the framework use {settings['REDIS_URL']} "
-                "(-s REDIS_URL, then the REDIS_URL environment variable, then settings)",
-            )
-        )
+def _stats_class(settings: BaseSettings) -> list[tuple[str, str]]:
+    if component_path(settings.get("STATS_CLASS")) != _STATS:
+        return []
+    what = (
+        "kept (one blocking Redis call per stat change); `scrapy status SPIDER` "
+        "shows the whole cluster's stats"
+    )
+    return [(f"STATS_CLASS = {_STATS}", what)]
+
+
+def _redis_url(settings: BaseSettings) -> list[tuple[str, str]]:
+    if not settings.get("REDIS_URL"):
+        return []
+    what = (
+        f"scrapy-redis's components and the framework use {settings['REDIS_URL']} "
+        "(-s REDIS_URL, then the REDIS_URL environment variable, then settings)"
+    )
+    return [("REDIS_URL", what)]
+
+
+def _redis_params(settings: BaseSettings) -> list[tuple[str, str]]:
     params = settings.getdict("REDIS_PARAMS")
-    if params:
-        shared = sorted(k for k in params if k in ("password", "username", "db"))
-        own = sorted(k for k in params if k not in shared)
-        what = f"{', '.join(shared) or 'nothing'} applied to every connection"
-        if own:
-            what += f"; {', '.join(own)} to scrapy-redis's own clients only"
-        found.append(("REDIS_PARAMS", what))
-    return found
+    if not params:
+        return []
+    shared = sorted(k for k in params if k in ("password", "username", "db"))
+    own = sorted(k for k in params if k not in shared)
+    what = f"{', '.join(shared) or 'nothing'} applied to every connection"
+    if own:
+        what += f"; {', '.join(own)} to scrapy-redis's own clients only"
+    return [("REDIS_PARAMS", what)]
