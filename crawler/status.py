@@ -37,6 +37,9 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     totals = {name: int(v or 0) for name, v in zip(COUNTERS, stats, strict=True)}
     totals["in_flight"] = totals.pop("leased")
     totals["start_urls"] = llen if kind == b"list" and isinstance(llen, int) else 0
+    if kind in (b"set", b"zset"):  # REDIS_START_URLS_AS_SET / _AS_ZSET
+        card = client.scard if kind == b"set" else client.zcard
+        totals["start_urls"] = int(card(keys.start_urls))
     deadline_of = {node.decode(): score for node, score in deadlines}
     nodes = [_node(node.decode(), raw, beats, deadline_of, now_ms) for node, raw in infos.items()]
     live = [n for n in nodes if n["state"] in ("running", "paused")]
