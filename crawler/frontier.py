@@ -140,6 +140,12 @@ class Frontier:
             result = await self._rt(self.scripts.commit(keys=keys, args=args))
             if int(result[0]) >= 0:
                 return CommitResult(*(int(x) for x in result))
+            if int(result[0]) == -2:
+                # A layer this batch needs is allocated in a call of its own.
+                layer, size = int(result[1]), int(result[2])
+                grow_keys = [self.keys.bloom, self.keys.bloom_layer(layer)]
+                await self._rt(self.scripts.bloom_grow(keys=grow_keys, args=[layer, size]))
+                continue
             if self.seen.mode != "bloom":
                 raise ConfigError(
                     f"crawl {self.keys.name!r} keeps its seen-set as a Bloom filter but this "

@@ -29,6 +29,7 @@ class Scripts:
     requeue_held: AsyncScript
     requeue_dead: AsyncScript
     add_stats: AsyncScript
+    bloom_grow: AsyncScript
 
     @classmethod
     def register(cls, client: aioredis.Redis) -> Scripts:

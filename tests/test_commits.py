@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from crawler.commits import CommitPipeline
+from crawler.fingerprints import SeenConfig
 from crawler.frontier import Batch, Frontier
 from crawler.redis_errors import is_transient
 from tests.test_frontier import KEYS, push
@@ -187,3 +188,44 @@ def test_a_commit_whose_reply_is_lost_is_applied_once(redis_server, redis_url, r
     assert rclient.llen(KEYS.dead) == 1
     assert stats["crawler/commits_replayed"] == 1
     assert int(rclient.hget(KEYS.stats, "queued")) == 1
+
+
+def bloom_frontier(redis_url: str) -> Frontier:
+    seen = SeenConfig("bloom", 16, bloom_capacity=100, bloom_error_rate=0.001)
+    return Frontier(aioredis.Redis.from_url(redis_url), KEYS, "n1", seen)
+
+
+def test_bloom_growth_allocates_in_its_own_call(redis_url, rclient):
+    """A Bloom layer (up to 512 MB) is no longer allocated inside the commit
+    script: commit.lua asks for it, bloom_grow.lua makes it, the commit is
+    sent again and takes the layer into service."""
+
+    async def scenario() -> None:
+        frontier = bloom_frontier(redis_url)
+        await frontier.commit(Batch(pushes=[push(f"http://a/{i}", fp=i) for i in range(150)]))
+        await frontier.client.aclose()
+
+    asyncio.run(scenario())
+    assert rclient.hget(KEYS.bloom, "layers") == b"2"
+    for layer in (1, 2):
+        bits = int(rclient.hget(KEYS.bloom, f"m{layer}"))
+        assert rclient.strlen(KEYS.bloom_layer(layer)) == (bits + 7) // 8
+    assert rclient.llen(KEYS.queue(0)) == 150
+
+
+def test_a_layer_that_cannot_be_made_leaves_nothing_half_done(redis_url, rclient):
+    """Before, a failure after some SETBITs left URLs marked seen but never
+    queued. Now the layer is checked before anything is written."""
+    rclient.rpush(KEYS.bloom_layer(2), "not a layer")  # the allocation will fail
+
+    async def scenario() -> None:
+        frontier = bloom_frontier(redis_url)
+        await frontier.commit(Batch(pushes=[push(f"http://a/{i}", fp=i) for i in range(90)]))
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            batch = Batch(pushes=[push(f"http://b/{i}", fp=1000 + i) for i in range(60)])
+            await frontier.commit(batch)
+        await frontier.client.aclose()
+
+    asyncio.run(scenario())
+    assert rclient.hget(KEYS.bloom, "n1") == b"90"  # not one of the 60 marked seen
+    assert rclient.llen(KEYS.queue(0)) == 90

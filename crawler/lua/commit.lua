@@ -43,7 +43,9 @@
 -- Redis time in ms, 0}, {0, 0, 0, 0, 0, backoff version, 0, 1} for a commit
 -- applied before, or
 -- {-1, needed} without changing anything if the Bloom filter has, or this
--- batch needs, more layers than were passed (the caller retries with them).
+-- batch needs, more layers than were passed (the caller retries with them),
+-- or {-2, layer, bytes} without changing anything if a layer this batch
+-- needs is not allocated yet (the caller runs bloom_grow.lua and retries).
 local stats, prios, items, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local bloom = KEYS[6]
 local seq, node = tonumber(ARGV[1]), ARGV[2]
@@ -73,10 +75,9 @@ local function layer_cap(l)  -- capacity of layer l (0-based), as new_layer make
   return c
 end
 
-local function new_layer()
-  if layers + 1 > nkeys then return false end
-  local c = base_cap * 2 ^ layers
-  local p = base_p * 0.9 * 0.1 ^ layers
+local function layer_bits(l)  -- bits and capacity of layer l (0-based)
+  local c = base_cap * 2 ^ l
+  local p = base_p * 0.9 * 0.1 ^ l
   local bits = math.ceil(c * -math.log(p) / math.log(2) ^ 2)
   if bits > MAX_BITS then
     -- One Redis string holds 2^32 bits: a layer that would be larger holds
@@ -84,12 +85,16 @@ local function new_layer()
     bits = MAX_BITS
     c = math.floor(bits * math.log(2) ^ 2 / -math.log(p))
   end
+  return bits, c, p
+end
+
+local function new_layer()
+  if layers + 1 > nkeys then return false end
+  local bits, c, p = layer_bits(layers)
   layers = layers + 1
   cap[layers] = c
   m[layers] = bits
-  -- Allocate the layer at its exact size: grown bit by bit, Redis would
-  -- over-allocate the string by up to 1 MB or double its size.
-  redis.call('SET', layer_keys[layers], string.rep('\0', math.ceil(bits / 8)))
+  -- Allocated beforehand by bloom_grow.lua (checked before any write below).
   k[layers] = math.max(1, math.floor(-math.log(p) / math.log(2) + 0.5))
   n[layers] = 0
   return true
@@ -141,6 +146,12 @@ if bloom_pushes > 0 then
     l = l + 1
   end
   if l > nkeys then return {-1, l} end
+  -- Each new layer must be allocated already (bloom_grow.lua): ask for it
+  -- before anything is written.
+  for new = layers + 1, l do
+    local size = math.ceil(layer_bits(new - 1) / 8)
+    if redis.call('STRLEN', layer_keys[new]) ~= size then return {-2, new, size} end
+  end
 end
 
 -- Checked in the batch's order; each queue's new entries are then pushed in
