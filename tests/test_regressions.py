@@ -32,7 +32,8 @@ def test_undecodable_entries_never_leave_leases_stuck(make_site, redis_url, rcli
         '{"url": "http://a.test/", "meta": {"download_timeout": NaN}}',
         site.url("/page/0.html"),
     )
-    assert start_node("site", redis_url, tmp_path / "n.log").wait(timeout=120) == 0
+    # Finished holding dead letters: CRAWLER_DEAD_LETTER_EXIT_CODE.
+    assert start_node("site", redis_url, tmp_path / "n.log").wait(timeout=120) == 3
     assert len(site.page_counts()) == 10
     letters = [json.loads(x) for x in rclient.lrange("{site}:dead", 0, -1)]
     assert len(letters) == 4, [letter["reason"] for letter in letters]
@@ -100,7 +101,8 @@ def test_requeued_bad_seeds_go_through_the_seed_checks_again(
         "site:start_urls",
         json.dumps({"url": site.url("/page/0.html"), "meta": {"proxy": "http://attacker.test"}}),
     )
-    assert start_node("site", redis_url, tmp_path / "n.log").wait(timeout=120) == 0
+    # Finished holding dead letters: CRAWLER_DEAD_LETTER_EXIT_CODE.
+    assert start_node("site", redis_url, tmp_path / "n.log").wait(timeout=120) == 3
     assert site.page_counts() == {}
     result = run_scrapy(["requeue", "site"], redis_url)
     assert "requeued 0 dead letters" in result.stdout
