@@ -56,11 +56,20 @@ class CommitPipeline:
         #: number when sent again, so Redis applies it once.
         self.pending: deque[list[Any]] = deque()
         self._seq = 0
+        #: The highest lease id of this node's requests that reached the
+        #: downloader (set by the scheduler), and how many more may have
+        #: started unreported (the node's concurrency): a reclaim after a
+        #: crash counts a delivery only for those, not for prefetched ones.
+        self.began = 0
+        self.window = 0
+        self._began_sent = 0
         #: The last successful commit's result (for its backoff version).
         self.last: CommitResult | None = None
 
     def __len__(self) -> int:
-        return len(self.batch) + sum(len(chunk) for _, chunk in self.pending)
+        """Writes not yet applied (a report of started requests counts one)."""
+        unsent = int(self.began != self._began_sent)
+        return len(self.batch) + sum(len(chunk) for _, chunk in self.pending) + unsent
 
     def batches(self) -> list[Batch]:
         """Every batch not yet written, the open one included."""
@@ -69,7 +78,7 @@ class CommitPipeline:
     async def flush(self) -> None:
         """Write everything queued so far; raises only transient errors, and
         then keeps what was not written, in order, for the next flush."""
-        if len(self.batch):
+        if len(self.batch) or (self.began != self._began_sent and not self.pending):
             batch, self.batch = self.batch, Batch()
             self.pending.extend([0, chunk] for chunk in _chunks(batch, self.batch_size))
         while self.pending:
@@ -85,7 +94,10 @@ class CommitPipeline:
             seq = self._seq
             if numbered:
                 numbered[0] = seq
-        result = await self.frontier.commit(chunk, seq)
+        began = self.began
+        report = f"{began}|{self.window}" if began != self._began_sent else ""
+        result = await self.frontier.commit(chunk, seq, report)
+        self._began_sent = began
         for stat, field in _STATS:
             self.count(stat, getattr(result, field))
         self.count("crawler/commits_replayed", result.replayed)

@@ -129,14 +129,16 @@ class Frontier:
         self.roundtrips += 1
         return await call
 
-    async def commit(self, batch: Batch, seq: int = 0) -> CommitResult:
+    async def commit(self, batch: Batch, seq: int = 0, began: str = "") -> CommitResult:
         """Check-and-set the seen-set, queue, store items and ack, in one script.
 
         *seq* > 0 makes it idempotent: this node's commits numbered in the
         order sent, one at a time; sent again with the same number after a
-        lost reply, it is not applied twice."""
+        lost reply, it is not applied twice. *began*: "<id>|<window>", the
+        highest lease id of this node's requests that reached the downloader
+        and how many more may have started since ("": unchanged)."""
         while True:
-            keys, args = self._commit_args(batch, seq)
+            keys, args = self._commit_args(batch, seq, began)
             result = await self._rt(self.scripts.commit(keys=keys, args=args))
             if int(result[0]) >= 0:
                 return CommitResult(*(int(x) for x in result))
@@ -154,7 +156,9 @@ class Frontier:
             # The Bloom filter has (or this batch needs) more layers than we passed.
             self._bloom_layers = max(self._bloom_layers + 1, int(result[1]) - 2)
 
-    def _commit_args(self, batch: Batch, seq: int = 0) -> tuple[list[str], list[Any]]:
+    def _commit_args(
+        self, batch: Batch, seq: int = 0, began: str = ""
+    ) -> tuple[list[str], list[Any]]:
         k, seen = self.keys, self.seen
         keys = [k.stats, k.prios, k.items, k.held(self.node), k.dead, k.bloom, k.commit_seqs]
         index: dict[str, int] = {}
@@ -168,7 +172,7 @@ class Frontier:
         bloom = seen.mode == "bloom"
         # Two spare layer keys let one commit grow the filter.
         layers = [ref(k.bloom_layer(n)) for n in range(1, self._bloom_layers + 3)] if bloom else []
-        args: list[Any] = [seq, self.node, len(layers), *layers]
+        args: list[Any] = [seq, self.node, began, len(layers), *layers]
         args += [seen.bloom_capacity, seen.bloom_error_rate]
         # Pushes travel as one JSON document: Redis spends about a
         # microsecond on each argument of a command, more than on the
@@ -319,7 +323,7 @@ class Frontier:
         elif only:
             got = await self._rt(self.client.hmget(held, only))
             values = {f.encode(): v for f, v in zip(only, got, strict=True) if v is not None}
-        keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls]
+        keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls, k.commit_seqs]
         index: dict[str, int] = {}
         args: list[str | int | bytes] = [node, mode, max_deliveries, self._policy]
         # Newest first: each is pushed back at the head of its queue, so the

@@ -114,6 +114,8 @@ class RedisScheduler(BaseScheduler):
         )
         self.crawler.signals.connect(self._reached_downloader, signals.request_reached_downloader)
         self.crawler.signals.connect(self._response_downloaded, signals.response_downloaded)
+        # Requests start in lease order; this many may start before a report.
+        self.worker.commits.window = self.crawler.settings.getint("CONCURRENT_REQUESTS", 16)
         await frontier.register()
         await frontier.heartbeat(cfg.lease_ms, self.worker.describe("running"))
         self.worker.start()
@@ -293,6 +295,11 @@ class RedisScheduler(BaseScheduler):
         lease_id = self.active.get(request)
         if worker is None or lease_id is None:
             return
+        # Lease ids grow with each lease: what this node started so far,
+        # reported with the next commit, which goes at once.
+        if int(lease_id) > worker.commits.began:
+            worker.commits.began = int(lease_id)
+            worker.wakeup.set()
         slot = worker.report_start.pop(lease_id, None)
         if slot is not None:
             worker.batch.starts.append((slot, self.config.policy.factor(slot)))

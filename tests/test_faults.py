@@ -282,3 +282,46 @@ def test_sigstop_past_the_lease_hands_out_nothing_reclaimed(make_site, redis_url
     assert lost == 0
     assert again == []
     assert "leases expired before it renewed them" in (tmp_path / "v.log").read_text()
+
+
+def test_crash_loop_dead_letters_only_the_poison(make_site, redis_url, rclient, tmp_path):
+    """One page kills its node each time it is processed. Before, each
+    reclaim counted a delivery for every held entry, prefetched ones never
+    started included: a few crashes dead-lettered dozens of good requests.
+    Now only requests that reached the downloader are counted."""
+    site = make_site(300, tree=True)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    settings = (
+        *FAST_LEASES,
+        "CRAWLER_MAX_DELIVERIES=3",
+        "CRAWLER_PREFETCH=40",
+        "CONCURRENT_REQUESTS=2",
+        "CONCURRENT_REQUESTS_PER_DOMAIN=1000",
+        'SPIDER_MIDDLEWARES={"tests.crash_middleware.CrashOnPage": 50}',
+    )
+    env = {"CRASH_ON_PATH": "/page/13.html"}
+    codes = []
+    for run in range(int(os.environ.get("CRASH_RUNS", 6))):
+        node = subprocess.Popen(
+            [SCRAPY, "crawl", "site", "-s", f"LOG_FILE={tmp_path}/r{run}.log"]
+            + [arg for s in (*settings, "CRAWLER_FINISH_GRACE=1") for arg in ("-s", s)],
+            cwd=ROOT,
+            env=scrapy_env(redis_url, **env),
+        )
+        codes.append(node.wait(timeout=120))
+        if codes[-1] >= 0:
+            break
+    assert codes[:3] == [-signal.SIGKILL] * 3 and codes[3] == 3, codes
+    letters = [json.loads(x) for x in rclient.lrange("{site}:dead", 0, -1)]
+    poison = [d for d in letters if "/page/13.html" in d["entry"]]
+    good = [d for d in letters if "/page/13.html" not in d["entry"]]
+    print(f"crash loop: {len(codes) - 1} crashes, good requests dead-lettered: {len(good)}")
+    assert len(poison) == 1 and "delivered 3 times" in poison[0]["reason"]
+    # At most those started with it or just after: twice CONCURRENT_REQUESTS.
+    assert len(good) <= 4
+    # The poison page fixed (no crash middleware): requeue and finish.
+    requeued = run_scrapy(["requeue", "site"], redis_url)
+    assert f"requeued {len(letters)} dead letters" in requeued.stdout, requeued.stdout
+    node = start_node("site", redis_url, tmp_path / "fixed.log", *FAST_LEASES)
+    assert node.wait(timeout=120) == 0
+    assert len(site.page_counts()) == 300

@@ -123,7 +123,9 @@ def test_lease_ack_and_reclaim_of_a_dead_node(redis_url, rclient):
         taken = leased.entries
         assert len(taken) == 3
         # The node acks one request (its outputs stored in the same script).
-        await dead.commit(Batch(pushes=[push("http://a/child")], acks=[taken[0][0]]))
+        # It had started the first two (they reached its downloader).
+        began = f"{taken[1][0]}|0"
+        await dead.commit(Batch(pushes=[push("http://a/child")], acks=[taken[0][0]]), began=began)
         assert int(rclient.hget(KEYS.stats, "leased")) == 2
         assert await live.reclaim_expired(5) == (0, 0)  # not expired yet
         await asyncio.sleep(0.3)
@@ -137,7 +139,9 @@ def test_lease_ack_and_reclaim_of_a_dead_node(redis_url, rclient):
     assert requeued == (2, 0)
     # The two unfinished requests come back first, then the rest in order.
     assert got == ["http://a/1", "http://a/2", "http://a/3", "http://a/child"]
-    assert rest[0][1].startswith(b"1|")  # one more delivery counted
+    assert rest[0][1].startswith(b"1|")  # one more delivery counted: it had started
+    # The third was prefetched, never started: a crash is not its fault.
+    assert rest[1][1].startswith(b"0|")
     assert rclient.zscore(KEYS.nodes, "dead-node") is None
     assert int(rclient.hget(KEYS.stats, "done")) == 1
 
@@ -148,7 +152,9 @@ def test_poison_request_is_dead_lettered_after_max_deliveries(redis_url, rclient
             node = await frontier(redis_url, f"victim-{n}")
             if n == 0:
                 await node.commit(Batch(pushes=[push("http://a/poison")]))
-            assert len((await node.lease(1, 50)).entries) == 1
+            leased = await node.lease(1, 50)
+            assert len(leased.entries) == 1
+            await node.commit(Batch(), began=f"{leased.entries[0][0]}|1")  # it started
             await asyncio.sleep(0.1)
             reaper = await frontier(redis_url, "reaper")
             await reaper.reclaim_expired(3)

@@ -9,7 +9,11 @@
 -- KEYS[7]  {N}:commitseq  (last commit sequence number applied, per node)
 -- KEYS[8..] Bloom layers and priority queues, by index below
 --
--- ARGV[1] the commit's sequence number (0: not checked), ARGV[2] the node.
+-- ARGV[1] the commit's sequence number (0: not checked), ARGV[2] the node,
+-- ARGV[3] "<id>|<window>": the highest lease id of the node's requests that
+-- reached the downloader ("" if unchanged) and how many more may have
+-- started since (its concurrency), kept as "began:<node>" in KEYS[7]: a
+-- reclaim counts a delivery only for those (requeue_held.lua).
 -- A node numbers its commits 1, 2, ... in the order it sends them and sends
 -- one at a time; one whose number is not above the last applied was applied
 -- already (its reply was lost) and changes nothing.
@@ -52,7 +56,8 @@ local seq, node = tonumber(ARGV[1]), ARGV[2]
 if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[7], node) or '0') then
   return {0, 0, 0, 0, 0, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), 0, 1}
 end
-local i = 3
+local began = ARGV[3]
+local i = 4
 local queued, dups, new_fps, marks_dup = 0, 0, 0, 0
 
 -- Bloom filter layers: bits m, hashes k, count n, capacity cap.
@@ -275,5 +280,6 @@ if acked > 0 then redis.call('HINCRBY', stats, 'done', acked) end
 if acked + released > 0 then redis.call('HINCRBY', stats, 'leased', -(acked + released)) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
 if seq > 0 then redis.call('HSET', KEYS[7], node, seq) end
+if began ~= '' then redis.call('HSET', KEYS[7], 'began:' .. node, began) end
 local bo_ver = tonumber(redis.call('HGET', stats, 'backoff_ver') or '0')
 return {queued, dups, items_new, items_dup, acked, bo_ver, P_now, 0}

@@ -1,12 +1,16 @@
 -- requeue_held.lua: put a node's held entries back into the frontier.
 -- Used for an expired node (mode "expired": only if its deadline has passed
--- by Redis's clock, counting one more delivery per entry, dead-lettering an
--- entry once it reaches MAX deliveries) and for a node handing back work it
+-- by Redis's clock, counting one more delivery per entry that reached the
+-- downloader, so that prefetched requests never started are not blamed for a
+-- crash, dead-lettering an entry once it reaches MAX deliveries) and for a node handing back work it
 -- has not started (mode "release": no delivery counted).
 --
 -- KEYS[1] {N}:stats   KEYS[2] {N}:prios   KEYS[3] {N}:nodes
 -- KEYS[4] {N}:held:<node>   KEYS[5] {N}:dead   KEYS[6] NAME:start_urls
--- KEYS[7..] priority queues, referenced by index below
+-- KEYS[7] {N}:commitseq ("began:<node>": the highest lease id of the node's
+--          requests that reached the downloader and its concurrency, see
+--          commit.lua)
+-- KEYS[8..] priority queues, referenced by index below
 -- ARGV[1] node id   ARGV[2] mode   ARGV[3] max deliveries
 -- ARGV[4] politeness policy (JSON, see _polite.lua)
 -- ARGV[5..] per entry: lease id, queue key index (0 for a raw seed)
@@ -28,6 +32,19 @@ if mode == 'expired' then
   end
 end
 
+-- "began:<node>" is "<highest lease id started>|<window>": requests are
+-- started in lease order, and up to <window> (the node's concurrency) may
+-- have started after its last report. Those count too: a request that kills
+-- its node the moment it arrives is never reported, and must still count.
+local report = redis.call('HGET', KEYS[7], 'began:' .. node) or '0|0'
+local began, window = string.match(report, '^(%d+)|(%d+)$')
+began, window = tonumber(began or 0), tonumber(window or 0)
+local later = {}
+for k = 5, #ARGV, 2 do
+  if tonumber(ARGV[k]) > began then later[#later + 1] = tonumber(ARGV[k]) end
+end
+table.sort(later)
+if window > 0 and #later > 0 then began = later[math.min(window, #later)] end
 local requeued, deads, gone = 0, 0, 0
 for k = 5, #ARGV, 2 do
   local value = redis.call('HGET', held, ARGV[k])
@@ -55,7 +72,7 @@ for k = 5, #ARGV, 2 do
       deads = deads + 1
     else
       local d = tonumber(deliveries)
-      if mode == 'expired' then d = d + 1 end
+      if mode == 'expired' and tonumber(ARGV[k]) <= began then d = d + 1 end
       if mode == 'expired' and d >= max then
         redis.call('RPUSH', dead, cjson.encode({
           reason = 'delivered ' .. d .. ' times to nodes that died holding it (poison request?)',
