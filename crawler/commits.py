@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crawler.frontier import BATCH_TAIL, Batch, CommitResult, Frontier, dead_letter
+from crawler.localseen import LocalSeen
 from crawler.redis_errors import is_transient
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,14 @@ class CommitPipeline:
     """Batches a node's writes and commits them, isolating bad entries."""
 
     def __init__(
-        self, frontier: Frontier, batch_size: int, count: Callable[[str, int], None]
+        self,
+        frontier: Frontier,
+        batch_size: int,
+        count: Callable[[str, int], None],
+        local_seen: LocalSeen | None = None,
     ) -> None:
         self.frontier = frontier
+        self.local_seen = local_seen or LocalSeen(0)
         self.batch_size = batch_size
         self.count = count
         self.batch = Batch()
@@ -98,6 +104,7 @@ class CommitPipeline:
         report = f"{began}|{self.window}" if began != self._began_sent else ""
         result = await self.frontier.commit(chunk, seq, report)
         self._began_sent = began
+        self.local_seen.committed(fp for fp, _, _ in chunk.pushes)
         for stat, field in _STATS:
             self.count(stat, getattr(result, field))
         self.count("crawler/commits_replayed", result.replayed)
@@ -154,6 +161,7 @@ class CommitPipeline:
         why = f"{type(exc).__name__}: {exc}"
         node = self.frontier.node
         if kind == "p":
+            self.local_seen.refused(write[0])
             self.count("crawler/unstorable_requests", 1)
             logger.error("Dead-lettering a request Redis would not store: %s", why)
             return dead_letter(f"cannot store request: {why}", write[2], node)

@@ -14,7 +14,6 @@ Every method Scrapy calls works on memory only (see ``crawler.worker``):
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import socket
@@ -23,7 +22,6 @@ import uuid
 from typing import Any
 
 import redis
-from itemadapter import ItemAdapter
 from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.crawler import Crawler
@@ -32,15 +30,17 @@ from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.defer import Deferred
 
 from crawler import engine_hooks
-from crawler.codec import decode_request, encode_item, encode_request
+from crawler.codec import encode_item, encode_request
 from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url
-from crawler.exceptions import BadEntry, BadSeed, ConfigError
-from crawler.frontier import Batch, Frontier, dead_letter
+from crawler.decoding import EntryDecoder
+from crawler.exceptions import ConfigError
+from crawler.frontier import Frontier, dead_letter
+from crawler.itemids import ItemIds
+from crawler.localseen import LocalSeen
 from crawler.outcome import read_outcome
-from crawler.politeness import request_entry, slot_of, split_entry
+from crawler.politeness import request_entry, slot_of
 from crawler.redis_errors import is_transient
-from crawler.scrapy_redis_compat import seed_fingerprint, seed_requests
 from crawler.seenrecord import check_seen_config
 from crawler.worker import Worker
 
@@ -51,7 +51,11 @@ _CLOSE_FLUSH_TIMEOUT = 60.0
 
 
 class RedisScheduler(BaseScheduler):
-    """Shares one frontier, seen-set and item store between all nodes."""
+    """Shares one frontier, seen-set and item store between all nodes.
+
+    Scrapy's side of a node: it implements Scrapy's scheduler interface and
+    the worker's ``NodeEngine``; the Redis side is the worker's.
+    """
 
     def __init__(self, crawler: Crawler, config: CrawlConfig, url: str) -> None:
         self.crawler = crawler
@@ -61,10 +65,8 @@ class RedisScheduler(BaseScheduler):
         self.spider: Spider | None = None
         self.worker: Worker | None = None
         self.active: dict[Request, str] = {}
-        self.local_seen: set[int] = set()
-        self.origins: dict[int, tuple[Any, bytes]] = {}
-        self.origins_of: dict[Request, list[int]] = {}
-        self._warned_random_ids = False
+        self.local_seen = LocalSeen(config.local_seen_cache)
+        self.items = ItemIds(config.item_key)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
@@ -92,33 +94,19 @@ class RedisScheduler(BaseScheduler):
         cfg = self.config
         client = async_client(self.url, cfg.lease_ms / 1000)
         frontier = Frontier(client, cfg.keys, self.node, cfg.seen, cfg.policy)
-        self.worker = Worker(
-            frontier,
-            url=redact(self.url),
-            lease_ms=cfg.lease_ms,
-            renew_interval=cfg.renew_interval,
-            flush_interval=cfg.flush_interval,
-            batch_size=cfg.batch_size,
-            prefetch=cfg.prefetch,
-            finish_grace=cfg.finish_grace,
-            max_deliveries=cfg.max_deliveries,
-            decode=self._decode_entry,
-            decode_raw=self._decode_raw,
-            wake_engine=lambda: engine_hooks.wake(self.crawler.engine),
-            locally_idle=lambda: not self.active,
-            engine_stopping=lambda: engine_hooks.stopping(self.crawler.engine),
-            stop_timeout=cfg.stop_timeout,
-            on_stop_timeout=self._stop_timed_out,
-            stats=self.crawler.stats,
-            active_ids=lambda: set(self.active.values()),
+        decoder = EntryDecoder(spider, cfg, self.node, self.crawler.request_fingerprinter)
+        stats = self.crawler.stats
+        assert stats is not None
+        self.worker = worker = Worker(
+            frontier, cfg, self, decoder, stats, redact(self.url), self.local_seen
         )
+        # Requests start in lease order; this many may start before a report.
+        worker.commits.window = self.crawler.settings.getint("CONCURRENT_REQUESTS", 16)
         self.crawler.signals.connect(self._reached_downloader, signals.request_reached_downloader)
         self.crawler.signals.connect(self._response_downloaded, signals.response_downloaded)
-        # Requests start in lease order; this many may start before a report.
-        self.worker.commits.window = self.crawler.settings.getint("CONCURRENT_REQUESTS", 16)
         await frontier.register()
-        await frontier.heartbeat(cfg.lease_ms, self.worker.describe("running"))
-        self.worker.start()
+        await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
+        worker.start()
         logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
 
     def close(self, reason: str) -> Deferred[None]:
@@ -130,7 +118,7 @@ class RedisScheduler(BaseScheduler):
             return
         await worker.stop()
         self._reap()
-        worker.ready.clear()
+        worker.leases.ready.clear()
         try:
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.flush)
             # Whatever is still held (prefetched, never started) goes back.
@@ -151,45 +139,22 @@ class RedisScheduler(BaseScheduler):
     async def _report_outcome(self) -> None:
         """Say what the crawl gave up on, so it never ends as a silent success
         (``crawler.outcome``); the crawl command's exit status reads the stat."""
-        assert self.worker is not None
+        assert self.worker is not None and self.crawler.stats is not None
         outcome = await read_outcome(self.worker.frontier.client, self.config.keys)
         self.crawler.stats.set_value("crawler/dead_letters", outcome.dead)
         for line in outcome.lines(self.config.name):
             logger.warning("%s", line)
 
-    async def _stop_timed_out(self) -> None:
-        """The graceful stop took too long: hand everything back and exit."""
-        worker = self.worker
-        assert worker is not None
-        self._reap()
-        logger.warning(
-            "Still processing %d requests after CRAWLER_STOP_TIMEOUT=%ss; handing "
-            "them back to the frontier and stopping now.",
-            len(self.active),
-            self.config.stop_timeout,
-        )
-        self.active.clear()
-        worker.ready.clear()
-        await worker.flush()
-        await worker.frontier.release_all()
-        await worker.frontier.client.aclose()
-        from twisted.internet import reactor
-
-        if reactor.running:
-            reactor.stop()  # type: ignore[misc]
-
     def has_pending_requests(self) -> bool:
-        return bool(self.worker and self.worker.ready)
+        return bool(self.worker and self.worker.leases.ready)
 
     def enqueue_request(self, request: Request) -> bool:
         worker = self.worker
         assert worker is not None and self.spider is not None
         fp: bytes | None = None
-        member = 0
         if not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
-            member = hash(fp)
-            if member in self.local_seen:
+            if fp in self.local_seen:
                 worker.count("crawler/duplicates_local")
                 return False
         try:
@@ -201,10 +166,9 @@ class RedisScheduler(BaseScheduler):
             worker.count("crawler/unstorable_requests")
             self.dead_letter(request, f"cannot store {request}: {exc}")
             return False
-        if fp is not None and self.config.local_seen_cache:
-            if len(self.local_seen) >= self.config.local_seen_cache:
-                self.local_seen.clear()
-            self.local_seen.add(member)
+        if fp is not None:
+            # Seen locally once its commit succeeded (crawler.localseen).
+            self.local_seen.add_pending(fp)
         worker.batch.pushes.append((fp, request.priority, entry))
         if len(worker.batch) >= self.config.batch_size:
             worker.wakeup.set()
@@ -215,46 +179,65 @@ class RedisScheduler(BaseScheduler):
         if worker is None:
             return None
         self._reap()
-        if not worker.ready or worker.paused or not worker.leases_valid():
+        taken = worker.leases.take()
+        if taken is None:
             worker.wakeup.set()
             return None
-        lease_id, request = worker.ready.popleft()
+        lease_id, request = taken
         self.active[request] = lease_id
         return request
 
-    # -- used by the pipeline, middleware and extension --------------------
+    # -- the worker's NodeEngine -------------------------------------------
+
+    def wake(self) -> None:
+        engine_hooks.wake(self.crawler.engine)
+
+    def locally_idle(self) -> bool:
+        return not self.active
+
+    def stopping(self) -> bool:
+        return engine_hooks.stopping(self.crawler.engine)
+
+    def active_ids(self) -> set[str]:
+        return set(self.active.values())
+
+    async def stop_timed_out(self) -> None:
+        """The graceful stop took too long: hand everything back and exit."""
+        worker = self.worker
+        assert worker is not None
+        self._reap()
+        logger.warning(
+            "Still processing %d requests after CRAWLER_STOP_TIMEOUT=%ss; handing "
+            "them back to the frontier and stopping now.",
+            len(self.active),
+            self.config.stop_timeout,
+        )
+        self.active.clear()
+        worker.leases.ready.clear()
+        await worker.flush()
+        await worker.frontier.release_all()
+        await worker.frontier.client.aclose()
+        from twisted.internet import reactor
+
+        if reactor.running:
+            reactor.stop()  # type: ignore[misc]
+
+    # -- used by the pipeline, middlewares and extension -------------------
 
     @property
     def cluster_finished(self) -> bool:
-        return bool(self.worker and self.worker.finished and not self.active)
+        return bool(self.worker and self.worker.completion.finished and not self.active)
 
     def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
-        self.origins[id(item)] = (item, item_id)
-        self.origins_of.setdefault(request, []).append(id(item))
+        self.items.note_origin(item, item_id, request)
+
+    def forget_origin(self, item: Any) -> None:
+        self.items.forget(item)
 
     def store_item(self, item: Any) -> None:
         worker = self.worker
         assert worker is not None
-        worker.batch.items.append((self._item_id(item), encode_item(item)))
-
-    def _item_id(self, item: Any) -> bytes:
-        if self.config.item_key:
-            value = ItemAdapter(item).get(self.config.item_key)
-            if value is not None:
-                return hashlib.sha1(f"key:{value}".encode()).digest()[:12]
-        origin = self.origins.pop(id(item), None)
-        if origin is not None and origin[0] is item:
-            return origin[1]
-        if not self._warned_random_ids:
-            self._warned_random_ids = True
-            logger.warning(
-                "An item reached the store without its origin (yielded by start(), or "
-                "an item pipeline returned a new object), so it gets a random id and "
-                "re-processing its page after a crash could store it twice. Return the "
-                "item you were given from pipelines, or set CRAWLER_ITEM_KEY."
-            )
-        # Not from a response (or replaced by a pipeline): no stable identity.
-        return uuid.uuid4().bytes[:12]
+        worker.batch.items.append((self.items.item_id(item), encode_item(item)))
 
     def dead_letter(self, request: Request, reason: str) -> None:
         """Record that the cluster gave up on *request* (or could not store
@@ -279,16 +262,13 @@ class RedisScheduler(BaseScheduler):
         slot = slot_of(request)
         worker.batch.backoffs.append((slot, seconds))
         pause = seconds if seconds >= 0 else self.config.policy.backoff_base
-        until = time.time() + min(pause, self.config.policy.backoff_max)
-        worker.paused_until[slot] = max(worker.paused_until.get(slot, 0.0), until)
+        worker.pauses.pause(slot, time.time() + min(pause, self.config.policy.backoff_max))
         worker.wakeup.set()
 
     def paused(self, request: Request) -> bool:
         """True while *request*'s domain is paused after a 429/503 (as this node knows)."""
         worker = self.worker
-        if worker is None or not worker.paused_until:
-            return False
-        return worker.paused_until.get(slot_of(request), 0.0) > time.time()
+        return worker is not None and worker.pauses.paused(slot_of(request))
 
     def _reached_downloader(self, request: Request, spider: Spider) -> None:
         worker = self.worker
@@ -300,7 +280,7 @@ class RedisScheduler(BaseScheduler):
         if int(lease_id) > worker.commits.began:
             worker.commits.began = int(lease_id)
             worker.wakeup.set()
-        slot = worker.report_start.pop(lease_id, None)
+        slot = worker.leases.started(lease_id)
         if slot is not None:
             worker.batch.starts.append((slot, self.config.policy.factor(slot)))
             worker.wakeup.set()
@@ -319,11 +299,6 @@ class RedisScheduler(BaseScheduler):
             (slot_of(request), int(latency * 1000), response.status == 200)
         )
 
-    def forget_origin(self, item: Any) -> None:
-        self.origins.pop(id(item), None)
-
-    # -- internals ----------------------------------------------------------
-
     def _reap(self) -> None:
         """Acknowledge requests the engine has finished with."""
         if not self.active:
@@ -334,51 +309,14 @@ class RedisScheduler(BaseScheduler):
         for request in [r for r in self.active if r not in busy]:
             lease_id = self.active.pop(request)
             worker.batch.acks.append(lease_id)
-            slot = worker.report_start.pop(lease_id, None)
+            slot = worker.leases.started(lease_id)
             if slot is not None:
                 # Finished without reaching the downloader (robots.txt, a
                 # cache hit, a filter): its domain need not wait.
                 worker.batch.unblocks.append(slot)
-            for item_key in self.origins_of.pop(request, ()):
-                self.origins.pop(item_key, None)
+            self.items.done(request)
         if worker.batch.acks:
             worker.wakeup.set()
-
-    def _decode_entry(
-        self, lease_id: str, entry: bytes, report: bool, batch: Batch
-    ) -> Request | None:
-        assert self.spider is not None and self.worker is not None
-        slot, body = split_entry(entry)
-        try:
-            request = decode_request(body, self.spider, self.config.request_classes)
-            if report:
-                self.worker.report_start[lease_id] = slot
-            return request
-        except BadEntry as exc:
-            if report:
-                batch.unblocks.append(slot)
-            logger.error("Dead-lettering a malformed frontier entry: %s", exc)
-            text = entry.decode("utf-8", "replace")
-            batch.deads.append((lease_id, dead_letter(f"malformed entry: {exc}", text, self.node)))
-            return None
-
-    def _decode_raw(self, lease_id: str, raw: bytes, batch: Batch) -> None:
-        """Turn a scrapy-redis style seed into queued requests (all or none)."""
-        assert self.spider is not None
-        pushes: list[tuple[bytes | None, int, str]] = []
-        try:
-            for request in seed_requests(raw, self.spider, self.config):
-                fp = seed_fingerprint(request, self.crawler.request_fingerprinter)
-                pushes.append((fp, request.priority, request_entry(request, self.spider)))
-        except (BadSeed, ValueError, TypeError) as exc:
-            text = raw.decode("utf-8", "replace")
-            logger.error(
-                "Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc
-            )
-            batch.deads.append((lease_id, dead_letter(f"bad seed: {exc}", text, self.node)))
-            return
-        batch.pushes += pushes
-        batch.raws.append(lease_id)
 
 
 def redis_scheduler(crawler: Crawler) -> RedisScheduler | None:

@@ -1,0 +1,48 @@
+"""Cluster completion: when the whole crawl, not just this node, is done.
+
+A node is merely idle when its own engine has nothing to do. The crawl is
+finished when the frontier is empty, no node holds a request, no seed waits
+in the start URL key, and nothing new was queued for
+``CRAWLER_FINISH_GRACE`` seconds (a node that just acked a page may be
+about to push its links).
+"""
+
+from __future__ import annotations
+
+import time
+
+from crawler.frontier import Frontier
+
+
+class ClusterCompletion:
+    """Watches the crawl's counters while this node is idle."""
+
+    def __init__(self, frontier: Frontier, finish_grace: float) -> None:
+        self.frontier = frontier
+        self.finish_grace = finish_grace
+        self.finished = False
+        self.queued = 0  # the frontier's size when last read (for metrics)
+        self._quiet_since: float | None = None
+        self._quiet_pushed = -1
+
+    def work_arrived(self) -> None:
+        """This node got work: whatever was observed before no longer holds."""
+        self._quiet_since = None
+        self.finished = False
+
+    async def check(self) -> bool:
+        """Read the crawl's state; True when it has just become finished."""
+        state = await self.frontier.state()
+        self.queued = state.queued
+        now = time.monotonic()
+        if not state.empty or state.pushed != self._quiet_pushed:
+            self._quiet_since = None if not state.empty else now
+            self._quiet_pushed = state.pushed
+            self.finished = False
+            return False
+        if self._quiet_since is None:
+            self._quiet_since = now
+        if now - self._quiet_since >= self.finish_grace and not self.finished:
+            self.finished = True
+            return True
+        return False

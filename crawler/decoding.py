@@ -1,0 +1,61 @@
+"""Leased frontier entries and raw seeds, turned into requests.
+
+Everything read from Redis is untrusted: an entry that does not decode
+(garbage, a pickle, a callback no longer on the spider, a class outside the
+allow-list) and a seed line that is not one are dead-lettered with their
+reason, never run. Raw seeds (a RedisSpider's ``redis_key``, the
+scrapy-redis style ``SPIDER:start_urls``) become frontier pushes in the
+same commit that consumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from scrapy import Request, Spider
+
+from crawler.codec import decode_request
+from crawler.config import CrawlConfig
+from crawler.exceptions import BadEntry, BadSeed
+from crawler.frontier import Batch, dead_letter
+from crawler.politeness import request_entry
+from crawler.scrapy_redis_compat import seed_fingerprint, seed_requests
+
+logger = logging.getLogger(__name__)
+
+
+class EntryDecoder:
+    """The ``crawler.leases.Decoder`` of a running spider."""
+
+    def __init__(self, spider: Spider, config: CrawlConfig, node: str, fingerprinter: Any) -> None:
+        self.spider = spider
+        self.config = config
+        self.node = node
+        self.fingerprinter = fingerprinter
+
+    def decode(self, lease_id: str, body: bytes, batch: Batch) -> Request | None:
+        try:
+            return decode_request(body, self.spider, self.config.request_classes)
+        except BadEntry as exc:
+            logger.error("Dead-lettering a malformed frontier entry: %s", exc)
+            text = body.decode("utf-8", "replace")
+            batch.deads.append((lease_id, dead_letter(f"malformed entry: {exc}", text, self.node)))
+            return None
+
+    def decode_raw(self, lease_id: str, raw: bytes, batch: Batch) -> None:
+        """Turn a scrapy-redis style seed into queued requests (all or none)."""
+        pushes: list[tuple[bytes | None, int, str]] = []
+        try:
+            for request in seed_requests(raw, self.spider, self.config):
+                fp = seed_fingerprint(request, self.fingerprinter)
+                pushes.append((fp, request.priority, request_entry(request, self.spider)))
+        except (BadSeed, ValueError, TypeError) as exc:
+            text = raw.decode("utf-8", "replace")
+            logger.error(
+                "Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc
+            )
+            batch.deads.append((lease_id, dead_letter(f"bad seed: {exc}", text, self.node)))
+            return
+        batch.pushes += pushes
+        batch.raws.append(lease_id)

@@ -1,0 +1,161 @@
+"""A node's lease session: the requests it holds, and whether it may hand them out.
+
+A node leases requests ahead of need (``CRAWLER_PREFETCH``); Redis moves
+them to the node's held hash with the node's deadline. The session renews
+them all with each heartbeat, reconciles what it knows with what Redis says
+it holds, and returns dead nodes' work to the frontier.
+
+It hands a request out only while its leases surely hold by the node's own
+clock: a lease less a margin since the last renewal. After a pause longer
+than that (SIGSTOP, a VM freeze, a stuck call) another node may have
+reclaimed them, so nothing goes out until a heartbeat has renewed what is
+still held and dropped what was taken back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from scrapy import Request
+
+from crawler.config import CrawlConfig
+from crawler.frontier import Batch, Frontier
+from crawler.politeness import split_entry
+
+logger = logging.getLogger(__name__)
+
+# Nothing is handed out this share of a lease (at least a renew interval)
+# before the leases would expire by the node's own clock.
+_LEASE_MARGIN = 0.2
+
+
+class Decoder(Protocol):
+    """Turns leased entries into requests; what it cannot decode it
+    dead-letters in *batch* and answers None."""
+
+    def decode(self, lease_id: str, body: bytes, batch: Batch) -> Request | None: ...
+
+    def decode_raw(self, lease_id: str, raw: bytes, batch: Batch) -> None: ...
+
+
+class LeaseSession:
+    """What this node holds: leased ahead (``ready``), valid until when, and
+    which leases must report their start (their domain has a delay)."""
+
+    def __init__(
+        self, frontier: Frontier, config: CrawlConfig, count: Callable[[str, int], None]
+    ) -> None:
+        self.frontier = frontier
+        self.lease_ms = config.lease_ms
+        self.renew_interval = config.renew_interval
+        self.prefetch = config.prefetch
+        self.max_deliveries = config.max_deliveries
+        self.count = count
+        self.ready: deque[tuple[str, Request]] = deque()
+        # Lease id -> domain, for leases whose start the node must report.
+        self.report_start: dict[str, str] = {}
+        self.paused = False  # the whole crawl is paused (scrapy pause)
+        self.valid_until = 0.0  # monotonic
+        self.renew_due = True
+        self._reclaim_after = 0.0
+
+    def valid(self) -> bool:
+        """True while the leases surely hold; else asks for a renewal."""
+        if time.monotonic() < self.valid_until:
+            return True
+        self.renew_due = True
+        return False
+
+    def take(self) -> tuple[str, Request] | None:
+        """The next leased request to hand to the engine, if any may go."""
+        if not self.ready or self.paused or not self.valid():
+            return None
+        return self.ready.popleft()
+
+    def wants_more(self) -> bool:
+        return len(self.ready) < self.prefetch
+
+    def _renewed(self, sent_at: float) -> None:
+        margin = max(self.lease_ms / 1000 * _LEASE_MARGIN, self.renew_interval)
+        self.valid_until = max(self.valid_until, sent_at + self.lease_ms / 1000 - margin)
+
+    async def refill(self, decoder: Decoder, batch: Batch) -> tuple[bool, bool]:
+        """Lease more. Returns (requests are ready, call again at once)."""
+        if not self.valid():
+            return False, False  # what is held may be gone: renew first
+        want = self.prefetch * 2 - len(self.ready)
+        sent_at = time.monotonic()
+        leased = await self.frontier.lease(want, self.lease_ms)
+        self._renewed(sent_at)  # a lease call renews every lease the node holds
+        if leased is None:
+            self.paused = True
+            return False, False
+        self.paused = False
+        for lease_id, entry, report in leased.entries:
+            slot, body = split_entry(entry)
+            request = decoder.decode(lease_id, body, batch)
+            if request is not None:
+                self.ready.append((lease_id, request))
+                if report:
+                    self.report_start[lease_id] = slot
+            elif report:
+                batch.unblocks.append(slot)  # its domain need not wait for it
+        again = leased.more
+        if len(leased.entries) < want:
+            raws = await self.frontier.lease_raw(want - len(leased.entries), self.lease_ms)
+            for lease_id, raw in raws:
+                decoder.decode_raw(lease_id, raw, batch)
+            again = again or bool(raws)
+        return bool(self.ready), again
+
+    async def renew(self, info: str, known_ids: Callable[[], set[str]]) -> None:
+        """Heartbeat: renew every lease, reconcile, reclaim dead nodes' work."""
+        sent_at = time.monotonic()
+        known, self.paused = await self.frontier.heartbeat(self.lease_ms, info)
+        if not known and self.valid_until:
+            logger.warning(
+                "This node's leases expired before it renewed them (was it paused "
+                "or cut off from Redis for more than CRAWLER_LEASE_TIME?); its "
+                "unfinished requests were handed to other nodes."
+            )
+        await self._reconcile(known_ids)
+        self._renewed(sent_at)
+        self.renew_due = False
+        if time.monotonic() >= self._reclaim_after:
+            await self._reclaim()
+
+    async def _reconcile(self, known_ids: Callable[[], set[str]]) -> None:
+        """Prefetched requests another node reclaimed are dropped (they are
+        back in the frontier); entries held in Redis that this node does not
+        know of (a lease whose reply was lost) are handed back."""
+        held = set(await self.frontier.held_ids())
+        self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
+        for lid in [lid for lid in self.report_start if lid not in held]:
+            del self.report_start[lid]
+        orphans = sorted(held - known_ids() - {lid for lid, _ in self.ready})
+        if orphans:
+            logger.warning("Handing back %d leases this node never received.", len(orphans))
+            await self.frontier.release(orphans)
+
+    async def _reclaim(self) -> None:
+        requeued, dead = await self.frontier.reclaim_expired(self.max_deliveries)
+        if requeued or dead:
+            logger.warning(
+                "Returned %d requests of dead nodes to the frontier (%d dead-lettered).",
+                requeued,
+                dead,
+            )
+            self.count("crawler/reclaimed", requeued)
+
+    def after_outage(self) -> None:
+        """Every deadline may have passed by Redis's clock while it was away:
+        give the other nodes a lease period to renew before taking their work."""
+        self._reclaim_after = time.monotonic() + self.lease_ms / 1000
+
+    def started(self, lease_id: str) -> Any:
+        """The domain whose start must be reported for *lease_id*, if any."""
+        return self.report_start.pop(lease_id, None)

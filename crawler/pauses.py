@@ -1,0 +1,34 @@
+"""Domains paused after 429/503 answers, as this node knows them.
+
+The pause itself is kept in Redis for the whole cluster (``dbackoff``, see
+``crawler.backoff``); a node re-reads it whenever a commit returns a new
+backoff version, and requests it had leased of a paused domain are put back
+instead of sent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from crawler.frontier import CommitResult, Frontier
+
+
+class DomainPauses:
+    def __init__(self) -> None:
+        self.until: dict[str, float] = {}  # domain -> local time.time()
+        self.version = 0
+
+    def pause(self, domain: str, until: float) -> None:
+        self.until[domain] = max(self.until.get(domain, 0.0), until)
+
+    def paused(self, domain: str) -> bool:
+        return bool(self.until) and self.until.get(domain, 0.0) > time.time()
+
+    async def refresh(self, frontier: Frontier, result: CommitResult | None) -> None:
+        """Re-read the pauses if the commit says they changed."""
+        if result is None or result.replayed or result.backoff_version == self.version:
+            return
+        offset = result.redis_ms / 1000 - time.time()  # Redis's clock minus ours
+        pauses = await frontier.backoffs()
+        self.until = {d: ms / 1000 - offset for d, ms in pauses.items()}
+        self.version = result.backoff_version
