@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
@@ -80,6 +81,7 @@ def test_python_docs_two_nodes_fetch_what_plain_scrapy_fetches(
     site = {"ZOO_SITE": docs.base}
     monkeypatch.setenv("ZOO_SITE", docs.base)
     plain_out = tmp_path / "plain.jsonl"
+    started = time.monotonic()
     plain = run_scrapy(
         ["crawl", "pydocs", "-s", "ADDONS={}", "-s", "LOG_LEVEL=INFO", "-o", str(plain_out)],
         redis_url,
@@ -90,11 +92,13 @@ def test_python_docs_two_nodes_fetch_what_plain_scrapy_fetches(
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert "'scheduler/enqueued/memory'" in plain.stderr  # Scrapy's own scheduler ran
     plain_counts = docs.take_counts()
+    plain_wall = time.monotonic() - started
     plain_items = read_jsonl(plain_out)
     pages = [p for p in plain_counts if p.endswith(".html")]
     on_disk = len(list(DOCS.rglob("*.html")))
     assert len(pages) > on_disk * 0.9, (len(pages), on_disk)
 
+    started = time.monotonic()
     logs = [tmp_path / f"node{i}.log" for i in range(2)]
     nodes = [start_node("pydocs", redis_url, log, cwd=ZOO) for log in logs]
     codes = []
@@ -109,6 +113,8 @@ def test_python_docs_two_nodes_fetch_what_plain_scrapy_fetches(
     for text in texts:
         assert "Spider closed (finished)" in text, problems(texts)
     counts = docs.take_counts()
+    cluster_wall = time.monotonic() - started
+    print(f"plain Scrapy {plain_wall:.1f}s, 2 nodes {cluster_wall:.1f}s")
     missing = sorted(set(plain_counts) - set(counts))
     extra = sorted(set(counts) - set(plain_counts))
     assert not missing and not extra, (
