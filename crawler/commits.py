@@ -19,14 +19,12 @@ Errors are sorted where they arise (``crawler.redis_errors``):
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from crawler.frontier import BATCH_TAIL, Batch, CommitResult, Frontier, dead_letter
+from crawler.frontier import BATCH_TAIL, Batch, CommitResult, Frontier, dead_letter, item_letter
 from crawler.localseen import LocalSeen
 from crawler.redis_errors import is_transient
 
@@ -168,9 +166,7 @@ class CommitPipeline:
         item_id, data = write
         self.count("crawler/unstorable_items", 1)
         logger.error("Setting aside an item Redis would not store: %s", why)
-        letter = {"reason": f"cannot store item: {why}", "entry": "", "item": data}
-        letter.update(kind="item", node=node, time=time.time(), item_id=item_id.hex())
-        return json.dumps(letter)
+        return item_letter(f"cannot store item: {why}", data, node, item_id)
 
     async def _tail_one_by_one(self, tail: Batch, exc: Exception) -> None:
         """The tail itself was refused: send each of its writes alone and

@@ -9,13 +9,20 @@ public API for, kept in one place and checked when a node starts.
   of waiting for its 5-second heartbeat.
 * Turning off the downloader's per-node politeness, which the cluster
   applies instead (``cluster_politeness``).
+* Seeing how each request ended (``watch_spider_calls``): Scrapy hands every
+  download outcome, a response or a failure, to its scraper's
+  ``call_spider_async`` (public since 2.13), but a failure raised by a
+  downloader middleware's ``process_response`` reaches no middleware, and
+  what an errback yields skips the spider middlewares.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 from scrapy import Request
+from twisted.python.failure import Failure
 
 from crawler.exceptions import ConfigError
 
@@ -63,3 +70,40 @@ def stopping(engine: Any) -> bool:
     """True once the engine stops taking requests (SIGTERM, Ctrl-C, close)."""
     slot = getattr(engine, "_slot", None)
     return not getattr(engine, "running", False) or (slot is not None and slot.closing is not None)
+
+
+class SpiderCallWatcher(Protocol):
+    def failed(self, failure: Failure, request: Request) -> None:
+        """*request*'s download ended in *failure* (before its errback)."""
+
+    def errback_output(self, output: Any, request: Request) -> Any:
+        """Called with each object an errback of *request* yields; returns it."""
+
+
+def watch_spider_calls(engine: Any, watcher: SpiderCallWatcher) -> None:
+    scraper: Any = getattr(engine, "scraper", None)
+    original = getattr(scraper, "call_spider_async", None)
+    if scraper is None or original is None:
+        raise ConfigError(
+            "this Scrapy version's scraper has no call_spider_async; install Scrapy 2.13 or later."
+        )
+
+    async def call_spider_async(result: Any, request: Request) -> Any:
+        if not isinstance(result, Failure):
+            return await original(result, request)
+        watcher.failed(result, request)
+        output = await original(result, request)
+        return _each(output, lambda item: watcher.errback_output(item, request))
+
+    scraper.call_spider_async = call_spider_async
+
+
+def _each(output: Any, hook: Callable[[Any], Any]) -> Any:
+    if hasattr(output, "__aiter__"):
+
+        async def async_each() -> AsyncIterator[Any]:
+            async for item in output:
+                yield hook(item)
+
+        return async_each()
+    return (hook(item) for item in output)

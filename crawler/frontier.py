@@ -103,6 +103,15 @@ def dead_letter(reason: str, entry: str, node: str, url: str | None = None) -> s
     return json.dumps(letter)
 
 
+def item_letter(reason: str, item: str, node: str, item_id: bytes | None = None) -> str:
+    """A dead letter for an item set aside (nothing to requeue: for the record)."""
+    letter: dict[str, Any] = {"reason": reason, "entry": "", "item": item, "kind": "item"}
+    letter.update(node=node, time=time.time())
+    if item_id is not None:
+        letter["item_id"] = item_id.hex()
+    return json.dumps(letter)
+
+
 class Frontier:
     """One node's handle on a crawl's shared state."""
 

@@ -25,6 +25,7 @@ import redis
 from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
 from scrapy.utils.asyncio import is_asyncio_available
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.defer import Deferred
@@ -35,7 +36,8 @@ from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url
 from crawler.decoding import EntryDecoder
 from crawler.exceptions import ConfigError
-from crawler.frontier import Frontier, dead_letter
+from crawler.failures import FailureWatch
+from crawler.frontier import Frontier, dead_letter, item_letter
 from crawler.itemids import ItemIds
 from crawler.localseen import LocalSeen
 from crawler.outcome import read_outcome
@@ -67,6 +69,7 @@ class RedisScheduler(BaseScheduler):
         self.active: dict[Request, str] = {}
         self.local_seen = LocalSeen(config.local_seen_cache)
         self.items = ItemIds(config.item_key)
+        self.failures = FailureWatch(self, crawler.request_fingerprinter)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
@@ -91,6 +94,7 @@ class RedisScheduler(BaseScheduler):
         self.spider = spider
         engine_hooks.check_engine(self.crawler.engine)
         engine_hooks.cluster_politeness(self.crawler.engine)
+        engine_hooks.watch_spider_calls(self.crawler.engine, self.failures)
         cfg = self.config
         client = async_client(self.url, cfg.lease_ms / 1000)
         frontier = Frontier(client, cfg.keys, self.node, cfg.seen, cfg.policy)
@@ -235,9 +239,20 @@ class RedisScheduler(BaseScheduler):
         self.items.forget(item)
 
     def store_item(self, item: Any) -> None:
+        """Queue *item* for the commit that acks its request. One that cannot
+        be encoded (bytes, nesting deeper than JSON allows, not an item) is
+        set aside in the dead letters with its reason and dropped."""
         worker = self.worker
         assert worker is not None
-        worker.batch.items.append((self.items.item_id(item), encode_item(item)))
+        item_id = self.items.item_id(item)
+        try:
+            data = encode_item(item)
+        except Exception as exc:
+            reason = f"cannot store item: {type(exc).__name__}: {exc}"
+            worker.count("crawler/unstorable_items")
+            worker.batch.deads.append(("", item_letter(reason, repr(item)[:2000], self.node)))
+            raise DropItem(reason) from None
+        worker.batch.items.append((item_id, data))
 
     def dead_letter(self, request: Request, reason: str) -> None:
         """Record that the cluster gave up on *request* (or could not store
@@ -251,6 +266,7 @@ class RedisScheduler(BaseScheduler):
             entry = encode_request(retry, self.spider, lenient=True)
         except Exception:  # a request too broken even for a placeholder
             entry = ""
+        self.failures.lettered.add(request)
         logger.warning("Dead-lettering %s: %s", request, reason)
         worker.count("crawler/dead_lettered")
         worker.batch.deads.append(("", dead_letter(reason, entry, self.node, request.url)))
@@ -315,6 +331,7 @@ class RedisScheduler(BaseScheduler):
                 # cache hit, a filter): its domain need not wait.
                 worker.batch.unblocks.append(slot)
             self.items.done(request)
+            self.failures.done(request)
         if worker.batch.acks:
             worker.wakeup.set()
 

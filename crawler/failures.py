@@ -1,0 +1,68 @@
+"""How a leased request's download ended, and what its errback yielded.
+
+Two things a downloader middleware cannot see (``crawler.engine_hooks``):
+
+* A failure raised by a downloader middleware's ``process_response`` (the
+  redirect limit, a body over ``DOWNLOAD_MAXSIZE`` once decompressed, a
+  broken gzip body) reaches no middleware's ``process_exception``, so
+  ``DeadLetterMiddleware`` never saw it and the request vanished in silence.
+  It is dead-lettered here. ``IgnoreRequest`` means "on purpose" in Scrapy
+  (robots.txt, offsite, a cache miss, a user's own filter) and is not,
+  except Scrapy's two limits above.
+* Items an errback yields skip the spider middlewares, so they had no origin
+  and got random ids (stored twice when the page was processed again). They
+  get ids from their request here, as callback items do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+from weakref import WeakSet
+
+from itemadapter import is_item
+from scrapy import Request
+from scrapy.exceptions import IgnoreRequest
+from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+# IgnoreRequest messages of Scrapy's own limits: a failure, not a choice.
+_LIMITS = ("max redirections reached", "Ignored response ")
+
+
+class FailureWatch:
+    """The scheduler's ``engine_hooks.SpiderCallWatcher``."""
+
+    def __init__(self, scheduler: Any, fingerprinter: Any) -> None:
+        self.scheduler = scheduler
+        self.fingerprinter = fingerprinter
+        #: Requests already dead-lettered (by DeadLetterMiddleware).
+        self.lettered: WeakSet[Request] = WeakSet()
+        self._positions: dict[bytes, int] = {}
+
+    def failed(self, failure: Failure, request: Request) -> None:
+        if request in self.lettered or request not in self.scheduler.active:
+            return
+        exc = failure.value
+        reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        if isinstance(exc, IgnoreRequest) and not str(exc).startswith(_LIMITS):
+            self.scheduler.worker.count("crawler/ignored_requests")
+            return
+        self.lettered.add(request)
+        self.scheduler.dead_letter(request, reason)
+
+    def errback_output(self, output: Any, request: Request) -> Any:
+        if is_item(output):
+            fp = self.fingerprinter.fingerprint(request)
+            position = self._positions.get(fp, 0)
+            self._positions[fp] = position + 1
+            item_id = hashlib.sha1(fp + b"errback" + position.to_bytes(4, "big")).digest()[:12]
+            self.scheduler.note_origin(output, item_id, request)
+        return output
+
+    def done(self, request: Request) -> None:
+        """*request* is finished: forget its errback's item positions."""
+        if self._positions:
+            self._positions.pop(self.fingerprinter.fingerprint(request), None)
