@@ -12,10 +12,14 @@ index ``/`` links to every section:
 * ``/api/``: JSON (for ``response.json()``) with lone surrogates, NaN and
   Infinity, huge numbers, deep nesting, a long string, control characters,
   odd keys; truncated JSON, a top-level array, a link with a lone surrogate;
-* ``/status/``: 404, 410, 500, 999, 204, an empty 200, a 302 without a
-  Location; 503 and 429 with ``Retry-After: 1``, a bounded number of times;
-* ``/redirect/``: loops, a chain longer than REDIRECT_MAX_TIMES, a short
-  chain, another host, a mailto: Location, a meta refresh, raw UTF-8 bytes;
+* ``/status/``: 304, 401, 403, 404, 410, 500, 999, 204, an empty 200, a
+  302 without a Location; 503 and 429 with ``Retry-After: 1``, a bounded
+  number of times;
+* ``/redirect/``: loops (60 pairs linked right after the 503 and 429 pages,
+  so that some are leased when the domain pauses), a chain longer than
+  REDIRECT_MAX_TIMES, a short
+  chain, another host, a protocol-relative Location, a mailto: Location, a
+  meta refresh, raw UTF-8 bytes;
 * ``/trap/N`` and ``/grow/a/a/...``: endless link traps (DEPTH_LIMIT bounds them);
 * ``/big/``: 3 MB (past DOWNLOAD_WARNSIZE), 6 MB with and without a
   Content-Length (past DOWNLOAD_MAXSIZE), a gzip bomb;
@@ -24,12 +28,13 @@ index ``/`` links to every section:
   linked as pages, a price the spider cannot parse, a 12 kB header, a
   ``<base href>``;
 * ``/bad/NAME.html``: one odd href (mailto:, javascript:, tel:, ftp:, data:,
-  about:, userinfo, an unclosed IPv6 host, a port out of range) between
-  two plain links;
+  about:, userinfo, an unclosed IPv6 host, a port out of range, https: to
+  this plain-HTTP port) between two plain links;
 * ``/odd/`` and ``/hosts/``: any path answers, for URLs with spaces,
   unicode, percent-escapes, fragments, query orders, over-long URLs, host
-  variants (``localhost`` in capitals and in fullwidth letters, ``127.1``,
-  whose robots.txt answers 500); ``/many.html``: 300 links to 100 pages;
+  variants (``localhost`` in capitals and in fullwidth letters, whose
+  robots.txt redirects to 127.0.0.1's; ``127.1``, whose robots.txt answers
+  500); ``/many.html``: 300 links to 100 pages;
   ``/cookies/set`` and the pages it links, which say whether the cookie
   came back; ``/private/`` (robots.txt denies it).
 
@@ -160,7 +165,8 @@ ENC: dict[str, Callable[[], Answer]] = {
 
 API: dict[str, Callable[[], Answer]] = {
     "surrogate.json": lambda: raw_json(
-        '{"name": "cut emoji \\ud83d", "pair": "\\ud83d\\ude00", "low": "\\udca9 alone"}'
+        '{"name": "cut emoji \\ud83d", "pair": "\\ud83d\\ude00", "low": "\\udca9 alone", '
+        '"\\ud83d key": "a lone surrogate in a key"}'
     ),
     "nan.json": lambda: raw_json(
         '{"nan": NaN, "inf": Infinity, "ninf": -Infinity, "overflow": 1e400, "tiny": 5e-324}'
@@ -227,10 +233,12 @@ REDIRECTS: dict[str, bytes] = {
     "other-host": b"http://localhost:{port}/redirect/landed-localhost.html",
     "to-mailto": b"mailto:someone@example.com",
     "relative": b"../enc/latin1.html",
+    "protocol-relative": b"//localhost:{port}/redirect/landed-protocol-relative.html",
     "utf8-bytes": "/redirect/landed-ü.html".encode(),
 }
 #: /redirect/chain/1 -> 2 -> ... -> 25 -> landed: past REDIRECT_MAX_TIMES (20).
 CHAIN_END = 25
+LOOPS = 60  # /redirect/loop/N-a <-> /redirect/loop/N-b
 #: /bad/NAME.html holds this href between two plain links.
 BAD_HREFS = {
     "userinfo": "http://user:secret@127.0.0.1:{port}/hosts/userinfo",
@@ -243,6 +251,7 @@ BAD_HREFS = {
     "ipv6-unclosed": "http://[::1",
     "no-host": "http:///odd/no-host",
     "port-out-of-range": "http://127.0.0.1:99999/odd/port",
+    "https": "https://127.0.0.1:{port}/odd/tls-to-a-plain-port",
 }
 
 
@@ -291,6 +300,8 @@ class HostileSite:
     def robots(self, host: str) -> Answer:
         if host.startswith("127.1:"):  # a broken robots.txt: Scrapy retries it, then allows all
             return html("robots.txt is broken", status=500)
+        if host.startswith("localhost:"):  # as robots.txt on example.com -> www.example.com
+            return Answer(302, headers=[("Location", f"http://{self.netloc}/robots.txt".encode())])
         return Answer(body=b"User-agent: *\nDisallow: /private/\n", ctype="text/plain")
 
     def many(self) -> Answer:
@@ -300,8 +311,12 @@ class HostileSite:
 
     def index(self) -> Answer:
         hrefs = [f"/enc/{name}" for name in ENC] + ["/api/list.json", "/api/bad-link.json"]
-        hrefs += [f"/status/{s}" for s in ("404", "410", "500", "999", "204", "empty")]
-        hrefs += ["/status/302-no-location", *BOUNDED_FAILURES]
+        hrefs += [f"/status/{s}" for s in ("304", "401", "403", "404", "410", "500", "999")]
+        hrefs += ["/status/204", "/status/empty"]
+        # Redirect loops right after the pages that pause the domain: a node
+        # holds back the requests it leased before a pause, and these may be among them.
+        hrefs += [*BOUNDED_FAILURES, *(f"/redirect/loop/{n}-a" for n in range(LOOPS))]
+        hrefs += ["/status/302-no-location"]
         hrefs += [f"/redirect/{name}" for name in REDIRECTS]
         hrefs += ["/redirect/chain/1", "/redirect/meta-refresh.html", "/trap/1", "/grow/a/"]
         hrefs += [f"/big/{name}" for name in BIG] + [f"/broken/{name}" for name in BROKEN]
@@ -359,8 +374,10 @@ class HostileSite:
             return html("Busy", status=int(name), headers=[("Retry-After", b"1")])
         if name == "empty":
             return Answer(body=b"")
-        if name == "204":
-            return Answer(204, ctype=None)
+        if name in ("204", "304"):
+            # Never a body: a client does not read one, so the bytes would be
+            # taken for the next answer on the keep-alive connection.
+            return Answer(int(name), ctype=None)
         if name == "302-no-location":
             return html("Found, but where?", status=302)
         return html(f"Status {name}", status=int(name))
@@ -368,9 +385,12 @@ class HostileSite:
     def redirect(self, name: str) -> Answer:
         if name in REDIRECTS:
             location = REDIRECTS[name].replace(b"{port}", str(self.port).encode())
+        elif name.startswith("loop/"):
+            pair, side = name.removeprefix("loop/").split("-")
+            location = f"/redirect/loop/{pair}-{'b' if side == 'a' else 'a'}".encode()
         elif name.startswith("chain/"):
-            n = int(name.removeprefix("chain/"))
-            after = f"chain/{n + 1}" if n < CHAIN_END else "landed-chain.html"
+            hop = int(name.removeprefix("chain/"))
+            after = f"chain/{hop + 1}" if hop < CHAIN_END else "landed-chain.html"
             location = f"/redirect/{after}".encode()
         elif name == "meta-refresh.html":
             refresh = '<meta http-equiv="refresh" content="0; url=refreshed.html">'
@@ -441,7 +461,7 @@ def write(handler: BaseHTTPRequestHandler, answer: Answer) -> None:
     body = answer.body
     if answer.mode in ("chunked", "stream"):
         head.append(b"Transfer-Encoding: chunked")
-    elif answer.status != 204 and answer.mode != "close":
+    elif answer.status not in (204, 304) and answer.mode != "close":
         extra = 5000 if answer.mode == "short" else 0
         head.append(f"Content-Length: {len(body) + extra}".encode())
     if answer.mode in ("short", "stream", "close"):

@@ -22,6 +22,7 @@ class HostileSpider(scrapy.Spider):
                 "status": response.status,
                 "length": len(response.body),
                 "content_type": content_type,
+                "magic": response.body[:4],
             }
             return
         yield from response.follow_all(css="a", errback=self.failed)
