@@ -15,9 +15,9 @@ index ``/`` links to every section:
 * ``/status/``: 304, 401, 403, 404, 410, 500, 999, 204, an empty 200, a
   302 without a Location; 503 and 429 with ``Retry-After: 1``, a bounded
   number of times;
-* ``/redirect/``: loops (60 pairs linked right after the 503 and 429 pages,
-  so that some are leased when the domain pauses), a chain longer than
-  REDIRECT_MAX_TIMES, a short
+* ``/redirect/``: loops (60 pairs, 15 linked right after each page that
+  answers 503 or 429, so that some are leased when the domain pauses), a
+  chain longer than REDIRECT_MAX_TIMES, a short
   chain, another host, a protocol-relative Location, a mailto: Location, a
   meta refresh, raw UTF-8 bytes;
 * ``/trap/N`` and ``/grow/a/a/...``: endless link traps (DEPTH_LIMIT bounds them);
@@ -62,7 +62,12 @@ MB = 1024 * 1024
 SLOW_SECONDS = 4.0
 TRAP_END = 1000  # far past any DEPTH_LIMIT: endless for a crawler
 #: Paths that fail this many times (with Retry-After: 1), then answer 200.
-BOUNDED_FAILURES = {"/status/503": 2, "/status/429": 1}
+BOUNDED_FAILURES = {
+    "/status/503": 2,
+    "/status/429": 1,
+    "/status/503-again": 1,
+    "/status/429-again": 1,
+}
 NESTED_DEEP = 600  # deeper than ItemAdapter.asdict recurses, not than json.dumps
 COOKIE_CHECKS = 20
 #: "localhost" in fullwidth letters (U+FF4C ...), which IDNA folds to ASCII.
@@ -315,7 +320,9 @@ class HostileSite:
         hrefs += ["/status/204", "/status/empty"]
         # Redirect loops right after the pages that pause the domain: a node
         # holds back the requests it leased before a pause, and these may be among them.
-        hrefs += [*BOUNDED_FAILURES, *(f"/redirect/loop/{n}-a" for n in range(LOOPS))]
+        per = LOOPS // len(BOUNDED_FAILURES)
+        for i, failing in enumerate(BOUNDED_FAILURES):
+            hrefs += [failing, *(f"/redirect/loop/{n}-a" for n in range(i * per, (i + 1) * per))]
         hrefs += ["/status/302-no-location"]
         hrefs += [f"/redirect/{name}" for name in REDIRECTS]
         hrefs += ["/redirect/chain/1", "/redirect/meta-refresh.html", "/trap/1", "/grow/a/"]
@@ -371,7 +378,7 @@ class HostileSite:
         if bounded is not None:
             if nth > bounded:
                 return html(f"{name} answered after {bounded} failures")
-            return html("Busy", status=int(name), headers=[("Retry-After", b"1")])
+            return html("Busy", status=int(name[:3]), headers=[("Retry-After", b"1")])
         if name == "empty":
             return Answer(body=b"")
         if name in ("204", "304"):

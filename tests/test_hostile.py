@@ -26,7 +26,7 @@ import pytest
 from scrapy.exporters import XmlItemExporter
 
 from tests.conftest import RedisServer, free_port, read_jsonl, run_scrapy, start_node
-from tests.hostile_site import COOKIE_CHECKS, LOOPS, MANY, HostileServer
+from tests.hostile_site import BOUNDED_FAILURES, COOKIE_CHECKS, LOOPS, MANY, HostileServer
 from tests.test_zoo import problems
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
@@ -185,7 +185,7 @@ def test_every_page_is_fetched_as_often_as_plain_scrapy_fetches_it(runs: Runs) -
     # So every page is fetched once, but for the retries of
     # test_retries_redirects_and_traps_fetch_what_the_settings_allow.
     port = runs.base.rsplit(":", 1)[1]
-    retried = {"/status/500", "/status/503", "/status/429", "/broken/slow.html"}
+    retried = {"/status/500", "/broken/slow.html", *BOUNDED_FAILURES}
     retried |= {"/broken/short-body.html", f"//127.1:{port}/robots.txt"}
     retried.add("/robots.txt")  # also the target of localhost's robots.txt redirect
     assert not {p: n for p, n in cluster.items() if n != 1 and p not in retried}
@@ -195,9 +195,10 @@ def test_retries_redirects_and_traps_fetch_what_the_settings_allow(runs: Runs) -
     counts = runs.counts
     # RETRY_TIMES = 2: 500, timeouts and a short body are tried 3 times. 503
     # and 429 with Retry-After pause the domain cluster-wide and are fetched
-    # again until they answer (after 2 and 1 failures).
+    # again until they answer (after BOUNDED_FAILURES failures).
     expected = {"/status/500": 3, "/broken/slow.html": 3, "/broken/short-body.html": 3}
-    expected |= {"/status/503": 3, "/status/429": 2, "/status/404": 1, "/status/410": 1}
+    expected |= {path: n + 1 for path, n in BOUNDED_FAILURES.items()}
+    expected |= {"/status/404": 1, "/status/410": 1}
     # Every redirect hop once: loops end at the seen-set, the chain after
     # REDIRECT_MAX_TIMES (20) hops (chain/21 answers the 21st redirect).
     expected |= {f"/redirect/chain/{n}": 1 for n in range(1, 22)}
@@ -227,7 +228,9 @@ def test_redirect_loops_end_at_the_seen_set_after_a_pause(runs: Runs) -> None:
     each hop is fetched once, as in plain Scrapy, where the second visit of
     N-a is a duplicate. A request a node leased before its domain was paused
     is held back and queued again; it must keep its place in the seen-set's
-    rules (not become dont_filter, which its redirects would inherit)."""
+    rules (not become dont_filter, which its redirects would inherit).
+    Which requests are held back depends on timing: while the bug is there,
+    about two runs in three hold back a loop."""
     loops = {f"{LOOP_PREFIX}{n}-{side}" for n in range(LOOPS) for side in "ab"}
     looped = {p: n for p, n in runs.counts.items() if p in loops and n != 1}
     held = sum(
