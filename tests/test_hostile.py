@@ -158,6 +158,19 @@ def test_every_node_exits_and_reports_its_dead_letters(runs: Runs) -> None:
             assert f"{reason['count']:,} x {reason['reason']}" in tail
 
 
+def test_text_reports_show_the_same_dead_letters(runs: Runs) -> None:
+    """What a user reads: ``scrapy deadletters`` and ``scrapy status`` as text."""
+    dead = len(runs.letters)
+    listed = run_scrapy(["deadletters", "hostile"], runs.redis_url, cwd=HOSTILE)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert listed.stdout.rstrip().endswith(f"{dead} dead letters in crawl 'hostile'")
+    for url in letters_by_url(runs):
+        assert url[:100] in listed.stdout
+    status = run_scrapy(["status", "hostile"], runs.redis_url, cwd=HOSTILE)
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert f"dead letters now {dead:>10,}; commonest reasons:" in status.stdout
+
+
 # -- every fetchable page fetched as plain Scrapy fetches it ----------------
 
 
