@@ -13,11 +13,9 @@ Every method Scrapy calls works on memory only (see ``crawler.worker``):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
-import time
 import uuid
 from typing import Any
 
@@ -35,21 +33,17 @@ from crawler.codec import encode_item, encode_request
 from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url
 from crawler.decoding import EntryDecoder
+from crawler.download_events import DownloadEvents
 from crawler.exceptions import ConfigError
 from crawler.failures import FailureWatch
 from crawler.frontier import Frontier, dead_letter, item_letter
 from crawler.itemids import ItemIds
 from crawler.localseen import LocalSeen
-from crawler.outcome import read_outcome
-from crawler.politeness import request_entry, slot_of
-from crawler.redis_errors import is_transient
+from crawler.politeness import request_entry
 from crawler.seenrecord import check_seen_config
 from crawler.worker import Worker
 
 logger = logging.getLogger(__name__)
-
-# Close gives up flushing after this long without Redis, and says so.
-_CLOSE_FLUSH_TIMEOUT = 60.0
 
 
 class RedisScheduler(BaseScheduler):
@@ -66,6 +60,7 @@ class RedisScheduler(BaseScheduler):
         self.node = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.spider: Spider | None = None
         self.worker: Worker | None = None
+        self.events: DownloadEvents | None = None
         self.active: dict[Request, str] = {}
         self.local_seen = LocalSeen(config.local_seen_cache)
         self.items = ItemIds(config.item_key)
@@ -106,8 +101,9 @@ class RedisScheduler(BaseScheduler):
         )
         # Requests start in lease order; this many may start before a report.
         worker.commits.window = self.crawler.settings.getint("CONCURRENT_REQUESTS", 16)
-        self.crawler.signals.connect(self._reached_downloader, signals.request_reached_downloader)
-        self.crawler.signals.connect(self._response_downloaded, signals.response_downloaded)
+        self.events = events = DownloadEvents(cfg.policy, worker, self.active.get)
+        self.crawler.signals.connect(events.reached_downloader, signals.request_reached_downloader)
+        self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
         await frontier.register()
         await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
         worker.start()
@@ -122,32 +118,8 @@ class RedisScheduler(BaseScheduler):
             return
         await worker.stop()
         self._reap()
-        worker.leases.ready.clear()
-        try:
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.flush)
-            # Whatever is still held (prefetched, never started) goes back.
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.frontier.release_all)
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, worker.leave)
-            await self._report_outcome()
-        except Exception as exc:
-            logger.error(
-                "Could not reach Redis at %s while closing (%s): %d pending writes are "
-                "lost from this node; its leases expire and other nodes redo that work.",
-                redact(self.url),
-                exc,
-                len(worker.commits),
-            )
-        await worker.frontier.client.aclose()
+        await worker.close()
         logger.info("Node %s left crawl %r (%s)", self.node, self.config.name, reason)
-
-    async def _report_outcome(self) -> None:
-        """Say what the crawl gave up on, so it never ends as a silent success
-        (``crawler.outcome``); the crawl command's exit status reads the stat."""
-        assert self.worker is not None and self.crawler.stats is not None
-        outcome = await read_outcome(self.worker.frontier.client, self.config.keys)
-        self.crawler.stats.set_value("crawler/dead_letters", outcome.dead)
-        for line in outcome.lines(self.config.name):
-            logger.warning("%s", line)
 
     def has_pending_requests(self) -> bool:
         return bool(self.worker and self.worker.leases.ready)
@@ -217,10 +189,7 @@ class RedisScheduler(BaseScheduler):
             self.config.stop_timeout,
         )
         self.active.clear()
-        worker.leases.ready.clear()
-        await worker.flush()
-        await worker.frontier.release_all()
-        await worker.frontier.client.aclose()
+        await worker.hand_back()
         from twisted.internet import reactor
 
         if reactor.running:
@@ -273,47 +242,12 @@ class RedisScheduler(BaseScheduler):
 
     def backoff(self, request: Request, seconds: float) -> None:
         """Pause *request*'s domain cluster-wide (seconds < 0: exponential)."""
-        worker = self.worker
-        assert worker is not None
-        slot = slot_of(request)
-        worker.batch.backoffs.append((slot, seconds))
-        pause = seconds if seconds >= 0 else self.config.policy.backoff_base
-        worker.pauses.pause(slot, time.time() + min(pause, self.config.policy.backoff_max))
-        worker.wakeup.set()
+        assert self.events is not None
+        self.events.backoff(request, seconds)
 
     def paused(self, request: Request) -> bool:
         """True while *request*'s domain is paused after a 429/503 (as this node knows)."""
-        worker = self.worker
-        return worker is not None and worker.pauses.paused(slot_of(request))
-
-    def _reached_downloader(self, request: Request, spider: Spider) -> None:
-        worker = self.worker
-        lease_id = self.active.get(request)
-        if worker is None or lease_id is None:
-            return
-        # Lease ids grow with each lease: what this node started so far,
-        # reported with the next commit, which goes at once.
-        if int(lease_id) > worker.commits.began:
-            worker.commits.began = int(lease_id)
-            worker.wakeup.set()
-        slot = worker.leases.started(lease_id)
-        if slot is not None:
-            worker.batch.starts.append((slot, self.config.policy.factor(slot)))
-            worker.wakeup.set()
-
-    def _response_downloaded(self, response: Any, request: Request, spider: Spider) -> None:
-        worker = self.worker
-        latency = request.meta.get("download_latency")
-        if (
-            worker is None
-            or not self.config.policy.autothrottle
-            or latency is None
-            or request.meta.get("autothrottle_dont_adjust_delay") is True
-        ):
-            return
-        worker.batch.latencies.append(
-            (slot_of(request), int(latency * 1000), response.status == 200)
-        )
+        return self.events is not None and self.events.paused(request)
 
     def _reap(self) -> None:
         """Acknowledge requests the engine has finished with."""
@@ -341,17 +275,3 @@ def redis_scheduler(crawler: Crawler) -> RedisScheduler | None:
     engine = crawler.engine
     scheduler = engine.scheduler if engine is not None else None
     return scheduler if isinstance(scheduler, RedisScheduler) else None
-
-
-async def _retry_for(seconds: float, op: Any) -> None:
-    deadline = time.monotonic() + seconds
-    delay = 0.5
-    while True:
-        try:
-            await op()
-            return
-        except Exception as exc:
-            if not is_transient(exc) or time.monotonic() + delay > deadline:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)

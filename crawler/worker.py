@@ -34,6 +34,7 @@ from crawler.frontier import Batch, Frontier
 from crawler.leases import Decoder, LeaseSession
 from crawler.localseen import LocalSeen
 from crawler.nodereport import NodeReport
+from crawler.outcome import read_outcome
 from crawler.pauses import DomainPauses
 from crawler.redis_errors import is_transient
 
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 _IDLE_POLL = 0.25
 _MAX_BACKOFF = 5.0
+# Closing gives up on Redis after this long, and says so.
+_CLOSE_FLUSH_TIMEOUT = 60.0
 
 
 class NodeEngine(Protocol):
@@ -239,5 +242,51 @@ class Worker:
         if await self.completion.check():
             self.engine.wake()
 
-    async def leave(self) -> None:
-        await self.report.leave()
+    async def close(self) -> None:
+        """The node leaves: write what is pending, hand back what it holds
+        (prefetched, never started), leave the crawl and say how it ended.
+        Redis is waited for (with backoff) for at most a minute."""
+        self.leases.ready.clear()
+        try:
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.flush)
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.frontier.release_all)
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.report.leave)
+            await self._report_outcome()
+        except Exception as exc:
+            logger.error(
+                "Could not reach Redis at %s while closing (%s): %d pending writes are "
+                "lost from this node; its leases expire and other nodes redo that work.",
+                self.url,
+                exc,
+                len(self.commits),
+            )
+        await self.frontier.client.aclose()
+
+    async def hand_back(self) -> None:
+        """Stop now: write what is pending and hand back everything held."""
+        self.leases.ready.clear()
+        await self.flush()
+        await self.frontier.release_all()
+        await self.frontier.client.aclose()
+
+    async def _report_outcome(self) -> None:
+        """Say what the crawl gave up on, so it never ends as a silent success
+        (``crawler.outcome``); the crawl command's exit status reads the stat."""
+        outcome = await read_outcome(self.frontier.client, self.config.keys)
+        self.report.stats.set_value("crawler/dead_letters", outcome.dead)
+        for line in outcome.lines(self.config.name):
+            logger.warning("%s", line)
+
+
+async def _retry_for(seconds: float, op: Callable[[], Awaitable[object]]) -> None:
+    deadline = time.monotonic() + seconds
+    delay = 0.5
+    while True:
+        try:
+            await op()
+            return
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,67 @@
+"""What a node's downloader tells the cluster, for politeness and deliveries.
+
+* A leased request reached the downloader: its lease id is reported (a
+  reclaim after a crash counts a delivery only for started requests), and
+  for a domain with a delay, its start, which times the domain's next
+  request for the whole cluster.
+* A response's latency, for the cluster's shared AutoThrottle.
+* A 429/503: the domain is paused for every node (``crawler.backoff``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from scrapy import Request, Spider
+
+from crawler.politeness import Policy, slot_of
+from crawler.worker import Worker
+
+
+class DownloadEvents:
+    def __init__(
+        self, policy: Policy, worker: Worker, lease_of: Callable[[Request], str | None]
+    ) -> None:
+        self.policy = policy
+        self.worker = worker
+        self.lease_of = lease_of
+
+    def reached_downloader(self, request: Request, spider: Spider) -> None:
+        lease_id = self.lease_of(request)
+        if lease_id is None:
+            return
+        worker = self.worker
+        # Lease ids grow with each lease: what this node started so far,
+        # reported with the next commit, which goes at once.
+        if int(lease_id) > worker.commits.began:
+            worker.commits.began = int(lease_id)
+            worker.wakeup.set()
+        slot = worker.leases.started(lease_id)
+        if slot is not None:
+            worker.batch.starts.append((slot, self.policy.factor(slot)))
+            worker.wakeup.set()
+
+    def response_downloaded(self, response: Any, request: Request, spider: Spider) -> None:
+        latency = request.meta.get("download_latency")
+        if (
+            not self.policy.autothrottle
+            or latency is None
+            or request.meta.get("autothrottle_dont_adjust_delay") is True
+        ):
+            return
+        self.worker.batch.latencies.append(
+            (slot_of(request), int(latency * 1000), response.status == 200)
+        )
+
+    def backoff(self, request: Request, seconds: float) -> None:
+        """Pause *request*'s domain cluster-wide (seconds < 0: exponential)."""
+        slot = slot_of(request)
+        self.worker.batch.backoffs.append((slot, seconds))
+        pause = seconds if seconds >= 0 else self.policy.backoff_base
+        self.worker.pauses.pause(slot, time.time() + min(pause, self.policy.backoff_max))
+        self.worker.wakeup.set()
+
+    def paused(self, request: Request) -> bool:
+        return self.worker.pauses.paused(slot_of(request))
