@@ -59,13 +59,15 @@ class Runs:
         return self.base + path
 
 
-def crawl_plain(out: Path) -> tuple[Items, str]:
+def crawl_plain(out: Path, redis_url: str) -> tuple[Items, str]:
     """The spider in one plain Scrapy process. Its feed has no encoding, so
     Scrapy's exporter writes lone surrogates as JSON escapes instead of
-    failing on them (FEED_EXPORT_ENCODING = "utf-8" would)."""
+    failing on them (FEED_EXPORT_ENCODING = "utf-8" would). REDIS_URL is set
+    all the same: the project's `scrapy crawl` (COMMANDS_MODULE) checks Redis,
+    and would start a private local one without it, even with no add-on."""
     feeds = json.dumps({str(out): {"format": "jsonlines", "encoding": None}})
     args = ["crawl", "hostile", "-s", "ADDONS={}", "-s", "LOG_LEVEL=INFO", "-s", f"FEEDS={feeds}"]
-    result = run_scrapy(args, None, cwd=HOSTILE, timeout=120)
+    result = run_scrapy(args, redis_url, cwd=HOSTILE, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'scheduler/enqueued/memory'" in result.stderr  # Scrapy's own scheduler ran
     return read_jsonl(out), result.stderr
@@ -100,8 +102,9 @@ def runs(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) ->
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("HOSTILE_SITE", server.base)
-            plain_items, plain_log = crawl_plain(out / "plain.jsonl")
+            plain_items, plain_log = crawl_plain(out / "plain.jsonl", redis_server.url)
             plain_counts = server.take_counts()
+            redis_server.client().flushall()
             codes, logs = crawl_cluster(redis_server.url, out)
             counts = server.take_counts()
             letters = scrapy_json(["deadletters", "hostile", "--json"], redis_server.url)
