@@ -22,7 +22,7 @@ from scrapy.http import Response
 
 from crawler.config import CrawlConfig
 from crawler.politeness import slot_of
-from crawler.scheduler import RedisScheduler, redis_scheduler
+from crawler.scheduler import REQUEUE, RedisScheduler, redis_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ class BackoffMiddleware:
         if scheduler is None or request not in scheduler.active or not scheduler.paused(request):
             return None
         self.crawler.stats.inc_value("crawler/backoff/held_back")
-        retry = request.replace(dont_filter=True)
-        return retry
+        return requeued(request)
 
     def _scheduler(self) -> RedisScheduler | None:
         return redis_scheduler(self.crawler)
@@ -91,6 +90,16 @@ class BackoffMiddleware:
             if seconds is None
             else f"Retry-After {min(seconds, self.max_pause):g}s",
         )
-        retry = request.replace(dont_filter=True)
+        retry = requeued(request)
         retry.meta["backoff_times"] = tries + 1
         return retry
+
+
+def requeued(request: Request) -> Request:
+    """*request* again, to go back to the frontier past the seen-set (it is
+    in it already). Not ``dont_filter``, which Scrapy's RedirectMiddleware
+    would copy to every redirect, so a redirect loop would never meet the
+    seen-set: the scheduler takes this meta key off before storing it."""
+    again = request.replace()
+    again.meta[REQUEUE] = True
+    return again

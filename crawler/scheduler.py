@@ -46,6 +46,10 @@ from crawler.worker import Worker
 logger = logging.getLogger(__name__)
 
 
+#: Meta key of a request going back to the frontier past the seen-set.
+REQUEUE = "_crawler_requeue"
+
+
 class RedisScheduler(BaseScheduler):
     """Shares one frontier, seen-set and item store between all nodes.
 
@@ -128,7 +132,9 @@ class RedisScheduler(BaseScheduler):
         worker = self.worker
         assert worker is not None and self.spider is not None
         fp: bytes | None = None
-        if not request.dont_filter:
+        if request.meta.pop(REQUEUE, False):
+            pass  # seen already: back to the frontier as it is (crawler.backoff)
+        elif not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
             if fp in self.local_seen:
                 worker.count("crawler/duplicates_local")
