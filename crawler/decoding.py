@@ -18,6 +18,7 @@ from scrapy import Request, Spider
 from crawler.codec import decode_request
 from crawler.config import CrawlConfig
 from crawler.exceptions import BadEntry, BadSeed
+from crawler.fingerprints import start_fingerprint
 from crawler.frontier import Batch, dead_letter
 from crawler.politeness import request_entry
 from crawler.scrapy_redis_compat import seed_fingerprint, seed_requests
@@ -49,6 +50,8 @@ class EntryDecoder:
         try:
             for request in seed_requests(raw, self.spider, self.config):
                 fp = seed_fingerprint(request, self.fingerprinter)
+                if fp is not None and request.dont_filter:
+                    fp = start_fingerprint(fp)  # a RedisSpider's seed: a start request
                 pushes.append((fp, request.priority, request_entry(request, self.spider)))
         except (BadSeed, ValueError, TypeError) as exc:
             text = raw.decode("utf-8", "replace")

@@ -21,6 +21,7 @@ Two modes, chosen by ``CRAWLER_SEEN_MODE``:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 from dataclasses import dataclass
@@ -86,3 +87,12 @@ def bloom_layer(capacity: int, error_rate: float, layer: int) -> tuple[int, int,
         bits = MAX_LAYER_BITS
         cap = math.floor(bits * math.log(2) ** 2 / -math.log(p))
     return cap, bits, max(1, round(-math.log2(p)))
+
+
+def start_fingerprint(fingerprint: bytes) -> bytes:
+    """The seen-set key of a start request (``start_urls``/``start()``, a
+    RedisSpider's seeds): N nodes starting the same spider fetch it once,
+    and a later link to the same URL is still fetched, as plain Scrapy does
+    with its ``dont_filter`` start requests (a CrawlSpider's start page goes
+    to ``parse_start_url`` first, then to the rule that links to it)."""
+    return hashlib.sha1(b"start request\0" + fingerprint).digest()

@@ -22,7 +22,9 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
 
     * Start requests (``start_urls``, ``start()``) go through the shared
       seen-set, so N nodes starting the same spider fetch them once. Scrapy
-      marks them ``dont_filter``; this middleware clears that.
+      marks them ``dont_filter``; this middleware clears that, and the
+      scheduler keys them apart from links to the same URL
+      (``crawler.fingerprints.start_fingerprint``).
     * Each item is tagged with a stable identity: the fingerprint of the
       request whose response produced it and its position in the output, so
       re-processing after a crash stores it once.
@@ -45,7 +47,11 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
 
     def get_processed_request(self, request: Request, response: Response | None) -> Request:
         if response is None and request.dont_filter and not request.meta.get(DONT_DEDUPE_START):
-            return request.replace(dont_filter=False)
+            start = request.replace(dont_filter=False)
+            scheduler = self._scheduler()
+            if scheduler is not None:
+                scheduler.start_requests.add(start)
+            return start
         return request
 
     def get_processed_item(self, item: Any, response: Response | None) -> Any:

@@ -18,6 +18,7 @@ import os
 import socket
 import uuid
 from typing import Any
+from weakref import WeakSet
 
 import redis
 from scrapy import Request, Spider, signals
@@ -36,6 +37,7 @@ from crawler.decoding import EntryDecoder
 from crawler.download_events import DownloadEvents
 from crawler.exceptions import ConfigError
 from crawler.failures import FailureWatch
+from crawler.fingerprints import start_fingerprint
 from crawler.frontier import Frontier, dead_letter, item_letter
 from crawler.itemids import ItemIds
 from crawler.localseen import LocalSeen
@@ -69,6 +71,8 @@ class RedisScheduler(BaseScheduler):
         self.local_seen = LocalSeen(config.local_seen_cache)
         self.items = ItemIds(config.item_key)
         self.failures = FailureWatch(self, crawler.request_fingerprinter)
+        #: The spider's start requests (crawler.middleware), keyed apart.
+        self.start_requests: WeakSet[Request] = WeakSet()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
@@ -136,6 +140,8 @@ class RedisScheduler(BaseScheduler):
             pass  # seen already: back to the frontier as it is (crawler.backoff)
         elif not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
+            if request in self.start_requests:
+                fp = start_fingerprint(fp)
             if fp in self.local_seen:
                 worker.count("crawler/duplicates_local")
                 return False

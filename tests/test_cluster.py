@@ -87,7 +87,9 @@ def test_three_nodes_seeded_with_redis_cli_lpush(make_site, redis_url, rclient, 
 
 
 def test_start_urls_of_a_plain_spider_are_fetched_once(make_site, redis_url, tmp_path):
-    """No seeding: each node's own start request goes through the shared seen-set."""
+    """No seeding: each node's own start request goes through the shared
+    seen-set, so 3 nodes fetch it once; a later link to it is fetched again,
+    as plain Scrapy does with its dont_filter start requests."""
     site = make_site(40)
     start = f"start_url={site.url('/page/0.html')}"
     procs = [
@@ -96,6 +98,7 @@ def test_start_urls_of_a_plain_spider_are_fetched_once(make_site, redis_url, tmp
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     counts = site.page_counts()
     assert len(counts) == 40
+    assert counts.pop("/page/0.html") == 2  # the start request, then a link to it
     assert set(counts.values()) == {1}
 
 
