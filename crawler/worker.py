@@ -273,9 +273,18 @@ class Worker:
         """Say what the crawl gave up on, so it never ends as a silent success
         (``crawler.outcome``); the crawl command's exit status reads the stat."""
         outcome = await read_outcome(self.frontier.client, self.config.keys)
-        self.report.stats.set_value("crawler/dead_letters", outcome.dead)
+        # Writes Redis refused even alone, dead letters included: lost, and
+        # said so, so that the crawl does not end as a success.
+        dropped = int(self.report.stats.get_value("crawler/dropped_writes", 0))
+        self.report.stats.set_value("crawler/dead_letters", outcome.dead + dropped)
         for line in outcome.lines(self.config.name):
             logger.warning("%s", line)
+        if dropped:
+            logger.error(
+                "This node dropped %d writes Redis refused even one at a time (see the "
+                "errors above): the crawl's results are incomplete.",
+                dropped,
+            )
 
 
 async def _retry_for(seconds: float, op: Callable[[], Awaitable[object]]) -> None:
