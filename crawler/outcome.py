@@ -72,7 +72,12 @@ def read_pipe(pipe: Any, keys: Keys) -> None:
     pipe.lrange(keys.dead, -SAMPLE, -1)
 
 
-def from_replies(dead: int, sample: list[bytes]) -> Outcome:
+def from_replies(dead: Any, sample: Any) -> Outcome:
+    """The outcome from the replies to ``read_pipe`` (errors included: a
+    dead-letter key of the wrong type cannot hide what the crawl lost)."""
+    if isinstance(dead, Exception) or isinstance(sample, Exception):
+        problem = dead if isinstance(dead, Exception) else sample
+        return Outcome(1, [(f"the dead-letter list cannot be read: {problem}", 1)])
     return Outcome(int(dead or 0), top_reasons(sample))
 
 
@@ -80,5 +85,5 @@ async def read_outcome(client: Any, keys: Keys) -> Outcome:
     """The crawl's outcome, from its dead-letter list."""
     async with client.pipeline(transaction=False) as pipe:
         read_pipe(pipe, keys)
-        dead, sample = await pipe.execute()
+        dead, sample = await pipe.execute(raise_on_error=False)
     return from_replies(dead, sample)

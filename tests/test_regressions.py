@@ -166,3 +166,20 @@ def test_failed_robots_txt_is_not_a_dead_letter(make_site, redis_url, rclient, t
     assert rclient.llen("{site}:dead") == 0
     assert int(rclient.hget("{site}:stats", "dead") or 0) == 0
     assert len(site.page_counts()) == 20 and set(site.page_counts().values()) == {1}
+
+
+def test_a_crawl_that_cannot_even_dead_letter_does_not_end_as_a_success(
+    make_site, redis_url, rclient, tmp_path
+):
+    """The dead-letter list overwritten with a string: every dead letter is
+    refused. Before, the node logged and exited 0 with `finished`."""
+    site = make_site(5)
+    seeds = [site.url("/page/0.html"), site.url("/fail/0.html")]
+    assert run_scrapy(["seed", "site", *seeds], redis_url).returncode == 0
+    rclient.set("{site}:dead", "not a list")
+    node = start_node("site", redis_url, tmp_path / "n.log", "RETRY_TIMES=0")
+    assert node.wait(timeout=120) == 3
+    log = (tmp_path / "n.log").read_text()
+    assert "Spider closed (finished)" in log
+    assert "the dead-letter list cannot be read" in log
+    assert "This node dropped 1 writes Redis refused" in log
