@@ -27,6 +27,7 @@ from typing import Any
 from crawler.frontier import BATCH_TAIL, Batch, CommitResult, Frontier, dead_letter, item_letter
 from crawler.localseen import LocalSeen
 from crawler.redis_errors import is_transient
+from crawler.starts import StartReports
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class CommitPipeline:
         batch_size: int,
         count: Callable[[str, int], None],
         local_seen: LocalSeen | None = None,
+        window: int = 16,
     ) -> None:
         self.frontier = frontier
         self.local_seen = local_seen or LocalSeen(0)
@@ -60,19 +62,14 @@ class CommitPipeline:
         #: number when sent again, so Redis applies it once.
         self.pending: deque[list[Any]] = deque()
         self._seq = 0
-        #: The highest lease id of this node's requests that reached the
-        #: downloader (set by the scheduler), and how many more may have
-        #: started unreported (the node's concurrency): a reclaim after a
-        #: crash counts a delivery only for those, not for prefetched ones.
-        self.began = 0
-        self.window = 0
-        self._began_sent = 0
+        #: What this node started, reported with each commit (crawler.starts).
+        self.starts = StartReports(window)
         #: The last successful commit's result (for its backoff version).
         self.last: CommitResult | None = None
 
     def __len__(self) -> int:
         """Writes not yet applied (a report of started requests counts one)."""
-        unsent = int(self.began != self._began_sent)
+        unsent = int(self.starts.due())
         return len(self.batch) + sum(len(chunk) for _, chunk in self.pending) + unsent
 
     def batches(self) -> list[Batch]:
@@ -82,7 +79,7 @@ class CommitPipeline:
     async def flush(self) -> None:
         """Write everything queued so far; raises only transient errors, and
         then keeps what was not written, in order, for the next flush."""
-        if len(self.batch) or (self.began != self._began_sent and not self.pending):
+        if len(self.batch) or (self.starts.due() and not self.pending):
             batch, self.batch = self.batch, Batch()
             self.pending.extend([0, chunk] for chunk in _chunks(batch, self.batch_size))
         while self.pending:
@@ -98,10 +95,9 @@ class CommitPipeline:
             seq = self._seq
             if numbered:
                 numbered[0] = seq
-        began = self.began
-        report = f"{began}|{self.window}" if began != self._began_sent else ""
+        report, top = self.starts.report()
         result = await self.frontier.commit(chunk, seq, report)
-        self._began_sent = began
+        self.starts.applied(top)
         self.local_seen.committed(fp for fp, _, _ in chunk.pushes)
         for stat, field in _STATS:
             self.count(stat, getattr(result, field))

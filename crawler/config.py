@@ -89,6 +89,7 @@ class CrawlConfig:
     policy: Policy
     robots_ttl: float
     backoff_retries: int
+    concurrency: int = 16  # CONCURRENT_REQUESTS: requests a node processes at once
 
     @classmethod
     def from_settings(cls, settings: BaseSettings, spider_name: str) -> CrawlConfig:
@@ -130,4 +131,5 @@ class CrawlConfig:
             policy=Policy.from_settings(settings),
             robots_ttl=_positive(settings, "CRAWLER_ROBOTSTXT_TTL"),
             backoff_retries=int(_get(settings, "CRAWLER_BACKOFF_RETRIES")),
+            concurrency=settings.getint("CONCURRENT_REQUESTS", 16),
         )

@@ -1,9 +1,8 @@
 """What a node's downloader tells the cluster, for politeness and deliveries.
 
-* A leased request reached the downloader: its lease id is reported (a
-  reclaim after a crash counts a delivery only for started requests), and
-  for a domain with a delay, its start, which times the domain's next
-  request for the whole cluster.
+* A leased request reached the downloader: for a domain with a delay, its
+  start is reported, which times the domain's next request for the whole
+  cluster.
 * A response's latency, for the cluster's shared AutoThrottle.
 * A 429/503: the domain is paused for every node (``crawler.backoff``).
 """
@@ -33,11 +32,6 @@ class DownloadEvents:
         if lease_id is None:
             return
         worker = self.worker
-        # Lease ids grow with each lease: what this node started so far,
-        # reported with the next commit, which goes at once.
-        if int(lease_id) > worker.commits.began:
-            worker.commits.began = int(lease_id)
-            worker.wakeup.set()
         slot = worker.leases.started(lease_id)
         if slot is not None:
             worker.batch.starts.append((slot, self.policy.factor(slot)))

@@ -107,8 +107,6 @@ class RedisScheduler(BaseScheduler):
         self.worker = worker = Worker(
             frontier, cfg, self, decoder, stats, redact(self.url), self.local_seen
         )
-        # Requests start in lease order; this many may start before a report.
-        worker.commits.window = self.crawler.settings.getint("CONCURRENT_REQUESTS", 16)
         self.events = events = DownloadEvents(cfg.policy, worker, self.active.get)
         self.crawler.signals.connect(events.reached_downloader, signals.request_reached_downloader)
         self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
@@ -167,12 +165,16 @@ class RedisScheduler(BaseScheduler):
         if worker is None:
             return None
         self._reap()
+        if not worker.commits.starts.may_hand_out():
+            worker.wakeup.set()  # the next commit reports what started
+            return None
         taken = worker.leases.take()
         if taken is None:
             worker.wakeup.set()
             return None
         lease_id, request = taken
         self.active[request] = lease_id
+        worker.commits.starts.handed_out(lease_id)
         return request
 
     # -- the worker's NodeEngine -------------------------------------------

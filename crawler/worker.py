@@ -84,7 +84,9 @@ class Worker:
         self.url = url
         self.report = NodeReport(frontier, stats, config.lease_ms)
         self.count = self.report.count
-        self.commits = CommitPipeline(frontier, config.batch_size, self.count, local_seen)
+        self.commits = CommitPipeline(
+            frontier, config.batch_size, self.count, local_seen, config.concurrency
+        )
         self.leases = LeaseSession(frontier, config, self.count)
         self.completion = ClusterCompletion(frontier, config.finish_grace)
         self.pauses = DomainPauses()

