@@ -1,0 +1,84 @@
+"""The lease session and cluster completion, each alone against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import redis.asyncio as aioredis
+from scrapy import Request
+from scrapy.settings import Settings
+
+from crawler.completion import ClusterCompletion
+from crawler.config import CrawlConfig
+from crawler.frontier import Batch, Frontier
+from crawler.leases import LeaseSession
+from tests.test_frontier import KEYS, push
+
+
+class JsonDecoder:
+    def decode(self, lease_id: str, body: bytes, batch: Batch) -> Request | None:
+        return Request(json.loads(body)["url"])
+
+    def decode_raw(self, lease_id: str, raw: bytes, batch: Batch) -> None:
+        raise AssertionError("no raw seeds here")
+
+
+def config(**settings: object) -> CrawlConfig:
+    base = {"CRAWLER_LEASE_TIME": 2, "CRAWLER_LEASE_RENEW_INTERVAL": 0.5, "CRAWLER_PREFETCH": 2}
+    return CrawlConfig.from_settings(Settings({**base, **settings}), "t")
+
+
+def session(redis_url: str, node: str) -> LeaseSession:
+    frontier = Frontier(aioredis.Redis.from_url(redis_url), KEYS, node)
+    return LeaseSession(frontier, config(), lambda key, n: None)
+
+
+def test_a_session_hands_out_nothing_once_its_leases_may_have_expired(redis_url):
+    async def scenario() -> tuple[list[str], list[str]]:
+        frozen, other = session(redis_url, "frozen"), session(redis_url, "other")
+        await frozen.frontier.commit(Batch(pushes=[push(f"http://a/{i}") for i in range(4)]))
+        assert (await frozen.refill(JsonDecoder(), Batch())) == (False, False)  # not renewed yet
+        await frozen.renew("{}", set)
+        ready, _ = await frozen.refill(JsonDecoder(), Batch())
+        assert ready and len(frozen.ready) == 4
+        first = frozen.take()
+        assert first is not None and first[1].url == "http://a/0"
+        # Frozen past its 2 s lease: the other node reclaims its work.
+        frozen.valid_until = time.monotonic() - 1
+        assert frozen.take() is None and frozen.renew_due
+        await asyncio.sleep(2.1)
+        await other.renew("{}", set)
+        await other.refill(JsonDecoder(), Batch())
+        taken = [r.url for _, r in other.ready]
+        # Back: the renewal finds nothing held and drops what was prefetched.
+        await frozen.renew("{}", set)
+        left = [r.url for _, r in frozen.ready]
+        assert frozen.take() is None
+        for s in (frozen, other):
+            await s.frontier.client.aclose()
+        return taken, left
+
+    taken, left = asyncio.run(scenario())
+    assert sorted(taken) == ["http://a/0", "http://a/1", "http://a/2", "http://a/3"]
+    assert left == []
+
+
+def test_completion_waits_for_an_empty_quiet_frontier(redis_url):
+    async def scenario() -> list[bool]:
+        frontier = Frontier(aioredis.Redis.from_url(redis_url), KEYS, "n")
+        completion = ClusterCompletion(frontier, finish_grace=0.3)
+        await frontier.commit(Batch(pushes=[push("http://a/1")]))
+        seen = [await completion.check()]  # one queued: not finished
+        leased = await frontier.lease(1, 10_000)
+        assert leased is not None
+        seen.append(await completion.check())  # held by a node: not finished
+        await frontier.commit(Batch(acks=[leased.entries[0][0]]))
+        seen.append(await completion.check())  # empty, quiet since now
+        await asyncio.sleep(0.35)
+        seen.append(await completion.check())  # quiet for the grace: finished
+        await frontier.client.aclose()
+        return seen
+
+    assert asyncio.run(scenario()) == [False, False, False, True]
