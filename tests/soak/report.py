@@ -40,19 +40,28 @@ class Outcome:
 
 
 def charge(o: Outcome, first: tuple[float, str], again: tuple[float, str]) -> int | None:
-    """The fault that explains fetching a page again: between the two
-    fetches, a fault of the node that fetched it first (or of the node that
-    fetched it again), else a Redis-side fault; None if there is none."""
+    """The fault that explains fetching a page again: the first fault after
+    the first fetch that stopped the node which fetched it or restarted
+    Redis (a request is in flight for a moment, so the first such fault is
+    the one it was in flight at); else the first cut, CLIENT KILL or fault of
+    the node that fetched it again; None if there is none."""
     (t1, node1), (t2, node2) = first, again
-    fallback = None
-    for index, fault in enumerate(o.faults):
-        if not t1 - SKEW <= fault.at <= t2:
-            continue
-        if fault.victim == node1:
+    window = [i for i, f in enumerate(o.faults) if t1 - SKEW <= f.at <= t2]
+    for index in window:
+        if o.faults[index].victim in (node1, "redis"):
             return index
-        if fallback is None and fault.victim in (node2, "redis", "proxy"):
-            fallback = index
-    return fallback
+    for index in window:
+        if o.faults[index].victim in (node2, "proxy", "redis"):
+            return index
+    return None
+
+
+def refetch_delays(o: Outcome) -> list[float]:
+    """Seconds from each fetch of a page to its next fetch, sorted."""
+    fetches: dict[str, list[float]] = {}
+    for at, path, _ in o.arrivals:
+        fetches.setdefault(path, []).append(at)
+    return sorted(b - a for seen in fetches.values() for a, b in itertools.pairwise(sorted(seen)))
 
 
 def duplicates_by_fault(o: Outcome) -> tuple[list[int], list[str]]:
@@ -144,6 +153,12 @@ def print_pages(o: Outcome, held: int) -> None:
         f"lost {len(lost)}{' e.g. ' + str(lost[:10]) if lost else ''}; "
         f"duplicate fetches {dups} (held at the faults: {held}); dead letters {o.dead_letters}"
     )
+    delays = refetch_delays(o)
+    if delays:
+        print(
+            f"  a page was fetched again {delays[0]:.1f}s to {delays[-1]:.1f}s after its first "
+            f"fetch (median {delays[len(delays) // 2]:.1f}s)"
+        )
     verdict(o, not lost, f"pages lost: {len(lost)} (target 0)")
 
 
