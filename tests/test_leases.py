@@ -14,6 +14,7 @@ from crawler.completion import ClusterCompletion
 from crawler.config import CrawlConfig
 from crawler.frontier import Batch, Frontier
 from crawler.leases import LeaseSession
+from crawler.politeness import Policy
 from tests.test_frontier import KEYS, push
 
 
@@ -82,3 +83,32 @@ def test_completion_waits_for_an_empty_quiet_frontier(redis_url):
         return seen
 
     assert asyncio.run(scenario()) == [False, False, False, True]
+
+
+def test_a_reclaimed_request_goes_back_first_even_for_a_parked_domain(redis_url, rclient):
+    """A busy domain's requests wait in its park list, served before the
+    queues; a reclaimed request went to the head of the queue, that is
+    behind the whole park list (the soak saw returns wait ~7 minutes)."""
+    policy = Policy(delay=0.0, concurrency=1, jitter=0.5)
+
+    async def scenario() -> list[str]:
+        client = aioredis.Redis.from_url(redis_url)
+        dead = Frontier(client, KEYS, "dead", policy=policy)
+        live = Frontier(client, KEYS, "live", policy=policy)
+        await dead.commit(Batch(pushes=[push(f"http://a/{i}", fp=i) for i in range(5)]))
+        leased = await dead.lease(5, 100)  # one slot: one leased, the rest parked
+        assert leased is not None and len(leased.entries) == 1
+        assert rclient.llen(KEYS.park("a")) == 4
+        await asyncio.sleep(0.15)
+        assert await live.reclaim_expired(5) == (1, 0)
+        order = []
+        for _ in range(5):
+            got = await live.lease(1, 10_000)
+            assert got is not None and len(got.entries) == 1
+            lease_id, entry, _ = got.entries[0]
+            order.append(json.loads(entry.split(b"|", 2)[2])["url"])
+            await live.commit(Batch(acks=[lease_id]))
+        await client.aclose()
+        return order
+
+    assert asyncio.run(scenario()) == [f"http://a/{i}" for i in range(5)]

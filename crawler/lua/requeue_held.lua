@@ -79,9 +79,15 @@ for k = 5, #ARGV, 2 do
           entry = string.match(body, '^[^|]*|(.*)$') or body, node = node, time = now / 1000}))
         deads = deads + 1
       else
-        -- Back at the head of its queue: it was taken before what is there now.
-        redis.call('LPUSH', KEYS[tonumber(ARGV[k + 1])], d .. '|' .. body)
-        redis.call('ZADD', prios, -tonumber(prio), prio)
+        -- Back at the head of the line: it was taken before what is there
+        -- now. For a domain with requests parked (waiting for its delay or
+        -- a free slot), that line is its park list, served before the queues.
+        if dom and p_state(dom).parked then
+          redis.call('LPUSH', p_park_key(dom), prio .. '|' .. d .. '|' .. body)
+        else
+          redis.call('LPUSH', KEYS[tonumber(ARGV[k + 1])], d .. '|' .. body)
+          redis.call('ZADD', prios, -tonumber(prio), prio)
+        end
         redis.call('HINCRBY', stats, 'queued', 1)
         requeued = requeued + 1
       end
