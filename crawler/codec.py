@@ -201,6 +201,12 @@ def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) 
         if key not in request_cls.attributes:
             raise BadEntry(f"unknown field {key!r}")
         kwargs[key] = value
+    return build_request(request_cls, kwargs, spider)
+
+
+def build_request(request_cls: type[Request], kwargs: dict[str, Any], spider: Spider) -> Request:
+    """``request_cls(**kwargs)``, callbacks named in *kwargs* resolved on
+    *spider* (``spider_method``); raises BadEntry with the reason."""
     for name in ("callback", "errback"):
         if kwargs.get(name) is not None:
             method = spider_method(spider, kwargs[name])

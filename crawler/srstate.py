@@ -29,7 +29,7 @@ from scrapy.settings import BaseSettings
 from scrapy.utils.misc import load_object
 from scrapy_redis import defaults
 
-from crawler.codec import spider_method
+from crawler.codec import build_request
 from crawler.exceptions import BadEntry, ConfigError, CrawlerError
 
 _LIFO = ("scrapy_redis.queue.LifoQueue", "scrapy_redis.queue.SpiderStack")
@@ -145,12 +145,6 @@ def request_from_entry(d: dict[str, Any], spider: Spider, classes: frozenset[str
         cls = load_object(cls_name)
     kwargs = {key: value for key, value in d.items() if key in cls.attributes}
     for name in ("callback", "errback"):
-        if kwargs.get(name):
-            method = spider_method(spider, kwargs[name])
-            if method is None:
-                raise BadEntry(f"{name} {kwargs[name]!r} is not a method of spider {spider.name!r}")
-            kwargs[name] = method
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise BadEntry(f"invalid request: {exc}") from None
+        if not kwargs.get(name):
+            kwargs.pop(name, None)  # scrapy-redis stores "" for none
+    return build_request(cls, kwargs, spider)

@@ -210,3 +210,17 @@ def start_node(
 
 def read_jsonl(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_nodes(nodes: list[subprocess.Popen[bytes]], timeout: float) -> list[int | None]:
+    """Each node's exit status; None for one still running after *timeout*
+    (it is killed)."""
+    codes: list[int | None] = []
+    for node in nodes:
+        try:
+            codes.append(node.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
+            codes.append(None)
+    return codes

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 from scrapy.exporters import XmlItemExporter
 
-from tests.conftest import RedisServer, free_port, read_jsonl, run_scrapy, start_node
+from tests.conftest import RedisServer, free_port, read_jsonl, run_scrapy, start_node, wait_nodes
 from tests.hostile_site import BOUNDED_FAILURES, COOKIE_CHECKS, LOOPS, MANY, HostileServer
 from tests.test_zoo import problems
 
@@ -76,14 +75,7 @@ def crawl_plain(out: Path, redis_url: str) -> tuple[Items, str]:
 def crawl_cluster(redis_url: str, out: Path) -> tuple[list[int | None], list[str]]:
     logs = [out / f"node{i}.log" for i in range(NODES)]
     nodes = [start_node("hostile", redis_url, log, cwd=HOSTILE) for log in logs]
-    codes: list[int | None] = []
-    for node in nodes:
-        try:
-            codes.append(node.wait(timeout=NODE_TIMEOUT))
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-            codes.append(None)
+    codes = wait_nodes(nodes, NODE_TIMEOUT)
     return codes, [log.read_text() if log.exists() else "" for log in logs]
 
 

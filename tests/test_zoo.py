@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REDIS_CLI, RedisServer, read_jsonl, run_scrapy, start_node
+from tests.conftest import REDIS_CLI, RedisServer, read_jsonl, run_scrapy, start_node, wait_nodes
 from tests.zoosite import (
     CARRY_PAGES,
     CATEGORIES,
@@ -65,14 +65,7 @@ def crawl_two_nodes(
 ) -> tuple[list[int | None], list[str]]:
     logs = [tmp_path / f"{spider}-node{i}.log" for i in range(2)]
     nodes = [start_node(spider, redis_url, log, cwd=ZOO, spider_args=args) for log in logs]
-    codes: list[int | None] = []
-    for node in nodes:
-        try:
-            codes.append(node.wait(timeout=NODE_TIMEOUT))
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
-            codes.append(None)
+    codes = wait_nodes(nodes, NODE_TIMEOUT)
     return codes, [log.read_text() if log.exists() else "" for log in logs]
 
 
