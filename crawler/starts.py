@@ -23,11 +23,17 @@ class StartReports:
         self.window = max(1, window)
         self._handed: deque[int] = deque()  # handed out, not yet in an applied report
         self._applied = -1  # the reported id Redis has (-1: nothing yet)
+        #: A hand-out was refused since the last applied report: the engine
+        #: must be woken once one is applied, or it waits for its heartbeat.
+        self.refused = False
 
     def may_hand_out(self) -> bool:
         """False once *window* requests went out since the last applied
         report: the next commit must carry one first."""
-        return len(self._handed) < self.window
+        if len(self._handed) < self.window:
+            return True
+        self.refused = True
+        return False
 
     def handed_out(self, lease_id: str) -> None:
         self._handed.append(int(lease_id))

@@ -214,6 +214,10 @@ class Worker:
     async def flush(self) -> None:
         """Write everything queued so far (see ``crawler.commits``)."""
         await self.commits.flush()
+        starts = self.commits.starts
+        if starts.refused and starts.may_hand_out():
+            starts.refused = False
+            self.engine.wake()
         await self.pauses.refresh(self.frontier, self.commits.last)
 
     async def _heartbeat(self) -> None:
