@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 import redis
 from scrapy.commands.crawl import Command as ScrapyCrawl
@@ -28,6 +29,10 @@ class Command(ScrapyCrawl):
         spidercls = spider_class(self.settings, args[0])
         settings = self.settings.copy()
         spidercls.update_settings(settings)  # its custom_settings
+        if not _distributed(settings):
+            # The add-on is off (e.g. `-s ADDONS={}`): plain Scrapy, no Redis.
+            super().run(args, opts)
+            return
         try:
             url = resolve_url(self.settings)
             check_reachable(url)
@@ -58,3 +63,12 @@ class Command(ScrapyCrawl):
             "crawler/dead_letters"
         ):
             self.exitcode = code
+
+
+def _distributed(settings: Any) -> bool:
+    """True if the crawl runs with the framework's add-on."""
+    for addon in settings.getdict("ADDONS"):
+        path = addon if isinstance(addon, str) else f"{addon.__module__}.{addon.__qualname__}"
+        if path == "crawler.addon.DistributedCrawl":
+            return True
+    return False
