@@ -83,20 +83,25 @@ class CommitPipeline:
             batch, self.batch = self.batch, Batch()
             self.pending.extend([0, chunk] for chunk in _chunks(batch, self.batch_size))
         while self.pending:
-            await self._commit_or_isolate(self.pending[0])
+            numbered = self.pending[0]
+            try:
+                await self._commit(numbered[1], numbered)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # sent again as it is, with its number
+                self.pending.popleft()
+                self.pending.extendleft(reversed(self._split(numbered[1], exc)))
+                continue
             self.pending.popleft()
 
-    async def _commit(self, chunk: Batch, numbered: list[Any] | None = None) -> None:
+    async def _commit(self, chunk: Batch, numbered: list[Any]) -> None:
         """Commit *chunk*; *numbered* ([seq, chunk]) keeps the number it was
         first sent with, so that sending it again cannot apply it twice."""
-        seq = numbered[0] if numbered else 0
-        if not seq:
+        if not numbered[0]:
             self._seq += 1
-            seq = self._seq
-            if numbered:
-                numbered[0] = seq
+            numbered[0] = self._seq
         report, top = self.starts.report()
-        result = await self.frontier.commit(chunk, seq, report)
+        result = await self.frontier.commit(chunk, numbered[0], report)
         self.starts.applied(top)
         self.local_seen.committed(fp for fp, _, _ in chunk.pushes)
         for stat, field in _STATS:
@@ -104,51 +109,47 @@ class CommitPipeline:
         self.count("crawler/commits_replayed", result.replayed)
         self.last = result
 
-    async def _commit_or_isolate(self, numbered: list[Any]) -> None:
-        chunk: Batch = numbered[1]
-        try:
-            await self._commit(chunk, numbered)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            logger.error(
-                "Redis refused a commit of %d writes (%s: %s); finding the entry that "
-                "causes it and setting it aside.",
-                len(chunk),
-                type(exc).__name__,
-                exc,
-            )
-            await self._isolate(chunk)
-
-    async def _isolate(self, chunk: Batch) -> None:
-        """Commit *chunk*'s writes in halves, set aside each that fails alone,
-        then its tail (acks, dead letters, politeness events)."""
+    def _split(self, chunk: Batch, exc: Exception) -> list[list[Any]]:
+        """What replaces a chunk Redis refused, each piece numbered afresh
+        when first sent (so a piece sent again after a lost reply is still
+        applied once): its writes in halves, then its tail (acks, dead
+        letters, politeness events); a write that fails alone is set aside
+        in the tail, a tail write that fails alone is dropped and counted."""
+        writes = _writes(chunk)
         tail = Batch(**{name: list(getattr(chunk, name)) for name in BATCH_TAIL})
-        await self._bisect(_writes(chunk), tail)
-        try:
-            await self._commit(tail)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            await self._tail_one_by_one(tail, exc)
+        if len(writes) > 1:
+            if len(writes) == len(chunk) or not len(tail):
+                logger.error(
+                    "Redis refused a commit of %d writes (%s: %s); finding the entry "
+                    "that causes it and setting it aside.",
+                    len(chunk),
+                    type(exc).__name__,
+                    exc,
+                )
+            half = len(writes) // 2
+            pieces = [_batch_of(writes[:half]), _batch_of(writes[half:]), tail]
+        elif len(writes) == 1:
+            tail.deads.append(("", self._set_aside(*writes[0], exc)))
+            pieces = [tail]
+        else:
+            pieces = self._split_tail(tail, exc)
+        return [[0, piece] for piece in pieces if len(piece)]
 
-    async def _bisect(self, writes: list[tuple[str, Any]], tail: Batch) -> None:
-        """Commit *writes* (("p", push) or ("i", item)); on a permanent error
-        split them in halves, down to the one write that fails alone."""
-        if not writes:
-            return
-        try:
-            await self._commit(_batch_of(writes))
-            return
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            if len(writes) == 1:
-                tail.deads.append(("", self._set_aside(*writes[0], exc)))
-                return
-        half = len(writes) // 2
-        await self._bisect(writes[:half], tail)
-        await self._bisect(writes[half:], tail)
+    def _split_tail(self, tail: Batch, exc: Exception) -> list[Batch]:
+        singles = []
+        for name in BATCH_TAIL:
+            for value in getattr(tail, name):
+                single = Batch()
+                getattr(single, name).append(value)
+                singles.append(single)
+        if len(singles) > 1:
+            logger.error("Redis refused a commit's acknowledgements (%s); one at a time.", exc)
+            return singles
+        for name in BATCH_TAIL:
+            for value in getattr(tail, name):
+                logger.error("Dropping %s write %r: Redis refused it: %s", name, value, exc)
+        self.count("crawler/dropped_writes", 1)
+        return []
 
     def _set_aside(self, kind: str, write: Any, exc: Exception) -> str:
         """The dead letter for one write Redis refused."""
@@ -163,22 +164,6 @@ class CommitPipeline:
         self.count("crawler/unstorable_items", 1)
         logger.error("Setting aside an item Redis would not store: %s", why)
         return item_letter(f"cannot store item: {why}", data, node, item_id)
-
-    async def _tail_one_by_one(self, tail: Batch, exc: Exception) -> None:
-        """The tail itself was refused: send each of its writes alone and
-        drop (with an error) the ones Redis refuses."""
-        logger.error("Redis refused a commit's acknowledgements (%s); sending one at a time.", exc)
-        for name in BATCH_TAIL:
-            for value in getattr(tail, name):
-                single = Batch()
-                getattr(single, name).append(value)
-                try:
-                    await self._commit(single)
-                except Exception as one:
-                    if is_transient(one):
-                        raise
-                    logger.error("Dropping %s write %r: Redis refused it: %s", name, value, one)
-                    self.count("crawler/dropped_writes", 1)
 
 
 def _writes(batch: Batch) -> list[tuple[str, Any]]:

@@ -88,9 +88,14 @@ class LeaseSession:
         if not self.valid():
             return False, False  # what is held may be gone: renew first
         want = self.prefetch * 2 - len(self.ready)
-        sent_at = time.monotonic()
+        sent_at, valid_until = time.monotonic(), self.valid_until
         leased = await self.frontier.lease(want, self.lease_ms)
-        self._renewed(sent_at)  # a lease call renews every lease the node holds
+        if time.monotonic() < valid_until:
+            self._renewed(sent_at)  # a lease call renews every lease the node holds
+        else:
+            # The call outlived the leases: what was held may have been
+            # reclaimed meanwhile; renew and reconcile before handing out.
+            self.renew_due = True
         if leased is None:
             self.paused = True
             return False, False
@@ -122,13 +127,12 @@ class LeaseSession:
                 "or cut off from Redis for more than CRAWLER_LEASE_TIME?); its "
                 "unfinished requests were handed to other nodes."
             )
-        await self._reconcile(known_ids)
-        self._renewed(sent_at)
+        await self._reconcile(known_ids, sent_at)
         self.renew_due = False
         if time.monotonic() >= self._reclaim_after:
             await self._reclaim()
 
-    async def _reconcile(self, known_ids: Callable[[], set[str]]) -> None:
+    async def _reconcile(self, known_ids: Callable[[], set[str]], sent_at: float) -> None:
         """Prefetched requests another node reclaimed are dropped (they are
         back in the frontier); entries held in Redis that this node does not
         know of (a lease whose reply was lost) are handed back."""
@@ -136,6 +140,8 @@ class LeaseSession:
         self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
         for lid in [lid for lid in self.report_start if lid not in held]:
             del self.report_start[lid]
+        # What is left is surely held: valid, even if handing back fails.
+        self._renewed(sent_at)
         orphans = sorted(held - known_ids() - {lid for lid, _ in self.ready})
         if orphans:
             logger.warning("Handing back %d leases this node never received.", len(orphans))

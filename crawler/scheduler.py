@@ -203,7 +203,14 @@ class RedisScheduler(BaseScheduler):
             self.config.stop_timeout,
         )
         self.active.clear()
-        await worker.hand_back()
+        try:
+            await worker.hand_back()
+        except Exception as exc:  # stop all the same: the leases expire
+            logger.error(
+                "Could not hand back this node's requests (%s); they return "
+                "to the frontier when its leases expire.",
+                exc,
+            )
         from twisted.internet import reactor
 
         if reactor.running:

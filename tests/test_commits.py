@@ -9,6 +9,7 @@ import json
 from collections import Counter
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from crawler.commits import CommitPipeline
@@ -229,3 +230,45 @@ def test_a_layer_that_cannot_be_made_leaves_nothing_half_done(redis_url, rclient
     asyncio.run(scenario())
     assert rclient.hget(KEYS.bloom, "n1") == b"90"  # not one of the 60 marked seen
     assert rclient.llen(KEYS.queue(0)) == 90
+
+
+def test_a_connection_lost_while_isolating_loses_nothing(redis_url, rclient):
+    """A bad write is being isolated (the chunk split in halves, each piece
+    numbered afresh) when the connection drops. Before, the whole chunk was
+    sent again with its first number, taken for a replay of the piece that
+    had gone through, and the rest (the ack, the set-aside item) was lost."""
+    stats: Counter[str] = Counter()
+    good = [push(f"http://a/{i}", fp=i) for i in range(6)]
+    rclient.set(KEYS.items, "not a hash")  # the item is refused inside Redis
+    rclient.hset(KEYS.held("n1"), "7", "0|a|{}")
+
+    async def scenario() -> None:
+        commits = pipeline(redis_url, stats)
+        real = commits.frontier.commit
+        state = {"refused": False, "through": False, "cut": False}
+
+        async def flaky(*args, **kwargs):
+            # The connection drops once, right after a piece went through.
+            if state["through"] and not state["cut"]:
+                state["cut"] = True
+                raise redis.ConnectionError("connection lost")
+            try:
+                result = await real(*args, **kwargs)
+            except redis.ResponseError:
+                state["refused"] = True
+                raise
+            state["through"] = state["refused"]
+            return result
+
+        commits.frontier.commit = flaky  # type: ignore[method-assign]
+        commits.batch = Batch(pushes=good, items=[(b"i00000000001", "{}")], acks=["7"])
+        with pytest.raises(redis.ConnectionError):
+            await commits.flush()
+        await commits.flush()
+        assert len(commits.pending) == 0
+        await commits.frontier.client.aclose()
+
+    asyncio.run(scenario())
+    assert rclient.llen(KEYS.queue(0)) == 6
+    assert rclient.hlen(KEYS.held("n1")) == 0
+    assert rclient.llen(KEYS.dead) == 1

@@ -52,11 +52,17 @@
 -- needs is not allocated yet (the caller runs bloom_grow.lua and retries).
 local stats, prios, items, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local bloom = KEYS[6]
-local seq, node = tonumber(ARGV[1]), ARGV[2]
+local seq, node, began = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[7], node) or '0') then
+  -- Applied before; only a newer start report (sent again with it) is taken.
+  if began ~= '' then
+    local old = redis.call('HGET', KEYS[7], 'began:' .. node) or '0|0'
+    if tonumber(string.match(began, '^(%d+)')) > tonumber(string.match(old, '^(%d+)')) then
+      redis.call('HSET', KEYS[7], 'began:' .. node, began)
+    end
+  end
   return {0, 0, 0, 0, 0, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), 0, 1}
 end
-local began = ARGV[3]
 local i = 4
 local queued, dups, new_fps, marks_dup = 0, 0, 0, 0
 
