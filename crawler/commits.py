@@ -128,9 +128,10 @@ class CommitPipeline:
                 )
             half = len(writes) // 2
             pieces = [_batch_of(writes[:half]), _batch_of(writes[half:]), tail]
+        elif len(writes) == 1 and len(tail):
+            pieces = [_batch_of(writes), tail]  # which of the two is it?
         elif len(writes) == 1:
-            tail.deads.append(("", self._set_aside(*writes[0], exc)))
-            pieces = [tail]
+            pieces = [Batch(deads=[("", self._set_aside(*writes[0], exc))])]
         else:
             pieces = self._split_tail(tail, exc)
         return [[0, piece] for piece in pieces if len(piece)]
