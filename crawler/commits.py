@@ -118,14 +118,13 @@ class CommitPipeline:
         writes = _writes(chunk)
         tail = Batch(**{name: list(getattr(chunk, name)) for name in BATCH_TAIL})
         if len(writes) > 1:
-            if len(writes) == len(chunk) or not len(tail):
-                logger.error(
-                    "Redis refused a commit of %d writes (%s: %s); finding the entry "
-                    "that causes it and setting it aside.",
-                    len(chunk),
-                    type(exc).__name__,
-                    exc,
-                )
+            logger.error(
+                "Redis refused a commit of %d writes (%s: %s); splitting it to find "
+                "the entry that causes it.",
+                len(chunk),
+                type(exc).__name__,
+                exc,
+            )
             half = len(writes) // 2
             pieces = [_batch_of(writes[:half]), _batch_of(writes[half:]), tail]
         elif len(writes) == 1 and len(tail):
@@ -137,19 +136,14 @@ class CommitPipeline:
         return [[0, piece] for piece in pieces if len(piece)]
 
     def _split_tail(self, tail: Batch, exc: Exception) -> list[Batch]:
-        singles = []
-        for name in BATCH_TAIL:
-            for value in getattr(tail, name):
-                single = Batch()
-                getattr(single, name).append(value)
-                singles.append(single)
+        """A refused tail, one write at a time; a single write is dropped."""
+        singles = [(name, value) for name in BATCH_TAIL for value in getattr(tail, name)]
         if len(singles) > 1:
             logger.error("Redis refused a commit's acknowledgements (%s); one at a time.", exc)
-            return singles
-        for name in BATCH_TAIL:
-            for value in getattr(tail, name):
-                logger.error("Dropping %s write %r: Redis refused it: %s", name, value, exc)
-        self.count("crawler/dropped_writes", 1)
+            return [Batch(**{name: [value]}) for name, value in singles]
+        for name, value in singles:
+            logger.error("Dropping %s write %r: Redis refused it: %s", name, value, exc)
+            self.count("crawler/dropped_writes", 1)
         return []
 
     def _set_aside(self, kind: str, write: Any, exc: Exception) -> str:

@@ -16,7 +16,6 @@ Two things a downloader middleware cannot see (``crawler.engine_hooks``):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 from weakref import WeakSet
@@ -25,6 +24,8 @@ from itemadapter import is_item
 from scrapy import Request
 from scrapy.exceptions import IgnoreRequest
 from twisted.python.failure import Failure
+
+from crawler.itemids import origin_id
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ class FailureWatch:
             fp = self.fingerprinter.fingerprint(request)
             position = self._positions.get(fp, 0)
             self._positions[fp] = position + 1
-            item_id = hashlib.sha1(fp + b"errback" + position.to_bytes(4, "big")).digest()[:12]
-            self.scheduler.note_origin(output, item_id, request)
+            self.scheduler.note_origin(output, origin_id(fp, position, b"errback"), request)
         return output
 
     def done(self, request: Request) -> None:

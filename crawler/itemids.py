@@ -20,6 +20,12 @@ from scrapy import Request
 logger = logging.getLogger(__name__)
 
 
+def origin_id(fingerprint: bytes, position: int, salt: bytes = b"") -> bytes:
+    """The id of the item at *position* in the output of the request with
+    *fingerprint* (*salt* tells an errback's output from a callback's)."""
+    return hashlib.sha1(fingerprint + salt + position.to_bytes(4, "big")).digest()[:12]
+
+
 class ItemIds:
     def __init__(self, item_key: str) -> None:
         self.item_key = item_key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -11,6 +10,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
+from crawler.itemids import origin_id
 from crawler.scheduler import RedisScheduler, redis_scheduler
 
 #: Set this meta key on a start request to fetch it on every node and crawl.
@@ -64,7 +64,7 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         if state is None:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
             state = self._items[response] = [fp, 0]
-        item_id = hashlib.sha1(state[0] + state[1].to_bytes(4, "big")).digest()[:12]
+        item_id = origin_id(state[0], state[1])
         state[1] += 1
         scheduler.note_origin(item, item_id, request)
         return item
