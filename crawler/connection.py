@@ -6,18 +6,37 @@ environment variable, then ``REDIS_URL`` (or scrapy-redis's ``REDIS_HOST`` /
 scrapy-redis's ``REDIS_PARAMS`` password and db apply as they do for its
 own clients.
 Passwords are redacted from every URL we log.
+
+One URL names any topology, so every command and node is given one string:
+
+- ``redis://``, ``rediss://`` (TLS), ``unix://``: one server, or a Redis
+  Cluster found by asking the server (``CLUSTER INFO``) once per process;
+  then redis-py's cluster client follows MOVED and ASK.
+- ``redis+sentinel://[user:password@]host:port,host:port/SERVICE[/db]``
+  (``rediss+sentinel://`` for TLS): the master of SERVICE, found through the
+  sentinels and found again after a failover. ``sentinel_username`` and
+  ``sentinel_password`` in the query authenticate to the sentinels.
+- TLS files come from the URL's query (``ssl_ca_certs``, ``ssl_certfile``,
+  ``ssl_keyfile``, ``ssl_cert_reqs``, as redis-py reads them) or from the
+  ``CRAWLER_REDIS_SSL_*`` settings and ``REDIS_PARAMS``, which are folded
+  into the URL.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.asyncio.sentinel as aiosentinel
+import redis.cluster
+import redis.sentinel
 from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from scrapy.utils.conf import closest_scrapy_cfg
 
@@ -37,23 +56,32 @@ _CLIENT_KWARGS: dict[str, Any] = {
 }
 
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+# Settings folded into the URL's query (redis-py reads these names).
+_SSL_SETTINGS = {
+    "CRAWLER_REDIS_SSL_CA_CERTS": "ssl_ca_certs",
+    "CRAWLER_REDIS_SSL_CERTFILE": "ssl_certfile",
+    "CRAWLER_REDIS_SSL_KEYFILE": "ssl_keyfile",
+}
+_SSL_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+
+
 def redact(url: str) -> str:
     """*url* with any password (in the user part or the query) replaced by ``***``."""
     url = redact_text(url)
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def configured_url(settings: BaseSettings) -> str | None:
     """The Redis URL the user asked for, or None for the local server."""
     url = _chosen_url(settings)
-    return None if url is None else with_redis_params(url, settings)
+    return None if url is None else with_tls_files(with_redis_params(url, settings), settings)
 
 
 def _chosen_url(settings: BaseSettings) -> str | None:
@@ -75,7 +103,7 @@ def with_redis_params(url: str, settings: BaseSettings) -> str:
     them, so the framework and scrapy-redis components talk to the same
     database. Only redis:// and rediss:// URLs (not the private unix socket)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
+    if parts.scheme not in ("redis", "rediss", *SENTINEL_SCHEMES):
         return url
     params = settings.getdict("REDIS_PARAMS")
     password = params.get("password")
@@ -84,11 +112,37 @@ def with_redis_params(url: str, settings: BaseSettings) -> str:
     if password and parts.password is None:
         user = quote(str(params.get("username") or parts.username or ""), safe="")
         netloc = f"{user}:{quote(str(password), safe='')}@{netloc.rpartition('@')[2]}"
-    if db not in (None, "") and path in ("", "/") and "db=" not in parts.query:
+    sentinel = parts.scheme in SENTINEL_SCHEMES
+    if db not in (None, "") and not sentinel and path in ("", "/") and "db=" not in parts.query:
         if not str(db).isdigit():
             raise ConfigError(f"REDIS_DB / REDIS_PARAMS['db'] = {db!r} is not a database number.")
         path = f"/{int(db)}"
     return urlunsplit(parts._replace(netloc=netloc, path=path))
+
+
+def with_tls_files(url: str, settings: BaseSettings) -> str:
+    """*url* with the TLS files of the ``CRAWLER_REDIS_SSL_*`` settings and
+    scrapy-redis's ``REDIS_PARAMS`` (``ssl_ca_certs``, ...) in its query,
+    where the URL does not name them already."""
+    params = settings.getdict("REDIS_PARAMS")
+    extra = {name: params[name] for name in _SSL_PARAMS if params.get(name) not in (None, "")}
+    for setting, name in _SSL_SETTINGS.items():
+        if settings.get(setting):
+            extra[name] = settings.get(setting)
+    if not extra:
+        return url
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("rediss"):
+        raise ConfigError(
+            f"TLS files are set ({', '.join(sorted(extra))}) but REDIS_URL {redact(url)} "
+            "is not a TLS URL: use rediss:// (or rediss+sentinel://)."
+        )
+    query = dict(parse_qsl(parts.query))
+    for name, value in extra.items():
+        if not Path(str(value)).is_file():
+            raise ConfigError(f"{name} = {value!r}: no such file. Give the path of the PEM file.")
+        query.setdefault(name, str(value))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def project_root() -> Path:
@@ -117,22 +171,99 @@ def resolve_url(settings: BaseSettings) -> str:
 def check_reachable(url: str) -> None:
     """Ping Redis once, raising a clear error naming the (redacted) URL."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        client = sync_client(url, socket_connect_timeout=5, socket_timeout=5)
         client.ping()
         client.close()
-    except (redis.RedisError, ValueError) as exc:
+    except (redis.RedisError, ValueError, OSError) as exc:
         raise RedisUnavailable(
             f"cannot reach Redis at {redact(url)}: {exc}. Check that the server is "
             "running and reachable from this machine, and the REDIS_URL's host, port, "
-            "user and password (rediss:// for TLS)."
+            "user and password (rediss:// for TLS; redis+sentinel://host:port,.../SERVICE "
+            "for Sentinel)."
         ) from None
 
 
-def async_client(url: str, lease_seconds: float | None = None) -> aioredis.Redis:
+def sync_client(url: str, **overrides: Any) -> Any:
+    """A blocking client for *url*: ``redis.Redis``, ``redis.cluster.RedisCluster``
+    or a Sentinel-managed master client (commands and tools)."""
+    kwargs = {**_CLIENT_KWARGS, **overrides}
+    if urlsplit(url).scheme in SENTINEL_SCHEMES:
+        service, sentinels, master_kwargs, sentinel_kwargs = _sentinel_parts(url)
+        manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+        return manager.master_for(service, **master_kwargs, **kwargs)
+    if is_cluster(url):
+        return redis.cluster.RedisCluster.from_url(url, **_cluster_kwargs(kwargs))
+    return redis.Redis.from_url(url, **kwargs)
+
+
+def async_client(url: str, lease_seconds: float | None = None) -> Any:
     """The asyncio client. A crawl node passes its lease time: one Redis call
     must time out well within a lease, or a node stuck on it would still hand
     out requests another node has reclaimed meanwhile."""
     kwargs = dict(_CLIENT_KWARGS)
     if lease_seconds is not None:
         kwargs["socket_timeout"] = min(kwargs["socket_timeout"], max(1.0, lease_seconds / 4))
+    if urlsplit(url).scheme in SENTINEL_SCHEMES:
+        service, sentinels, master_kwargs, sentinel_kwargs = _sentinel_parts(url)
+        manager = aiosentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+        return manager.master_for(service, **master_kwargs, **kwargs)
+    if is_cluster(url):
+        return aiocluster.RedisCluster.from_url(url, **_cluster_kwargs(kwargs))
     return aioredis.Redis.from_url(url, **kwargs)
+
+
+def _cluster_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    # The cluster client checks connections on its own (MOVED, reconnects).
+    return {k: v for k, v in kwargs.items() if k != "health_check_interval"}
+
+
+@functools.lru_cache(maxsize=16)
+def is_cluster(url: str) -> bool:
+    """Whether *url* names a Redis Cluster node (asked once per process).
+    A user who may not run ``CLUSTER INFO`` is taken to be on one server."""
+    if urlsplit(url).scheme in SENTINEL_SCHEMES:
+        return False
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5) as probe:
+            info = probe.execute_command("CLUSTER", "INFO")
+    except redis.ResponseError:
+        return False  # "cluster support disabled", or NOPERM
+    except (redis.RedisError, OSError):
+        return False  # unreachable: check_reachable says so
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    return "cluster_state:" in text
+
+
+def _sentinel_parts(url: str) -> tuple[str, list[tuple[str, int]], dict[str, Any], dict[str, Any]]:
+    """Service name, sentinel addresses, master client and sentinel client
+    keyword arguments of a ``redis+sentinel://`` URL."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "26379")
+        if not name or not port.isdigit():
+            raise ConfigError(f"REDIS_URL {redact(url)}: bad sentinel address {host!r}.")
+        sentinels.append((name.strip("[]"), int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ConfigError(
+            f"REDIS_URL {redact(url)}: name the master's service, as in "
+            "redis+sentinel://host:26379,host2:26379/mymaster[/db]."
+        )
+    query = dict(parse_qsl(parts.query))
+    master: dict[str, Any] = {"db": int(path[1]) if len(path) == 2 else 0}
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        master.update(username=unquote(user) or None, password=unquote(password) or None)
+    tls: dict[str, Any] = {k: v for k, v in query.items() if k in _SSL_PARAMS}
+    if "ssl_check_hostname" in tls:
+        tls["ssl_check_hostname"] = tls["ssl_check_hostname"].lower() in ("1", "true", "yes")
+    if parts.scheme == "rediss+sentinel":
+        tls["ssl"] = True
+    master.update(tls)
+    sentinel: dict[str, Any] = {**tls, "socket_timeout": 5, "socket_connect_timeout": 5}
+    if "sentinel_password" in query:
+        sentinel["password"] = query["sentinel_password"]
+        sentinel["username"] = query.get("sentinel_username")
+    return unquote(path[0]), sentinels, master, sentinel

@@ -20,7 +20,6 @@ import uuid
 from typing import Any
 from weakref import WeakSet
 
-import redis
 from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.crawler import Crawler
@@ -32,7 +31,7 @@ from twisted.internet.defer import Deferred
 from crawler import engine_hooks
 from crawler.codec import encode_item, encode_request
 from crawler.config import CrawlConfig
-from crawler.connection import async_client, check_reachable, redact, resolve_url
+from crawler.connection import async_client, check_reachable, redact, resolve_url, sync_client
 from crawler.decoding import EntryDecoder
 from crawler.download_events import DownloadEvents
 from crawler.exceptions import ConfigError
@@ -43,6 +42,7 @@ from crawler.itemids import ItemIds
 from crawler.localseen import LocalSeen
 from crawler.politeness import request_entry
 from crawler.seenrecord import check_seen_config
+from crawler.topology import fit_to_redis
 from crawler.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ class RedisScheduler(BaseScheduler):
         config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
         url = resolve_url(crawler.settings)
         check_reachable(url)
-        with redis.Redis.from_url(url) as client:
+        config = fit_to_redis(config, url, crawler.spidercls)
+        with sync_client(url) as client:
             check_seen_config(client, config.keys, config.seen)
         return cls(crawler, config, url)
 

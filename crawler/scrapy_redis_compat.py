@@ -19,6 +19,7 @@ import json
 import logging
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
@@ -28,7 +29,13 @@ from scrapy_redis import defaults as scrapy_redis_defaults
 from scrapy_redis.spiders import RedisMixin
 
 from crawler.config import CrawlConfig
-from crawler.connection import configured_url, resolve_url
+from crawler.connection import (
+    SENTINEL_SCHEMES,
+    configured_url,
+    is_cluster,
+    resolve_url,
+    sync_client,
+)
 from crawler.exceptions import BadSeed
 from crawler.scrapy_redis_settings import (
     component_path,
@@ -116,6 +123,23 @@ def _share_redis(settings: BaseSettings) -> None:
     if settings.get("REDIS_URL") != url:
         priority = max(settings.getpriority("REDIS_URL") or 0, SETTINGS_PRIORITIES["addon"])
         settings.set("REDIS_URL", url, priority)
+    params = settings.getdict("REDIS_PARAMS")
+    if "redis_cls" not in params and (is_cluster(url) or urlsplit(url).scheme in SENTINEL_SCHEMES):
+        # redis.Redis cannot follow a cluster's MOVED or find a Sentinel's master.
+        params["redis_cls"] = f"{__name__}.FleetRedis"
+        priority = max(settings.getpriority("REDIS_PARAMS") or 0, SETTINGS_PRIORITIES["addon"])
+        settings.set("REDIS_PARAMS", params, priority)
+
+
+class FleetRedis:
+    """scrapy-redis's ``redis_cls`` on Redis Cluster and Sentinel: its
+    ``from_url`` gives the framework's client for the URL's topology."""
+
+    _KWARGS = ("decode_responses", "encoding", "socket_timeout", "socket_connect_timeout")
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Any:
+        return sync_client(url, **{k: v for k, v in kwargs.items() if k in cls._KWARGS})
 
 
 def _no_requests() -> Iterable[Request]:

@@ -14,13 +14,15 @@ from typing import Any
 from crawler import outcome
 from crawler.keys import Keys
 
+_TIME = "return redis.call('TIME')"
 COUNTERS = ("queued", "leased", "seen", "done", "dead", "items", "duplicates", "requeued")
 
 
 def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     """Totals, nodes, rate and time-to-drain of one crawl."""
+    # The clock of the server holding the crawl (a cluster pipeline has no TIME).
+    now_s, now_us = client.eval(_TIME, 1, keys.stats)
     pipe = client.pipeline(transaction=False)
-    pipe.time()
     pipe.hmget(keys.stats, list(COUNTERS))
     pipe.type(keys.start_urls)
     pipe.llen(keys.start_urls)
@@ -31,9 +33,9 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     pipe.hget(keys.bloom, "fp_est")
     outcome.read_pipe(pipe, keys)
     replies = pipe.execute(raise_on_error=False)
-    (now_s, now_us), stats, kind, llen, deadlines, infos, beats, paused, fp_est = replies[:9]
-    dead = outcome.from_replies(*replies[9:])
-    now_ms = now_s * 1000 + now_us // 1000
+    stats, kind, llen, deadlines, infos, beats, paused, fp_est = replies[:8]
+    dead = outcome.from_replies(*replies[8:])
+    now_ms = int(now_s) * 1000 + int(now_us) // 1000
     totals = {name: int(v or 0) for name, v in zip(COUNTERS, stats, strict=True)}
     totals["in_flight"] = totals.pop("leased")
     totals["start_urls"] = llen if kind == b"list" and isinstance(llen, int) else 0

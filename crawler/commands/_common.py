@@ -6,16 +6,16 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from scrapy import Spider
 from scrapy.crawler import Crawler
 from scrapy.settings import Settings
 from scrapy.spiderloader import get_spider_loader
 
 from crawler.config import CrawlConfig
-from crawler.connection import check_reachable, resolve_url
+from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
 from crawler.seenrecord import check_seen_config
+from crawler.topology import fit_to_redis
 
 
 def spider_class(settings: Settings, name: str) -> type[Spider]:
@@ -63,6 +63,7 @@ def open_crawl(settings: Settings, name: str) -> Crawl:
         config = CrawlConfig.from_settings(crawler.settings, cls.name)
         url = resolve_url(crawler.settings)
         check_reachable(url)
+        config = fit_to_redis(config, url, cls)
     except CrawlerError as exc:
         raise CommandFailed(str(exc)) from None
     return Crawl(crawler, spider, config, url)
@@ -84,7 +85,7 @@ def run_guarded(command: Any, body: Any) -> None:
 def check_seen(crawl: Crawl) -> None:
     """Record the crawl's seen-set settings, or stop if they differ from the
     crawl's record (``crawler.seenrecord``): for commands that write to it."""
-    client = redis.Redis.from_url(crawl.url)
+    client = sync_client(crawl.url)
     try:
         check_seen_config(client, crawl.config.keys, crawl.config.seen)
     except CrawlerError as exc:

@@ -7,12 +7,11 @@ import argparse
 import os
 from typing import Any
 
-import redis
 from scrapy.commands.crawl import Command as ScrapyCrawl
 
 from crawler.commands._common import CommandFailed, run_guarded, spider_class
 from crawler.config import CrawlConfig
-from crawler.connection import check_reachable, resolve_url
+from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
 from crawler.seenrecord import check_seen_config
 
@@ -37,7 +36,7 @@ class Command(ScrapyCrawl):
             url = resolve_url(self.settings)
             check_reachable(url)
             config = CrawlConfig.from_settings(settings, spidercls.name)
-            with redis.Redis.from_url(url) as client:
+            with sync_client(url) as client:
                 check_seen_config(client, config.keys, config.seen)
         except CrawlerError as exc:
             raise CommandFailed(str(exc)) from None

@@ -7,11 +7,11 @@ import json
 import time
 from typing import Any
 
-import redis
 from scrapy.exceptions import UsageError
 
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, run_guarded
+from crawler.connection import sync_client
 
 
 def read_letters(client: Any, key: str) -> list[tuple[bytes, dict[str, Any]]]:
@@ -59,7 +59,7 @@ class Command(CrawlCommand):
     def _run(self, name: str, opts: argparse.Namespace) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
-        client = redis.Redis.from_url(crawl.url)
+        client = sync_client(crawl.url)
         letters = [
             letter
             for _, letter in read_letters(client, crawl.config.keys.dead)

@@ -19,7 +19,7 @@ from scrapy.utils.misc import load_object
 
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, open_crawl, run_guarded
-from crawler.connection import redact
+from crawler.connection import redact, sync_client
 
 _SCAN_COUNT = 2000
 
@@ -75,7 +75,7 @@ class Command(CrawlCommand):
                     indent=settings.getint("FEED_EXPORT_INDENT"),
                 )
                 exporter.start_exporting()
-                client = redis.Redis.from_url(crawl.url)
+                client = sync_client(crawl.url)
                 count = _export(exporter, _stored_items(client, items_key))
                 client.close()
                 exporter.finish_exporting()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import redis
 from scrapy.exceptions import UsageError
 
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, run_guarded
+from crawler.connection import sync_client
 
 
 class Command(CrawlCommand):
@@ -30,7 +30,7 @@ class Command(CrawlCommand):
     def _run(self, name: str) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
-        client: Any = redis.Redis.from_url(crawl.url)
+        client: Any = sync_client(crawl.url)
         if self.paused:
             client.hset(crawl.config.keys.control, "paused", "1")
         else:

@@ -7,14 +7,13 @@ import asyncio
 import json
 from typing import Any
 
-import redis
 from scrapy.exceptions import UsageError
 
 from crawler.codec import decode_request, encode_request
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import Crawl, open_crawl, run_guarded
 from crawler.commands.deadletters import letter_url, read_letters
-from crawler.connection import async_client
+from crawler.connection import async_client, sync_client
 from crawler.exceptions import BadEntry, BadSeed
 from crawler.frontier import Frontier
 from crawler.politeness import slot_of, split_entry
@@ -57,7 +56,7 @@ class Command(CrawlCommand):
     def _run(self, name: str, reason: str | None) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
-        client = redis.Redis.from_url(crawl.url)
+        client = sync_client(crawl.url)
         chosen, skipped = [], []
         for raw, letter in read_letters(client, crawl.config.keys.dead):
             if reason and reason not in str(letter.get("reason", "")):

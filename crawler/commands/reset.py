@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-import redis
 from scrapy.exceptions import UsageError
 
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, open_crawl, run_guarded
+from crawler.connection import sync_client
 from crawler.keys import CRAWLS_KEY, Keys
 from crawler.status import snapshot
 
@@ -75,7 +75,7 @@ class Command(CrawlCommand):
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
         keys = crawl.config.keys
-        client: Any = redis.Redis.from_url(crawl.url)
+        client: Any = sync_client(crawl.url)
         snap = snapshot(client, keys)
         if not yes:
             running = snap["live_nodes"]

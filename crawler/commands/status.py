@@ -8,12 +8,10 @@ import sys
 import time
 from typing import Any
 
-import redis
-
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, open_redis, run_guarded
 from crawler.config import crawl_keys
-from crawler.connection import redact
+from crawler.connection import redact, sync_client
 from crawler.keys import CRAWLS_KEY, Keys
 from crawler.status import render, snapshot
 
@@ -43,7 +41,7 @@ class Command(CrawlCommand):
         else:
             url = open_redis(self.settings)
             targets = []
-        client: Any = redis.Redis.from_url(url)
+        client: Any = sync_client(url)
         try:
             while True:
                 keys = targets or _all_crawls(client, self.settings)
