@@ -91,6 +91,19 @@ CRAWLER_METRICS_PORT = 0
 #: Requests a node leases ahead of need. 0 means CONCURRENT_REQUESTS.
 CRAWLER_PREFETCH = 0
 
+#: TLS to Redis (with a ``rediss://`` REDIS_URL): the CA bundle to verify the
+#: server with, and this client's certificate and key when the server asks
+#: for one (``tls-auth-clients``). The URL's own ``ssl_ca_certs``,
+#: ``ssl_certfile`` and ``ssl_keyfile`` query arguments, then these, then
+#: scrapy-redis's ``REDIS_PARAMS``, are used.
+CRAWLER_REDIS_SSL_CA_CERTS = ""
+
+#: This client's certificate (PEM) for a ``rediss://`` Redis that asks for one.
+CRAWLER_REDIS_SSL_CERTFILE = ""
+
+#: The private key (PEM) of ``CRAWLER_REDIS_SSL_CERTFILE``.
+CRAWLER_REDIS_SSL_KEYFILE = ""
+
 #: Request classes an entry in Redis may name (``_class``); nothing else is
 #: ever imported from what Redis holds.
 CRAWLER_REQUEST_CLASSES = [
