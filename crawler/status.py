@@ -11,17 +11,27 @@ import json
 import time
 from typing import Any
 
+import redis.cluster
+
 from crawler import outcome
 from crawler.keys import Keys
 
-_TIME = "return redis.call('TIME')"
 COUNTERS = ("queued", "leased", "seen", "done", "dead", "items", "duplicates", "requeued")
+
+
+def server_time(client: Any, key: str) -> tuple[int, int]:
+    """TIME of the server holding *key* (a read-only user may run TIME, not
+    scripts; a cluster client must be told which node to ask)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        seconds, micros = client.time(target_nodes=client.get_node_from_key(key))
+    else:
+        seconds, micros = client.time()
+    return int(seconds), int(micros)
 
 
 def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     """Totals, nodes, rate and time-to-drain of one crawl."""
-    # The clock of the server holding the crawl (a cluster pipeline has no TIME).
-    now_s, now_us = client.eval(_TIME, 1, keys.stats)
+    now_s, now_us = server_time(client, keys.stats)
     pipe = client.pipeline(transaction=False)
     pipe.hmget(keys.stats, list(COUNTERS))
     pipe.type(keys.start_urls)
