@@ -176,8 +176,8 @@ def check_reachable(url: str) -> None:
         client.close()
     except (redis.RedisError, ValueError, OSError) as exc:
         raise RedisUnavailable(
-            f"cannot reach Redis at {redact(url)}: {exc}. Check that the server is "
-            "running and reachable from this machine, and the REDIS_URL's host, port, "
+            f"cannot reach Redis at {redact(url)}: {str(exc).rstrip('.')}. Check that the "
+            "server is running and reachable from this machine, and the REDIS_URL's host, port, "
             "user and password (rediss:// for TLS; redis+sentinel://host:port,.../SERVICE "
             "for Sentinel)."
         ) from None

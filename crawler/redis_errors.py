@@ -25,11 +25,34 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True if the call that raised *exc* may succeed if sent again later."""
-    if isinstance(exc, TRANSIENT):
+    """True if the call that raised *exc* may succeed if sent again later.
+    A permission Redis denies counts: it says nothing about the data, so
+    nothing is split or dead-lettered for it (the worker stops the node)."""
+    if isinstance(exc, TRANSIENT) or is_permission(exc):
         return True
     # Some servers and proxies answer with the text only.
     text = str(exc)
     return isinstance(exc, rex.ResponseError) and text.startswith(
         ("LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "BUSY ")
+    )
+
+
+def is_permission(exc: BaseException) -> bool:
+    """True if Redis refused the user a command or key (ACL), directly or
+    inside a script."""
+    if isinstance(exc, rex.NoPermissionError):
+        return True
+    text = str(exc)
+    return isinstance(exc, rex.ResponseError) and (
+        "NOPERM" in text or "no permissions to" in text or "can't run this command" in text
+    )
+
+
+def permission_message(exc: BaseException, role: str) -> str:
+    """What to tell the user when Redis refused a permission."""
+    return (
+        f"Redis refused a command this {role} needs: {str(exc).rstrip('.')}. The Redis "
+        "user lacks an ACL "
+        f"permission; `scrapy acl SPIDER --role {role}` prints the rules it needs "
+        "(README: Redis users and ACLs)."
     )

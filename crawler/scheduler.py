@@ -47,6 +47,9 @@ from crawler.worker import Worker
 
 logger = logging.getLogger(__name__)
 
+#: The close reason of a node whose Redis user lacks a permission.
+PERMISSION_DENIED = "redis_permission_denied"
+
 
 #: Meta key of a request going back to the frontier past the seen-set.
 REQUEUE = "_crawler_requeue"
@@ -216,6 +219,12 @@ class RedisScheduler(BaseScheduler):
 
         if reactor.running:
             reactor.stop()  # type: ignore[misc]
+
+    def refused(self, message: str) -> None:
+        logger.error("%s", message)
+        engine = self.crawler.engine
+        assert engine is not None
+        deferred_from_coro(engine.close_spider_async(reason=PERMISSION_DENIED))
 
     # -- used by the pipeline, middlewares and extension -------------------
 

@@ -36,7 +36,7 @@ from crawler.localseen import LocalSeen
 from crawler.nodereport import NodeReport
 from crawler.outcome import read_outcome
 from crawler.pauses import DomainPauses
-from crawler.redis_errors import is_transient
+from crawler.redis_errors import is_permission, is_transient, permission_message
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,10 @@ class NodeEngine(Protocol):
     async def stop_timed_out(self) -> None:
         """The graceful stop took longer than CRAWLER_STOP_TIMEOUT: hand
         everything back and stop now."""
+
+    def refused(self, message: str) -> None:
+        """Redis refused this node's user a permission: log *message* and
+        stop the crawl on this node (exit status 1)."""
 
 
 class Worker:
@@ -127,6 +131,12 @@ class Worker:
             except Exception as exc:
                 if not is_transient(exc):
                     raise  # _tick's stages catch every permanent error
+                if is_permission(exc):
+                    # A setup error, not an outage: stop as a crash would
+                    # (the leases expire; nodes with the rules redo the work).
+                    self.stopping = True
+                    self.engine.refused(permission_message(exc, "node"))
+                    return
                 self._outage_began(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)

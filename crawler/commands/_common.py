@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from scrapy import Spider
 from scrapy.crawler import Crawler
 from scrapy.settings import Settings
@@ -14,6 +15,7 @@ from scrapy.spiderloader import get_spider_loader
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
+from crawler.redis_errors import is_permission, permission_message
 from crawler.seenrecord import check_seen_config
 from crawler.topology import fit_to_redis
 
@@ -73,12 +75,28 @@ class CommandFailed(Exception):
     """Raised to stop a command with a message for the user and exit status 1."""
 
 
+# The ACL role (crawler.acl) each command's user needs; the rest: admin.
+_ROLES = {
+    "crawl": "node",
+    "seed": "seeder",
+    "status": "reader",
+    "export": "reader",
+    "deadletters": "reader",
+}
+
+
 def run_guarded(command: Any, body: Any) -> None:
     """Run *body*; on CommandFailed print ``error: ...`` and set exit status 1."""
     try:
         body()
     except CommandFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
+        command.exitcode = 1
+    except redis.RedisError as exc:
+        if not is_permission(exc):
+            raise
+        role = _ROLES.get(type(command).__module__.rpartition(".")[2], "admin")
+        print(f"error: {permission_message(exc, role)}", file=sys.stderr)
         command.exitcode = 1
 
 

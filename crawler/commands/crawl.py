@@ -13,6 +13,7 @@ from crawler.commands._common import CommandFailed, run_guarded, spider_class
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
+from crawler.scheduler import PERMISSION_DENIED
 from crawler.seenrecord import check_seen_config
 
 
@@ -57,6 +58,9 @@ class Command(ScrapyCrawl):
             return
         stats = crawler.stats
         assert stats is not None
+        if stats.get_value("finish_reason") == PERMISSION_DENIED:
+            self.exitcode = 1
+            return
         code = crawler.settings.getint("CRAWLER_DEAD_LETTER_EXIT_CODE")
         if stats.get_value("finish_reason") == "finished" and stats.get_value(
             "crawler/dead_letters"
