@@ -28,13 +28,13 @@ SlotMap = list[tuple[int, int, str]]
 
 
 def slot_map(node: Node) -> SlotMap:
-    # ("CLUSTER", "SLOTS") as two words: redis-py would otherwise reshape the reply.
+    # Two words, so no redis-py response callback reshapes the server's reply.
     reply = node.probe().execute_command("CLUSTER", "SLOTS")
     return sorted((int(r[0]), int(r[1]), f"{r[2][0]}:{r[2][1]}") for r in reply)
 
 
 def cluster_state(node: Node) -> str:
-    info = node.probe().execute_command("CLUSTER", "INFO")
+    info = node.probe().execute_command("CLUSTER", "INFO")  # raw text, see slot_map
     return next(line.split(":", 1)[1] for line in info.splitlines() if "cluster_state" in line)
 
 

@@ -141,8 +141,9 @@ class Node:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        """Kill the server's whole process group; harmless if already dead."""
-        if self.proc is None:
+        """Kill the server's whole process group (a fork child too); a server
+        already reaped is left alone, as its pid may since name another process."""
+        if self.proc is None or self.proc.poll() is not None:
             return
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)

@@ -28,8 +28,9 @@ SERVICE = "mymaster"
 class SentinelGroup:
     """The group's processes. ``master`` and ``replica`` name the current
     roles: after ``wait_failover`` the promoted node is ``master`` and the
-    killed one ``replica`` (dead until ``replica.restart()``, after which
-    the sentinels make it replicate from the new master)."""
+    killed one ``replica``: dead until ``replica.restart()``, after which the
+    sentinels make it replicate from the new master, within ~10 s (they poll a
+    replica's INFO every 10 s); ``wait_ready()`` waits for that."""
 
     master: Node
     replica: Node

@@ -111,6 +111,10 @@ def test_cluster_keeps_replicated_keys_across_a_master_kill(cluster: Cluster) ->
         return values
 
     assert asyncio.run(scenario()) == KEYS
+    victim.restart()  # empty, it rejoins as the promoted node's replica and resyncs
+    cluster.wait_ready()
+    assert cluster.replicas_of(promoted) == [victim]
+    assert victim.probe().dbsize() == promoted.probe().dbsize() > 0
 
 
 def test_sentinel_master_for_follows_a_failover(sentinel_group: SentinelGroup) -> None:
