@@ -33,7 +33,18 @@ def is_transient(exc: BaseException) -> bool:
     # Some servers and proxies answer with the text only.
     text = str(exc)
     return isinstance(exc, rex.ResponseError) and text.startswith(
-        ("LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "BUSY ")
+        (
+            "LOADING",
+            "READONLY",
+            "TRYAGAIN",
+            "CLUSTERDOWN",
+            "MASTERDOWN",
+            "BUSY ",
+            # min-replicas-to-write with too few replicas, a failing RDB save
+            # (stop-writes-on-bgsave-error): the server refuses all writes.
+            "NOREPLICAS",
+            "MISCONF",
+        )
     )
 
 

@@ -15,7 +15,7 @@ from scrapy.spiderloader import get_spider_loader
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
-from crawler.redis_errors import is_permission, permission_message
+from crawler.redis_errors import is_permission, is_transient, permission_message
 from crawler.seenrecord import check_seen_config
 from crawler.topology import fit_to_redis
 
@@ -93,10 +93,18 @@ def run_guarded(command: Any, body: Any) -> None:
         print(f"error: {exc}", file=sys.stderr)
         command.exitcode = 1
     except redis.RedisError as exc:
-        if not is_permission(exc):
+        if is_permission(exc):
+            role = _ROLES.get(type(command).__module__.rpartition(".")[2], "admin")
+            print(f"error: {permission_message(exc, role)}", file=sys.stderr)
+        elif is_transient(exc):
+            print(
+                f"error: Redis failed ({type(exc).__name__}: {exc}); nothing "
+                "this command did was lost: run it again once Redis is back (commands "
+                "that write, like seed and requeue, skip what is already done).",
+                file=sys.stderr,
+            )
+        else:
             raise
-        role = _ROLES.get(type(command).__module__.rpartition(".")[2], "admin")
-        print(f"error: {permission_message(exc, role)}", file=sys.stderr)
         command.exitcode = 1
 
 
