@@ -153,7 +153,7 @@ class Worker:
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             logger.warning(
-                "Redis at %s is unreachable (%s); holding %d pending writes "
+                "Redis at %s is unreachable or refusing writes (%s); holding %d pending writes "
                 "in memory and retrying with backoff.",
                 self.url,
                 exc,

@@ -32,6 +32,7 @@ from tests.topologies import (
     redis_acl,
     redis_cluster,
     redis_sentinel,
+    redis_server,
     redis_tls,
 )
 
@@ -285,3 +286,25 @@ def test_least_privilege_users(plain, docs, tmp_path):
         text = log.read_text()
         assert "Redis refused a command this node needs" in text, problems([text])
         assert "scrapy acl SPIDER --role node" in text
+
+
+def test_writes_refused_for_want_of_replicas_are_held_not_lost(plain, docs, tmp_path):
+    """``min-replicas-to-write`` with its replica gone: Redis refuses every
+    write (NOREPLICAS) for a while. The nodes hold their writes and go on
+    when it accepts them again; nothing is dead-lettered or fetched twice."""
+    with redis_server(tmp_path) as server:
+        url = f"redis://127.0.0.1:{server.port}"
+        refused: list[float] = []
+
+        def refuse_writes(docs: DocServer) -> None:
+            wait_fetched(docs, 150)
+            server.client().config_set("min-replicas-to-write", 1)
+            time.sleep(4)
+            refused.append(sum(docs.counts.values()))
+            server.client().config_set("min-replicas-to-write", 0)
+
+        counts, codes, logs = crawl(url, docs, tmp_path, *PACED, during=refuse_writes)
+        items = export(url, docs, tmp_path)
+        check_complete(plain, counts, codes, logs, items)
+        assert "NOREPLICAS" in "".join(logs)  # the outage was met, and logged
+        assert not server.client().llen("{pydocs}:dead")
