@@ -39,11 +39,13 @@ PARTS = (
     "dupefilter",
     "seed",
     "export",
+    "redis-load",
 )
 GROUPS = {
     "crawls": ("plain", "scrapy-redis", "project"),
     "memory": ("seen-exact", "seen-bloom", "queue", "dupefilter"),
     "commands": ("seed", "export"),
+    "load": ("redis-load",),
 }
 
 
@@ -56,10 +58,11 @@ class Sizes:
     dupefilter: int
     seed: int
     export: int
+    load_seconds: float = 8.0  # measured seconds per node count of the Redis load test
 
 
 FULL = Sizes(20_000, 10_000_000, 100_000, 100_000, 1_000_000, 1_000_000, 200_000)
-QUICK = Sizes(2_000, 200_000, 10_000, 20_000, 100_000, 100_000, 50_000)
+QUICK = Sizes(2_000, 200_000, 10_000, 20_000, 100_000, 100_000, 50_000, 3.0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -144,6 +147,8 @@ def run_parts(parts: list[str], sizes: Sizes, work: Path, results: dict[str, Any
     for part in ("seed", "export"):
         if part in parts:
             _guarded(results, part, _command, part, sizes, work)
+    if "redis-load" in parts:
+        _guarded(results, "redis-load", _redis_load, sizes, work)
     # The Bloom filling is bound by Redis's CPU (its Lua script), the others by
     # this process's, so it runs alongside them in a child process on the
     # other core. Nothing timed against a target runs meanwhile.
@@ -174,6 +179,17 @@ def _command(part: str, sizes: Sizes, work: Path) -> Any:
     if part == "seed":
         return bench_commands.seed(work, sizes.seed)
     return bench_commands.export(work, sizes.export)
+
+
+def _redis_load(sizes: Sizes, work: Path) -> Any:
+    """Issue 13's Redis-side load test (tests/benchmarks/bench_redis_load.py)."""
+    from tests.benchmarks.bench_redis_load import NODE_COUNTS, LoadShape, sweep
+
+    server = RedisServer(work / "redis-load").start()
+    try:
+        return sweep(server.url, NODE_COUNTS, LoadShape(0, seconds=sizes.load_seconds))
+    finally:
+        server.stop()
 
 
 def _guarded(results: dict[str, Any], part: str, body: Any, *args: Any) -> None:
@@ -467,6 +483,8 @@ def render(results: dict[str, Any], sizes: Sizes, elapsed: float, load: float) -
         _verdict(export.rate if export and export.ok else None, 50_000),
     )
 
+    _load_rows(results, row)
+
     disturbed = []
     for key in ("plain-1", "scrapy-redis-1", "scrapy-redis-2", "project-1", "project-2"):
         run = _ok(results, key)
@@ -512,6 +530,41 @@ def render(results: dict[str, Any], sizes: Sizes, elapsed: float, load: float) -
             lines.append("  ".join("-" * w for w in widths))
     lines += [f"* {note}" for note in notes]
     return "\n".join(lines)
+
+
+def _load_rows(results: dict[str, Any], row: Any) -> None:
+    """The Redis load test: CPU per page by node count, and how flat it is."""
+    load = _ok(results, "redis-load")
+    if load is None and "redis-load" not in results:
+        return
+    nodes = " / ".join(str(r.shape.nodes) for r in load) if load else ""
+    cpu = [r.us_per_page for r in load] if load else []
+    row(
+        f"Redis CPU µs/page, load test, {nodes} nodes",
+        "",
+        "",
+        _cell(results, "redis-load", lambda rs: " / ".join(f"{r.us_per_page:.0f}" for r in rs)),
+        "<= 25",
+        _verdict(max(cpu) if cpu else None, 25, False),
+    )
+    row(
+        "  most / least (flat as nodes are added)",
+        "",
+        "",
+        _num(max(cpu) / min(cpu) if cpu else None, ".2f", "x"),
+        "<= 1.25x",
+        _verdict(max(cpu) / min(cpu) if cpu else None, 1.25, False),
+    )
+    row(
+        "  pages/s (Python-bound here; Redis cores)",
+        "",
+        "",
+        _cell(
+            results,
+            "redis-load",
+            lambda rs: " / ".join(f"{r.rate / 1000:.0f}k ({r.cpu_s / r.wall_s:.2f})" for r in rs),
+        ),
+    )
 
 
 def _cpus() -> int:
