@@ -652,7 +652,8 @@ def render_profile(results: list[LoadResult], top: int = 8) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_redis_load")
     parser.add_argument("--nodes", default=",".join(map(str, NODE_COUNTS)))
-    parser.add_argument("--per-tick", type=int, default=16)
+    parser.add_argument("--per-tick", type=int, default=16, help="pages between two ticks")
+    parser.add_argument("--concurrency", type=int, default=16, help="CONCURRENT_REQUESTS")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--domains", type=int, default=DOMAINS, help="domains of the site")
@@ -676,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     base = LoadShape(
         nodes=0,
         per_tick=args.per_tick,
+        concurrency=args.concurrency,
         seconds=args.seconds,
         procs=args.procs,
         lua_dir=args.lua_dir,
