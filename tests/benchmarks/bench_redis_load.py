@@ -40,8 +40,10 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -235,7 +237,8 @@ class SimNode:
                 got = self.leases.take()
                 if got is None:
                     break
-                self._fetch(*got)
+                page: Any = got[1]  # what _Decoder made of the entry
+                self._fetch(got[0], page)
                 taken += 1
             self.done += taken
             if not taken and not self.leases.ready:
@@ -318,21 +321,38 @@ def _info(client: redis.Redis, stats_key: str) -> tuple[float, int, int, float]:
     return cpu["used_cpu_user"] + cpu["used_cpu_sys"], calls, done, executing
 
 
+def _start_nodes(server_url: str, shape: LoadShape, times: list[float]) -> list[Any]:
+    """The node processes, *shape.procs* of them, the nodes shared out."""
+    procs, per = [], -(-shape.nodes // shape.procs)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for first in range(0, shape.nodes, per):
+        count = min(per, shape.nodes - first)
+        args = [server_url, json.dumps(asdict(shape)), str(first), str(count), json.dumps(times)]
+        cmd = [sys.executable, "-m", "tests.benchmarks.bench_redis_load", "--child", *args]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True))
+    return procs
+
+
+def _roundtrips(procs: list[Any]) -> int:
+    """Wait for the node processes; the round trips they made in the window."""
+    total = 0
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        if proc.returncode:
+            raise RuntimeError(f"a load process exited with status {proc.returncode}")
+        total += json.loads(out.strip().splitlines()[-1])["roundtrips"]
+    return total
+
+
 def run_load(server_url: str, shape: LoadShape, profile: bool = False) -> LoadResult:
+    """One node count: seed, start the nodes, measure the window [times[0], times[1]]."""
     client = redis.Redis.from_url(server_url, socket_timeout=300)
     seed(client, server_url, shape)
     stats_key = "{" + shape.crawl + "}:stats"
     overhead = slowlog_overhead(client) if profile else 0.0
     t0 = time.time() + 1.0 + shape.nodes / 50  # connections and first heartbeats
     times = [t0 + shape.warmup, t0 + shape.warmup + shape.seconds]
-    times.append(times[1] + 0.5)
-    procs, per = [], -(-shape.nodes // shape.procs)
-    for first in range(0, shape.nodes, per):
-        count = min(per, shape.nodes - first)
-        args = [server_url, json.dumps(asdict(shape)), str(first), str(count), json.dumps(times)]
-        cmd = [sys.executable, "-m", "tests.benchmarks.bench_redis_load", "--child", *args]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True))
+    procs = _start_nodes(server_url, shape, [*times, times[1] + 0.5])
     time.sleep(max(0.0, times[0] - time.time()))
     if profile:
         client.config_set("slowlog-log-slower-than", 0)
@@ -349,11 +369,7 @@ def run_load(server_url: str, shape: LoadShape, profile: bool = False) -> LoadRe
     if profile:
         client.config_set("slowlog-log-slower-than", 10_000)
         result.profile = _split(slow, script_names(shape.lua_dir), overhead)
-    for proc in procs:
-        out, _ = proc.communicate(timeout=120)
-        if proc.returncode:
-            raise RuntimeError(f"a load process exited with status {proc.returncode}")
-        result.roundtrips += json.loads(out.strip().splitlines()[-1])["roundtrips"]
+    result.roundtrips = _roundtrips(procs)
     return result
 
 
@@ -404,6 +420,18 @@ def _split(entries: list[Any], names: dict[str, str], overhead: float = 0.0) -> 
     bookkeeping, see ``slowlog_overhead``). Pages are counted in the log
     itself, as the items commit.lua stored (one per page, HSETNX), since
     the log's window is not exactly the counters'."""
+    out = _charge(entries, names)
+    per = max(out.get("commit.lua", {}).get("inner", {}).get("hsetnx", [1])[0], 1)
+    for row in out.values():
+        row["us"] -= overhead * sum(n for n, _ in row["inner"].values())
+        row["own"] = row["us"] - sum(us for _, us in row["inner"].values())
+    out = dict(sorted(out.items(), key=lambda kv: -kv[1]["us"]))
+    out["_pages"] = {"pages": per, "overhead": overhead}
+    return out
+
+
+def _charge(entries: list[Any], names: dict[str, str]) -> dict[str, Any]:
+    """name -> {calls, us, inner: {command: [calls, us]}}, oldest entry first."""
     out: dict[str, Any] = {}
     inner: list[tuple[str, int]] = []
     for item in sorted(entries, key=lambda e: e[0]):
@@ -414,23 +442,15 @@ def _split(entries: list[Any], names: dict[str, str], overhead: float = 0.0) -> 
             continue
         if cmd in ("evalsha", "eval"):
             cmd = names.get(argv[1].decode(), "script " + argv[1].decode()[:8]) + ".lua"
-        if cmd in ("slowlog", "exec", "multi", "info", "config"):
-            inner.clear()
-            continue
-        row = out.setdefault(cmd, {"calls": 0, "us": 0, "inner": {}})
-        row["calls"] += 1
-        row["us"] += duration
-        for name, micros in inner:
-            calls_us = row["inner"].setdefault(name, [0, 0])
-            calls_us[0] += 1
-            calls_us[1] += micros
+        if cmd not in ("slowlog", "exec", "multi", "info", "config"):
+            row = out.setdefault(cmd, {"calls": 0, "us": 0, "inner": {}})
+            row["calls"] += 1
+            row["us"] += duration
+            for name, micros in inner:
+                calls_us = row["inner"].setdefault(name, [0, 0])
+                calls_us[0] += 1
+                calls_us[1] += micros
         inner.clear()
-    per = max(out.get("commit.lua", {}).get("inner", {}).get("hsetnx", [1])[0], 1)
-    for row in out.values():
-        row["us"] -= overhead * sum(n for n, _ in row["inner"].values())
-        row["own"] = row["us"] - sum(us for _, us in row["inner"].values())
-    out = dict(sorted(out.items(), key=lambda kv: -kv[1]["us"]))
-    out["_pages"] = {"pages": per, "overhead": overhead}
     return out
 
 
@@ -592,6 +612,7 @@ def _commit_all(
 def sweep(
     server_url: str, counts: tuple[int, ...], base: LoadShape, profile: bool = False
 ) -> list[LoadResult]:
+    _check_entry()
     results = []
     for n in counts:
         shape = replace(base, nodes=n, procs=min(base.procs, n))
@@ -649,7 +670,7 @@ def render_profile(results: list[LoadResult], top: int = 8) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_redis_load")
     parser.add_argument("--nodes", default=",".join(map(str, NODE_COUNTS)))
     parser.add_argument("--per-tick", type=int, default=16, help="pages between two ticks")
@@ -666,14 +687,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lua-dir", default="", help="load the Lua scripts from this directory")
     parser.add_argument("--url", default="", help="a running Redis (default: start one)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.child:
         url_, shape_json, first, count, times = args.child
         shape = LoadShape(**json.loads(shape_json))
         out = asyncio.run(_child(url_, shape, int(first), int(count), json.loads(times)))
         print(json.dumps(out))
         return 0
-    _check_entry()
+    server = None if args.url else RedisServer(Path(tempfile.mkdtemp(prefix="redis-load-")))
+    try:
+        server_url = args.url or server.start().url  # type: ignore[union-attr]
+        client = redis.Redis.from_url(server_url)
+        for pair in args.config:
+            client.config_set(*pair.split("=", 1))
+        if args.memory:
+            print("\n".join(memory_breakdown(server_url)))
+            return 0
+        results = _sweep_args(server_url, args)
+    finally:
+        if server is not None:
+            server.stop()
+            shutil.rmtree(server.dir, ignore_errors=True)
+    print(render(results))
+    if args.profile:
+        print()
+        print(render_profile(results))
+    return 0
+
+
+def _sweep_args(server_url: str, args: argparse.Namespace) -> list[LoadResult]:
     base = LoadShape(
         nodes=0,
         per_tick=args.per_tick,
@@ -685,24 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         per_domain=args.per_domain,
     )
     counts = tuple(int(n) for n in args.nodes.split(","))
-    server = None if args.url else RedisServer(Path(f"/tmp/bench-redis-load-{os.getpid()}"))
-    try:
-        server_url = args.url or server.start().url  # type: ignore[union-attr]
-        client = redis.Redis.from_url(server_url)
-        for pair in args.config:
-            client.config_set(*pair.split("=", 1))
-        if args.memory:
-            print("\n".join(memory_breakdown(server_url)))
-            return 0
-        results = sweep(server_url, counts, base, args.profile)
-    finally:
-        if server is not None:
-            server.stop()
-    print(render(results))
-    if args.profile:
-        print()
-        print(render_profile(results))
-    return 0
+    return sweep(server_url, counts, base, args.profile)
 
 
 if __name__ == "__main__":
