@@ -184,6 +184,10 @@ def test_cluster_master_killed_mid_crawl(plain, docs, tmp_path):
         assert status.returncode == 0, status.stderr[-2000:]
         done = sum(counts.values()) - counts["/robots.txt"]  # fetched apart, not a request
         assert f'"done": {done}, "dead": 0' in status.stdout, status.stdout
+        for command in (["deadletters"], ["pause"], ["resume"], ["requeue"], ["reset", "--yes"]):
+            done_ = run_scrapy([command[0], "pydocs", *command[1:]], cluster.seed_url, cwd=ZOO)
+            assert done_.returncode == 0, (command, done_.stderr[-2000:])
+        assert "no crawls" in run_scrapy(["status"], cluster.seed_url, cwd=ZOO).stdout
 
 
 def sentinel_url(group) -> str:
