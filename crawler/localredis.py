@@ -113,6 +113,11 @@ def _start(data_dir: Path, sock: Path) -> None:
         str(data_dir),
         "--appendonly",
         "yes",
+        # Queued requests are lists of similar JSON: LZF on all but their two
+        # ends (where nodes push and pop) measured 104 -> 61 bytes per
+        # web-like request at no measurable CPU (tests/benchmarks/COSTS.md).
+        "--list-compress-depth",
+        "1",
         "--daemonize",
         "yes",
         "--pidfile",

@@ -20,6 +20,12 @@ def test_zero_config_starts_and_shares_a_local_server(make_site, tmp_path):
         assert seeded.returncode == 0, seeded.stderr
         assert f"on unix://{sock}: 1 queued" in seeded.stdout
         assert (project / ".crawler" / "redis" / "appendonly.aof").exists()
+        depth = subprocess.run(
+            [REDIS_CLI, "-s", str(sock), "config", "get", "list-compress-depth"],
+            capture_output=True,
+            text=True,
+        )
+        assert depth.stdout.split() == ["list-compress-depth", "1"]  # queues compressed
         logs = [tmp_path / "a.log", tmp_path / "b.log"]
         nodes = [start_node("site", None, log, cwd=project) for log in logs]
         assert [n.wait(timeout=120) for n in nodes] == [0, 0]
