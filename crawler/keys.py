@@ -51,6 +51,9 @@ where the domain is the request's Scrapy download slot)::
                                  (ms, Redis clock; 2^53-1: no free slot).
     {NAME}:dnext          HASH   domain -> no request leased before (ms).
     {NAME}:dbusy          HASH   domain -> requests leased, not finished.
+                                 Both also hold a field "\0" with a long
+                                 value, which keeps them hash tables (see
+                                 _polite.lua p_hset).
     {NAME}:dbackoff       HASH   domain -> "<until ms>|<level>" after 429/503.
     {NAME}:dcrawl         HASH   domain -> robots.txt Crawl-delay (ms; 0: none).
     {NAME}:dauto          HASH   domain -> AutoThrottle delay (ms).

@@ -111,8 +111,8 @@ def test_concurrency_limit_holds_across_three_nodes(hosts, redis_url, tmp_path, 
         assert_complete(site)
         print(f"{site.host}: max in progress {site.max_inflight}")
         assert site.max_inflight == 2
-    # Every slot was handed back.
-    assert rclient.hlen("{site}:dbusy") == 0
+    # Every slot was handed back (the "\0" field keeps the hash a hash table).
+    assert set(rclient.hkeys("{site}:dbusy")) <= {b"\0"}
     assert rclient.zcard("{site}:parked") == 0
 
 

@@ -253,12 +253,37 @@ local function finish(id)
   return redis.call('HDEL', held, id)
 end
 
+-- finish() for many leases: one HMGET and one HDEL per 1000 of them.
+local function finish_all(first, count)
+  local ids, once = {}, {}
+  for j = first, first + count - 1 do
+    if not once[ARGV[j]] then
+      once[ARGV[j]] = true
+      ids[#ids + 1] = ARGV[j]
+    end
+  end
+  local done = 0
+  for s = 1, #ids, 1000 do
+    local part = {unpack(ids, s, math.min(s + 999, #ids))}
+    local values = redis.call('HMGET', held, unpack(part))
+    local found = {}
+    for j, id in ipairs(part) do
+      local value = values[j]
+      if value then
+        found[#found + 1] = id
+        local d = p_held_domain(value)
+        if d and string.sub(value, 1, 2) ~= '@|' then p_release(d) end
+      end
+    end
+    if #found > 0 then done = done + redis.call('HDEL', held, unpack(found)) end
+  end
+  return done
+end
+
 local acked, released = 0, 0
 n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  acked = acked + finish(ARGV[i])
-  i = i + 1
-end
+if n > 0 then acked = finish_all(i, n) end
+i = i + n
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   released = released + redis.call('HDEL', held, ARGV[i])

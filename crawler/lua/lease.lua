@@ -37,12 +37,19 @@ redis.call('ZADD', nodes, now + lease_ms, node)
 -- take every slot back at once and leave the others nothing to fetch.
 local live = redis.call('ZCOUNT', nodes, now, '+inf')
 local mine = nil  -- this node's leases per domain, read when first needed
+-- The leases of this call, written to the held hash at the end in one HSET:
+-- {id, value, id, value, ...}; ids follow lease_seq, written once.
+local pending, seq0 = {}, nil
 local function my_turn(d, s)
   if live <= 1 then return true end
   if not mine then
     mine = {}
     for _, v in ipairs(redis.call('HVALS', held)) do
       local hd = string.sub(v, 1, 2) ~= '@|' and p_held_domain(v)
+      if hd then mine[hd] = (mine[hd] or 0) + 1 end
+    end
+    for j = 2, #pending, 2 do
+      local hd = p_held_domain(pending[j])
       if hd then mine[hd] = (mine[hd] or 0) + 1 end
     end
   end
@@ -52,9 +59,11 @@ end
 local out = {0}
 local got = 0
 local function lease_one(prio, entry, report, d)
-  local id = redis.call('HINCRBY', stats, 'lease_seq', 1)
-  redis.call('HSET', held, id, prio .. '|' .. entry)
-  out[#out + 1] = tostring(id)
+  if not seq0 then seq0 = tonumber(redis.call('HGET', stats, 'lease_seq') or '0') end
+  local id = tostring(seq0 + got + 1)
+  pending[#pending + 1] = id
+  pending[#pending + 1] = prio .. '|' .. entry
+  out[#out + 1] = id
   out[#out + 1] = entry
   out[#out + 1] = report
   got = got + 1
@@ -114,6 +123,10 @@ for k = 5, #ARGV do
 end
 p_save()
 if got > 0 then
+  for j = 1, #pending, 1000 do
+    redis.call('HSET', held, unpack(pending, j, math.min(j + 999, #pending)))
+  end
+  redis.call('HSET', stats, 'lease_seq', seq0 + got)
   redis.call('HINCRBY', stats, 'queued', -got)
   redis.call('HINCRBY', stats, 'leased', got)
 end
