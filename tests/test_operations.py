@@ -133,9 +133,10 @@ def test_metrics_endpoint_serves_prometheus_text(make_site, redis_url, tmp_path)
         node.terminate()
         node.wait(timeout=60)
     # No authentication, so loopback unless told otherwise (issue 12).
-    assert f"Serving Prometheus metrics on http://127.0.0.1:{port}/metrics" in (
-        tmp_path / "m.log"
-    ).read_text()
+    assert (
+        f"Serving Prometheus metrics on http://127.0.0.1:{port}/metrics"
+        in (tmp_path / "m.log").read_text()
+    )
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in (
         "crawler_pages",
