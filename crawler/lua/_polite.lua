@@ -218,10 +218,18 @@ end
 
 -- The domain of an entry "<deliveries>|<domain>|<json>", or of a held value
 -- "<prio>|<deliveries>|<domain>|<json>".
+-- An entry leaves its domain out when it is the host of its URL
+-- (crawler.politeness.make_entry reads the host the same way).
 local function p_entry_domain(entry)
-  return string.match(entry, '^%d+|([^|]*)|')
+  local d = string.match(entry, '^%d+|([^|]*)|')
+  if d == '' then return string.match(entry, '^%d+||{"url":"[^:"]*://([^/:?#"\\@]*)') or '' end
+  return d
 end
 
 local function p_held_domain(value)
-  return string.match(value, '^[^|]*|%d+|([^|]*)|')
+  local d = string.match(value, '^[^|]*|%d+|([^|]*)|')
+  if d == '' then
+    return string.match(value, '^[^|]*|%d+||{"url":"[^:"]*://([^/:?#"\\@]*)') or ''
+  end
+  return d
 end
