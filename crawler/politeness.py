@@ -13,10 +13,9 @@ A frontier entry names its domain (its Scrapy download slot):
 
 from __future__ import annotations
 
-import re
-
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
