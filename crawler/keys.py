@@ -2,7 +2,7 @@
 
 All keys of one crawl share the hash tag ``{NAME}`` (NAME is the spider name,
 or ``CRAWLER_CRAWL_NAME``), so every multi-key Lua script touches one slot and
-works on Redis Cluster.
+works on Redis Cluster (one crawl on one shard: it is not split yet).
 
 Schema (``E`` is a *frontier entry*: ``"<deliveries>|<domain>|<request JSON>"``,
 where the domain is the request's Scrapy download slot)::
@@ -68,6 +68,8 @@ where the domain is the request's Scrapy download slot)::
                                  as whatever type it is. Named by
                                  ``CRAWLER_START_URLS_KEY``, else a RedisSpider's
                                  ``redis_key``, else ``REDIS_START_URLS_KEY``.
+                                 On Redis Cluster it must share the crawl's
+                                 slot: ``{NAME}:start_urls`` (crawler.topology).
 """
 
 from __future__ import annotations
