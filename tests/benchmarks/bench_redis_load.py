@@ -113,15 +113,16 @@ def url(page: int) -> str:
     return f"http://{host(page)}/p/{page}.html"
 
 
+# The domain is left out: it is the URL's host (crawler.politeness.make_entry).
 _ENTRY = (
-    '0|{}|{{"url":"{}","callback":"parse","headers":{{"Referer":["{}"]}},"meta":{{"depth":3}}}}'
+    '0||{{"url":"{}","callback":"parse","headers":{{"Referer":["{}"]}},"meta":{{"depth":3}}}}'
 )
 
 
 def entry(page: int, referer: int) -> str:
     """The frontier entry of a link as the site spider queues it (checked
     against the codec in ``_check_entry``)."""
-    return _ENTRY.format(host(page), url(page), url(referer))
+    return _ENTRY.format(url(page), url(referer))
 
 
 def links(page: int) -> list[int]:
@@ -208,7 +209,7 @@ class SimNode:
             if f in local:
                 continue
             local.add_pending(f)
-            batch.pushes.append((f, 0, _ENTRY.format(host(link), there, here)))
+            batch.pushes.append((f, 0, _ENTRY.format(there, here)))
         item = f'{{"url":"{here}","title":"Page {page}","status":200}}'
         batch.items.append((hashlib.sha1(here.encode()).digest()[:12], item))
         batch.acks.append(lease_id)
