@@ -78,7 +78,9 @@ def bloom_hashes(fingerprint: bytes) -> tuple[int, int]:
 
 
 def bloom_layer(capacity: int, error_rate: float, layer: int) -> tuple[int, int, int]:
-    """(capacity, bits, hash count) of layer *layer* of the scalable filter."""
+    """(capacity, bits, hash count) of layer *layer* of the scalable filter,
+    as commit.lua makes it: a prime number of bits, probed with h2 mod bits,
+    so that every URL's probes are distinct bits."""
     cap = capacity * BLOOM_GROWTH**layer
     p = error_rate * (1 - BLOOM_TIGHTENING) * BLOOM_TIGHTENING**layer
     bits = math.ceil(cap * -math.log(p) / math.log(2) ** 2)
@@ -86,7 +88,25 @@ def bloom_layer(capacity: int, error_rate: float, layer: int) -> tuple[int, int,
         # One Redis string holds 2**32 bits: such a layer holds fewer URLs.
         bits = MAX_LAYER_BITS
         cap = math.floor(bits * math.log(2) ** 2 / -math.log(p))
-    return cap, bits, max(1, round(-math.log2(p)))
+    return cap, _prime_at_or_near(bits), max(1, round(-math.log2(p)))
+
+
+def _is_prime(x: int) -> bool:
+    if x % 2 == 0:
+        return x == 2
+    return x > 1 and all(x % d for d in range(3, math.isqrt(x) + 1, 2))
+
+
+def _prime_at_or_near(bits: int) -> int:
+    """The first prime from *bits* up, or below 2**32 if there is none."""
+    x = bits
+    while x <= MAX_LAYER_BITS and not _is_prime(x):
+        x += 1
+    if x > MAX_LAYER_BITS:
+        x = MAX_LAYER_BITS
+        while not _is_prime(x):
+            x -= 1
+    return x
 
 
 def start_fingerprint(fingerprint: bytes) -> bytes:

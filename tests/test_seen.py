@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import subprocess
 
 import pytest
@@ -90,6 +91,29 @@ def test_bloom_grows_past_capacity_and_keeps_its_error_rate(redis_url, rclient):
     )
 
 
+def test_every_url_probes_distinct_bloom_bits(redis_url, rclient):
+    """A layer has a prime number of bits and is probed with h2 mod m: a URL
+    whose h2 is a multiple of m (which once probed one bit k times, and was
+    then taken for seen whenever that bit was set) sets k distinct bits."""
+    settings = {"CRAWLER_SEEN_MODE": "bloom", "CRAWLER_BLOOM_CAPACITY": 4000}
+    settings["CRAWLER_BLOOM_ERROR_RATE"] = 1e-9
+    cfg = CrawlConfig.from_settings(Settings(settings), "pr")
+    _, bits, hashes = bloom_layer(4000, 1e-9, 0)
+    assert all(bits % d for d in range(2, math.isqrt(bits) + 1))  # prime
+    h1, h2 = 12345, bits * 3  # odd, as bloom_hashes makes h2
+    fingerprint = bytes(12) + h1.to_bytes(4, "big") + h2.to_bytes(4, "big")
+
+    async def scenario() -> int:
+        frontier = Frontier(aioredis.Redis.from_url(redis_url), cfg.keys, "n", cfg.seen)
+        dups = await commit_all(frontier, [fingerprint])
+        await frontier.client.aclose()
+        return dups
+
+    assert asyncio.run(scenario()) == 0
+    assert rclient.hget("{pr}:bloom", "v1") == b"2"
+    assert rclient.bitcount("{pr}:bloom:1") == hashes
+
+
 @pytest.mark.parametrize("mode", ["exact", "bloom"])
 def test_concurrent_seeders_check_and_add_atomically(mode, redis_url, rclient, tmp_path):
     """Four `scrapy seed` processes at once, with overlapping files: every URL
@@ -131,12 +155,12 @@ def test_concurrent_seeders_check_and_add_atomically(mode, redis_url, rclient, t
     if mode == "exact":
         assert queued == union
     else:
-        # Double hashing (bit j at h1 + j*h2 mod m) degenerates when h2 mod m
-        # has a small order: http://seen.test/16287 sets only 2 distinct bits
-        # of the 37 in the third layer (m = 846,994), so it is taken for seen
-        # whenever it is checked after that layer filled up enough, which
-        # depends on how the seeders interleave (the CI failure: 24,999 of
-        # 25,000). Atomicity is what this test checks.
+        # Atomicity is what this test checks; a Bloom filter may still take
+        # a new URL for seen. Layers once had any number of bits m, probed
+        # with h2 as it is: http://seen.test/16287 probed only 2 distinct
+        # bits of 37 in the third, and was taken for seen when the seeders
+        # interleaved so (24,999 of 25,000 in CI). Now m is prime and h2 is
+        # taken mod m (test_every_url_probes_distinct_bloom_bits).
         assert union - 3 <= queued <= union
     if mode == "bloom":
         assert int(rclient.hget("{site}:bloom", "layers")) >= 3  # grew while contended

@@ -72,7 +72,9 @@ local layer_keys = {}
 for l = 1, nkeys do layer_keys[l] = KEYS[tonumber(ARGV[i])]; i = i + 1 end
 local base_cap, base_p = tonumber(ARGV[i]), tonumber(ARGV[i + 1]); i = i + 2
 local layers = tonumber(redis.call('HGET', bloom, 'layers') or '0')
-local m, k, n, cap = {}, {}, {}, {}
+-- ver: 2 for a layer of a prime number of bits probed with h2 mod m;
+-- 1 (no field) for a layer made before, probed with h2 as it is.
+local m, k, n, cap, ver = {}, {}, {}, {}, {}
 local fp_est = 0
 
 local MAX_BITS = 4294967295
@@ -86,6 +88,30 @@ local function layer_cap(l)  -- capacity of layer l (0-based), as new_layer make
   return c
 end
 
+local function is_prime(x)
+  if x % 2 == 0 then return x == 2 end
+  local d = 3
+  while d * d <= x do
+    if x % d == 0 then return false end
+    d = d + 2
+  end
+  return x > 1
+end
+
+-- A prime number of bits near *bits*: with h2 taken mod m (never 0), a
+-- URL's k probes are k distinct bits. With any m, some URLs' h2 has a small
+-- order mod m and probes only a few bits, a floor of false positives of
+-- about 1.5/m per URL whatever the error rate asked.
+local function prime_bits(bits)
+  local x = bits
+  while x <= MAX_BITS and not is_prime(x) do x = x + 1 end
+  if x > MAX_BITS then
+    x = MAX_BITS
+    while not is_prime(x) do x = x - 1 end
+  end
+  return x
+end
+
 local function layer_bits(l)  -- bits and capacity of layer l (0-based)
   local c = base_cap * 2 ^ l
   local p = base_p * 0.9 * 0.1 ^ l
@@ -96,7 +122,7 @@ local function layer_bits(l)  -- bits and capacity of layer l (0-based)
     bits = MAX_BITS
     c = math.floor(bits * math.log(2) ^ 2 / -math.log(p))
   end
-  return bits, c, p
+  return prime_bits(bits), c, p
 end
 
 local function new_layer()
@@ -108,6 +134,7 @@ local function new_layer()
   -- Allocated beforehand by bloom_grow.lua (checked before any write below).
   k[layers] = math.max(1, math.floor(-math.log(p) / math.log(2) + 0.5))
   n[layers] = 0
+  ver[layers] = 2
   return true
 end
 
@@ -119,11 +146,20 @@ local function bloom_rate()
   return total
 end
 
+local function probe_step(h2, l)
+  if ver[l] ~= 2 then return h2 end
+  local step = h2 % m[l]
+  if step == 0 then return 1 end
+  return step
+end
+
 local function bloom_check_add(h1, h2)
+  h1, h2 = tonumber(h1), tonumber(h2)
   for l = 1, layers do
     local all = true
+    local step = probe_step(h2, l)
     for j = 0, k[l] - 1 do
-      if redis.call('GETBIT', layer_keys[l], (h1 + j * h2) % m[l]) == 0 then
+      if redis.call('GETBIT', layer_keys[l], (h1 + j * step) % m[l]) == 0 then
         all = false
         break
       end
@@ -132,8 +168,9 @@ local function bloom_check_add(h1, h2)
   end
   fp_est = fp_est + bloom_rate()
   if layers == 0 or n[layers] >= cap[layers] then new_layer() end
+  local step = probe_step(h2, layers)
   for j = 0, k[layers] - 1 do
-    redis.call('SETBIT', layer_keys[layers], (h1 + j * h2) % m[layers], 1)
+    redis.call('SETBIT', layer_keys[layers], (h1 + j * step) % m[layers], 1)
   end
   n[layers] = n[layers] + 1
   return 1
@@ -141,8 +178,9 @@ end
 
 if layers > nkeys then return {-1, layers + 2} end
 for l = 1, layers do
-  local v = redis.call('HMGET', bloom, 'm' .. l, 'k' .. l, 'n' .. l, 'cap' .. l)
+  local v = redis.call('HMGET', bloom, 'm' .. l, 'k' .. l, 'n' .. l, 'cap' .. l, 'v' .. l)
   m[l], k[l], n[l], cap[l] = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
+  ver[l] = tonumber(v[5] or '1')
 end
 
 local seen_prefix, bloom_pushes = ARGV[i], tonumber(ARGV[i + 1])
@@ -205,6 +243,7 @@ if bloom_pushes > 0 then
   redis.call('HSET', bloom, 'layers', layers)
   for l = 1, layers do
     redis.call('HSET', bloom, 'm' .. l, m[l], 'k' .. l, k[l], 'n' .. l, n[l], 'cap' .. l, cap[l])
+    if ver[l] == 2 then redis.call('HSET', bloom, 'v' .. l, 2) end
   end
   if fp_est > 0 then redis.call('HINCRBYFLOAT', bloom, 'fp_est', fp_est) end
 end
