@@ -11,9 +11,9 @@ import logging
 import re
 
 # user:password@ up to the last "@" before the host (a password may hold "@"
-# or quotes); and password=... in a query string.
+# or quotes); and password=... (or sentinel_password=...) in a query string.
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^/\s]*@", re.IGNORECASE)
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s'\"]*", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&\s'\"]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
