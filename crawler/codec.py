@@ -151,7 +151,41 @@ def encode_request(request: Request, spider: Spider, *, lenient: bool = False) -
         elif key == "meta" or key == "cb_kwargs":
             value = _values(value, key, spider, lenient)
         out[key] = value
+    _relative_referer(out)
     return _dumps(out, lenient)
+
+
+def _origin(url: str) -> str:
+    """``scheme://netloc`` of *url*, as its text begins."""
+    return "/".join(url.split("/", 3)[:3])
+
+
+def _relative_referer(out: dict[str, Any]) -> None:
+    """A Referer on the request's own origin (most links: RefererMiddleware
+    sets the page's URL) is kept as ``"ref": "/path"``, about 40 bytes less
+    per queued request; ``_absolute_referer`` gives it back as it was."""
+    headers = out.get("headers")
+    if not headers or not isinstance(out.get("url"), str):
+        return
+    referer = headers.get("Referer")
+    if not referer or len(referer) != 1:
+        return
+    origin = _origin(out["url"])
+    if referer[0].startswith(origin + "/"):
+        out["ref"] = referer[0][len(origin) :]
+        del headers["Referer"]
+        if not headers:
+            del out["headers"]
+
+
+def _absolute_referer(d: dict[str, Any]) -> None:
+    ref = d.pop("ref")
+    if not isinstance(ref, str) or not ref.startswith("/"):
+        raise BadEntry("'ref' is not a path")
+    headers = d.setdefault("headers", {})
+    if not isinstance(headers, dict):
+        raise BadEntry("'headers' is not an object")
+    headers["Referer"] = [_origin(d["url"]) + ref]
 
 
 def _dumps(out: dict[str, Any], lenient: bool) -> str:
@@ -189,6 +223,8 @@ def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) 
     if not isinstance(d, dict) or not isinstance(d.get("url"), str):
         raise BadEntry("not a JSON object with a string 'url'")
     request_cls = _request_class(d.pop("_class", None), allowed_classes)
+    if "ref" in d:
+        _absolute_referer(d)
     if "body_b64" in d:
         d["body"] = base64.b64decode(d.pop("body_b64"))
     if _has_tags(data):

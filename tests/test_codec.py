@@ -401,3 +401,37 @@ def test_seeds_name_public_callbacks_only():
         parse_seed('{"url": "http://a/", "callback": "_private"}', spider, config)
     with pytest.raises(BadSeed, match="not a method of spider"):
         parse_seed('{"url": "http://a/", "callback": "static"}', spider, config)
+
+
+@pytest.mark.parametrize(
+    "url, referer, relative",
+    [
+        ("http://h.example:8080/b", "http://h.example:8080/a?q=1", True),
+        ("https://h.example/b", "https://h.example/", True),
+        ("http://h.example:8080/b", "http://h.example:8081/a", False),  # another origin
+        ("http://h.example/b", "https://h.example/a", False),
+        ("http://h.example/b", "http://h.example", False),  # no path: kept whole
+        ("http://h.example/b", "http://h.example.evil/a", False),
+    ],
+)
+def test_a_referer_on_the_request_s_origin_is_stored_as_a_path(url, referer, relative):
+    class S(Spider):
+        name = "s"
+
+    spider = S()
+    request = Request(url, headers={"Referer": referer, "Accept": "text/html"})
+    data = json.loads(encode_request(request, spider))
+    assert ("ref" in data) is relative
+    assert next(iter(data)) == "url"  # the scripts read the host right after it
+    back = decode_request(json.dumps(data), spider, frozenset())
+    assert back.headers.getlist("Referer") == [referer.encode()]
+    assert back.headers.getlist("Accept") == [b"text/html"]
+
+
+@pytest.mark.parametrize("ref", [5, "a/b", None])
+def test_a_bad_relative_referer_is_a_bad_entry(ref):
+    class S(Spider):
+        name = "s"
+
+    with pytest.raises(BadEntry, match="'ref' is not a path"):
+        decode_request(json.dumps({"url": "http://h/", "ref": ref}), S(), frozenset())
