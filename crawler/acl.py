@@ -98,6 +98,8 @@ def rules(role: str, keys: Keys) -> list[str]:
     """The ACL rules of *role* for the crawl of *keys* (for ``ACL SETUSER``)."""
     access = "%R~" if role == "reader" else "~"
     patterns = [f"{access}{_glob_escape(keys.tag)}:*", f"{access}{CRAWLS_KEY}"]
+    # The crawl's other partitions ({NAME~p}, crawler.partitions).
+    patterns.append(f"{access}{_glob_escape('{' + keys.name + '~')}*}}:*")
     patterns.append(f"{access}{_glob_escape(keys.start_urls)}")
     return ["resetkeys", *patterns, "resetchannels", "-@all", *(f"+{c}" for c in commands(role))]
 

@@ -24,10 +24,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from crawler.frontier import BATCH_TAIL, Batch, CommitResult, Frontier, dead_letter, item_letter
+from crawler.frontier import BATCH_TAIL, Batch, CommitResult, dead_letter, item_letter
 from crawler.localseen import LocalSeen
+from crawler.partfrontier import AnyFrontier, PartitionedFrontier
 from crawler.redis_errors import is_transient
-from crawler.starts import StartReports
+from crawler.starts import PartitionedStartReports, StartReports
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class CommitPipeline:
 
     def __init__(
         self,
-        frontier: Frontier,
+        frontier: AnyFrontier,
         batch_size: int,
         count: Callable[[str, int], None],
         local_seen: LocalSeen | None = None,
@@ -63,7 +64,9 @@ class CommitPipeline:
         self.pending: deque[list[Any]] = deque()
         self._seq = 0
         #: What this node started, reported with each commit (crawler.starts).
-        self.starts = StartReports(window)
+        self.starts: StartReports | PartitionedStartReports = StartReports(window)
+        if isinstance(frontier, PartitionedFrontier):
+            self.starts = PartitionedStartReports(window, len(frontier.parts))
         #: The last successful commit's result (for its backoff version).
         self.last: CommitResult | None = None
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 
-from crawler.frontier import Frontier
+from crawler.partfrontier import AnyFrontier
 
 
 class ClusterCompletion:
     """Watches the crawl's counters while this node is idle."""
 
-    def __init__(self, frontier: Frontier, finish_grace: float) -> None:
+    def __init__(self, frontier: AnyFrontier, finish_grace: float) -> None:
         self.frontier = frontier
         self.finish_grace = finish_grace
         self.finished = False

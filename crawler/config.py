@@ -13,6 +13,7 @@ from crawler.allowlist import allow_list_entries
 from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig
 from crawler.keys import Keys, make_keys
+from crawler.partitions import partition_keys, partition_of
 from crawler.politeness import Policy
 
 
@@ -90,6 +91,20 @@ class CrawlConfig:
     robots_ttl: float
     backoff_retries: int
     concurrency: int = 16  # CONCURRENT_REQUESTS: requests a node processes at once
+    partition_count: int = 1  # CRAWLER_PARTITIONS, for a crawl that has none recorded
+    # The crawl's partition tags as recorded in Redis (crawler.partitions);
+    # () for a crawl of one partition.
+    parts: tuple[str, ...] = ()
+
+    def partitions(self) -> list[Keys]:
+        """The key names of each of the crawl's partitions."""
+        return partition_keys(self.keys, self.parts)
+
+    def keys_for(self, domain: str) -> Keys:
+        """The key names of the partition holding *domain*'s state."""
+        if not self.parts:
+            return self.keys
+        return self.partitions()[partition_of(domain, len(self.parts))]
 
     @classmethod
     def from_settings(cls, settings: BaseSettings, spider_name: str) -> CrawlConfig:
@@ -132,4 +147,5 @@ class CrawlConfig:
             robots_ttl=_positive(settings, "CRAWLER_ROBOTSTXT_TTL"),
             backoff_retries=int(_get(settings, "CRAWLER_BACKOFF_RETRIES")),
             concurrency=settings.getint("CONCURRENT_REQUESTS", 16),
+            partition_count=_positive(settings, "CRAWLER_PARTITIONS", int),
         )

@@ -88,6 +88,13 @@ CRAWLER_METRICS_ADDRESS = "127.0.0.1"
 #: Port of this node's Prometheus metrics endpoint (``/metrics``); 0: off.
 CRAWLER_METRICS_PORT = 0
 
+#: Partitions a new crawl is split into, each under its own hash tag, so
+#: that on Redis Cluster one crawl spreads over every shard (a domain's
+#: requests, seen-set and politeness state stay in one partition). Recorded
+#: by the first process that writes to the crawl; later ones keep it. On one
+#: Redis, 1 (the default) is fastest.
+CRAWLER_PARTITIONS = 1
+
 #: Requests a node leases ahead of need. 0 means CONCURRENT_REQUESTS.
 CRAWLER_PREFETCH = 0
 

@@ -86,10 +86,12 @@ class Keys:
     start_urls: str
     # How many raw seeds one lease takes at most (0: as many as the node wants).
     start_urls_batch: int = 0
+    # The hash tag of a partition other than the first (crawler.partitions).
+    part_tag: str = ""
 
     @property
     def tag(self) -> str:
-        return "{" + self.name + "}"
+        return self.part_tag or "{" + self.name + "}"
 
     @property
     def prios(self) -> str:

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 from scrapy import Request
 
 from crawler.config import CrawlConfig
-from crawler.frontier import Batch, Frontier
+from crawler.frontier import Batch
+from crawler.partfrontier import AnyFrontier
 from crawler.politeness import split_entry
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class LeaseSession:
     which leases must report their start (their domain has a delay)."""
 
     def __init__(
-        self, frontier: Frontier, config: CrawlConfig, count: Callable[[str, int], None]
+        self, frontier: AnyFrontier, config: CrawlConfig, count: Callable[[str, int], None]
     ) -> None:
         self.frontier = frontier
         self.lease_ms = config.lease_ms

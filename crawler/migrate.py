@@ -27,7 +27,8 @@ from typing import Any
 from scrapy import Request, Spider
 
 from crawler.exceptions import BadEntry, CrawlerError
-from crawler.frontier import Batch, Frontier
+from crawler.frontier import Batch
+from crawler.partfrontier import AnyFrontier
 from crawler.politeness import request_entry
 from crawler.srstate import (
     Pickled,
@@ -119,7 +120,7 @@ class Migration:
     """Imports one spider's scrapy-redis state through a frontier."""
 
     def __init__(
-        self, frontier: Frontier, source: SourceKeys, reader: EntryReader, options: Options
+        self, frontier: AnyFrontier, source: SourceKeys, reader: EntryReader, options: Options
     ) -> None:
         self.frontier = frontier
         self.source = source

@@ -12,11 +12,11 @@ from collections import deque
 
 from scrapy.statscollectors import StatsCollector
 
-from crawler.frontier import Frontier
+from crawler.partfrontier import AnyFrontier
 
 
 class NodeReport:
-    def __init__(self, frontier: Frontier, stats: StatsCollector, lease_ms: int) -> None:
+    def __init__(self, frontier: AnyFrontier, stats: StatsCollector, lease_ms: int) -> None:
         self.frontier = frontier
         self.stats = stats
         self.lease_ms = lease_ms

@@ -81,9 +81,21 @@ def from_replies(dead: Any, sample: Any) -> Outcome:
     return Outcome(int(dead or 0), top_reasons(sample))
 
 
-async def read_outcome(client: Any, keys: Keys) -> Outcome:
-    """The crawl's outcome, from its dead-letter list."""
+async def read_outcome(client: Any, parts: list[Keys]) -> Outcome:
+    """The crawl's outcome, from its dead-letter lists (one per partition)."""
     async with client.pipeline(transaction=False) as pipe:
-        read_pipe(pipe, keys)
-        dead, sample = await pipe.execute(raise_on_error=False)
+        for keys in parts:
+            read_pipe(pipe, keys)
+        replies = await pipe.execute(raise_on_error=False)
+    return merged_replies(replies)
+
+
+def merged_replies(replies: list[Any]) -> Outcome:
+    """The outcome from ``read_pipe``'s replies for each partition, in order."""
+    dead, sample = 0, []
+    for n in range(0, len(replies), 2):
+        if any(isinstance(r, Exception) for r in replies[n : n + 2]):
+            return from_replies(*replies[n : n + 2])
+        dead += int(replies[n] or 0)
+        sample += replies[n + 1]
     return from_replies(dead, sample)

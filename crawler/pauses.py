@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 
-from crawler.frontier import CommitResult, Frontier
+from crawler.frontier import CommitResult
+from crawler.partfrontier import AnyFrontier
 
 
 class DomainPauses:
@@ -24,7 +25,7 @@ class DomainPauses:
     def paused(self, domain: str) -> bool:
         return bool(self.until) and self.until.get(domain, 0.0) > time.time()
 
-    async def refresh(self, frontier: Frontier, result: CommitResult | None) -> None:
+    async def refresh(self, frontier: AnyFrontier, result: CommitResult | None) -> None:
         """Re-read the pauses if the commit says they changed."""
         if result is None or result.replayed or result.backoff_version == self.version:
             return

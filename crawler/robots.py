@@ -32,6 +32,7 @@ from scrapy.utils.misc import build_from_crawler
 from twisted.internet.defer import Deferred
 
 from crawler.config import CrawlConfig
+from crawler.keys import Keys
 from crawler.politeness import slot_of
 from crawler.scheduler import redis_scheduler
 
@@ -46,6 +47,12 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
     def __init__(self, crawler: Any) -> None:
         super().__init__(crawler)
         self.config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
+
+    def _keys(self, request: Request) -> Keys:
+        """The key names of the partition of *request*'s domain."""
+        scheduler = redis_scheduler(self.crawler)
+        config = scheduler.config if scheduler is not None else self.config
+        return config.keys_for(slot_of(request))
 
     def _client(self) -> Any | None:
         scheduler = redis_scheduler(self.crawler)
@@ -84,7 +91,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
 
     async def _shared_body(self, client: Any, site: str, request: Request) -> bytes | None:
         """The site's robots.txt body from Redis, fetching it if no node has."""
-        key = self.config.keys.robots(site)
+        key = self._keys(request).robots(site)
         deadline = time.monotonic() + _FETCH_LOCK * 2
         while True:
             if await client.set(key, b"F", nx=True, ex=_FETCH_LOCK):
@@ -96,7 +103,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
                 # This domain (download slot) may not have its Crawl-delay yet.
                 delay = self._crawl_delay(body, request)
                 await client.hsetnx(
-                    self.config.keys.crawl_delays, slot_of(request), int(delay * 1000)
+                    self._keys(request).crawl_delays, slot_of(request), int(delay * 1000)
                 )
                 return body
             if value == b"E":
@@ -123,7 +130,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
                 self._stats.inc_value(f"robotstxt/exception_count/{type(exc)}")
             async with client.pipeline(transaction=True) as pipe:
                 pipe.set(key, b"E", ex=ttl)
-                pipe.hset(self.config.keys.crawl_delays, slot_of(request), 0)
+                pipe.hset(self._keys(request).crawl_delays, slot_of(request), 0)
                 await pipe.execute()
             return None
         self._stats.inc_value("robotstxt/response_count")
@@ -135,7 +142,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             domain = slot_of(request)
             # 0 too: the frontier holds a domain to one request at a time
             # until its robots.txt (and Crawl-delay) is known.
-            pipe.hset(self.config.keys.crawl_delays, domain, int(delay * 1000))
+            pipe.hset(self._keys(request).crawl_delays, domain, int(delay * 1000))
             await pipe.execute()
         if delay:
             logger.info(

@@ -37,12 +37,13 @@ from crawler.download_events import DownloadEvents
 from crawler.exceptions import ConfigError
 from crawler.failures import FailureWatch
 from crawler.fingerprints import start_fingerprint
-from crawler.frontier import Frontier, dead_letter, item_letter
+from crawler.frontier import dead_letter, item_letter
 from crawler.itemids import ItemIds
 from crawler.localseen import LocalSeen
+from crawler.partfrontier import make_frontier
 from crawler.politeness import request_entry
 from crawler.seenrecord import check_seen_config
-from crawler.topology import fit_to_redis
+from crawler.topology import fit_to_redis, with_partitions
 from crawler.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class RedisScheduler(BaseScheduler):
         config = fit_to_redis(config, url, crawler.spidercls)
         with sync_client(url) as client:
             check_seen_config(client, config.keys, config.seen)
+        config = with_partitions(config, url, record=True)
         return cls(crawler, config, url)
 
     # -- Scrapy's scheduler interface --------------------------------------
@@ -104,7 +106,7 @@ class RedisScheduler(BaseScheduler):
         engine_hooks.watch_spider_calls(self.crawler.engine, self.failures)
         cfg = self.config
         client = async_client(self.url, cfg.lease_ms / 1000)
-        frontier = Frontier(client, cfg.keys, self.node, cfg.seen, cfg.policy)
+        frontier = make_frontier(client, cfg, self.node)
         decoder = EntryDecoder(spider, cfg, self.node, self.crawler.request_fingerprinter)
         stats = self.crawler.stats
         assert stats is not None

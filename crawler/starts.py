@@ -16,6 +16,9 @@ before any report could go out, still counts.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
+
+from crawler.partitions import global_id, split_id
 
 
 class StartReports:
@@ -47,7 +50,44 @@ class StartReports:
         top = self._handed[-1] if self._handed else max(self._applied, 0)
         return ("" if top == self._applied else f"{top}|{self.window}"), top
 
-    def applied(self, top: int) -> None:
+    def applied(self, top: Any) -> None:
         while self._handed and self._handed[0] <= top:
             self._handed.popleft()
         self._applied = max(self._applied, top)
+
+
+class PartitionedStartReports:
+    """StartReports of a crawl split into partitions (crawler.partitions):
+    one per partition, as lease ids are numbered per partition; at most
+    *window* handed out beyond the reports in all of them together."""
+
+    def __init__(self, window: int, count: int) -> None:
+        self.window = max(1, window)
+        self.parts = [StartReports(window) for _ in range(count)]
+        self.refused = False
+
+    def may_hand_out(self) -> bool:
+        if sum(len(part._handed) for part in self.parts) < self.window:
+            return True
+        self.refused = True
+        return False
+
+    def handed_out(self, lease_id: str) -> None:
+        p, local = split_id(lease_id)
+        self.parts[p].handed_out(local)
+
+    def due(self) -> bool:
+        return any(part.due() for part in self.parts)
+
+    def report(self) -> tuple[str, Any]:
+        """("p:<id>|<window>,..." for the partitions with news, the ids)."""
+        texts, tops = [], {}
+        for p, part in enumerate(self.parts):
+            text, tops[p] = part.report()
+            if text:
+                texts.append(global_id(p, text))
+        return ",".join(texts), tops
+
+    def applied(self, top: Any) -> None:
+        for p, part_top in top.items():
+            self.parts[p].applied(part_top)

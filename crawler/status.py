@@ -15,6 +15,7 @@ import redis.cluster
 
 from crawler import outcome
 from crawler.keys import Keys
+from crawler.partitions import partition_keys, recorded_tags
 
 COUNTERS = ("queued", "leased", "seen", "done", "dead", "items", "duplicates", "requeued")
 
@@ -30,23 +31,31 @@ def server_time(client: Any, key: str) -> tuple[int, int]:
 
 
 def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
-    """Totals, nodes, rate and time-to-drain of one crawl."""
+    """Totals, nodes, rate and time-to-drain of one crawl (all its partitions)."""
     now_s, now_us = server_time(client, keys.stats)
+    parts = partition_keys(keys, recorded_tags(client, keys))
     pipe = client.pipeline(transaction=False)
-    pipe.hmget(keys.stats, list(COUNTERS))
     pipe.type(keys.start_urls)
     pipe.llen(keys.start_urls)
     pipe.zrange(keys.nodes, 0, -1, withscores=True)
     pipe.hgetall(keys.nodeinfo)
     pipe.hgetall(keys.nodebeat)
     pipe.hget(keys.control, "paused")
-    pipe.hget(keys.bloom, "fp_est")
-    outcome.read_pipe(pipe, keys)
+    for part in parts:
+        pipe.hmget(part.stats, list(COUNTERS))
+        pipe.hget(part.bloom, "fp_est")
+    for part in parts:
+        outcome.read_pipe(pipe, part)
     replies = pipe.execute(raise_on_error=False)
-    stats, kind, llen, deadlines, infos, beats, paused, fp_est = replies[:8]
-    dead = outcome.from_replies(*replies[8:])
+    kind, llen, deadlines, infos, beats, paused = replies[:6]
+    counted = replies[6 : 6 + 2 * len(parts)]
+    dead = outcome.merged_replies(replies[6 + 2 * len(parts) :])
     now_ms = int(now_s) * 1000 + int(now_us) // 1000
-    totals = {name: int(v or 0) for name, v in zip(COUNTERS, stats, strict=True)}
+    totals = {name: 0 for name in COUNTERS}
+    for stats in counted[0::2]:
+        for name, v in zip(COUNTERS, stats, strict=True):
+            totals[name] += int(v or 0)
+    fp_est = sum(float(v) for v in counted[1::2] if v)
     totals["in_flight"] = totals.pop("leased")
     totals["start_urls"] = llen if kind == b"list" and isinstance(llen, int) else 0
     if kind in (b"set", b"zset"):  # REDIS_START_URLS_AS_SET / _AS_ZSET
@@ -57,12 +66,14 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     live = [n for n in nodes if n["state"] in ("running", "paused")]
     held = client.pipeline(transaction=False)
     for n in live:
-        held.hlen(keys.held(n["node"]))
-    for n, count in zip(live, held.execute(), strict=True):
-        n["held"] = count
+        for part in parts:
+            held.hlen(part.held(n["node"]))
+    counts = held.execute() if live else []
+    for i, n in enumerate(live):
+        n["held"] = sum(counts[i * len(parts) : (i + 1) * len(parts)])
     rate = sum(n["pages_per_min"] for n in live)
     return {
-        "domains": _domains(client, keys, now_ms),
+        "domains": _merged_domains([_domains(client, part, now_ms) for part in parts]),
         "crawl": keys.name,
         "paused": paused == b"1",
         "dead_letters": dead.dead,
@@ -80,6 +91,18 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
 # Domains shown in the politeness table, soonest first.
 _SHOWN_DOMAINS = 20
 _NO_SLOT = 2**53 - 1
+
+
+def _merged_domains(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The politeness tables of every partition, as one."""
+    paused = sorted((d for p in parts for d in p["paused"]), key=lambda d: d["until_in_s"])
+    throttled = [d for p in parts for d in p["throttled"]]
+    throttled.sort(key=lambda d: (d["until_in_s"] is None, d["until_in_s"] or 0))
+    return {
+        "paused": paused,
+        "parked": sum(p["parked"] for p in parts),
+        "throttled": throttled[:_SHOWN_DOMAINS],
+    }
 
 
 def _domains(client: Any, keys: Keys, now_ms: int) -> dict[str, Any]:

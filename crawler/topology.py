@@ -19,8 +19,9 @@ from scrapy import Spider
 from scrapy_redis.spiders import RedisMixin
 
 from crawler.config import CrawlConfig
-from crawler.connection import is_cluster
+from crawler.connection import is_cluster, sync_client
 from crawler.exceptions import ConfigError
+from crawler.partitions import record_tags, recorded_tags
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +42,15 @@ def fit_to_redis(config: CrawlConfig, url: str, spidercls: type[Spider]) -> Craw
         )
     logger.info("Redis Cluster: the scrapy-redis seed key of this crawl is %s.", tagged)
     return dataclasses.replace(config, keys=dataclasses.replace(keys, start_urls=tagged))
+
+
+def with_partitions(config: CrawlConfig, url: str, record: bool) -> CrawlConfig:
+    """*config* with the crawl's partition tags (crawler.partitions): the
+    recorded ones; with *record* (a process that writes to the crawl), new
+    ones are recorded if there are none."""
+    with sync_client(url) as client:
+        if record:
+            tags = record_tags(client, config.keys, config.partition_count, is_cluster(url))
+        else:
+            tags = recorded_tags(client, config.keys)
+    return dataclasses.replace(config, parts=tags)

@@ -30,11 +30,12 @@ from scrapy.statscollectors import StatsCollector
 from crawler.commits import CommitPipeline
 from crawler.completion import ClusterCompletion
 from crawler.config import CrawlConfig
-from crawler.frontier import Batch, Frontier
+from crawler.frontier import Batch
 from crawler.leases import Decoder, LeaseSession
 from crawler.localseen import LocalSeen
 from crawler.nodereport import NodeReport
 from crawler.outcome import read_outcome
+from crawler.partfrontier import AnyFrontier
 from crawler.pauses import DomainPauses
 from crawler.redis_errors import is_permission, is_transient, permission_message
 
@@ -73,7 +74,7 @@ class NodeEngine(Protocol):
 class Worker:
     def __init__(
         self,
-        frontier: Frontier,
+        frontier: AnyFrontier,
         config: CrawlConfig,
         engine: NodeEngine,
         decoder: Decoder,
@@ -288,7 +289,7 @@ class Worker:
     async def _report_outcome(self) -> None:
         """Say what the crawl gave up on, so it never ends as a silent success
         (``crawler.outcome``); the crawl command's exit status reads the stat."""
-        outcome = await read_outcome(self.frontier.client, self.config.keys)
+        outcome = await read_outcome(self.frontier.client, self.config.partitions())
         # Writes Redis refused even alone, dead letters included: lost, and
         # said so, so that the crawl does not end as a success.
         dropped = int(self.report.stats.get_value("crawler/dropped_writes", 0))

@@ -17,7 +17,7 @@ from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
 from crawler.redis_errors import is_permission, is_transient, permission_message
 from crawler.seenrecord import check_seen_config
-from crawler.topology import fit_to_redis
+from crawler.topology import fit_to_redis, with_partitions
 
 
 def spider_class(settings: Settings, name: str) -> type[Spider]:
@@ -48,8 +48,10 @@ def open_redis(settings: Settings) -> str:
     return url
 
 
-def open_crawl(settings: Settings, name: str) -> Crawl:
-    """Build the crawler, spider and config for *name* and check Redis."""
+def open_crawl(settings: Settings, name: str, record: bool = False) -> Crawl:
+    """Build the crawler, spider and config for *name* and check Redis.
+    *record*: the command writes to the crawl, so a new crawl's partitions
+    are recorded (``crawler.partitions``)."""
     cls = spider_class(settings, name)
     settings = settings.copy()
     # Commands only read and write Redis; they never start a reactor.
@@ -66,6 +68,7 @@ def open_crawl(settings: Settings, name: str) -> Crawl:
         url = resolve_url(crawler.settings)
         check_reachable(url)
         config = fit_to_redis(config, url, cls)
+        config = with_partitions(config, url, record)
     except CrawlerError as exc:
         raise CommandFailed(str(exc)) from None
     return Crawl(crawler, spider, config, url)

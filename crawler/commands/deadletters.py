@@ -62,7 +62,8 @@ class Command(CrawlCommand):
         client = sync_client(crawl.url)
         letters = [
             letter
-            for _, letter in read_letters(client, crawl.config.keys.dead)
+            for keys in crawl.config.partitions()
+            for _, letter in read_letters(client, keys.dead)
             if not opts.reason or opts.reason in str(letter.get("reason", ""))
         ]
         client.close()

@@ -65,7 +65,6 @@ class Command(CrawlCommand):
         exporter_cls = load_object(exporters[fmt])
         target = Path(output).resolve()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        items_key = crawl.config.keys.items
         try:
             with os.fdopen(fd, "wb") as handle:
                 exporter = exporter_cls(
@@ -76,7 +75,12 @@ class Command(CrawlCommand):
                 )
                 exporter.start_exporting()
                 client = sync_client(crawl.url)
-                count = _export(exporter, _stored_items(client, items_key))
+                stored = (
+                    item
+                    for keys in crawl.config.partitions()
+                    for item in _stored_items(client, keys.items)
+                )
+                count = _export(exporter, stored)
                 client.close()
                 exporter.finish_exporting()
             os.replace(tmp, target)

@@ -12,8 +12,8 @@ from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, Crawl, open_crawl, run_guarded
 from crawler.connection import async_client, redact
 from crawler.exceptions import ConfigError
-from crawler.frontier import Frontier
 from crawler.migrate import Counts, EntryReader, Migration, Options
+from crawler.partfrontier import make_frontier
 from crawler.srfingerprint import matches_scrapy_redis
 from crawler.srstate import SourceKeys, size_of
 
@@ -76,7 +76,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str, options: Options) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
+        crawl = open_crawl(self.settings, name, record=True)
         if options.fingerprints and not matches_scrapy_redis(crawl.crawler.request_fingerprinter):
             raise CommandFailed(
                 "scrapy-redis's dupefilter holds its own fingerprints, not Scrapy's (SHA1 of "
@@ -102,7 +102,7 @@ async def _migrate(
 ) -> tuple[Counts, tuple[str, int]]:
     client = async_client(crawl.url)
     config = crawl.config
-    frontier = Frontier(client, config.keys, "migrate", config.seen, config.policy)
+    frontier = make_frontier(client, config, "migrate")
     reader = EntryReader(
         crawl.spider,
         crawl.crawler.request_fingerprinter,

@@ -31,10 +31,11 @@ class Command(CrawlCommand):
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
         client: Any = sync_client(crawl.url)
-        if self.paused:
-            client.hset(crawl.config.keys.control, "paused", "1")
-        else:
-            client.hdel(crawl.config.keys.control, "paused")
+        for keys in crawl.config.partitions():
+            if self.paused:
+                client.hset(keys.control, "paused", "1")
+            else:
+                client.hdel(keys.control, "paused")
         client.close()
         state = "paused: nodes stay up and take no new requests" if self.paused else "resumed"
         print(f"crawl {crawl.config.name!r} {state}")

@@ -57,30 +57,33 @@ class Command(CrawlCommand):
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
         client = sync_client(crawl.url)
-        chosen, skipped = [], []
-        for raw, letter in read_letters(client, crawl.config.keys.dead):
-            if reason and reason not in str(letter.get("reason", "")):
-                continue
-            try:
-                entry, priority = self._entry(crawl, letter)
-            except (ValueError, TypeError, BadSeed, BadEntry) as exc:
-                skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
-                continue
-            chosen.append((raw, entry, priority))
+        parts = crawl.config.partitions()
+        # Each letter goes back into the partition whose dead list holds it.
+        chosen: list[list[tuple[bytes, str, int]]] = [[] for _ in parts]
+        skipped = []
+        for n, keys in enumerate(parts):
+            for raw, letter in read_letters(client, keys.dead):
+                if reason and reason not in str(letter.get("reason", "")):
+                    continue
+                try:
+                    entry, priority = self._entry(crawl, letter)
+                except (ValueError, TypeError, BadSeed, BadEntry) as exc:
+                    skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
+                    continue
+                chosen[n].append((raw, entry, priority))
         client.close()
 
         async def move() -> int:
-            frontier = Frontier(
-                async_client(crawl.url),
-                crawl.config.keys,
-                "requeue",
-                crawl.config.seen,
-                crawl.config.policy,
-            )
+            client = async_client(crawl.url)
+            cfg = crawl.config
             try:
-                return await frontier.requeue_dead(chosen)
+                moved = 0
+                for keys, letters in zip(parts, chosen, strict=True):
+                    frontier = Frontier(client, keys, "requeue", cfg.seen, cfg.policy)
+                    moved += await frontier.requeue_dead(letters)
+                return moved
             finally:
-                await frontier.client.aclose()
+                await client.aclose()
 
         _report(asyncio.run(move()), skipped, crawl.config.name)
 

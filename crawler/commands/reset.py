@@ -87,7 +87,7 @@ class Command(CrawlCommand):
             )
             if not sys.stdin.isatty() or input("Type the crawl name to confirm: ") != keys.name:
                 raise CommandFailed("not confirmed; nothing deleted (use --yes to skip asking)")
-        names = crawl_keys(client, keys)
+        names = [name for part in crawl.config.partitions() for name in crawl_keys(client, part)]
         deleted = 0
         for start in range(0, len(names), _CHUNK):
             deleted += client.unlink(*names[start : start + _CHUNK])

@@ -19,7 +19,8 @@ from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, Crawl, check_seen, open_crawl, run_guarded
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
-from crawler.frontier import Batch, Frontier
+from crawler.frontier import Batch
+from crawler.partfrontier import AnyFrontier, make_frontier
 from crawler.politeness import make_entry, request_entry
 from crawler.seeds import parse_seed, simple_path_agrees, simple_seed
 
@@ -58,7 +59,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str, urls: list[str], path: str | None) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
+        crawl = open_crawl(self.settings, name, record=True)
         check_seen(crawl)
         with contextlib.ExitStack() as stack:
             lines = _lines(urls, path, stack)
@@ -95,11 +96,8 @@ class Seeder:
         self._simple = simple_path_agrees(crawl.spider, crawl.crawler.request_fingerprinter)
 
     async def run(self, lines: Iterator[str]) -> None:
-        keys = self.crawl.config.keys
         client = async_client(self.crawl.url)
-        frontier = Frontier(
-            client, keys, f"seed-{os.getpid()}", self.crawl.config.seen, self.crawl.config.policy
-        )
+        frontier = make_frontier(client, self.crawl.config, f"seed-{os.getpid()}")
         pending: list[asyncio.Task[None]] = []
         batch = Batch()
         # Seeding makes no reference cycles worth collecting, and the cyclic
@@ -155,7 +153,7 @@ class Seeder:
         fp = crawl.crawler.request_fingerprinter.fingerprint(request)
         batch.pushes.append((fp, request.priority, entry))
 
-    async def _commit(self, frontier: Frontier, batch: Batch) -> None:
+    async def _commit(self, frontier: AnyFrontier, batch: Batch) -> None:
         if not batch.pushes:
             return
         result = await frontier.commit(batch)

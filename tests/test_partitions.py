@@ -1,0 +1,160 @@
+"""A crawl split into partitions (CRAWLER_PARTITIONS, crawler.partitions):
+each domain's state under one partition's hash tag, commits split by
+partition with outputs stored before acknowledgements, and real ``scrapy
+crawl`` nodes over several domains with a node killed -9 mid-crawl."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from crawler.frontier import Batch, Frontier
+from crawler.keys import make_keys
+from crawler.partfrontier import PartitionedFrontier
+from crawler.partitions import choose_tags, partition_keys, partition_of, split_id
+from crawler.politeness import make_entry
+from tests.conftest import read_jsonl, run_scrapy, start_node, wait_nodes
+from tests.hosts import HostSite, loopback_available
+
+PARTS = 3
+# Two domains in each of the 3 partitions (crc32 of the host, mod 3).
+HOSTS = ("127.0.0.2", "127.0.0.12", "127.0.0.3", "127.0.0.13", "127.0.0.4", "127.0.0.5")
+PAGES = 400
+FAST_LEASES = ("CRAWLER_LEASE_TIME=3", "CRAWLER_LEASE_RENEW_INTERVAL=1")
+KEYS = make_keys("t", 16, "%(name)s:start_urls")
+
+
+def test_hosts_cover_every_partition():
+    assert sorted(partition_of(h, PARTS) for h in HOSTS) == [0, 0, 1, 1, 2, 2]
+
+
+def parted(redis_url: str, node: str) -> PartitionedFrontier:
+    client = aioredis.Redis.from_url(redis_url)
+    tags = choose_tags("t", PARTS, None)
+    return PartitionedFrontier([Frontier(client, k, node) for k in partition_keys(KEYS, tags)])
+
+
+def push(host: str, n: int) -> tuple[bytes, int, str]:
+    url = f"http://{host}/p{n}"
+    fp = hashlib.sha1(url.encode()).digest()
+    return (fp, 0, make_entry(host, json.dumps({"url": url})))
+
+
+def test_outputs_are_stored_before_acks_in_other_partitions(redis_url, rclient):
+    """Outputs in partitions 0 and 2 of a request leased in partition 1: when
+    partition 1 refuses the commit, the outputs are stored and the request
+    is still held (never acked without its outputs); sent again, the commit
+    applies the ack once and stores nothing twice."""
+    p1_host = HOSTS[2]
+
+    async def scenario() -> None:
+        f = parted(redis_url, "n1")
+        await f.commit(Batch(pushes=[push(p1_host, 0)]))
+        leased = await f.lease(10, 60_000)
+        assert leased is not None and len(leased.entries) == 1
+        lease_id = leased.entries[0][0]
+        assert split_id(lease_id)[0] == 1
+        batch = Batch(pushes=[push(HOSTS[0], 1), push(HOSTS[4], 2)], acks=[lease_id])
+        rclient.set("{t~1}:commitseq", "not a hash")  # partition 1 refuses
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await f.commit(batch, seq=1)
+        assert rclient.llen("{t}:q:0") == 1 and rclient.llen("{t~2}:q:0") == 1
+        assert rclient.hlen("{t~1}:held:n1") == 1  # not acked
+        rclient.delete("{t~1}:commitseq")
+        result = await f.commit(batch, seq=1)  # sent again with its number
+        assert result.acked == 1 and result.queued == 0
+        assert rclient.llen("{t}:q:0") == 1 and rclient.llen("{t~2}:q:0") == 1
+        assert rclient.hlen("{t~1}:held:n1") == 0
+        again = await f.commit(batch, seq=1)  # its reply lost: applied once
+        assert again.replayed == 1 and again.acked == 0
+        await f.client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_each_domain_lives_in_one_partition(redis_url, rclient):
+    async def scenario() -> None:
+        f = parted(redis_url, "n1")
+        batch = Batch(pushes=[push(h, n) for h in HOSTS for n in range(3)])
+        batch.items = [(f"item{n}".encode(), "{}") for n in range(30)]
+        result = await f.commit(batch)
+        assert result.queued == 18 and result.items_new == 30
+        state = await f.state()
+        assert state.queued == 18
+        await f.client.aclose()
+
+    asyncio.run(scenario())
+    for tag in ("{t}", "{t~1}", "{t~2}"):
+        assert rclient.llen(f"{tag}:q:0") == 6
+        assert 0 < rclient.hlen(f"{tag}:items") < 30
+    assert sum(rclient.hlen(f"{t}:items") for t in ("{t}", "{t~1}", "{t~2}")) == 30
+
+
+def held_by(client: redis.Redis, pid: int) -> int:
+    return sum(
+        int(client.hlen(key)) for key in client.scan_iter(match=f"*:held:*-{pid}-*", count=1000)
+    )
+
+
+@pytest.mark.skipif(
+    not all(loopback_available(h) for h in HOSTS), reason=f"needs loopback addresses {HOSTS}"
+)
+def test_partitioned_crawl_survives_kill_9(redis_url, rclient, tmp_path: Path):
+    sites = [HostSite(h, PAGES) for h in HOSTS]
+    try:
+        _crawl_and_check(sites, redis_url, rclient, tmp_path)
+    finally:
+        for site in sites:
+            site.close()
+
+
+def _crawl_and_check(sites: list[HostSite], redis_url: str, rclient, tmp_path: Path) -> None:
+    settings = (*FAST_LEASES, f"CRAWLER_PARTITIONS={PARTS}", "CONCURRENT_REQUESTS_PER_DOMAIN=2")
+    seeds = [s.url("/page/0.html") for s in sites]
+    seeded = run_scrapy(["seed", "site", *seeds, "-s", f"CRAWLER_PARTITIONS={PARTS}"], redis_url)
+    assert seeded.returncode == 0, seeded.stderr
+    tags = json.loads(rclient.hget("{site}:config", "partitions"))
+    assert tags == ["{site}", "{site~1}", "{site~2}"]
+    nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *settings) for i in range(3)]
+    total = PAGES * len(sites)
+    deadline = time.monotonic() + 120
+    while sum(len(s.page_hits()) for s in sites) < total // 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim = nodes[0]
+    os.kill(victim.pid, signal.SIGSTOP)
+    held = held_by(rclient, victim.pid)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    fetched_at_kill = sum(len(s.page_hits()) for s in sites)
+    nodes[0] = start_node("site", redis_url, tmp_path / "n0-r.log", *settings)
+    codes = wait_nodes(nodes, 240)
+    logs = [(tmp_path / n).read_text() for n in ("n0-r.log", "n1.log", "n2.log")]
+    assert codes == [0, 0, 0], logs
+    assert fetched_at_kill < total, "the kill came after the crawl"
+    dups = 0
+    for site in sites:
+        paths = [h.path for h in site.page_hits() if h.path.startswith("/page/")]
+        assert set(paths) == {f"/page/{i}.html" for i in range(PAGES)}, site.host
+        dups += len(paths) - PAGES
+        assert site.max_inflight <= 2, site.host  # per-domain limit across nodes
+    assert dups <= held, f"{dups} pages fetched again, {held} held by the killed node"
+    out = tmp_path / "items.jsonl"
+    exported = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert exported.returncode == 0, exported.stderr
+    urls = [i["url"] for i in read_jsonl(out)]
+    assert len(urls) == len(set(urls)) == total
+    status = run_scrapy(["status", "site", "--json"], redis_url)
+    snap = json.loads(status.stdout)
+    assert snap["queued"] == 0 and snap["in_flight"] == 0 and snap["items"] == total
+    for tag in tags:  # every partition crawled its share
+        assert int(rclient.hget(f"{tag}:stats", "done") or 0) > 0, tag
+    print(f"partitions {PARTS}: {total} pages, killed at {fetched_at_kill}, again {dups}/{held}")
