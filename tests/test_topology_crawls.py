@@ -13,6 +13,7 @@ again are bounded by what the nodes held when it died.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from redis.cluster import RedisCluster
 
+from crawler.partitions import partition_of
 from tests.conftest import read_jsonl, run_scrapy, start_node, wait_nodes
 from tests.test_realsite import DOCS, DocServer
 from tests.test_zoo import ZOO, problems
@@ -169,13 +172,24 @@ def fetched(docs: DocServer) -> int:
 REFETCH_BOUND = NODES * CONCURRENCY * 4
 
 
+# The cluster crawl is split into one partition per master
+# (crawler.partitions): the site's requests live in one, its items in all.
+PARTITIONS = 3
+
+
 def test_cluster_master_killed_mid_crawl(plain, docs, tmp_path):
     with redis_cluster(tmp_path) as cluster:
-        master = cluster.master_for_key("{pydocs}:stats")
+        # The master of the site's partition (the domain 127.0.0.1's).
+        tag = ["{pydocs}", "{pydocs~1.", "{pydocs~2."][partition_of("127.0.0.1", PARTITIONS)]
+        masters: list[object] = []
         failover: list[float] = []
 
         def kill_master(docs: DocServer) -> None:
             wait_fetched(docs)
+            with RedisCluster.from_url(cluster.seed_url) as client:
+                tags = json.loads(client.hget("{pydocs}:config", "partitions"))
+            masters.extend(cluster.master_for_key(f"{t}:stats").address for t in tags)
+            master = cluster.master_for_key(next(f"{t}:stats" for t in tags if t.startswith(tag)))
             cluster.wait_ready()  # its replica's link is up
             cluster.kill9(master)
             at_kill.append(fetched(docs))
@@ -184,8 +198,10 @@ def test_cluster_master_killed_mid_crawl(plain, docs, tmp_path):
             failover.append(time.monotonic() - started)
 
         at_kill: list[int] = []
-        counts, codes, logs = crawl(cluster.seed_url, docs, tmp_path, during=kill_master)
+        parts = f"CRAWLER_PARTITIONS={PARTITIONS}"
+        counts, codes, logs = crawl(cluster.seed_url, docs, tmp_path, parts, during=kill_master)
         assert at_kill[0] < sum(plain.counts.values()) * 0.6, "killed too late to matter"
+        assert len(set(masters)) == PARTITIONS, masters  # one partition on each master
         items = export(cluster.seed_url, docs, tmp_path)
         refetched = check_complete(plain, counts, codes, logs, items, REFETCH_BOUND)
         print(f"cluster failover in {failover[0]:.1f}s; {refetched} pages fetched again")
