@@ -112,6 +112,19 @@ def item_letter(reason: str, item: str, node: str, item_id: bytes | None = None)
     return json.dumps(letter)
 
 
+def polite_keys(k: Keys) -> list[str]:
+    """The politeness keys, the last KEYS of the scripts that use them
+    (crawler/lua/_polite.lua)."""
+    return [
+        k.parked,
+        k.domain_next,
+        k.domain_busy,
+        k.backoffs,
+        k.crawl_delays,
+        k.auto_delays,
+    ]
+
+
 class Frontier:
     """One node's handle on a crawl's shared state."""
 
@@ -185,8 +198,7 @@ class Frontier:
         args += [seen.bloom_capacity, seen.bloom_error_rate]
         # Pushes travel as one JSON document: Redis spends about a
         # microsecond on each argument of a command, more than on the
-        # check-and-add itself. Seen shards are named in the script from the
-        # prefix (same hash tag, so the same slot).
+        # check-and-add itself.
         queues: list[list[Any]] = []  # [queue key index, priority (text)]
         queue_of: dict[int, int] = {}  # priority -> position in queues (from 1)
         flat: list[Any] = []
@@ -200,7 +212,8 @@ class Frontier:
                 x, y = bloom_hashes(fp)
                 checked += 1
             else:
-                x, member = seen_member(fp, shards)
+                shard, member = seen_member(fp, shards)
+                x = ref(k.seen(shard))
                 y = str(member)  # Lua numbers are doubles: int64 goes as text
             q = queue_of.get(prio)
             if q is None:
@@ -208,7 +221,7 @@ class Frontier:
                 q = queue_of[prio] = len(queues)
             flat += (q, x, y, entry)
         pushes = json.dumps([queues, flat], ensure_ascii=False, separators=(",", ":"))
-        args += (k.seen_prefix, checked, pushes)
+        args += (checked, pushes)
         args.append(len(batch.items))
         for item_id, data in batch.items:
             args += [item_id, data]
@@ -225,7 +238,7 @@ class Frontier:
         args.append(len(batch.deads))
         for lease_id, letter in batch.deads:
             args += [lease_id, letter]
-        return keys, args
+        return keys + polite_keys(k), args
 
     async def backoffs(self) -> dict[str, int]:
         """Paused domains: domain -> paused until (ms, Redis clock)."""
@@ -246,7 +259,7 @@ class Frontier:
         prios = await self._rt(self.client.zrange(k.prios, 0, _PRIORITY_FANOUT - 1))
         names = [p.decode() for p in prios]
         keys = [k.stats, k.prios, k.nodes, k.held(self.node), k.control]
-        keys += [k.queue(p) for p in names]
+        keys += [k.queue(p) for p in names] + polite_keys(k)
         flat = await self._rt(
             self.scripts.lease(keys=keys, args=[self.node, count, lease_ms, self._policy, *names])
         )
@@ -347,6 +360,7 @@ class Frontier:
                     index[name] = len(keys)
                 idx = index[name]
             args += [lease_id, idx]
+        keys += polite_keys(k)
         result = await self._rt(self.scripts.requeue_held(keys=keys, args=args))
         return int(result[0]), int(result[1])
 

@@ -1,7 +1,10 @@
 -- _polite.lua: per-domain politeness state shared by the scripts that hand
 -- out, finish and return requests. crawler/scripts.py puts it in front of
--- them; KEYS[1] must be the crawl's {N}:stats key. Domain keys are derived
--- from the crawl's hash tag, so they live in the same Redis Cluster slot.
+-- them; KEYS[1] must be the crawl's {N}:stats key and the last six KEYS the
+-- keys below from {N}:parked to {N}:dauto, in that order. A domain's park
+-- list is named from the crawl's hash tag (the same Redis Cluster slot): it
+-- is the one key the scripts do not declare, as which domains a lease call
+-- parks is known only once it reads the queue.
 --
 --   {N}:park:<d>   LIST  "<prio>|<entry>" of domain d, waiting for d to be ready
 --   {N}:parked     ZSET  domain -> when it may be served next (ms; P_BLOCKED
@@ -19,8 +22,8 @@
 -- AutoThrottle on, as/ax its start/max delay ms, tc its target concurrency,
 -- bb/bx backoff base/max ms, rb 1 with ROBOTSTXT_OBEY.
 local P_TAG = string.match(KEYS[1], '^(.-}):')
-local P_PARKED, P_NEXT, P_BUSY = P_TAG .. ':parked', P_TAG .. ':dnext', P_TAG .. ':dbusy'
-local P_BACKOFF, P_CRAWL, P_AUTO = P_TAG .. ':dbackoff', P_TAG .. ':dcrawl', P_TAG .. ':dauto'
+-- The last six KEYS, in this order (crawler.frontier.polite_keys).
+local P_PARKED, P_NEXT, P_BUSY, P_BACKOFF, P_CRAWL, P_AUTO = unpack(KEYS, #KEYS - 5, #KEYS)
 local P_BLOCKED = 9007199254740991
 local P_BACKOFF_WINDOW = 60000
 local P, P_now, P_S = nil, 0, {}

@@ -7,7 +7,8 @@
 -- KEYS[4]  {N}:held:<node>  (the committing node's leases)
 -- KEYS[5]  {N}:dead       KEYS[6] {N}:bloom  (Bloom filter metadata)
 -- KEYS[7]  {N}:commitseq  (last commit sequence number applied, per node)
--- KEYS[8..] Bloom layers and priority queues, by index below
+-- KEYS[8..] Bloom layers, priority queues and seen shards, by index below
+-- The last six KEYS: the politeness keys (_polite.lua)
 --
 -- ARGV[1] the commit's sequence number (0: not checked), ARGV[2] the node,
 -- ARGV[3] "<id>|<window>": the highest lease id of the node's requests that
@@ -21,13 +22,14 @@
 -- Then ARGV, in groups, each group led by its count:
 --   bloom:  count of layer keys passed, then their KEYS indexes (layers 0..),
 --           then base capacity and error rate (used when creating a layer)
---   pushes: seen key prefix ("{N}:seen:"), count of requests to check in
---           the Bloom filter, then one JSON document [queues, pushes]:
+--   pushes: count of requests to check in the Bloom filter, then one
+--           JSON document [queues, pushes]:
 --           queues is [[queue key index, priority (text)], ...] and pushes
 --           a flat array of 4 values per request, in the batch's order:
 --           position in queues, x, y, entry ("<deliveries>|<domain>|<json>").
---           x is "" for dont_filter; in exact mode x is the seen shard and y
---           the int64 member (text); in Bloom mode (layer keys passed) h1, h2.
+--           x is "" for dont_filter; in exact mode x is the KEYS index of
+--           the seen shard and y the int64 member (text); in Bloom mode
+--           (layer keys passed) h1, h2.
 --           An entry "" only marks its fingerprint seen, queuing nothing
 --           (scrapy migrate); one already seen counts in the returned
 --           duplicates, not in the duplicates stat.
@@ -183,8 +185,8 @@ for l = 1, layers do
   ver[l] = tonumber(v[5] or '1')
 end
 
-local seen_prefix, bloom_pushes = ARGV[i], tonumber(ARGV[i + 1])
-local doc = cjson.decode(ARGV[i + 2]); i = i + 3
+local bloom_pushes = tonumber(ARGV[i])
+local doc = cjson.decode(ARGV[i + 1]); i = i + 2
 local queues, pushes = doc[1], doc[2]
 -- Growth must fit in the layer keys passed: check before writing anything.
 if bloom_pushes > 0 then
@@ -215,7 +217,7 @@ for j = 1, #pushes, 4 do
     if use_bloom then
       fresh = bloom_check_add(x, pushes[j + 2])
     else
-      fresh = redis.call('SADD', seen_prefix .. x, pushes[j + 2])
+      fresh = redis.call('SADD', KEYS[x], pushes[j + 2])
     end
     new_fps = new_fps + fresh
   end

@@ -14,6 +14,7 @@
 -- KEYS[4] {N}:held:<node>
 -- KEYS[5] {N}:control
 -- KEYS[6..] {N}:q:<prio> for each priority in ARGV[5..], same order
+-- The last six KEYS: the politeness keys (_polite.lua)
 -- ARGV[1] node id   ARGV[2] count   ARGV[3] lease length in ms
 -- ARGV[4] politeness policy (JSON)
 -- ARGV[5..] priorities to try, highest first

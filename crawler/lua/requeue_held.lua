@@ -11,6 +11,7 @@
 --          requests that reached the downloader and its concurrency, see
 --          commit.lua)
 -- KEYS[8..] priority queues, referenced by index below
+-- The last six KEYS: the politeness keys (_polite.lua)
 -- ARGV[1] node id   ARGV[2] mode   ARGV[3] max deliveries
 -- ARGV[4] politeness policy (JSON, see _polite.lua)
 -- ARGV[5..] per entry: lease id, queue key index (0 for a raw seed)
