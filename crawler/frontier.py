@@ -15,7 +15,7 @@ from typing import Any
 from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig, bloom_hashes, seen_member
 from crawler.keys import CRAWLS_KEY, Keys
-from crawler.politeness import Policy
+from crawler.politeness import Policy, split_entry
 from crawler.scripts import Scripts
 
 # How many priority levels one lease call looks at.
@@ -145,6 +145,9 @@ class Frontier:
         self.scripts = Scripts.register(client)
         self.roundtrips = 0
         self._bloom_layers = 0
+        #: The domains of the requests in this node's park inbox
+        #: (crawler/lua/lease.lua); None: not known, read it first.
+        self._inbox: set[str] | None = None
 
     async def _rt(self, call: Awaitable[Any]) -> Any:
         """One Redis round trip, counted (the ``crawler/redis_roundtrips`` stat)."""
@@ -256,17 +259,31 @@ class Frontier:
     async def lease(self, count: int, lease_ms: int) -> Leased | None:
         """Lease up to *count* entries whose domains are ready; None if paused."""
         k = self.keys
-        prios = await self._rt(self.client.zrange(k.prios, 0, _PRIORITY_FANOUT - 1))
+        inbox = k.parkin(self.node)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrange(k.prios, 0, _PRIORITY_FANOUT - 1)
+            # The domains soonest ready: their park lists are declared.
+            pipe.zrange(k.parked, 0, count * 2 + 32)
+            if self._inbox is None:  # not known (a reply lost, a restart)
+                pipe.lrange(inbox, 0, -1)
+            prios, soonest, *rest = await self._rt(pipe.execute())
+        known = self._inbox
+        if rest:
+            known = {split_entry(v.partition(b"|")[2])[0] for v in rest[0]}
         names = [p.decode() for p in prios]
-        keys = [k.stats, k.prios, k.nodes, k.held(self.node), k.control]
-        keys += [k.queue(p) for p in names] + polite_keys(k)
-        flat = await self._rt(
-            self.scripts.lease(keys=keys, args=[self.node, count, lease_ms, self._policy, *names])
-        )
+        domains = sorted({d.decode() for d in soonest} | (known or set()))
+        keys = [k.stats, k.prios, k.nodes, k.held(self.node), k.control, inbox]
+        keys += [k.queue(p) for p in names] + [k.park(d) for d in domains] + polite_keys(k)
+        args = [self.node, count, lease_ms, len(domains), self._policy, *names]
+        self._inbox = None  # until this call's reply says
+        flat = await self._rt(self.scripts.lease(keys=keys, args=args))
         if flat == [-1]:
+            self._inbox = known  # a paused crawl's call changes nothing
             return None
+        n = int(flat[1])
+        self._inbox = {d.decode() for d in flat[2 : 2 + n]}
         entries = [
-            (flat[i].decode(), flat[i + 1], flat[i + 2] == 1) for i in range(1, len(flat), 3)
+            (flat[i].decode(), flat[i + 1], flat[i + 2] == 1) for i in range(2 + n, len(flat), 3)
         ]
         return Leased(entries, more=flat[0] == 1)
 
@@ -338,30 +355,42 @@ class Frontier:
         self, node: str, mode: str, max_deliveries: int, only: list[str] | None
     ) -> tuple[int, int]:
         k = self.keys
-        held = k.held(node)
+        held, inbox = k.held(node), k.parkin(node)
         values: dict[Any, Any] = {}
+        waiting: list[bytes] = []
         if only is None:
-            values = await self._rt(self.client.hgetall(held))
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hgetall(held)
+                pipe.lrange(inbox, 0, -1)
+                values, waiting = await self._rt(pipe.execute())
         elif only:
             got = await self._rt(self.client.hmget(held, only))
             values = {f.encode(): v for f, v in zip(only, got, strict=True) if v is not None}
-        keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls, k.commit_seqs]
+        keys = [k.stats, k.prios, k.nodes, held, k.dead, k.start_urls, k.commit_seqs, inbox]
         index: dict[str, int] = {}
-        args: list[str | int | bytes] = [node, mode, max_deliveries, self._policy]
+        entries: list[str | int | bytes] = []
+        domains: set[str] = set()
         # Newest first: each is pushed back at the head of its queue, so the
         # oldest ends up first, as it was taken.
         for lease_id, value in sorted(values.items(), key=lambda kv: -int(kv[0])):
-            prio = value.split(b"|", 1)[0].decode("latin-1")
+            prio, _, entry = value.partition(b"|")
             idx = 0
-            if prio != "@":
-                name = k.queue(prio)
+            if prio != b"@":
+                name = k.queue(prio.decode("latin-1"))
                 if name not in index:
                     keys.append(name)
                     index[name] = len(keys)
                 idx = index[name]
-            args += [lease_id, idx]
-        keys += polite_keys(k)
-        result = await self._rt(self.scripts.requeue_held(keys=keys, args=args))
+                domains.add(split_entry(entry)[0])
+            entries += [lease_id, idx]
+        domains.update(split_entry(v.partition(b"|")[2])[0] for v in waiting)
+        first = len(keys) + 1
+        keys += [k.park(d) for d in sorted(domains)] + polite_keys(k)
+        args: list[Any] = [node, mode, max_deliveries, self._policy, first, len(domains)]
+        args.append(int(only is None))
+        result = await self._rt(self.scripts.requeue_held(keys=keys, args=[*args, *entries]))
+        if node == self.node and only is None:
+            self._inbox = set()
         return int(result[0]), int(result[1])
 
     async def requeue_dead(self, letters: list[tuple[bytes, str, int]]) -> int:

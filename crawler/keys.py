@@ -47,6 +47,9 @@ where the domain is the request's Scrapy download slot)::
     {NAME}:dead           LIST   dead letters: JSON {reason, entry, node, time}.
     {NAME}:park:<d>       LIST   "<prio>|E" of domain d set aside until d is
                                  ready (its delay passed, a slot free).
+    {NAME}:parkin:<node>  LIST   "<prio>|E" a lease call of the node set aside
+                                 for domains whose park list it had not
+                                 declared; its next call moves them there.
     {NAME}:parked         ZSET   domain -> when its parked requests may go
                                  (ms, Redis clock; 2^53-1: no free slot).
     {NAME}:dnext          HASH   domain -> no request leased before (ms).
@@ -160,6 +163,9 @@ class Keys:
     # Politeness (see crawler/lua/_polite.lua, which derives the same names).
     def park(self, domain: str) -> str:
         return f"{self.tag}:park:{domain}"
+
+    def parkin(self, node: str) -> str:
+        return f"{self.tag}:parkin:{node}"
 
     @property
     def parked(self) -> str:

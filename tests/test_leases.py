@@ -98,7 +98,8 @@ def test_a_reclaimed_request_goes_back_first_even_for_a_parked_domain(redis_url,
         await dead.commit(Batch(pushes=[push(f"http://a/{i}", fp=i) for i in range(5)]))
         leased = await dead.lease(5, 100)  # one slot: one leased, the rest parked
         assert leased is not None and len(leased.entries) == 1
-        assert rclient.llen(KEYS.park("a")) == 4
+        # Parked in the node's inbox: the call had not declared a's park list.
+        assert rclient.llen(KEYS.parkin("dead")) == 4
         await asyncio.sleep(0.15)
         assert await live.reclaim_expired(5) == (1, 0)
         order = []

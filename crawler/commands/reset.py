@@ -38,6 +38,7 @@ def crawl_keys(client: Any, keys: Keys) -> list[str]:
     nodes = {n.decode() for n in client.zrange(keys.nodes, 0, -1)}
     nodes |= {n.decode() for n in client.hkeys(keys.nodeinfo)}
     names += [keys.held(n) for n in sorted(nodes)]
+    names += [keys.parkin(n) for n in sorted(nodes)]
     names += [keys.seen(shard) for shard in range(keys.seen_shards)]
     layers = int(client.hget(keys.bloom, "layers") or 0)
     names += [keys.bloom, *(keys.bloom_layer(n) for n in range(1, layers + 1))]

@@ -1,10 +1,8 @@
 -- _polite.lua: per-domain politeness state shared by the scripts that hand
 -- out, finish and return requests. crawler/scripts.py puts it in front of
 -- them; KEYS[1] must be the crawl's {N}:stats key and the last six KEYS the
--- keys below from {N}:parked to {N}:dauto, in that order. A domain's park
--- list is named from the crawl's hash tag (the same Redis Cluster slot): it
--- is the one key the scripts do not declare, as which domains a lease call
--- parks is known only once it reads the queue.
+-- keys below from {N}:parked to {N}:dauto, in that order. The park lists a
+-- script may touch are declared in KEYS too (p_declare_parks).
 --
 --   {N}:park:<d>   LIST  "<prio>|<entry>" of domain d, waiting for d to be ready
 --   {N}:parked     ZSET  domain -> when it may be served next (ms; P_BLOCKED
@@ -38,8 +36,18 @@ local function p_init(policy, now)
   P_now = now
 end
 
+-- The park lists of domains, {N}:park:<d>, as the caller declared them in
+-- KEYS: domain -> key (p_declare_parks). A script touches no other.
+local P_PARK = {}
+local function p_declare_parks(first, n)
+  for j = 0, n - 1 do
+    local key = KEYS[first + j]
+    P_PARK[string.sub(key, #P_TAG + 7)] = key
+  end
+end
+
 local function p_park_key(d)
-  return P_TAG .. ':park:' .. d
+  return P_PARK[d]
 end
 
 -- The configured delay (ms) and concurrency of domain d.

@@ -10,18 +10,25 @@
 -- other nodes live, a node takes at most its fair share of a domain's slots
 -- (concurrency / live nodes, at least 1).
 --
+-- Every key is declared. The caller declares the park lists of the domains
+-- that may be ready (the first of {N}:parked) and of those in the node's
+-- inbox. A request to park whose domain's list is not declared goes to the
+-- node's inbox, {N}:parkin:<node>, and the call returns the inbox's domains:
+-- the next call declares their lists and moves it there first.
+--
 -- KEYS[1] {N}:stats   KEYS[2] {N}:prios   KEYS[3] {N}:nodes
--- KEYS[4] {N}:held:<node>
--- KEYS[5] {N}:control
--- KEYS[6..] {N}:q:<prio> for each priority in ARGV[5..], same order
+-- KEYS[4] {N}:held:<node>   KEYS[5] {N}:control   KEYS[6] {N}:parkin:<node>
+-- KEYS[7..] {N}:q:<prio> for each priority in ARGV[6..], same order, then
+--           {N}:park:<d> for ARGV[4] domains
 -- The last six KEYS: the politeness keys (_polite.lua)
 -- ARGV[1] node id   ARGV[2] count   ARGV[3] lease length in ms
--- ARGV[4] politeness policy (JSON)
--- ARGV[5..] priorities to try, highest first
+-- ARGV[4] number of park lists declared   ARGV[5] politeness policy (JSON)
+-- ARGV[6..] priorities to try, highest first
 --
--- Returns {more, lease id, entry, report, lease id, entry, report, ...}:
--- report is 1 when the node must report the request's start (its domain has
--- a delay); more is 1 when the scan stopped at its limit with work left.
+-- Returns {more, n, domain 1..n, lease id, entry, report, lease id, entry,
+-- report, ...}: the n domains of the inbox; report is 1 when the node must
+-- report the request's start (its domain has a delay); more is 1 when the
+-- scan stopped at its limit with work left.
 -- Returns {-1} while the crawl is paused (nothing is leased).
 -- The deadline comes from Redis's clock, never the node's.
 local stats, prios, nodes, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -29,8 +36,10 @@ if redis.call('HGET', KEYS[5], 'paused') == '1' then
   return {-1}
 end
 local node, want, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local inbox, nprios, nparks = KEYS[6], #ARGV - 5, tonumber(ARGV[4])
 local now = p_time()
-p_init(ARGV[4], now)
+p_init(ARGV[5], now)
+p_declare_parks(7 + nprios, nparks)
 redis.call('ZADD', nodes, now + lease_ms, node)
 
 -- Fair shares: while other nodes are live, a node holds at most its share
@@ -71,22 +80,46 @@ local function lease_one(prio, entry, report, d)
   if mine and d then mine[d] = (mine[d] or 0) + 1 end
 end
 
--- 1. Parked requests of domains that are ready now.
+-- Park a request of domain d: in its list if declared, else in the inbox.
+local inboxed = {}
+local function park(d, value)
+  local key = p_park_key(d)
+  if key then
+    redis.call('RPUSH', key, value)
+  else
+    redis.call('RPUSH', inbox, value)
+    inboxed[d] = true
+  end
+  p_state(d).parked = true
+end
+
+-- 0. The inbox of the last call goes to its domains' park lists.
+if redis.call('EXISTS', inbox) == 1 then
+  local waiting = redis.call('LRANGE', inbox, 0, -1)
+  redis.call('DEL', inbox)
+  for _, v in ipairs(waiting) do
+    park(p_held_domain(v) or '', v)
+  end
+end
+
+-- 1. Parked requests of domains that are ready now, of those declared.
 -- (More than want of them: this node may be at its fair share of some.)
 local ready = redis.call('ZRANGEBYSCORE', P_PARKED, '-inf', now, 'LIMIT', 0, want * 2 + 32)
 for _, d in ipairs(ready) do
   if got >= want then break end
-  local s = p_state(d)
-  local park = p_park_key(d)
-  while got < want and p_ready_at(s) <= now and my_turn(d, s) do
-    local v = redis.call('LPOP', park)
-    if not v then break end
-    local prio, entry = string.match(v, '^([^|]*)|(.*)$')
-    lease_one(prio, entry, p_take(s, lease_ms), d)
-  end
-  if redis.call('LLEN', park) == 0 then
-    redis.call('ZREM', P_PARKED, d)
-    s.parked = false
+  local list = p_park_key(d)
+  if list then
+    local s = p_state(d)
+    while got < want and p_ready_at(s) <= now and my_turn(d, s) do
+      local v = redis.call('LPOP', list)
+      if not v then break end
+      local prio, entry = string.match(v, '^([^|]*)|(.*)$')
+      lease_one(prio, entry, p_take(s, lease_ms), d)
+    end
+    if redis.call('LLEN', list) == 0 and not inboxed[d] then
+      redis.call('ZREM', P_PARKED, d)
+      s.parked = false
+    end
   end
 end
 
@@ -94,7 +127,7 @@ end
 -- requests parked already) joins the domain's parked list. The scan is
 -- bounded so one call stays short.
 local scanned, limit = 0, want * 4 + 1000
-for k = 5, #ARGV do
+for k = 6, #ARGV do
   if got >= want or scanned >= limit then break end
   local prio, queue = ARGV[k], KEYS[k + 1]
   while got < want and scanned < limit do
@@ -110,8 +143,7 @@ for k = 5, #ARGV do
         if not s.parked and p_ready_at(s) <= now and my_turn(d, s) then
           lease_one(prio, entry, p_take(s, lease_ms), d)
         else
-          redis.call('RPUSH', p_park_key(d), prio .. '|' .. entry)
-          s.parked = true
+          park(d, prio .. '|' .. entry)
         end
       end
     end
@@ -123,6 +155,10 @@ for k = 5, #ARGV do
   end
 end
 p_save()
+local domains = {}
+for d in pairs(inboxed) do domains[#domains + 1] = d end
+table.insert(out, 2, #domains)
+for j, d in ipairs(domains) do table.insert(out, 2 + j, d) end
 if got > 0 then
   for j = 1, #pending, 1000 do
     redis.call('HSET', held, unpack(pending, j, math.min(j + 999, #pending)))

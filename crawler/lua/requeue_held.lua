@@ -10,11 +10,15 @@
 -- KEYS[7] {N}:commitseq ("began:<node>": the highest lease id of the node's
 --          requests that reached the downloader and its concurrency, see
 --          commit.lua)
--- KEYS[8..] priority queues, referenced by index below
+-- KEYS[8] {N}:parkin:<node> (its park inbox, see lease.lua)
+-- KEYS[9..] priority queues, referenced by index below, then the park lists
+--           of the entries' domains
 -- The last six KEYS: the politeness keys (_polite.lua)
 -- ARGV[1] node id   ARGV[2] mode   ARGV[3] max deliveries
 -- ARGV[4] politeness policy (JSON, see _polite.lua)
--- ARGV[5..] per entry: lease id, queue key index (0 for a raw seed)
+-- ARGV[5] KEYS index of the first park list, ARGV[6] how many
+-- ARGV[7] 1: also move the node's park inbox to the park lists
+-- ARGV[8..] per entry: lease id, queue key index (0 for a raw seed)
 --
 -- Each entry frees its domain's concurrency slot. A released entry was not
 -- sent, but may have been held as its domain's next request: the domain
@@ -26,6 +30,7 @@ local stats, prios, nodes, held, dead, start_urls =
 local node, mode, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = p_time()
 p_init(ARGV[4], now)
+p_declare_parks(tonumber(ARGV[5]), tonumber(ARGV[6]))
 if mode == 'expired' then
   local deadline = redis.call('ZSCORE', nodes, node)
   if deadline and tonumber(deadline) > now then
@@ -41,13 +46,13 @@ local report = redis.call('HGET', KEYS[7], 'began:' .. node) or '0|0'
 local began, window = string.match(report, '^(%d+)|(%d+)$')
 began, window = tonumber(began or 0), tonumber(window or 0)
 local later = {}
-for k = 5, #ARGV, 2 do
+for k = 8, #ARGV, 2 do
   if tonumber(ARGV[k]) > began then later[#later + 1] = tonumber(ARGV[k]) end
 end
 table.sort(later)
 if window > 0 and #later > 0 then began = later[math.min(window, #later)] end
 local requeued, deads, gone = 0, 0, 0
-for k = 5, #ARGV, 2 do
+for k = 8, #ARGV, 2 do
   local value = redis.call('HGET', held, ARGV[k])
   if value then
     local prio, deliveries, body = string.match(value, '^([^|]*)|(%d+)|(.*)$')
@@ -83,7 +88,7 @@ for k = 5, #ARGV, 2 do
         -- Back at the head of the line: it was taken before what is there
         -- now. For a domain with requests parked (waiting for its delay or
         -- a free slot), that line is its park list, served before the queues.
-        if dom and p_state(dom).parked then
+        if dom and p_state(dom).parked and p_park_key(dom) then
           redis.call('LPUSH', p_park_key(dom), prio .. '|' .. d .. '|' .. body)
         else
           redis.call('LPUSH', KEYS[tonumber(ARGV[k + 1])], d .. '|' .. body)
@@ -97,10 +102,26 @@ for k = 5, #ARGV, 2 do
     gone = gone + 1
   end
 end
+-- The inbox: requests parked, never leased (still counted queued).
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[8]) == 1 then
+  local left = {}
+  for _, v in ipairs(redis.call('LRANGE', KEYS[8], 0, -1)) do
+    local dom = p_held_domain(v)
+    local key = dom and p_park_key(dom)
+    if key then
+      redis.call('RPUSH', key, v)
+      p_state(dom).parked = true
+    else
+      left[#left + 1] = v  -- not declared: stays for the next call
+    end
+  end
+  redis.call('DEL', KEYS[8])
+  if #left > 0 then redis.call('RPUSH', KEYS[8], unpack(left)) end
+end
 p_save()
 if gone > 0 then redis.call('HINCRBY', stats, 'leased', -gone) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
-if redis.call('HLEN', held) == 0 then
+if redis.call('HLEN', held) == 0 and redis.call('EXISTS', KEYS[8]) == 0 then
   redis.call('ZREM', nodes, node)
 end
 return {requeued, deads}
