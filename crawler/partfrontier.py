@@ -22,6 +22,7 @@ again after a lost reply is applied once in each partition.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import zlib
 from collections import defaultdict
@@ -44,6 +45,8 @@ class PartitionedFrontier:
         first = parts[0]
         self.client, self.keys, self.node = first.client, first.keys, first.node
         self.seen, self.policy = first.seen, first.policy
+        # The last backoff version each partition's commit returned.
+        self._backoffs: dict[int, int] = {}
 
     @property
     def roundtrips(self) -> int:
@@ -69,12 +72,19 @@ class PartitionedFrontier:
         results: list[CommitResult] = []
         for n, wave in enumerate(waves):
             sub = seq * 2 + n if seq else 0
+            order = sorted(wave)
             calls = [
-                self.parts[p].commit(part, sub, reports.get(p, "") if last[p] == n else "")
-                for p, part in sorted(wave.items())
+                self.parts[p].commit(wave[p], sub, reports.get(p, "") if last[p] == n else "")
+                for p in order
             ]
-            results += await asyncio.gather(*calls)
-        return _sum(results)
+            done = await asyncio.gather(*calls)
+            for p, result in zip(order, done, strict=True):
+                if not result.replayed:
+                    self._backoffs[p] = max(self._backoffs.get(p, 0), result.backoff_version)
+            results += done
+        total = _sum(results)
+        # Changes whenever any partition's does (each only grows).
+        return dataclasses.replace(total, backoff_version=sum(self._backoffs.values()))
 
     def _route(self, batch: Batch) -> tuple[dict[int, Batch], dict[int, Batch]]:
         """(outputs, acknowledgements and events) of *batch* by partition."""
@@ -196,14 +206,14 @@ def _split_reports(began: str) -> dict[int, str]:
 
 
 def _sum(results: list[CommitResult]) -> CommitResult:
+    """The counters of the calls of one commit, added up."""
     total = {f.name: 0 for f in fields(CommitResult)}
     for result in results:
         for name in total:
-            value = getattr(result, name)
-            if name in ("backoff_version", "redis_ms", "replayed"):
-                total[name] = max(total[name], value)
-            else:
-                total[name] += value
+            total[name] += getattr(result, name)
+    total["redis_ms"] = max((r.redis_ms for r in results), default=0)
+    # Applied before only if every call of it was (sent again after a lost reply).
+    total["replayed"] = min((r.replayed for r in results), default=0)
     return CommitResult(**total)
 
 

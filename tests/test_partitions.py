@@ -158,3 +158,21 @@ def _crawl_and_check(sites: list[HostSite], redis_url: str, rclient, tmp_path: P
     for tag in tags:  # every partition crawled its share
         assert int(rclient.hget(f"{tag}:stats", "done") or 0) > 0, tag
     print(f"partitions {PARTS}: {total} pages, killed at {fetched_at_kill}, again {dups}/{held}")
+
+
+def test_a_domain_paused_in_any_partition_changes_the_backoff_version(redis_url):
+    """Nodes re-read the paused domains when a commit's backoff version
+    changes: a pause in partition 1 must show in a commit of partition 0's
+    writes too, and nothing else may change it."""
+
+    async def scenario() -> list[int]:
+        f = parted(redis_url, "n1")
+        seen = [(await f.commit(Batch(pushes=[push(HOSTS[0], 0)]))).backoff_version]
+        seen.append((await f.commit(Batch(backoffs=[(HOSTS[2], 5.0)]))).backoff_version)
+        seen.append((await f.commit(Batch(pushes=[push(HOSTS[0], 1)]))).backoff_version)
+        assert list(await f.backoffs()) == [HOSTS[2]]
+        await f.client.aclose()
+        return seen
+
+    first, paused, later = asyncio.run(scenario())
+    assert paused > first and later == paused
