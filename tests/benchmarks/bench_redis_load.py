@@ -27,10 +27,15 @@ request instead, by part and encoding. Findings: ``COSTS.md``.
 ``--lua-dir DIR`` loads the scripts from DIR instead of ``crawler/lua``
 (variants with the same interface, to measure a change); ``--config
 NAME=VALUE`` sets a server option; ``--url`` runs against a Redis already
-running. For a partitioned crawl on a cluster: add the partition count to
-``LoadShape``, make ``SimNode`` build its client with the project's
-``crawler.connection.async_client`` (this one packs commands with hiredis,
-for speed) and sum ``INFO`` over the shards in ``_info``.
+running.
+
+A crawl split into partitions (``--partitions P``, ``LoadShape.partitions``):
+each node is built as the scheduler builds one (the project's
+``async_client``, redis-py's cluster client on a cluster; the tags recorded
+with the crawl; ``make_frontier``), and ``INFO`` is read from every master
+and summed, the pages from every partition's stats. ``--cluster N`` starts a
+single Redis and an N-master Redis Cluster side by side and compares them
+(``bench_cluster_load``).
 """
 
 from __future__ import annotations
@@ -74,6 +79,9 @@ class LoadShape:
     lua_dir: str = ""
     domains: int = DOMAINS
     per_domain: int = 8  # CONCURRENT_REQUESTS_PER_DOMAIN (cluster-wide here)
+    # CRAWLER_PARTITIONS; above 1 the nodes are built as the scheduler builds
+    # them (cluster-aware client, recorded tags, make_frontier).
+    partitions: int = 1
 
 
 @dataclass
@@ -89,10 +97,24 @@ class LoadResult:
     executing_s: float = 0.0
     calls: dict[str, int] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    shard_cpu: list[float] = field(default_factory=list)  # CPU s of each master
+    part_pages: list[int] = field(default_factory=list)  # pages acked by each partition
+    queue_bytes: float = 0.0  # bytes per queued request after the seed (if measured)
 
     @property
     def us_per_page(self) -> float:
         return self.cpu_s * 1e6 / max(self.pages, 1)
+
+    @property
+    def busiest_us_per_page(self) -> float:
+        """CPU per page of the busiest shard (of the one Redis: the same)."""
+        return max(self.shard_cpu or [self.cpu_s]) * 1e6 / max(self.pages, 1)
+
+    @property
+    def capacity(self) -> float:
+        """Pages/s with one core per shard: a shard is single-threaded, so it
+        saturates at 1 / its CPU per page, and the busiest one first."""
+        return 1e6 / max(self.busiest_us_per_page, 1e-9)
 
     @property
     def rate(self) -> float:
@@ -114,9 +136,7 @@ def url(page: int) -> str:
 
 
 # The domain is left out: it is the URL's host (crawler.politeness.make_entry).
-_ENTRY = (
-    '0||{{"url":"{}","callback":"parse","headers":{{"Referer":["{}"]}},"meta":{{"depth":3}}}}'
-)
+_ENTRY = '0||{{"url":"{}","callback":"parse","headers":{{"Referer":["{}"]}},"meta":{{"depth":3}}}}'
 
 
 def entry(page: int, referer: int) -> str:
@@ -184,8 +204,12 @@ class SimNode:
             }
         )
         self.cfg = CrawlConfig.from_settings(settings, shape.crawl)
-        client = Redis.from_url(url_, connection_class=_HiredisPackConnection)
-        self.frontier = Frontier(client, self.cfg.keys, name, self.cfg.seen, self.cfg.policy)
+        self.frontier: Any
+        if shape.partitions > 1:
+            self.cfg, self.frontier = _partitioned(url_, self.cfg, shape.partitions, name)
+        else:
+            client = Redis.from_url(url_, connection_class=_HiredisPackConnection)
+            self.frontier = Frontier(client, self.cfg.keys, name, self.cfg.seen, self.cfg.policy)
         self.stats: Counter[str] = Counter()
         self.local = LocalSeen(self.cfg.local_seen_cache)
         self.commits = CommitPipeline(
@@ -247,6 +271,26 @@ class SimNode:
         await self.commits.flush()
         await self.frontier.release_all()
         await self.frontier.client.aclose()
+
+
+def _partitioned(url_: str, cfg: Any, count: int, name: str) -> tuple[Any, Any]:
+    """(config, frontier) of a node of a crawl split into *count* partitions,
+    built as ``RedisScheduler`` builds them: on a cluster the seed key moved
+    into the crawl's slot; the tags recorded with the crawl (the first node,
+    the seeder, records them; on a cluster one partition per master); the
+    project's client (redis-py's asyncio cluster client on a cluster); and
+    ``make_frontier``."""
+    from scrapy import Spider
+
+    from crawler.connection import async_client
+    from crawler.partfrontier import make_frontier
+    from crawler.topology import fit_to_redis, with_partitions
+
+    cfg = replace(cfg, partition_count=count)
+    cfg = with_partitions(fit_to_redis(cfg, url_, Spider), url_, record=True)
+    if len(cfg.parts) != count:
+        raise RuntimeError(f"crawl {cfg.name!r} is split into {len(cfg.parts)}, not {count}")
+    return cfg, make_frontier(async_client(url_, cfg.lease_ms / 1000), cfg, name)
 
 
 async def _child(url_: str, shape: LoadShape, first: int, count: int, times: list[float]) -> Any:
@@ -312,16 +356,6 @@ def seed(client: redis.Redis, url_: str, shape: LoadShape) -> None:
 _TOP_LEVEL = ("evalsha", "zrange", "hkeys", "hgetall", "hmget", "type", "scard", "zcard")
 
 
-def _info(client: redis.Redis, stats_key: str) -> tuple[float, int, int, float]:
-    """(CPU s, commands, pages acked, s executing the nodes' commands)."""
-    cpu = client.info("cpu")
-    stats = client.info("commandstats")
-    calls = sum(v["calls"] for v in stats.values())
-    executing = sum(stats.get(f"cmdstat_{c}", {}).get("usec", 0) for c in _TOP_LEVEL) / 1e6
-    done = int(client.hget(stats_key, "done") or 0)
-    return cpu["used_cpu_user"] + cpu["used_cpu_sys"], calls, done, executing
-
-
 def _start_nodes(server_url: str, shape: LoadShape, times: list[float]) -> list[Any]:
     """The node processes, *shape.procs* of them, the nodes shared out."""
     procs, per = [], -(-shape.nodes // shape.procs)
@@ -345,11 +379,67 @@ def _roundtrips(procs: list[Any]) -> int:
     return total
 
 
-def run_load(server_url: str, shape: LoadShape, profile: bool = False) -> LoadResult:
-    """One node count: seed, start the nodes, measure the window [times[0], times[1]]."""
-    client = redis.Redis.from_url(server_url, socket_timeout=300)
+class _Meter:
+    """Where a window's figures are read: ``INFO`` of every master (one for a
+    single Redis) and the ``done`` counter of every partition's stats hash
+    (the tags recorded in ``{crawl}:config``)."""
+
+    def __init__(self, client: Any, crawl: str) -> None:
+        self.client = client
+        if isinstance(client, redis.Redis):
+            self.shards = [client]
+        else:  # redis-py's cluster client: every master, straight
+            nodes = client.get_primaries()
+            self.shards = [redis.Redis(host=n.host, port=n.port, socket_timeout=300) for n in nodes]
+        tag = "{" + crawl + "}"
+        raw = client.hget(f"{tag}:config", "partitions")
+        self.tags: list[str] = json.loads(raw) if raw else [tag]
+
+    @property
+    def own_calls(self) -> int:
+        """Commands ``read`` adds to a window's count (4 on one Redis)."""
+        return 2 * len(self.shards) + len(self.tags) + 1
+
+    def read(self) -> tuple[list[float], int, list[int], float]:
+        """(CPU s of each shard, commands, pages acked by each partition, s executing)."""
+        cpus, calls, executing = [], 0, 0.0
+        for shard in self.shards:
+            cpu = shard.info("cpu")
+            stats = shard.info("commandstats")
+            cpus.append(cpu["used_cpu_user"] + cpu["used_cpu_sys"])
+            calls += sum(v["calls"] for v in stats.values())
+            executing += sum(stats.get(f"cmdstat_{c}", {}).get("usec", 0) for c in _TOP_LEVEL) / 1e6
+        done = [int(self.client.hget(f"{tag}:stats", "done") or 0) for tag in self.tags]
+        return cpus, calls, done, executing
+
+    def queue_bytes(self) -> float:
+        """Bytes per queued request: ``MEMORY USAGE`` of every partition's
+        queue lists over their entries."""
+        used = entries = 0
+        for tag in self.tags:
+            for prio in self.client.zrange(f"{tag}:prios", 0, -1):
+                key = f"{tag}:q:{prio.decode()}"
+                used += int(self.client.memory_usage(key, samples=0) or 0)
+                entries += int(self.client.llen(key))
+        return used / max(entries, 1)
+
+
+def run_load(
+    server_url: str, shape: LoadShape, profile: bool = False, memory: bool = False
+) -> LoadResult:
+    """One node count: seed, start the nodes, measure the window [times[0], times[1]].
+    With *memory*, also bytes per queued request after the seed."""
+    if shape.partitions > 1:
+        from crawler.connection import sync_client
+
+        client: Any = sync_client(server_url, socket_timeout=300)
+        if profile and not isinstance(client, redis.Redis):
+            raise ValueError("--profile reads one Redis's slowlog: not on a cluster")
+    else:
+        client = redis.Redis.from_url(server_url, socket_timeout=300)
     seed(client, server_url, shape)
-    stats_key = "{" + shape.crawl + "}:stats"
+    meter = _Meter(client, shape.crawl)
+    queue_bytes = meter.queue_bytes() if memory else 0.0
     overhead = slowlog_overhead(client) if profile else 0.0
     t0 = time.time() + 1.0 + shape.nodes / 50  # connections and first heartbeats
     times = [t0 + shape.warmup, t0 + shape.warmup + shape.seconds]
@@ -359,14 +449,17 @@ def run_load(server_url: str, shape: LoadShape, profile: bool = False) -> LoadRe
         client.config_set("slowlog-log-slower-than", 0)
         client.config_set("slowlog-max-len", 1_000_000)
         client.slowlog_reset()
-    cpu0, calls0, done0, exec0 = _info(client, stats_key)
+    cpu0, calls0, done0, exec0 = meter.read()
     w0 = time.monotonic()
     slow = _drain_slowlog(client, times[1]) if profile else []
     time.sleep(max(0.0, times[1] - time.time()))
-    cpu1, calls1, done1, exec1 = _info(client, stats_key)
-    result = LoadResult(shape, done1 - done0, cpu1 - cpu0, time.monotonic() - w0)
+    cpu1, calls1, done1, exec1 = meter.read()
+    shard_cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    part_pages = [b - a for a, b in zip(done0, done1, strict=True)]
+    result = LoadResult(shape, sum(part_pages), sum(shard_cpu), time.monotonic() - w0)
+    result.shard_cpu, result.part_pages, result.queue_bytes = shard_cpu, part_pages, queue_bytes
     result.executing_s = exec1 - exec0
-    result.commands = calls1 - calls0 - 4  # less our INFO/HGET calls
+    result.commands = calls1 - calls0 - meter.own_calls  # less our INFO/HGET calls
     if profile:
         client.config_set("slowlog-log-slower-than", 10_000)
         result.profile = _split(slow, script_names(shape.lua_dir), overhead)
@@ -687,6 +780,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="store_true", help="split the time by script")
     parser.add_argument("--lua-dir", default="", help="load the Lua scripts from this directory")
     parser.add_argument("--url", default="", help="a running Redis (default: start one)")
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="CRAWLER_PARTITIONS (on --url, a cluster too)"
+    )
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compare one Redis (P=1) with an N-master Redis Cluster (P=N), side by side",
+    )
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     return parser
 
@@ -699,6 +802,8 @@ def main(argv: list[str] | None = None) -> int:
         out = asyncio.run(_child(url_, shape, int(first), int(count), json.loads(times)))
         print(json.dumps(out))
         return 0
+    if args.cluster:
+        return _compare(args)
     server = None if args.url else RedisServer(Path(tempfile.mkdtemp(prefix="redis-load-")))
     try:
         server_url = args.url or server.start().url  # type: ignore[union-attr]
@@ -720,8 +825,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sweep_args(server_url: str, args: argparse.Namespace) -> list[LoadResult]:
-    base = LoadShape(
+def _base(args: argparse.Namespace) -> LoadShape:
+    return LoadShape(
         nodes=0,
         per_tick=args.per_tick,
         concurrency=args.concurrency,
@@ -730,9 +835,27 @@ def _sweep_args(server_url: str, args: argparse.Namespace) -> list[LoadResult]:
         lua_dir=args.lua_dir,
         domains=args.domains,
         per_domain=args.per_domain,
+        partitions=args.partitions,
     )
+
+
+def _sweep_args(server_url: str, args: argparse.Namespace) -> list[LoadResult]:
     counts = tuple(int(n) for n in args.nodes.split(","))
-    return sweep(server_url, counts, base, args.profile)
+    return sweep(server_url, counts, _base(args), args.profile)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """``--cluster N``: one Redis and an N-master cluster (bench_cluster_load)."""
+    from tests.benchmarks import bench_cluster_load
+
+    work = Path(tempfile.mkdtemp(prefix="redis-cluster-load-"))
+    counts = tuple(int(n) for n in args.nodes.split(","))
+    try:
+        result = bench_cluster_load.compare(counts, _base(args), work, args.cluster)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(bench_cluster_load.render(result))
+    return 0
 
 
 if __name__ == "__main__":

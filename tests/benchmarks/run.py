@@ -40,12 +40,13 @@ PARTS = (
     "seed",
     "export",
     "redis-load",
+    "redis-cluster-load",
 )
 GROUPS = {
     "crawls": ("plain", "scrapy-redis", "project"),
     "memory": ("seen-exact", "seen-bloom", "queue", "dupefilter"),
     "commands": ("seed", "export"),
-    "load": ("redis-load",),
+    "load": ("redis-load", "redis-cluster-load"),
 }
 
 
@@ -59,10 +60,11 @@ class Sizes:
     seed: int
     export: int
     load_seconds: float = 8.0  # measured seconds per node count of the Redis load test
+    cluster_nodes: tuple[int, ...] = (10, 25)  # node counts of the cluster comparison
 
 
 FULL = Sizes(20_000, 10_000_000, 100_000, 100_000, 1_000_000, 1_000_000, 200_000)
-QUICK = Sizes(2_000, 200_000, 10_000, 20_000, 100_000, 100_000, 50_000, 3.0)
+QUICK = Sizes(2_000, 200_000, 10_000, 20_000, 100_000, 100_000, 50_000, 3.0, (10,))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -149,6 +151,8 @@ def run_parts(parts: list[str], sizes: Sizes, work: Path, results: dict[str, Any
             _guarded(results, part, _command, part, sizes, work)
     if "redis-load" in parts:
         _guarded(results, "redis-load", _redis_load, sizes, work)
+    if "redis-cluster-load" in parts:
+        _guarded(results, "redis-cluster-load", _redis_cluster_load, sizes, work)
     # The Bloom filling is bound by Redis's CPU (its Lua script), the others by
     # this process's, so it runs alongside them in a child process on the
     # other core. Nothing timed against a target runs meanwhile.
@@ -190,6 +194,16 @@ def _redis_load(sizes: Sizes, work: Path) -> Any:
         return sweep(server.url, NODE_COUNTS, LoadShape(0, seconds=sizes.load_seconds))
     finally:
         server.stop()
+
+
+def _redis_cluster_load(sizes: Sizes, work: Path) -> Any:
+    """Issue 13: one Redis (P=1) against a 3-master Redis Cluster (P=3) under
+    the same load test (tests/benchmarks/bench_cluster_load.py)."""
+    from tests.benchmarks.bench_cluster_load import compare
+    from tests.benchmarks.bench_redis_load import LoadShape
+
+    shape = LoadShape(0, seconds=sizes.load_seconds)
+    return compare(sizes.cluster_nodes, shape, work / "redis-cluster-load")
 
 
 def _guarded(results: dict[str, Any], part: str, body: Any, *args: Any) -> None:
@@ -484,6 +498,7 @@ def render(results: dict[str, Any], sizes: Sizes, elapsed: float, load: float) -
     )
 
     _load_rows(results, row)
+    _cluster_rows(results, row, notes)
 
     disturbed = []
     for key in ("plain-1", "scrapy-redis-1", "scrapy-redis-2", "project-1", "project-2"):
@@ -565,6 +580,49 @@ def _load_rows(results: dict[str, Any], row: Any) -> None:
             lambda rs: " / ".join(f"{r.rate / 1000:.0f}k ({r.cpu_s / r.wall_s:.2f})" for r in rs),
         ),
     )
+
+
+def _cluster_rows(results: dict[str, Any], row: Any, notes: list[str]) -> None:
+    """One Redis (P=1) against a 3-master cluster (P=3): CPU and capacity."""
+    if "redis-cluster-load" not in results:
+        return
+    key = "redis-cluster-load"
+    cmp = _ok(results, key)
+    n = cmp.shards if cmp else 3
+    nodes = " / ".join(str(r.shape.nodes) for r in cmp.single) if cmp else ""
+
+    def per(attr: str, fmt: str) -> str:
+        return _cell(
+            results,
+            key,
+            lambda c: " / ".join(
+                f"{getattr(a, attr):{fmt}} vs {getattr(b, attr):{fmt}}"
+                for a, b in zip(c.single, c.cluster, strict=True)
+            ),
+        )
+
+    row(
+        f"Redis µs/page, 1 Redis vs {n} shards (all), {nodes} nodes",
+        "",
+        "",
+        per("us_per_page", ".0f"),
+    )
+    row("  busiest shard µs/page", "", "", per("busiest_us_per_page", ".0f"))
+    row("  pages/s measured (Python-bound here)", "", "", per("rate", ",.0f"))
+    row("  capacity pages/s, one core per shard", "", "", per("capacity", ",.0f"))
+    row(
+        f"  capacity {n} shards / 1 Redis",
+        "",
+        "",
+        _cell(results, key, lambda c: " / ".join(f"{x:.2f}x" for x in c.ratios())),
+        ">= 2.5x",
+        _verdict(cmp.ratio if cmp else None, 2.5),
+    )
+    row("  bytes/queued request, 1 Redis vs shards", "", "", per("queue_bytes", ".0f"))
+    if cmp:
+        from tests.benchmarks.bench_cluster_load import WHY
+
+        notes.append(f"Redis Cluster: {WHY}")
 
 
 def _cpus() -> int:
