@@ -165,8 +165,8 @@ def _relative_referer(out: dict[str, Any]) -> None:
     sets the page's URL) is kept as ``"ref": "/path"``, about 40 bytes less
     per queued request; ``_absolute_referer`` gives it back as it was."""
     headers = out.get("headers")
-    if not headers or not isinstance(out.get("url"), str):
-        return
+    if not headers or not isinstance(out.get("url"), str) or "ref" in out:
+        return  # "ref" in out: a Request subclass's own attribute
     referer = headers.get("Referer")
     if not referer or len(referer) != 1:
         return
@@ -176,6 +176,18 @@ def _relative_referer(out: dict[str, Any]) -> None:
         del headers["Referer"]
         if not headers:
             del out["headers"]
+
+
+def stored_referer(d: dict[str, Any]) -> str | None:
+    """The Referer of a stored request (a dict of its JSON), if it has one."""
+    if isinstance(d.get("ref"), str) and isinstance(d.get("url"), str):
+        return _origin(d["url"]) + d["ref"]
+    headers = d.get("headers")
+    if isinstance(headers, dict):
+        for name, values in headers.items():
+            if name.lower() == "referer" and isinstance(values, list) and values:
+                return str(values[0])
+    return None
 
 
 def _absolute_referer(d: dict[str, Any]) -> None:
@@ -223,7 +235,7 @@ def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) 
     if not isinstance(d, dict) or not isinstance(d.get("url"), str):
         raise BadEntry("not a JSON object with a string 'url'")
     request_cls = _request_class(d.pop("_class", None), allowed_classes)
-    if "ref" in d:
+    if "ref" in d and "ref" not in request_cls.attributes:
         _absolute_referer(d)
     if "body_b64" in d:
         d["body"] = base64.b64decode(d.pop("body_b64"))

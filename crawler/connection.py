@@ -24,7 +24,6 @@ One URL names any topology, so every command and node is given one string:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from pathlib import Path
@@ -44,6 +43,7 @@ from crawler import default_settings
 from crawler.exceptions import ConfigError, RedisUnavailable
 from crawler.localredis import ensure_local_redis
 from crawler.redact import redact_text
+from crawler.redis_errors import is_permission, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ _SSL_SETTINGS = {
     "CRAWLER_REDIS_SSL_CERTFILE": "ssl_certfile",
     "CRAWLER_REDIS_SSL_KEYFILE": "ssl_keyfile",
 }
-_SSL_PARAMS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+_SSL_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_SSL_PARAMS = (*_SSL_FILES, "ssl_cert_reqs", "ssl_check_hostname")
 
 
 def redact(url: str) -> str:
@@ -139,8 +140,10 @@ def with_tls_files(url: str, settings: BaseSettings) -> str:
         )
     query = dict(parse_qsl(parts.query))
     for name, value in extra.items():
-        if not Path(str(value)).is_file():
+        if name in _SSL_FILES and not Path(str(value)).is_file():
             raise ConfigError(f"{name} = {value!r}: no such file. Give the path of the PEM file.")
+        if isinstance(value, bool):  # ssl_check_hostname
+            value = "true" if value else "false"
         query.setdefault(name, str(value))
     return urlunsplit(parts._replace(query=urlencode(query)))
 
@@ -217,21 +220,30 @@ def _cluster_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k != "health_check_interval"}
 
 
-@functools.lru_cache(maxsize=16)
+_CLUSTER: dict[str, bool] = {}
+
+
 def is_cluster(url: str) -> bool:
     """Whether *url* names a Redis Cluster node (asked once per process).
-    A user who may not run ``CLUSTER INFO`` is taken to be on one server."""
+    A user who may not run ``CLUSTER INFO`` is taken to be on one server. An
+    answer the server could not give (unreachable, loading) is not kept."""
     if urlsplit(url).scheme in SENTINEL_SCHEMES:
         return False
+    if url in _CLUSTER:
+        return _CLUSTER[url]
     try:
         with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5) as probe:
             info = probe.execute_command("CLUSTER", "INFO")
-    except redis.ResponseError:
-        return False  # "cluster support disabled", or NOPERM
+    except redis.ResponseError as exc:
+        if is_transient(exc) and not is_permission(exc):
+            return False  # loading, busy: ask again next time
+        _CLUSTER[url] = False  # "cluster support disabled", or NOPERM
+        return False
     except (redis.RedisError, OSError):
         return False  # unreachable: check_reachable says so
     text = info.decode() if isinstance(info, bytes) else str(info)
-    return "cluster_state:" in text
+    _CLUSTER[url] = "cluster_state:" in text
+    return _CLUSTER[url]
 
 
 def _sentinel_parts(url: str) -> tuple[str, list[tuple[str, int]], dict[str, Any], dict[str, Any]]:

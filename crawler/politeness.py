@@ -28,11 +28,17 @@ from crawler import default_settings
 from crawler.codec import encode_request
 from crawler.exceptions import ConfigError
 
+#: The domain of requests whose ``download_slot`` is "": an entry with an
+#: empty domain reads as its URL's host (make_entry).
+EMPTY_SLOT = "(empty)"
+
 
 def slot_of(request: Request) -> str:
     """The domain a request counts against: its ``download_slot`` or host name."""
     slot = request.meta.get("download_slot")
-    return domain_name(urlparse_cached(request).hostname if slot is None else slot)
+    if slot is not None:
+        return domain_name(slot) or EMPTY_SLOT
+    return domain_name(urlparse_cached(request).hostname)
 
 
 def domain_name(slot: Any) -> str:

@@ -12,8 +12,10 @@ import re
 
 # user:password@ up to the last "@" before the host (a password may hold "@"
 # or quotes); and password=... (or sentinel_password=...) in a query string.
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^/\s]*@", re.IGNORECASE)
-_QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&\s'\"]*", re.IGNORECASE)
+# A password may hold "/" too: up to the last "@" before any whitespace.
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s]*@", re.IGNORECASE)
+# password=, sentinel_password=, ssl_password= (the key file's passphrase).
+_QUERY_PASSWORD = re.compile(r"([?&][a-z_]*password=)[^&\s'\"]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:

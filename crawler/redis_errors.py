@@ -9,6 +9,8 @@ again gives the same answer, so the caller must isolate what caused it.
 
 from __future__ import annotations
 
+import re
+
 import redis
 from redis import exceptions as rex
 
@@ -24,28 +26,23 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# The codes of a server that cannot take the call now: loading, a replica,
+# a cluster or master in failover, a busy script, and (min-replicas-to-write
+# with too few replicas, a failing RDB save) refusing all writes.
+_OUTAGE = re.compile(
+    r"(?:^|: -)(?:LOADING|READONLY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|BUSY|NOREPLICAS|MISCONF)\b"
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True if the call that raised *exc* may succeed if sent again later.
     A permission Redis denies counts: it says nothing about the data, so
     nothing is split or dead-lettered for it (the worker stops the node)."""
     if isinstance(exc, TRANSIENT) or is_permission(exc):
         return True
-    # Some servers and proxies answer with the text only.
-    text = str(exc)
-    return isinstance(exc, rex.ResponseError) and text.startswith(
-        (
-            "LOADING",
-            "READONLY",
-            "TRYAGAIN",
-            "CLUSTERDOWN",
-            "MASTERDOWN",
-            "BUSY ",
-            # min-replicas-to-write with too few replicas, a failing RDB save
-            # (stop-writes-on-bgsave-error): the server refuses all writes.
-            "NOREPLICAS",
-            "MISCONF",
-        )
-    )
+    # Some servers and proxies answer with the text only; Redis 6 wraps an
+    # error a command met inside a script as "Error running script ...: -CODE".
+    return isinstance(exc, rex.ResponseError) and _OUTAGE.search(str(exc)) is not None
 
 
 def is_permission(exc: BaseException) -> bool:

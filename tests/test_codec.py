@@ -435,3 +435,29 @@ def test_a_bad_relative_referer_is_a_bad_entry(ref):
 
     with pytest.raises(BadEntry, match="'ref' is not a path"):
         decode_request(json.dumps({"url": "http://h/", "ref": ref}), S(), frozenset())
+
+
+class Tagged(Request):
+    """A Request subclass with an attribute of its own named ``ref``."""
+
+    attributes = (*Request.attributes, "ref")
+
+    def __init__(self, *args, ref=None, **kwargs):
+        self.ref = ref
+        super().__init__(*args, **kwargs)
+
+
+def test_a_request_class_s_own_ref_attribute_is_kept():
+    """Such a ``ref`` is stored as it is, and a same-origin Referer beside
+    it stays a header."""
+
+    class S(Spider):
+        name = "s"
+
+    name = f"{Tagged.__module__}.{Tagged.__qualname__}"
+    for headers in ({"Referer": "http://h.example/a"}, {}):
+        request = Tagged("http://h.example/b", ref="campaign-7", headers=headers)
+        data = encode_request(request, S())
+        back = decode_request(data, S(), frozenset({name}))
+        assert back.ref == "campaign-7"
+        assert back.headers.getlist("Referer") == [v.encode() for v in headers.values()]

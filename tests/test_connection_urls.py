@@ -4,10 +4,12 @@ passwords are read (the topologies themselves: tests/test_topology_crawls.py).""
 from __future__ import annotations
 
 import pytest
+import redis
 from scrapy.settings import Settings
 
 from crawler.connection import _sentinel_parts, configured_url, is_cluster, redact, with_tls_files
 from crawler.exceptions import ConfigError
+from crawler.redis_errors import is_transient
 
 
 def test_a_sentinel_url_names_the_sentinels_the_service_and_the_master_user():
@@ -42,6 +44,8 @@ def test_a_bad_sentinel_url_says_what_to_write(url, message):
 
 def test_passwords_are_redacted_from_every_form():
     assert redact("redis+sentinel://u:pw@h1:1,h2:2/m") == "redis+sentinel://u:***@h1:1,h2:2/m"
+    assert redact("redis://:pa/ss@h:6379/0") == "redis://:***@h:6379/0"  # "/" in it
+    assert redact("rediss://h:1/0?ssl_password=kp&x=1").endswith("?ssl_password=***&x=1")
     assert redact("rediss://:pw@h:6380/0") == "rediss://:***@h:6380/0"
     query = redact("redis+sentinel://h:1/m?sentinel_password=sp&x=1").split("?")[1]
     assert query == "sentinel_password=***&x=1"
@@ -59,6 +63,10 @@ def test_tls_files_come_from_settings_and_need_a_tls_url(tmp_path):
     settings = Settings({"CRAWLER_REDIS_SSL_CERTFILE": str(tmp_path / "missing.pem")})
     with pytest.raises(ConfigError, match=r"ssl_certfile = .*missing\.pem.*no such file"):
         with_tls_files("rediss://h:6380/0", settings)
+    # Options that are not files are passed on, not looked up on disk.
+    settings = Settings({"REDIS_PARAMS": {"ssl_cert_reqs": "none", "ssl_check_hostname": False}})
+    query = with_tls_files("rediss://h:6380/0", settings).split("?")[1]
+    assert query == "ssl_cert_reqs=none&ssl_check_hostname=false"
     # scrapy-redis's REDIS_PARAMS are read too; the URL's own query wins.
     settings = Settings({"REDIS_URL": "rediss://h:6380/0?ssl_ca_certs=url.pem"})
     settings.set("REDIS_PARAMS", {"ssl_ca_certs": str(ca)})
@@ -68,3 +76,18 @@ def test_tls_files_come_from_settings_and_need_a_tls_url(tmp_path):
 def test_a_single_server_is_not_taken_for_a_cluster(redis_url):
     assert not is_cluster(redis_url)
     assert not is_cluster("redis://127.0.0.1:1/0")  # unreachable: check_reachable says so
+
+
+def test_a_write_refused_inside_a_script_is_an_outage(rclient):
+    """Redis 6 (the private local server) wraps an error a script met as
+    "Error running script ...: -NOREPLICAS ...": still an outage, so writes
+    are held and retried, never split or dead-lettered."""
+    rclient.config_set("min-replicas-to-write", 1)
+    try:
+        with pytest.raises(redis.ResponseError) as refused:
+            rclient.eval("return redis.call('SET', KEYS[1], 1)", 1, "{t}:x")
+    finally:
+        rclient.config_set("min-replicas-to-write", 0)
+    assert "NOREPLICAS" in str(refused.value)
+    assert is_transient(refused.value)
+    assert not is_transient(redis.ResponseError("Error running script: -ERR wrong number"))

@@ -43,6 +43,8 @@ def test_python_and_lua_read_the_same_domain(url, rclient):
     for request in (
         scrapy.Request(url, callback=spider.parse),
         scrapy.Request(url, callback=spider.parse, meta={"download_slot": "elsewhere"}),
+        # An empty slot is a domain of its own, not the URL's host.
+        scrapy.Request(url, callback=spider.parse, meta={"download_slot": ""}),
     ):
         entry = request_entry(request, spider)
         slot = slot_of(request)

@@ -9,7 +9,7 @@ from typing import Any
 
 from scrapy.exceptions import UsageError
 
-from crawler.codec import decode_request, encode_request
+from crawler.codec import decode_request, encode_request, stored_referer
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import Crawl, open_crawl, run_guarded
 from crawler.commands.deadletters import letter_url, read_letters
@@ -56,36 +56,44 @@ class Command(CrawlCommand):
     def _run(self, name: str, reason: str | None) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
-        client = sync_client(crawl.url)
-        parts = crawl.config.partitions()
-        # Each letter goes back into the partition whose dead list holds it.
-        chosen: list[list[tuple[bytes, str, int]]] = [[] for _ in parts]
-        skipped = []
-        for n, keys in enumerate(parts):
-            for raw, letter in read_letters(client, keys.dead):
-                if reason and reason not in str(letter.get("reason", "")):
-                    continue
-                try:
-                    entry, priority = self._entry(crawl, letter)
-                except (ValueError, TypeError, BadSeed, BadEntry) as exc:
-                    skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
-                    continue
-                chosen[n].append((raw, entry, priority))
-        client.close()
+        moved, skipped = requeue_letters(crawl, reason)
+        _report(moved, skipped, crawl.config.name)
 
-        async def move() -> int:
-            client = async_client(crawl.url)
-            cfg = crawl.config
+
+def requeue_letters(crawl: Crawl, reason: str | None) -> tuple[int, list[str]]:
+    """Queue the crawl's dead letters whose reason contains *reason* (all
+    for None) again: (how many moved, "url: why" of those left in place).
+    Also used by ``scrapy dashboard``."""
+    client = sync_client(crawl.url)
+    parts = crawl.config.partitions()
+    # Each letter goes back into the partition whose dead list holds it.
+    chosen: list[list[tuple[bytes, str, int]]] = [[] for _ in parts]
+    skipped = []
+    for n, keys in enumerate(parts):
+        for raw, letter in read_letters(client, keys.dead):
+            if reason and reason not in str(letter.get("reason", "")):
+                continue
             try:
-                moved = 0
-                for keys, letters in zip(parts, chosen, strict=True):
-                    frontier = Frontier(client, keys, "requeue", cfg.seen, cfg.policy)
-                    moved += await frontier.requeue_dead(letters)
-                return moved
-            finally:
-                await client.aclose()
+                entry, priority = Command._entry(crawl, letter)
+            except (ValueError, TypeError, BadSeed, BadEntry) as exc:
+                skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
+                continue
+            chosen[n].append((raw, entry, priority))
+    client.close()
 
-        _report(asyncio.run(move()), skipped, crawl.config.name)
+    async def move() -> int:
+        client = async_client(crawl.url)
+        cfg = crawl.config
+        try:
+            moved = 0
+            for keys, letters in zip(parts, chosen, strict=True):
+                frontier = Frontier(client, keys, "requeue", cfg.seen, cfg.policy)
+                moved += await frontier.requeue_dead(letters)
+            return moved
+        finally:
+            await client.aclose()
+
+    return asyncio.run(move()), skipped
 
 
 _SHOWN = 20
@@ -120,9 +128,9 @@ def _why(exc: Exception, letter: dict[str, Any]) -> str:
         return why
     referer = None
     try:
-        headers = json.loads(str(letter.get("entry")))["headers"]
-        referer = next((v[0] for k, v in headers.items() if k.lower() == "referer"), None)
-    except (ValueError, KeyError, TypeError, IndexError):
+        stored = json.loads(str(letter.get("entry")))
+        referer = stored_referer(stored) if isinstance(stored, dict) else None
+    except ValueError:
         pass
     where = f" ({referer})" if referer else ""
     return (
