@@ -49,7 +49,10 @@ _READ = (
     "zrangebyscore",
 )
 _SCRIPTS = ("evalsha", "script|load")
-_NODE_PY = ("get", "set", "hset", "hsetnx", "hkeys", "sadd", "multi", "exec", "watch", "discard")
+_NODE_PY: tuple[str, ...] = ("get", "set", "hset", "hsetnx", "hkeys", "sadd", "multi", "exec")
+_NODE_PY += ("watch", "discard")
+# The dashboard's time series (crawler.timeseries).
+_NODE_PY += ("rpush", "ltrim", "pexpire")
 _ADMIN_PY = ("unlink", "scan", "srem", "sscan", "hdel", "hset")
 
 _NODE_LUA = (

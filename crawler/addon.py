@@ -44,6 +44,7 @@ class DistributedCrawl:
         settings["ITEM_PIPELINES"]["crawler.pipelines.RedisItemPipeline"] = 999
         settings["EXTENSIONS"]["crawler.extension.ClusterFinish"] = 0
         settings["EXTENSIONS"]["crawler.metrics.Metrics"] = 0
+        settings["EXTENSIONS"]["crawler.timeseries.TimeSeries"] = 0
         for name in dir(default_settings):
             if name.startswith("CRAWLER_"):
                 settings.set(name, getattr(default_settings, name), "addon")

@@ -32,6 +32,14 @@ CRAWLER_BLOOM_ERROR_RATE = 0.0001
 #: Two crawls of the same spider can share one Redis with different names.
 CRAWLER_CRAWL_NAME = ""
 
+#: Hours of samples each node keeps in its time series for ``scrapy
+#: dashboard``'s charts (crawler.timeseries); older ones are dropped.
+CRAWLER_DASHBOARD_HISTORY_HOURS = 6.0
+
+#: Seconds between a node's samples for the dashboard's charts (taken with
+#: its heartbeat, so at most every CRAWLER_LEASE_RENEW_INTERVAL). 0: none.
+CRAWLER_DASHBOARD_SAMPLE_INTERVAL = 10.0
+
 #: Exit status of ``scrapy crawl`` when the crawl finished (reason
 #: ``finished``) holding dead letters: requests it gave up on, or requests
 #: and items it could not store. 3 is distinct from Scrapy's 1 (the command

@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 from scrapy.statscollectors import StatsCollector
 
@@ -24,6 +25,8 @@ class NodeReport:
         self._samples: deque[tuple[float, int, int]] = deque()
         self._sent_stats: dict[str, int | float] = {}
         self._roundtrips = 0
+        # Adds a sample to the dashboard's time series (crawler.timeseries).
+        self.sampler: Callable[[], Awaitable[None]] | None = None
 
     def count(self, key: str, n: int = 1) -> None:
         if n:
@@ -72,6 +75,8 @@ class NodeReport:
         await self.frontier.add_stats(deltas)
         for name, delta in deltas.items():
             self._sent_stats[name] = self._sent_stats.get(name, 0) + delta
+        if self.sampler is not None:
+            await self.sampler()
 
     async def leave(self) -> None:
         """Final heartbeat: this node leaves the crawl on purpose."""

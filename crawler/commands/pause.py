@@ -10,6 +10,7 @@ from scrapy.exceptions import UsageError
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, run_guarded
 from crawler.connection import sync_client
+from crawler.keys import Keys
 
 
 class Command(CrawlCommand):
@@ -31,11 +32,17 @@ class Command(CrawlCommand):
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
         client: Any = sync_client(crawl.url)
-        for keys in crawl.config.partitions():
-            if self.paused:
-                client.hset(keys.control, "paused", "1")
-            else:
-                client.hdel(keys.control, "paused")
+        set_paused(client, crawl.config.partitions(), self.paused)
         client.close()
         state = "paused: nodes stay up and take no new requests" if self.paused else "resumed"
         print(f"crawl {crawl.config.name!r} {state}")
+
+
+def set_paused(client: Any, parts: list[Keys], paused: bool) -> None:
+    """Pause (or resume) the crawl of these partitions: every node stops
+    taking new requests (also used by ``scrapy dashboard``)."""
+    for keys in parts:
+        if paused:
+            client.hset(keys.control, "paused", "1")
+        else:
+            client.hdel(keys.control, "paused")
