@@ -193,7 +193,7 @@ async function refresh() {
       renderCharts(d.series);
     }
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-    document.body.dataset.loaded = "1";
+    document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
   } catch (err) {
     say(String(err));
   } finally {

@@ -1,0 +1,292 @@
+"""``scrapy dashboard`` in a real browser (Debian's chromium through
+chromium-driver) against a real 2-node crawl, shared by the module's tests:
+the numbers match ``scrapy status --json``, the charts draw, pause, resume
+and requeue work from the page, and actions need the token beyond loopback.
+
+The crawl: a small site, three URLs on a closed port (dead letters after
+their retries), two nodes kept alive; a second site is seeded while paused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    SCRAPY,
+    RedisServer,
+    SiteServer,
+    free_port,
+    run_scrapy,
+    scrapy_env,
+    start_node,
+)
+from tests.test_faults import wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+FAST = (
+    "CRAWLER_KEEP_ALIVE=True",
+    "CRAWLER_LEASE_TIME=3",
+    "CRAWLER_LEASE_RENEW_INTERVAL=1",
+    "CRAWLER_DASHBOARD_SAMPLE_INTERVAL=1",
+)
+PAGES, LATER_PAGES, DEAD = 40, 30, 3
+# Fields of `scrapy status --json` that hold still while the crawl is idle.
+STEADY = ("queued", "in_flight", "seen", "done", "dead", "items", "dead_letters", "requeued")
+
+
+@dataclass
+class Crawl:
+    url: str
+    site: SiteServer
+    later: SiteServer
+    base: str  # the dashboard, bound to loopback
+
+
+def status(url: str) -> dict[str, Any]:
+    result = run_scrapy(["status", "site", "--json"], url)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def start_dashboard(url: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """A dashboard process and its port, once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [SCRAPY, "dashboard", "--port", str(port), *args],
+        env=scrapy_env(url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/config", timeout=1)
+            return True
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            return False
+
+    wait_for(up, 30, "the dashboard to answer")
+    return proc, port
+
+
+def post(base: str, path: str, token: str | None) -> int:
+    """Status code of an action request (with *token* in the header, if any)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["X-Dashboard-Token"] = token
+    request = urllib.request.Request(base + path, b"{}", headers, method="POST")
+    try:
+        return int(urllib.request.urlopen(request, timeout=10).status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def idle(url: str, dead: int = DEAD) -> bool:
+    s = status(url)
+    return s["queued"] == s["in_flight"] == 0 and s["dead_letters"] == dead and s["done"] > 0
+
+
+@pytest.fixture(scope="module")
+def crawl(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crawl]:
+    redis_server.client().flushall()
+    url, logs = redis_server.url, tmp_path_factory.mktemp("dashboard")
+    site, later = SiteServer(PAGES), SiteServer(LATER_PAGES)
+    closed = free_port()
+    seeds = [site.url("/page/0.html")] + [
+        f"http://127.0.0.1:{closed}/gone/{i}" for i in range(DEAD)
+    ]
+    assert run_scrapy(["seed", "site", *seeds], url).returncode == 0
+    nodes = [start_node("site", url, logs / f"n{i}.log", *FAST) for i in range(2)]
+    dashboard = None
+    try:
+        wait_for(lambda: idle(url), 60, "the crawl to go idle")
+        dashboard, port = start_dashboard(url)
+        yield Crawl(url, site, later, f"http://127.0.0.1:{port}")
+    finally:
+        for proc in [*nodes, *([dashboard] if dashboard else [])]:
+            proc.terminate()
+        for proc in [*nodes, *([dashboard] if dashboard else [])]:
+            proc.wait(timeout=30)
+        site.close()
+        later.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,2000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_script_timeout(10)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def open_page(driver: Any, address: str) -> None:
+    driver.get(address)
+    wait_for(lambda: driver.execute_script("return document.body.dataset.loaded"), 20, "the page")
+
+
+def page_totals(driver: Any) -> dict[str, Any]:
+    return driver.execute_script(
+        "const out = {};"
+        "document.querySelectorAll('#totals [data-field]').forEach("
+        "  (d) => { out[d.dataset.field] = JSON.parse(d.dataset.value); });"
+        "return out;"
+    )
+
+
+def refreshes(driver: Any) -> int:
+    return int(driver.execute_script("return document.body.dataset.loaded || 0"))
+
+
+def test_page_numbers_match_scrapy_status(crawl, browser):
+    open_page(browser, crawl.base)
+    before = status(crawl.url)
+    # The second refresh from now began after `before` was read.
+    seen = refreshes(browser)
+    wait_for(lambda: refreshes(browser) >= seen + 2, 10, "the page to refresh")
+    shown = page_totals(browser)
+    after = status(crawl.url)
+    assert {f: shown[f] for f in STEADY} == {f: before[f] for f in STEADY}
+    assert {f: after[f] for f in STEADY} == {f: before[f] for f in STEADY}
+    assert shown["done"] >= PAGES and shown["dead_letters"] == DEAD
+    for rate in ("pages_per_min", "items_per_min"):
+        low, high = sorted((before[rate], after[rate]))
+        assert low <= shown[rate] <= high, rate  # idle: the rates only fall
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('#nodes tbody tr')]"
+        ".map((r) => [...r.cells].map((c) => c.textContent));"
+    )
+    assert sorted(r[0] for r in rows) == sorted(n["node"] for n in before["nodes"])
+    assert [r[3] for r in rows] == ["running", "running"]
+    reasons = browser.find_element("css selector", "#dead tbody").text
+    assert "ConnectionRefused" in reasons and str(DEAD) in reasons
+
+
+def drawn_traces(driver: Any, chart: str) -> int:
+    """Lines of *chart* that Plotly drew with at least two points."""
+    return int(
+        driver.execute_script(
+            "return [...document.querySelectorAll("
+            "  arguments[0] + ' .scatterlayer .trace path.js-line')]"
+            ".filter((p) => (p.getAttribute('d') || '').split(/[ML]/).length > 2).length;",
+            f"#{chart}",
+        )
+    )
+
+
+def test_charts_draw(crawl, browser):
+    open_page(browser, crawl.base)
+    wait_for(lambda: drawn_traces(browser, "chart-pages") >= 3, 15, "total and per-node lines")
+    for chart in ("chart-items", "chart-frontier", "chart-dead"):
+        assert browser.find_elements("css selector", f"#{chart} svg.main-svg"), chart
+        assert drawn_traces(browser, chart) >= 1, chart
+    shot = os.environ.get("DASHBOARD_SCREENSHOT")
+    if shot:  # docs/dashboard.png of the README is made this way
+        browser.save_screenshot(shot)
+
+
+def test_pause_and_resume_from_the_page(crawl, browser):
+    open_page(browser, crawl.base)
+    browser.find_element("css selector", "#actions button.pause").click()
+    wait_for(lambda: status(crawl.url)["paused"], 10, "scrapy status to show it paused")
+    wait_for(lambda: browser.find_element("id", "paused-badge").is_displayed(), 5, "the badge")
+    assert run_scrapy(["seed", "site", crawl.later.url("/page/0.html")], crawl.url).returncode == 0
+    time.sleep(2.5)  # two heartbeats: the nodes would have leased it by now
+    paused = status(crawl.url)
+    assert paused["queued"] == 1 and paused["in_flight"] == 0
+    assert crawl.later.page_counts() == {}, "nodes leased while paused"
+    wait_for(lambda: browser.find_elements("css selector", "#actions button.resume"), 5, "resume")
+    browser.find_element("css selector", "#actions button.resume").click()
+    wait_for(lambda: len(crawl.later.page_counts()) == LATER_PAGES, 30, "the crawl to go on")
+    assert not status(crawl.url)["paused"]
+    assert set(crawl.later.page_counts().values()) == {1}
+    wait_for(lambda: idle(crawl.url), 30, "the crawl to go idle again")
+
+
+def test_requeue_by_reason_from_the_page(crawl, browser):
+    open_page(browser, crawl.base)
+    before = status(crawl.url)["requeued"]
+    rows = browser.find_elements("css selector", "#dead tbody tr")
+    row = next(
+        r for r in rows if "ConnectionRefused" in r.find_element("css selector", ".reason").text
+    )
+    row.find_element("css selector", "button.requeue").click()
+    browser.switch_to.alert.accept()
+    wait_for(lambda: status(crawl.url)["requeued"] == before + DEAD, 10, "the letters requeued")
+    wait_for(lambda: "requeue:" in browser.find_element("id", "message").text, 5, "the answer")
+    assert f'"requeued": {DEAD}' in browser.find_element("id", "message").text
+    # On a closed port they fail again and come back as dead letters.
+    wait_for(lambda: idle(crawl.url), 30, "the requeued letters to die again")
+
+
+def test_actions_need_the_token_beyond_loopback(crawl):
+    proc, port = start_dashboard(crawl.url, "--bind", "0.0.0.0")
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        token = next(ln for ln in lines if "need this token" in ln).rsplit(": ", 1)[1].strip()
+        base = f"http://127.0.0.1:{port}/api/crawls/site"
+        assert post(base, "/pause", None) == 403
+        assert post(base, "/pause", "") == 403
+        assert post(base, "/pause", "not-" + token) == 403
+        assert not status(crawl.url)["paused"]
+        assert post(base, "/pause", token) == 200
+        assert status(crawl.url)["paused"]
+        assert post(base, "/resume", token) == 200
+        assert not status(crawl.url)["paused"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_read_only_offers_no_actions(crawl, browser):
+    proc, port = start_dashboard(crawl.url, "--read-only", "--bind", "0.0.0.0")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for action in ("pause", "resume", "requeue"):
+            assert post(base, f"/api/crawls/site/{action}", "") in (404, 405)
+        open_page(browser, base)
+        assert browser.find_element("css selector", "#dead tbody").text  # letters shown
+        assert browser.find_elements("css selector", "button") == []
+        assert not status(crawl.url)["paused"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
