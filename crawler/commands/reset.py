@@ -51,8 +51,10 @@ def crawl_keys(client: Any, keys: Keys) -> list[str]:
         keys.auto_delays,
     ]
     names += [keys.park(d.decode()) for d in client.zrange(keys.parked, 0, -1)]
-    # robots.txt copies expire on their own; the crawl's are found by name.
-    names += [k.decode() for k in client.scan_iter(match=keys.robots("*"), count=1000)]
+    # robots.txt copies and the dashboard's time series (crawler.timeseries)
+    # expire on their own; the crawl's are found by name.
+    for pattern in (keys.robots("*"), f"{keys.tag}:ts:*"):
+        names += [k.decode() for k in client.scan_iter(match=pattern, count=1000)]
     return names
 
 
