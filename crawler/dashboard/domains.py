@@ -51,7 +51,7 @@ def robots_state(client: Any, keys: Keys, domain: str) -> str:
     for value in pipe.execute():
         if value:
             return _ROBOTS_STATE.get(value[:1], "unknown")
-    return "not fetched"
+    return "none cached"
 
 
 def domain_table(client: Any, parts: list[Keys], politeness: dict[str, Any]) -> dict[str, Any]:

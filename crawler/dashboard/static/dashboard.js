@@ -122,7 +122,7 @@ function renderNodes(nodes) {
     const st = cell(n.state);
     st.className = `state-${n.state}`;
     const age = n.heartbeat_age_s === null ? null : `${n.heartbeat_age_s} s`;
-    return [n.node, n.host, n.pid, st, age, n.pages, n.items, n.pages_per_min, n.items_per_min, n.held];
+    return [n.node, n.host, n.pid === null ? null : String(n.pid), st, age, n.pages, n.items, n.pages_per_min, n.items_per_min, n.held];
   }));
 }
 
