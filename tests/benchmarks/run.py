@@ -608,6 +608,12 @@ def _cluster_rows(results: dict[str, Any], row: Any, notes: list[str]) -> None:
         per("us_per_page", ".0f"),
     )
     row("  busiest shard µs/page", "", "", per("busiest_us_per_page", ".0f"))
+    row(
+        f"  1 Redis with P={n} (the split alone) µs/page",
+        "",
+        "",
+        _cell(results, key, lambda c: " / ".join(f"{r.us_per_page:.0f}" for r in c.split)),
+    )
     row("  pages/s measured (Python-bound here)", "", "", per("rate", ",.0f"))
     row("  capacity pages/s, one core per shard", "", "", per("capacity", ",.0f"))
     row(
