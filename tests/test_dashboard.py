@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from crawler.timeseries import Sample
 from tests.conftest import (
     SCRAPY,
     RedisServer,
@@ -41,6 +42,7 @@ FAST = (
     "CRAWLER_LEASE_TIME=3",
     "CRAWLER_LEASE_RENEW_INTERVAL=1",
     "CRAWLER_DASHBOARD_SAMPLE_INTERVAL=1",
+    "CRAWLER_DASHBOARD_HISTORY_HOURS=0.002",  # 7.2 s: 7 samples
 )
 PAGES, LATER_PAGES, DEAD = 40, 30, 3
 # Fields of `scrapy status --json` that hold still while the crawl is idle.
@@ -221,6 +223,17 @@ def test_charts_draw(crawl, browser):
     shot = os.environ.get("DASHBOARD_SCREENSHOT")
     if shot:  # docs/dashboard.png of the README is made this way
         browser.save_screenshot(shot)
+
+
+def test_time_series_is_bounded(crawl, redis_server):
+    client = redis_server.client()
+    keys = sorted(client.scan_iter(match="{site}:ts:*"))
+    assert len(keys) == 2
+    for key in keys:
+        assert 2 <= client.llen(key) <= 7
+        assert 0 < client.pttl(key) <= 7200
+        last = Sample.decode(client.lindex(key, -1))
+        assert last is not None and abs(last.time - time.time()) < 5 and last.queued == 0
 
 
 def test_pause_and_resume_from_the_page(crawl, browser):

@@ -25,6 +25,7 @@ import plotly
 from aiohttp import web
 from scrapy.settings import Settings
 
+from crawler.commands._common import CommandFailed
 from crawler.dashboard import data
 from crawler.dashboard.actions import Actions, UnknownCrawl
 
@@ -116,6 +117,8 @@ class Dashboard:
             result = await asyncio.to_thread(action, request.match_info["name"], arg)
         except UnknownCrawl as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
+        except CommandFailed as exc:  # e.g. requeue of a crawl whose spider is not here
+            raise web.HTTPBadRequest(text=str(exc)) from None
         return web.json_response(result)
 
     def _authorize(self, request: web.Request) -> None:
