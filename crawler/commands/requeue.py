@@ -64,22 +64,8 @@ def requeue_letters(crawl: Crawl, reason: str | None) -> tuple[int, list[str]]:
     """Queue the crawl's dead letters whose reason contains *reason* (all
     for None) again: (how many moved, "url: why" of those left in place).
     Also used by ``scrapy dashboard``."""
-    client = sync_client(crawl.url)
     parts = crawl.config.partitions()
-    # Each letter goes back into the partition whose dead list holds it.
-    chosen: list[list[tuple[bytes, str, int]]] = [[] for _ in parts]
-    skipped = []
-    for n, keys in enumerate(parts):
-        for raw, letter in read_letters(client, keys.dead):
-            if reason and reason not in str(letter.get("reason", "")):
-                continue
-            try:
-                entry, priority = Command._entry(crawl, letter)
-            except (ValueError, TypeError, BadSeed, BadEntry) as exc:
-                skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
-                continue
-            chosen[n].append((raw, entry, priority))
-    client.close()
+    chosen, skipped = _choose(crawl, reason)
 
     async def move() -> int:
         client = async_client(crawl.url)
@@ -94,6 +80,29 @@ def requeue_letters(crawl: Crawl, reason: str | None) -> tuple[int, list[str]]:
             await client.aclose()
 
     return asyncio.run(move()), skipped
+
+
+def _choose(
+    crawl: Crawl, reason: str | None
+) -> tuple[list[list[tuple[bytes, str, int]]], list[str]]:
+    """The letters to queue again, per partition: each goes back into the
+    partition whose dead list holds it; and "url: why" of those left."""
+    client = sync_client(crawl.url)
+    parts = crawl.config.partitions()
+    chosen: list[list[tuple[bytes, str, int]]] = [[] for _ in parts]
+    skipped = []
+    for n, keys in enumerate(parts):
+        for raw, letter in read_letters(client, keys.dead):
+            if reason and reason not in str(letter.get("reason", "")):
+                continue
+            try:
+                entry, priority = Command._entry(crawl, letter)
+            except (ValueError, TypeError, BadSeed, BadEntry) as exc:
+                skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
+                continue
+            chosen[n].append((raw, entry, priority))
+    client.close()
+    return chosen, skipped
 
 
 _SHOWN = 20

@@ -54,19 +54,27 @@ def robots_state(client: Any, keys: Keys, domain: str) -> str:
     return "none cached"
 
 
+def in_flight_by_domain(client: Any, parts: list[Keys]) -> Counter[str]:
+    """domain -> requests leased and not finished, over every partition."""
+    busy: Counter[str] = Counter()
+    for keys in parts:
+        for name, value in client.hgetall(keys.domain_busy).items():
+            # "\0" is a filler field (see crawler.keys).
+            if name != b"\0" and int(value or 0) > 0:
+                busy[name.decode()] += int(value)
+    return busy
+
+
 def domain_table(client: Any, parts: list[Keys], politeness: dict[str, Any]) -> dict[str, Any]:
     """Top domains by queued requests, in flight, paused and throttled ones;
     *politeness* is ``scrapy status``'s ``domains`` of the same crawl."""
     queued: Counter[str] = Counter()
-    busy: dict[str, int] = {}
     sampled = 0
     for keys in parts:
         counts, n = queued_by_domain(client, keys)
         queued.update(counts)
         sampled += n
-        for name, value in client.hgetall(keys.domain_busy).items():
-            if name != b"\0" and int(value or 0) > 0:
-                busy[name.decode()] = busy.get(name.decode(), 0) + int(value)
+    busy = in_flight_by_domain(client, parts)
     paused = {d["domain"]: d for d in politeness["paused"]}
     throttled = {d["domain"]: d for d in politeness["throttled"]}
     names = sorted(set(queued) | set(busy) | set(paused), key=lambda d: (-queued[d], d))
