@@ -46,6 +46,13 @@ CRAWLER_DASHBOARD_SAMPLE_INTERVAL = 10.0
 #: failed) and 2 (usage error); 0 makes such a crawl exit like a clean one.
 CRAWLER_DEAD_LETTER_EXIT_CODE = 3
 
+#: Pages of each domain (download slot) the whole cluster fetches at most;
+#: 0: no limit. A domain's own: ``DOWNLOAD_SLOTS = {"example.com":
+#: {"max_pages": 100}}``. Requests beyond it are dropped when their turn
+#: comes (``budget_dropped`` in ``scrapy status``); a request fetched again
+#: after a crash does not count twice.
+CRAWLER_DOMAIN_MAX_PAGES = 0
+
 #: Seconds the whole cluster must look finished (empty frontier, no request
 #: held by any node, nothing new queued) before a node exits with ``finished``.
 CRAWLER_FINISH_GRACE = 2.0

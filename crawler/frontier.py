@@ -122,6 +122,7 @@ def polite_keys(k: Keys) -> list[str]:
         k.backoffs,
         k.crawl_delays,
         k.auto_delays,
+        k.domain_pages,
     ]
 
 

@@ -60,6 +60,9 @@ where the domain is the request's Scrapy download slot)::
     {NAME}:dbackoff       HASH   domain -> "<until ms>|<level>" after 429/503.
     {NAME}:dcrawl         HASH   domain -> robots.txt Crawl-delay (ms; 0: none).
     {NAME}:dauto          HASH   domain -> AutoThrottle delay (ms).
+    {NAME}:dpages         HASH   domain -> requests handed out for the first
+                                 time, of domains with a page budget
+                                 (CRAWLER_DOMAIN_MAX_PAGES).
     {NAME}:robots:<site>  STRING robots.txt of scheme://netloc, shared with an
                                  expiry: "B"+body, "E" (failed) or "F" (being
                                  fetched).
@@ -190,6 +193,10 @@ class Keys:
     @property
     def auto_delays(self) -> str:
         return f"{self.tag}:dauto"
+
+    @property
+    def domain_pages(self) -> str:
+        return f"{self.tag}:dpages"
 
     def robots(self, site: str) -> str:
         return f"{self.tag}:robots:{site}"

@@ -111,6 +111,9 @@ class Policy:
     overrides: dict[str, tuple[float | None, int | None, float | None]] = field(
         default_factory=dict
     )
+    # Page budget of every domain (0: none), and of some (DOWNLOAD_SLOTS).
+    max_pages: int = 0
+    slot_pages: dict[str, int] = field(default_factory=dict)
     autothrottle: bool = False
     auto_start: float = 5.0
     auto_max: float = 60.0
@@ -128,6 +131,7 @@ class Policy:
             )
         )
         overrides: dict[str, tuple[float | None, int | None, float | None]] = {}
+        slot_pages: dict[str, int] = {}
         slots = settings.getdict("DOWNLOAD_SLOTS")
         for slot, conf in slots.items():
             if not isinstance(conf, dict):
@@ -136,6 +140,8 @@ class Policy:
                     '{"delay": 2.0, "concurrency": 1}.'
                 )
             where = f"DOWNLOAD_SLOTS[{slot!r}]"
+            if "max_pages" in conf:
+                slot_pages[str(slot)] = int(_number(f"{where}['max_pages']", conf["max_pages"]))
             jit = conf.get("jitter")
             if jit is None and "randomize_delay" in conf:
                 jit = 0.5 if conf["randomize_delay"] else 0.0
@@ -177,6 +183,15 @@ class Policy:
             backoff_base=base,
             backoff_max=most,
             robots=settings.getbool("ROBOTSTXT_OBEY"),
+            max_pages=int(
+                _number(
+                    "CRAWLER_DOMAIN_MAX_PAGES",
+                    settings.get(
+                        "CRAWLER_DOMAIN_MAX_PAGES", default_settings.CRAWLER_DOMAIN_MAX_PAGES
+                    ),
+                )
+            ),
+            slot_pages=slot_pages,
         )
 
     def _override(self, slot: str, index: int) -> Any:
@@ -208,9 +223,11 @@ class Policy:
                     slot: [
                         -1 if d is None else int(d * 1000),
                         -1 if c is None else c,
+                        self.slot_pages.get(slot, -1),
                     ]
                     for slot, (d, c, _) in self.overrides.items()
                 },
+                "mp": self.max_pages,
                 "at": int(self.autothrottle),
                 "as": int(self.auto_start * 1000),
                 "ax": int(self.auto_max * 1000),

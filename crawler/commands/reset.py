@@ -49,6 +49,7 @@ def crawl_keys(client: Any, keys: Keys) -> list[str]:
         keys.backoffs,
         keys.crawl_delays,
         keys.auto_delays,
+        keys.domain_pages,
     ]
     names += [keys.park(d.decode()) for d in client.zrange(keys.parked, 0, -1)]
     # robots.txt copies and the dashboard's time series (crawler.timeseries)

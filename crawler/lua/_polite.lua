@@ -14,14 +14,18 @@
 --   {N}:dbackoff   HASH  domain -> "<until ms>|<level>" after a 429/503
 --   {N}:dcrawl     HASH  domain -> robots.txt Crawl-delay (ms)
 --   {N}:dauto      HASH  domain -> AutoThrottle delay (ms)
+--   {N}:dpages     HASH  domain -> requests handed out for the first time,
+--                        of a domain with a page budget
 --
 -- The policy P (JSON from crawler.politeness.Policy.to_lua): d delay ms,
 -- c concurrency, o per-domain overrides {d: [delay ms|-1, conc|-1]}, at
 -- AutoThrottle on, as/ax its start/max delay ms, tc its target concurrency,
--- bb/bx backoff base/max ms, rb 1 with ROBOTSTXT_OBEY.
+-- bb/bx backoff base/max ms, rb 1 with ROBOTSTXT_OBEY, mp the page budget
+-- of every domain (0: none; o[d][3] a domain's own, -1: the default).
 local P_TAG = string.match(KEYS[1], '^(.-}):')
--- The last six KEYS, in this order (crawler.frontier.polite_keys).
-local P_PARKED, P_NEXT, P_BUSY, P_BACKOFF, P_CRAWL, P_AUTO = unpack(KEYS, #KEYS - 5, #KEYS)
+-- The last seven KEYS, in this order (crawler.frontier.polite_keys).
+local P_PARKED, P_NEXT, P_BUSY, P_BACKOFF, P_CRAWL, P_AUTO, P_PAGES =
+  unpack(KEYS, #KEYS - 6, #KEYS)
 local P_BLOCKED = 9007199254740991
 local P_BACKOFF_WINDOW = 60000
 local P, P_now, P_S = nil, 0, {}
@@ -59,6 +63,44 @@ local function p_conf(d)
     if o[2] > 0 then conc = o[2] end
   end
   return delay, conc
+end
+
+-- The page budget of domain d, or nil.
+local function p_budget(d)
+  local o = P.o[d]
+  if o and o[3] and o[3] >= 0 then return o[3] end
+  if P.mp and P.mp > 0 then return P.mp end
+  return nil
+end
+
+-- Whether an entry (or held value) of domain d is a first delivery of a
+-- domain with a budget, and so counts against it.
+local function p_counts(s, d, deliveries)
+  if deliveries ~= 0 or not p_budget(d) then return false end
+  if s.pages == nil then
+    s.pages = tonumber(redis.call('HGET', P_PAGES, d) or '0')
+    s.granted = 0
+  end
+  return true
+end
+
+-- Whether d's budget is spent for a request of this many deliveries.
+local function p_spent(s, d, deliveries)
+  return p_counts(s, d, deliveries) and s.pages + s.granted >= p_budget(d)
+end
+
+-- Whether a request of d on its first delivery may be handed out; if so,
+-- it is counted (written by p_save).
+local function p_grant(s, d, deliveries)
+  if not p_counts(s, d, deliveries) then return true end
+  if p_spent(s, d, deliveries) then return false end
+  s.granted = s.granted + 1
+  return true
+end
+
+-- A request counted by p_grant went back unsent: the domain has it again.
+local function p_ungrant(s, d, deliveries)
+  if p_counts(s, d, deliveries) then s.granted = s.granted - 1 end
 end
 
 -- Whether a key exists, asked once per script run: the per-domain reads
@@ -142,6 +184,7 @@ local function p_unblock(d)
   local s = p_state(d)
   if s.next > P_now then s.next = P_now end
   s.dirty = true
+  p_ungrant(s, d, 0)  -- not a page of its budget
 end
 
 -- A request of domain d is finished, returned or dead-lettered: its slot frees.
@@ -223,6 +266,9 @@ local function p_save()
     end
     if s.parked then
       redis.call('ZADD', P_PARKED, p_ready_at(s), d)
+    end
+    if s.granted and s.granted ~= 0 then
+      redis.call('HINCRBY', P_PAGES, d, s.granted)
     end
   end
 end

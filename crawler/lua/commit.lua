@@ -8,7 +8,7 @@
 -- KEYS[5]  {N}:dead       KEYS[6] {N}:bloom  (Bloom filter metadata)
 -- KEYS[7]  {N}:commitseq  (last commit sequence number applied, per node)
 -- KEYS[8..] Bloom layers, priority queues and seen shards, by index below
--- The last six KEYS: the politeness keys (_polite.lua)
+-- The last seven KEYS: the politeness keys (_polite.lua)
 --
 -- ARGV[1] the commit's sequence number (0: not checked), ARGV[2] the node,
 -- ARGV[3] "<id>|<window>": the highest lease id of the node's requests that

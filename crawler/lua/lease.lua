@@ -20,7 +20,7 @@
 -- KEYS[4] {N}:held:<node>   KEYS[5] {N}:control   KEYS[6] {N}:parkin:<node>
 -- KEYS[7..] {N}:q:<prio> for each priority in ARGV[6..], same order, then
 --           {N}:park:<d> for ARGV[4] domains
--- The last six KEYS: the politeness keys (_polite.lua)
+-- The last seven KEYS: the politeness keys (_polite.lua)
 -- ARGV[1] node id   ARGV[2] count   ARGV[3] lease length in ms
 -- ARGV[4] number of park lists declared   ARGV[5] politeness policy (JSON)
 -- ARGV[6..] priorities to try, highest first
@@ -80,6 +80,24 @@ local function lease_one(prio, entry, report, d)
   if mine and d then mine[d] = (mine[d] or 0) + 1 end
 end
 
+-- A first delivery of a domain whose page budget is spent is dropped
+-- (counted in the stats' budget_dropped), not leased.
+local dropped = 0
+local function within_budget(s, d, entry)
+  if p_grant(s, d, tonumber(string.match(entry, '^(%d+)|') or '1')) then return true end
+  dropped = dropped + 1
+  return false
+end
+
+-- Take a slot of d for a request; 1 if the node must report its start (the
+-- domain has a delay, or the request counts against its budget: one that
+-- ends unsent, e.g. refused by robots.txt, gives its page back).
+local function take(s, d, entry)
+  local report = p_take(s, lease_ms)
+  if p_counts(s, d, tonumber(string.match(entry, '^(%d+)|') or '1')) then report = 1 end
+  return report
+end
+
 -- Park a request of domain d: in its list if declared, else in the inbox.
 local inboxed = {}
 local function park(d, value)
@@ -110,11 +128,13 @@ for _, d in ipairs(ready) do
   local list = p_park_key(d)
   if list then
     local s = p_state(d)
-    while got < want and p_ready_at(s) <= now and my_turn(d, s) do
+    local popped = 0
+    while got < want and popped < want * 4 + 1000 and p_ready_at(s) <= now and my_turn(d, s) do
       local v = redis.call('LPOP', list)
       if not v then break end
+      popped = popped + 1
       local prio, entry = string.match(v, '^([^|]*)|(.*)$')
-      lease_one(prio, entry, p_take(s, lease_ms), d)
+      if within_budget(s, d, entry) then lease_one(prio, entry, take(s, d, entry), d) end
     end
     if redis.call('LLEN', list) == 0 and not inboxed[d] then
       redis.call('ZREM', P_PARKED, d)
@@ -140,8 +160,10 @@ for k = 6, #ARGV do
         lease_one(prio, entry, 0)  -- not an entry the node can read: it dead-letters it
       else
         local s = p_state(d)
-        if not s.parked and p_ready_at(s) <= now and my_turn(d, s) then
-          lease_one(prio, entry, p_take(s, lease_ms), d)
+        if p_spent(s, d, tonumber(string.match(entry, '^(%d+)|') or '1')) then
+          dropped = dropped + 1  -- its domain's budget is spent: not parked
+        elseif not s.parked and p_ready_at(s) <= now and my_turn(d, s) then
+          if within_budget(s, d, entry) then lease_one(prio, entry, take(s, d, entry), d) end
         else
           park(d, prio .. '|' .. entry)
         end
@@ -155,6 +177,10 @@ for k = 6, #ARGV do
   end
 end
 p_save()
+if dropped > 0 then
+  redis.call('HINCRBY', stats, 'queued', -dropped)
+  redis.call('HINCRBY', stats, 'budget_dropped', dropped)
+end
 local domains = {}
 for d in pairs(inboxed) do domains[#domains + 1] = d end
 table.insert(out, 2, #domains)

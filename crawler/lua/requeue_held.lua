@@ -13,7 +13,7 @@
 -- KEYS[8] {N}:parkin:<node> (its park inbox, see lease.lua)
 -- KEYS[9..] priority queues, referenced by index below, then the park lists
 --           of the entries' domains
--- The last six KEYS: the politeness keys (_polite.lua)
+-- The last seven KEYS: the politeness keys (_polite.lua)
 -- ARGV[1] node id   ARGV[2] mode   ARGV[3] max deliveries
 -- ARGV[4] politeness policy (JSON, see _polite.lua)
 -- ARGV[5] KEYS index of the first park list, ARGV[6] how many
@@ -88,6 +88,7 @@ for k = 8, #ARGV, 2 do
         -- Back at the head of the line: it was taken before what is there
         -- now. For a domain with requests parked (waiting for its delay or
         -- a free slot), that line is its park list, served before the queues.
+        if dom and d == 0 then p_ungrant(p_state(dom), dom, 0) end  -- unsent: not a page
         if dom and p_state(dom).parked and p_park_key(dom) then
           redis.call('LPUSH', p_park_key(dom), prio .. '|' .. d .. '|' .. body)
         else

@@ -1,0 +1,87 @@
+"""Budgets that hold for the whole cluster, counted at the servers: pages
+per domain (CRAWLER_DOMAIN_MAX_PAGES, a domain's own in DOWNLOAD_SLOTS)
+with a node killed -9 mid-crawl, and Scrapy's DEPTH_LIMIT, on 3 real
+``scrapy crawl`` nodes over several domains."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_scrapy, start_node, wait_nodes
+from tests.hosts import HostSite, loopback_available
+
+HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+PAGES = 300
+BUDGET = 60
+OWN = 25  # HOSTS[1]'s own budget
+FAST_LEASES = ("CRAWLER_LEASE_TIME=3", "CRAWLER_LEASE_RENEW_INTERVAL=1")
+
+pytestmark = pytest.mark.skipif(
+    not all(loopback_available(h) for h in HOSTS), reason=f"needs loopback addresses {HOSTS}"
+)
+
+
+def crawl(sites: list[HostSite], redis_url: str, tmp_path: Path, *settings: str, kill_at=0):
+    seeded = run_scrapy(["seed", "site", *(s.url("/page/0.html") for s in sites)], redis_url)
+    assert seeded.returncode == 0, seeded.stderr
+    nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *settings) for i in range(3)]
+    if kill_at:
+        deadline = time.monotonic() + 60
+        while sum(len(s.page_hits()) for s in sites) < kill_at and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(nodes[0].pid, signal.SIGKILL)
+        nodes[0].wait()
+        nodes[0] = start_node("site", redis_url, tmp_path / "n0-r.log", *settings)
+    codes = wait_nodes(nodes, 120)
+    names = ["n0-r.log" if kill_at else "n0.log", "n1.log", "n2.log"]
+    logs = [(tmp_path / name).read_text() for name in names]
+    assert codes == [0, 0, 0], logs
+    for log in logs:
+        assert "Spider closed (finished)" in log
+
+
+def pages(site: HostSite) -> set[str]:
+    return {h.path for h in site.page_hits() if h.path.startswith("/page/") and h.status == 200}
+
+
+def test_pages_per_domain_are_exact_across_nodes_and_a_crash(redis_url, tmp_path):
+    sites = [HostSite(h, PAGES, latency=0.01) for h in HOSTS]
+    slots = json.dumps({HOSTS[1]: {"max_pages": OWN}})
+    try:
+        crawl(
+            sites,
+            redis_url,
+            tmp_path,
+            *FAST_LEASES,
+            f"CRAWLER_DOMAIN_MAX_PAGES={BUDGET}",
+            f"DOWNLOAD_SLOTS={slots}",
+            kill_at=40,
+        )
+        fetched = [len(pages(s)) for s in sites]
+        again = sum(len(s.page_hits()) for s in sites) - sum(fetched)
+    finally:
+        for site in sites:
+            site.close()
+    assert fetched == [BUDGET, OWN, BUDGET], f"{again} fetched again after the kill"
+    status = json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)
+    assert status["queued"] == 0 and status["in_flight"] == 0
+
+
+def test_depth_limit_holds_across_nodes(redis_url, tmp_path):
+    """Scrapy's DepthMiddleware reads the depth each request carries in its
+    meta, so the limit holds whichever node fetched the parent page."""
+    sites = [HostSite(h, PAGES) for h in HOSTS]
+    try:
+        crawl(sites, redis_url, tmp_path, "DEPTH_LIMIT=3")
+        # Page i links to 3i+1..3i+3: depths 0-3 are pages 0-39.
+        for site in sites:
+            assert pages(site) == {f"/page/{i}.html" for i in range(40)}
+    finally:
+        for site in sites:
+            site.close()
