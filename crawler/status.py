@@ -17,7 +17,17 @@ from crawler import outcome
 from crawler.keys import Keys
 from crawler.partitions import partition_keys, recorded_tags
 
-COUNTERS = ("queued", "leased", "seen", "done", "dead", "items", "duplicates", "requeued")
+COUNTERS = (
+    "queued",
+    "leased",
+    "seen",
+    "done",
+    "dead",
+    "items",
+    "duplicates",
+    "requeued",
+    "budget_dropped",
+)
 
 
 def server_time(client: Any, key: str) -> tuple[int, int]:
@@ -195,6 +205,11 @@ def render(snap: dict[str, Any], where: str) -> str:
         f"  rate        {snap['pages_per_min']:>14,.0f} pages/min, "
         f"{snap['items_per_min']:,.0f} items/min; frontier drains in ~{eta}"
     )
+    if snap["budget_dropped"]:
+        lines.append(
+            f"  dropped     {snap['budget_dropped']:>14,} past their domain's page budget "
+            "(CRAWLER_DOMAIN_MAX_PAGES)"
+        )
     if snap["dead_reasons"]:
         lines.append(f"  dead letters now {snap['dead_letters']:>10,}; commonest reasons:")
         lines += [f"    {r['count']:>8,} x {r['reason']}" for r in snap["dead_reasons"]]

@@ -71,6 +71,8 @@ def test_pages_per_domain_are_exact_across_nodes_and_a_crash(redis_url, tmp_path
     assert fetched == [BUDGET, OWN, BUDGET], f"{again} fetched again after the kill"
     status = json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)
     assert status["queued"] == 0 and status["in_flight"] == 0
+    assert status["budget_dropped"] > 0
+    assert "past their domain's page budget" in run_scrapy(["status", "site"], redis_url).stdout
 
 
 def test_depth_limit_holds_across_nodes(redis_url, tmp_path):
