@@ -270,6 +270,23 @@ def test_requeue_by_reason_from_the_page(crawl, browser):
     wait_for(lambda: idle(crawl.url), 30, "the requeued letters to die again")
 
 
+def test_loopback_dashboard_refuses_other_names_and_other_origins(crawl):
+    def get(host: str | None) -> int:
+        headers = {"Host": host} if host else {}
+        request = urllib.request.Request(crawl.base + "/api/crawls", headers=headers)
+        try:
+            return int(urllib.request.urlopen(request, timeout=10).status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    port = crawl.base.rsplit(":", 1)[1]
+    assert get(None) == get(f"localhost:{port}") == 200
+    assert get(f"rebound.example:{port}") == 403  # DNS rebinding
+    # Without the custom header (a form another site posts): refused.
+    assert post(crawl.base, "/api/crawls/site/pause", None) == 403
+    assert not status(crawl.url)["paused"]
+
+
 def test_actions_need_the_token_beyond_loopback(crawl):
     proc, port = start_dashboard(crawl.url, "--bind", "0.0.0.0")
     try:

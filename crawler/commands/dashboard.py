@@ -66,7 +66,8 @@ class Command(CrawlCommand):
         token, generated = choose_token(opts.bind, opts.token, opts.read_only)
         url = open_redis(self.settings)
         client: Any = sync_client(url)
-        dashboard = Dashboard(client, self.settings, token, opts.read_only)
+        loopback = is_loopback(opts.bind)
+        dashboard = Dashboard(client, self.settings, token, opts.read_only, loopback)
         host = f"[{opts.bind}]" if ":" in opts.bind else opts.bind
         where = f"http://{host}:{opts.port}/"
         print(f"Dashboard of {redact(url)} on {where}", flush=True)

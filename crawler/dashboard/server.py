@@ -9,13 +9,16 @@ Actions need the header ``X-Dashboard-Token``: the token when one is set
 (always when bound beyond loopback), else present and empty. A browser
 sends a custom header to another origin only after a CORS preflight this
 server never allows, so another web page cannot press the buttons. In
-read-only mode the action routes do not exist.
+read-only mode the action routes do not exist. A dashboard on loopback
+without a token answers only requests addressed to a loopback name (the
+Host header), so a web page cannot reach it by DNS rebinding.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 from importlib import resources
 from pathlib import Path
@@ -37,11 +40,15 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 class Dashboard:
-    def __init__(self, client: Any, settings: Settings, token: str | None, read_only: bool) -> None:
+    def __init__(
+        self, client: Any, settings: Settings, token: str | None, read_only: bool, loopback: bool
+    ) -> None:
         self.client = client
         self.settings = settings
         self.token = token
         self.read_only = read_only
+        # Bound to loopback: without a token, only loopback Host names are served.
+        self.loopback = loopback
         self.actions = Actions(client, settings)
 
     def app(self) -> web.Application:
@@ -59,6 +66,12 @@ class Dashboard:
 
     @web.middleware
     async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.loopback and not self.token and not _loopback_host(request.host):
+            raise web.HTTPForbidden(
+                text=f"Host {request.host!r} refused: this dashboard is bound to loopback "
+                "without --token and answers only to localhost or a loopback address; "
+                "give --token to serve it under another name (behind a proxy)."
+            )
         response: web.StreamResponse = await handler(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
@@ -127,3 +140,15 @@ class Dashboard:
             raise web.HTTPForbidden(text=f"actions need the {TOKEN_HEADER} header")
         if self.token and not hmac.compare_digest(given.encode(), self.token.encode()):
             raise web.HTTPForbidden(text="wrong or missing dashboard token")
+
+
+def _loopback_host(host: str) -> bool:
+    """True if a Host header names this machine's loopback."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or "]:" in host else host
+    name = name.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
