@@ -307,6 +307,26 @@ def test_actions_need_the_token_beyond_loopback(crawl):
         proc.wait(timeout=30)
 
 
+def test_the_page_asks_for_the_token_beyond_loopback(crawl, browser):
+    proc, port = start_dashboard(crawl.url, "--bind", "0.0.0.0", "--token", "s3cret")
+    try:
+        page = f"http://127.0.0.1:{port}/"
+        open_page(browser, page)
+        assert browser.find_elements("id", "token-input")
+        assert not browser.find_elements("css selector", "button.pause, button.requeue")
+        open_page(browser, page + "?token=s3cret")
+        assert "s3cret" not in browser.current_url  # kept out of history and screenshots
+        browser.find_element("css selector", "#actions button.pause").click()
+        wait_for(lambda: status(crawl.url)["paused"], 10, "the crawl to pause")
+        wait_for(lambda: browser.find_elements("css selector", "button.resume"), 5, "resume")
+        browser.find_element("css selector", "#actions button.resume").click()
+        wait_for(lambda: not status(crawl.url)["paused"], 10, "the crawl to resume")
+    finally:
+        browser.execute_script("sessionStorage.clear()")
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_read_only_offers_no_actions(crawl, browser):
     proc, port = start_dashboard(crawl.url, "--read-only", "--bind", "0.0.0.0")
     try:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import plotly
+import redis
 from aiohttp import web
 from scrapy.settings import Settings
 
@@ -98,12 +99,12 @@ class Dashboard:
         )
 
     async def crawls(self, request: web.Request) -> web.Response:
-        crawls = await asyncio.to_thread(data.overview, self.client, self.settings)
+        crawls = await _in_thread(data.overview, self.client, self.settings)
         return web.json_response({"crawls": crawls})
 
     async def crawl(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        found = await asyncio.to_thread(data.detail, self.client, self.settings, name)
+        found = await _in_thread(data.detail, self.client, self.settings, name)
         if found is None:
             raise web.HTTPNotFound(text=f"no crawl {name!r} in this Redis")
         return web.json_response(found)
@@ -127,7 +128,7 @@ class Dashboard:
     async def _act(self, request: web.Request, action: Any, arg: Any) -> web.Response:
         self._authorize(request)
         try:
-            result = await asyncio.to_thread(action, request.match_info["name"], arg)
+            result = await _in_thread(action, request.match_info["name"], arg)
         except UnknownCrawl as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
         except CommandFailed as exc:  # e.g. requeue of a crawl whose spider is not here
@@ -140,6 +141,16 @@ class Dashboard:
             raise web.HTTPForbidden(text=f"actions need the {TOKEN_HEADER} header")
         if self.token and not hmac.compare_digest(given.encode(), self.token.encode()):
             raise web.HTTPForbidden(text="wrong or missing dashboard token")
+
+
+async def _in_thread(func: Any, *args: Any) -> Any:
+    """*func*'s result, run off the loop; a Redis failure answers 503."""
+    try:
+        return await asyncio.to_thread(func, *args)
+    except redis.RedisError as exc:
+        raise web.HTTPServiceUnavailable(
+            text=f"Redis failed ({type(exc).__name__}: {exc}); the page retries by itself"
+        ) from None
 
 
 def _loopback_host(host: str) -> bool:

@@ -13,6 +13,10 @@ const state = { config: { actions: false, token_required: false }, crawl: null, 
 
 function token() { return sessionStorage.getItem("dashboardToken") || ""; }
 
+function canAct() {
+  return state.config.actions && (!state.config.token_required || token() !== "");
+}
+
 function takeToken() {
   const params = new URLSearchParams(location.search);
   if (params.has("token")) {
@@ -108,9 +112,26 @@ function renderTotals(s) {
   document.getElementById("progress-bar").style.width = `${share}%`;
 }
 
+function tokenForm() {
+  const input = document.createElement("input");
+  input.type = "password";
+  input.placeholder = "dashboard token";
+  input.id = "token-input";
+  const use = button("Use token", () => {
+    sessionStorage.setItem("dashboardToken", input.value);
+    say("");
+    refresh();
+  }, "use-token");
+  return [input, use];
+}
+
 function renderActions(s) {
   const box = document.getElementById("actions");
   if (!state.config.actions) { box.replaceChildren(); return; }
+  if (state.config.token_required && !token()) {
+    if (!document.getElementById("token-input")) box.replaceChildren(...tokenForm());
+    return;
+  }
   const b = s.paused
     ? button("Resume", () => act("resume", {}, "resume"), "resume")
     : button("Pause", () => act("pause", {}, "pause"), "pause");
@@ -145,7 +166,7 @@ function renderDead(groups) {
     const examples = g.examples.map((e) => e.url).join("\n");
     const pre = document.createElement("pre");
     pre.textContent = examples;
-    const requeue = state.config.actions
+    const requeue = canAct()
       ? button("Requeue", () => {
         if (confirm(`Requeue the dead letters whose reason contains:\n${g.reason}`)) {
           act("requeue", { reason: g.reason }, "requeue");
