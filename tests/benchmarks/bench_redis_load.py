@@ -186,15 +186,12 @@ class _Decoder:
 
 class SimNode:
     def __init__(self, url_: str, shape: LoadShape, name: str) -> None:
-        from redis.asyncio import Redis
         from scrapy.settings import Settings
 
         from crawler.commits import CommitPipeline
         from crawler.config import CrawlConfig
-        from crawler.frontier import Frontier
         from crawler.leases import LeaseSession
         from crawler.localseen import LocalSeen
-        from tests.benchmarks.bench_memory import _HiredisPackConnection
 
         _site["domains"] = shape.domains
         settings = Settings(
@@ -204,12 +201,7 @@ class SimNode:
             }
         )
         self.cfg = CrawlConfig.from_settings(settings, shape.crawl)
-        self.frontier: Any
-        if shape.partitions > 1:
-            self.cfg, self.frontier = _partitioned(url_, self.cfg, shape.partitions, name)
-        else:
-            client = Redis.from_url(url_, connection_class=_HiredisPackConnection)
-            self.frontier = Frontier(client, self.cfg.keys, name, self.cfg.seen, self.cfg.policy)
+        self.cfg, self.frontier = _frontier(url_, self.cfg, shape.partitions, name)
         self.stats: Counter[str] = Counter()
         self.local = LocalSeen(self.cfg.local_seen_cache)
         self.commits = CommitPipeline(
@@ -239,9 +231,16 @@ class SimNode:
         batch.acks.append(lease_id)
         self.commits.starts.handed_out(lease_id)
 
+    def known_ids(self) -> set[str]:
+        """As ``Worker.known_ids``: leases finished and not yet committed
+        (every batch the pipeline holds; nothing is being fetched here)."""
+        known: set[str] = set()
+        for batch in self.commits.batches():
+            known.update(batch.acks)
+        return known
+
     async def heartbeat(self) -> None:
-        known = set(self.commits.batch.acks)
-        await self.leases.renew('{"state":"running"}', lambda: known)
+        await self.leases.renew('{"state":"running"}', self.known_ids)
         await self.frontier.add_stats(dict(self.stats))
         self.stats.clear()
         await self.frontier.state()
@@ -271,6 +270,20 @@ class SimNode:
         await self.commits.flush()
         await self.frontier.release_all()
         await self.frontier.client.aclose()
+
+
+def _frontier(url_: str, cfg: Any, count: int, name: str) -> tuple[Any, Any]:
+    """(config, frontier) of a node: of one partition, a ``Frontier`` on a
+    plain client packing with hiredis; else see ``_partitioned``."""
+    if count > 1:
+        return _partitioned(url_, cfg, count, name)
+    from redis.asyncio import Redis
+
+    from crawler.frontier import Frontier
+    from tests.benchmarks.bench_memory import _HiredisPackConnection
+
+    client = Redis.from_url(url_, connection_class=_HiredisPackConnection)
+    return cfg, Frontier(client, cfg.keys, name, cfg.seen, cfg.policy)
 
 
 def _partitioned(url_: str, cfg: Any, count: int, name: str) -> tuple[Any, Any]:
@@ -429,14 +442,7 @@ def run_load(
 ) -> LoadResult:
     """One node count: seed, start the nodes, measure the window [times[0], times[1]].
     With *memory*, also bytes per queued request after the seed."""
-    if shape.partitions > 1:
-        from crawler.connection import sync_client
-
-        client: Any = sync_client(server_url, socket_timeout=300)
-        if profile and not isinstance(client, redis.Redis):
-            raise ValueError("--profile reads one Redis's slowlog: not on a cluster")
-    else:
-        client = redis.Redis.from_url(server_url, socket_timeout=300)
+    client = _sync_client(server_url, shape, profile)
     seed(client, server_url, shape)
     meter = _Meter(client, shape.crawl)
     queue_bytes = meter.queue_bytes() if memory else 0.0
@@ -454,16 +460,37 @@ def run_load(
     slow = _drain_slowlog(client, times[1]) if profile else []
     time.sleep(max(0.0, times[1] - time.time()))
     cpu1, calls1, done1, exec1 = meter.read()
-    shard_cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
-    part_pages = [b - a for a, b in zip(done0, done1, strict=True)]
-    result = LoadResult(shape, sum(part_pages), sum(shard_cpu), time.monotonic() - w0)
-    result.shard_cpu, result.part_pages, result.queue_bytes = shard_cpu, part_pages, queue_bytes
+    result = _window(shape, (cpu0, cpu1), (done0, done1), time.monotonic() - w0)
+    result.queue_bytes = queue_bytes
     result.executing_s = exec1 - exec0
     result.commands = calls1 - calls0 - meter.own_calls  # less our INFO/HGET calls
     if profile:
         client.config_set("slowlog-log-slower-than", 10_000)
         result.profile = _split(slow, script_names(shape.lua_dir), overhead)
     result.roundtrips = _roundtrips(procs)
+    return result
+
+
+def _sync_client(server_url: str, shape: LoadShape, profile: bool) -> Any:
+    """The driver's client: plain for one partition (as ever); the project's
+    (a cluster client on a cluster) for a partitioned crawl."""
+    if shape.partitions <= 1:
+        return redis.Redis.from_url(server_url, socket_timeout=300)
+    from crawler.connection import sync_client
+
+    client = sync_client(server_url, socket_timeout=300)
+    if profile and not isinstance(client, redis.Redis):
+        raise ValueError("--profile reads one Redis's slowlog: not on a cluster")
+    return client
+
+
+def _window(shape: LoadShape, cpu: Any, done: Any, wall: float) -> LoadResult:
+    """The window's result from (start, end) readings of every shard's CPU
+    and every partition's pages."""
+    shard_cpu = [b - a for a, b in zip(*cpu, strict=True)]
+    part_pages = [b - a for a, b in zip(*done, strict=True)]
+    result = LoadResult(shape, sum(part_pages), sum(shard_cpu), wall)
+    result.shard_cpu, result.part_pages = shard_cpu, part_pages
     return result
 
 

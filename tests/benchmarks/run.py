@@ -584,51 +584,42 @@ def _load_rows(results: dict[str, Any], row: Any) -> None:
 
 def _cluster_rows(results: dict[str, Any], row: Any, notes: list[str]) -> None:
     """One Redis (P=1) against a 3-master cluster (P=3): CPU and capacity."""
-    if "redis-cluster-load" not in results:
-        return
     key = "redis-cluster-load"
+    if key not in results:
+        return
     cmp = _ok(results, key)
     n = cmp.shards if cmp else 3
     nodes = " / ".join(str(r.shape.nodes) for r in cmp.single) if cmp else ""
-
-    def per(attr: str, fmt: str) -> str:
-        return _cell(
-            results,
-            key,
-            lambda c: " / ".join(
-                f"{getattr(a, attr):{fmt}} vs {getattr(b, attr):{fmt}}"
-                for a, b in zip(c.single, c.cluster, strict=True)
-            ),
-        )
-
-    row(
-        f"Redis µs/page, 1 Redis vs {n} shards (all), {nodes} nodes",
-        "",
-        "",
-        per("us_per_page", ".0f"),
-    )
-    row("  busiest shard µs/page", "", "", per("busiest_us_per_page", ".0f"))
-    row(
-        f"  1 Redis with P={n} (the split alone) µs/page",
-        "",
-        "",
-        _cell(results, key, lambda c: " / ".join(f"{r.us_per_page:.0f}" for r in c.split)),
-    )
-    row("  pages/s measured (Python-bound here)", "", "", per("rate", ",.0f"))
-    row("  capacity pages/s, one core per shard", "", "", per("capacity", ",.0f"))
-    row(
-        f"  capacity {n} shards / 1 Redis",
-        "",
-        "",
-        _cell(results, key, lambda c: " / ".join(f"{x:.2f}x" for x in c.ratios())),
-        ">= 2.5x",
-        _verdict(cmp.ratio if cmp else None, 2.5),
-    )
-    row("  bytes/queued request, 1 Redis vs shards", "", "", per("queue_bytes", ".0f"))
+    split = _cell(results, key, lambda c: " / ".join(f"{r.us_per_page:.0f}" for r in c.split))
+    ratios = _cell(results, key, lambda c: " / ".join(f"{x:.2f}x" for x in c.ratios()))
+    verdict = _verdict(cmp.ratio if cmp else None, 2.5)
+    for metric, text in (
+        (
+            f"Redis µs/page, 1 Redis vs {n} shards (all), {nodes} nodes",
+            _pairs(results, "us_per_page"),
+        ),
+        ("  busiest shard µs/page", _pairs(results, "busiest_us_per_page")),
+        (f"  1 Redis with P={n} (the split alone) µs/page", split),
+        ("  pages/s measured (Python-bound here)", _pairs(results, "rate", ",.0f")),
+        ("  capacity pages/s, one core per shard", _pairs(results, "capacity", ",.0f")),
+    ):
+        row(metric, "", "", text)
+    row(f"  capacity {n} shards / 1 Redis", "", "", ratios, ">= 2.5x", verdict)
+    row("  bytes/queued request, 1 Redis vs shards", "", "", _pairs(results, "queue_bytes"))
     if cmp:
         from tests.benchmarks.bench_cluster_load import WHY
 
         notes.append(f"Redis Cluster: {WHY}")
+
+
+def _pairs(results: dict[str, Any], attr: str, fmt: str = ".0f") -> str:
+    """The cluster comparison's *attr*, single vs cluster, per node count."""
+
+    def text(c: Any) -> str:
+        pairs = zip(c.single, c.cluster, strict=True)
+        return " / ".join(f"{getattr(a, attr):{fmt}} vs {getattr(b, attr):{fmt}}" for a, b in pairs)
+
+    return _cell(results, "redis-cluster-load", text)
 
 
 def _cpus() -> int:
