@@ -72,17 +72,18 @@ class CommitPipeline:
 
     def __len__(self) -> int:
         """Writes not yet applied (a report of started requests counts one)."""
-        unsent = int(self.starts.due())
+        unsent = int(self.starts.due()) + len(self.frontier.deferred())
         return len(self.batch) + sum(len(chunk) for _, chunk in self.pending) + unsent
 
     def batches(self) -> list[Batch]:
         """Every batch not yet written, the open one included."""
-        return [chunk for _, chunk in self.pending] + [self.batch]
+        return [chunk for _, chunk in self.pending] + [self.batch, self.frontier.deferred()]
 
     async def flush(self) -> None:
         """Write everything queued so far; raises only transient errors, and
         then keeps what was not written, in order, for the next flush."""
-        if len(self.batch) or (self.starts.due() and not self.pending):
+        due = self.starts.due() or len(self.frontier.deferred())
+        if len(self.batch) or (due and not self.pending):
             batch, self.batch = self.batch, Batch()
             self.pending.extend([0, chunk] for chunk in _chunks(batch, self.batch_size))
         while self.pending:

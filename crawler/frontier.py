@@ -59,6 +59,9 @@ class Batch:
         )
 
 
+_NOTHING = Batch()
+
+
 @dataclass(frozen=True)
 class Leased:
     """What one lease call handed out: (lease id, entry, report its start)."""
@@ -149,6 +152,11 @@ class Frontier:
         #: The domains of the requests in this node's park inbox
         #: (crawler/lua/lease.lua); None: not known, read it first.
         self._inbox: set[str] | None = None
+
+    def deferred(self) -> Batch:
+        """Writes waiting for the next commit: none (crawler.partfrontier
+        holds some back)."""
+        return _NOTHING
 
     async def _rt(self, call: Awaitable[Any]) -> Any:
         """One Redis round trip, counted (the ``crawler/redis_roundtrips`` stat)."""

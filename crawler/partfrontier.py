@@ -4,19 +4,21 @@
 ``Frontier`` per partition, all on one client (on Redis Cluster, calls to
 different partitions go to their shards at once):
 
-* a commit is split by partition: requests by their domain, items by their
-  id, politeness events by their domain, acknowledgements by the partition
-  of their lease. What a request produced is stored before the request is
-  acknowledged, in every partition: first the outputs of every partition
-  (at once), then the acknowledgements (at once). A crash between the two
-  leaves the requests held; redone, their outputs are found stored (the
-  seen-set, items first write wins), so nothing is lost or doubled;
-* a lease call asks every partition for its share, at once;
+* a commit is one call per partition, sent at once: requests by their
+  domain, items by their id, politeness events by their domain,
+  acknowledgements by the partition of their lease. What a request produced
+  is stored before the request is acknowledged: an acknowledgement goes in
+  the same call as its request's outputs when they all go to its own
+  partition (one script, atomic), else with the next commit, once they are
+  stored everywhere. A crash in between leaves the request held; redone,
+  its outputs are found stored (the seen-set, items first write wins), so
+  nothing is lost or doubled;
+* a lease call asks one partition, in turn, skipping for a second those
+  found empty;
 * heartbeats, reconciling and reclaiming run on every partition.
 
-Each partition keeps its own commit numbers (``commitseq``): commit n of
-the node is 2n (outputs) and 2n+1 (acknowledgements) there, so one sent
-again after a lost reply is applied once in each partition.
+Each partition keeps its own commit numbers (``commitseq``); a commit sent
+again after a lost reply is the same calls, applied once in each partition.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 import zlib
 from collections import defaultdict
 from dataclasses import fields
@@ -37,6 +40,10 @@ from crawler.politeness import domain_name, split_entry
 
 # The parts of a batch that acknowledge leases or report on them.
 _TAIL = ("acks", "raws", "starts", "unblocks", "backoffs", "latencies")
+_ACKS = ("acks", "raws", "deads")
+_EVENTS = ("starts", "unblocks", "backoffs", "latencies")
+# A partition a lease found empty is skipped this long.
+_DRY_SECONDS = 1.0
 
 
 class PartitionedFrontier:
@@ -47,6 +54,17 @@ class PartitionedFrontier:
         self.seen, self.policy = first.seen, first.policy
         # The last backoff version each partition's commit returned.
         self._backoffs: dict[int, int] = {}
+        # Acknowledgements for the next commit; the calls of the one being
+        # sent (seq), kept to send again as they were after a lost reply.
+        self._deferred = Batch()
+        self._held = Batch()
+        self._seq = 0
+        self._calls: dict[int, Batch] = {}
+        self._reports: dict[int, str] = {}
+        # Leasing: the partition to ask next, those found empty lately.
+        self._turn = 0
+        self._dry: set[int] = set()
+        self._dry_until = 0.0
 
     @property
     def roundtrips(self) -> int:
@@ -58,33 +76,52 @@ class PartitionedFrontier:
     # -- commits -------------------------------------------------------------
 
     async def commit(self, batch: Batch, seq: int = 0, began: str = "") -> CommitResult:
-        outputs, tails = self._route(batch)
-        reports = _split_reports(began)
-        for p in reports:
-            tails.setdefault(p, Batch())
-        if len(outputs) == 1:
-            # Outputs in one partition: its acknowledgements go with them.
-            ((p, out),) = outputs.items()
-            _merge_tail(out, tails.pop(p, Batch()))
-        waves = [wave for wave in (outputs, tails) if wave]
-        # A partition's start report goes with its last call.
-        last = {p: n for n, wave in enumerate(waves) for p in wave}
-        results: list[CommitResult] = []
-        for n, wave in enumerate(waves):
-            sub = seq * 2 + n if seq else 0
-            order = sorted(wave)
-            calls = [
-                self.parts[p].commit(wave[p], sub, reports.get(p, "") if last[p] == n else "")
-                for p in order
-            ]
-            done = await asyncio.gather(*calls)
-            for p, result in zip(order, done, strict=True):
-                if not result.replayed:
-                    self._backoffs[p] = max(self._backoffs.get(p, 0), result.backoff_version)
-            results += done
-        total = _sum(results)
+        """One call per partition, at once. Acknowledgements whose requests
+        produced outputs in another partition wait for the next commit (the
+        outputs are stored by then); see ``deferred``."""
+        if not seq or seq != self._seq:
+            self._calls, self._held = self._compose(batch, began)
+            self._seq = seq
+        order = sorted(self._calls)
+        done = await asyncio.gather(
+            *(self.parts[p].commit(self._calls[p], seq, self._reports.get(p, "")) for p in order)
+        )
+        for p, result in zip(order, done, strict=True):
+            if not result.replayed:
+                self._backoffs[p] = max(self._backoffs.get(p, 0), result.backoff_version)
+        self._deferred, self._held, self._seq = self._held, Batch(), 0
+        total = _sum(list(done))
         # Changes whenever any partition's does (each only grows).
         return dataclasses.replace(total, backoff_version=sum(self._backoffs.values()))
+
+    def deferred(self) -> Batch:
+        """Acknowledgements waiting for the next commit (lease ids as nodes
+        know them): a flush must send one even with nothing else to write."""
+        return self._deferred
+
+    def _compose(self, batch: Batch, began: str) -> tuple[dict[int, Batch], Batch]:
+        """The calls of a commit by partition, and the acknowledgements held
+        back: those of a partition other than where the batch's outputs go."""
+        outputs, tails = self._route(batch)
+        where = set(outputs)
+        self._dry -= where  # this node queued requests there
+        held, now = Batch(), Batch()
+        for name in _ACKS:
+            for value in getattr(batch, name):
+                lease_id = value[0] if name == "deads" else value
+                if name == "deads" and not lease_id:
+                    continue  # an output, routed with the others
+                p = split_id(lease_id)[0]
+                getattr(held if where - {p} else now, name).append(value)
+        _, acks = self._route(_merged(now, self._deferred))
+        calls = outputs
+        for part in (_events(tails), acks):
+            for p, extra in part.items():
+                _merge_tail(calls.setdefault(p, Batch()), extra)
+        self._reports = _split_reports(began)
+        for p in self._reports:
+            calls.setdefault(p, Batch())
+        return calls, held
 
     def _route(self, batch: Batch) -> tuple[dict[int, Batch], dict[int, Batch]]:
         """(outputs, acknowledgements and events) of *batch* by partition."""
@@ -114,18 +151,25 @@ class PartitionedFrontier:
     # -- leases --------------------------------------------------------------
 
     async def lease(self, count: int, lease_ms: int) -> Leased | None:
-        share = -(-count // len(self.parts))
-        got = await asyncio.gather(*(part.lease(share, lease_ms) for part in self.parts))
-        if any(leased is None for leased in got):
+        """Lease from one partition per call, in turn, skipping for a
+        second those found empty; ``more`` asks the caller to call again
+        while another partition may have requests."""
+        now = time.monotonic()
+        if now >= self._dry_until:
+            self._dry.clear()
+            self._dry_until = now + _DRY_SECONDS
+        count_parts = len(self.parts)
+        order = [(self._turn + i) % count_parts for i in range(count_parts)]
+        p = next((q for q in order if q not in self._dry), order[0])
+        self._turn = (p + 1) % count_parts
+        leased = await self.parts[p].lease(count, lease_ms)
+        if leased is None:
             return None  # the crawl is paused
-        entries = []
-        more = False
-        for p, leased in enumerate(got):
-            assert leased is not None
-            entries += [(global_id(p, lid), entry, rep) for lid, entry, rep in leased.entries]
-            # A partition that gave its whole share may have more.
-            more = more or leased.more or len(leased.entries) >= share
-        return Leased(entries, more=more and len(entries) < count)
+        if not leased.entries and not leased.more:
+            self._dry.add(p)
+        entries = [(global_id(p, lid), entry, rep) for lid, entry, rep in leased.entries]
+        others = any(q not in self._dry for q in order if q != p)
+        return Leased(entries, more=leased.more or (len(entries) < count and others))
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         return await self.parts[0].lease_raw(count, lease_ms)
@@ -182,9 +226,25 @@ class PartitionedFrontier:
 
 
 def _merge_tail(out: Batch, tail: Batch) -> None:
-    for name in _TAIL:
-        setattr(out, name, getattr(tail, name))
-    out.deads += tail.deads
+    for name in (*_TAIL, "deads"):
+        getattr(out, name).extend(getattr(tail, name))
+
+
+def _merged(a: Batch, b: Batch) -> Batch:
+    both = Batch()
+    for name in _ACKS:
+        getattr(both, name).extend(getattr(a, name) + getattr(b, name))
+    return both
+
+
+def _events(tails: dict[int, Batch]) -> dict[int, Batch]:
+    """The politeness events of *tails* (acknowledgements left out)."""
+    out = {}
+    for p, tail in tails.items():
+        events = Batch(**{name: list(getattr(tail, name)) for name in _EVENTS})
+        if len(events):
+            out[p] = events
+    return out
 
 
 def _letter_domain(letter: str) -> str:

@@ -43,6 +43,18 @@ def parted(redis_url: str, node: str) -> PartitionedFrontier:
     return PartitionedFrontier([Frontier(client, k, node) for k in partition_keys(KEYS, tags)])
 
 
+async def lease_until_dry(f: PartitionedFrontier) -> list:
+    """Lease as a node does: again while the answer says there may be more."""
+    entries: list = []
+    for _ in range(10):
+        leased = await f.lease(10, 60_000)
+        assert leased is not None
+        entries += leased.entries
+        if not leased.more:
+            return entries
+    raise AssertionError("lease kept answering more")
+
+
 def push(host: str, n: int) -> tuple[bytes, int, str]:
     url = f"http://{host}/p{n}"
     fp = hashlib.sha1(url.encode()).digest()
@@ -50,32 +62,34 @@ def push(host: str, n: int) -> tuple[bytes, int, str]:
 
 
 def test_outputs_are_stored_before_acks_in_other_partitions(redis_url, rclient):
-    """Outputs in partitions 0 and 2 of a request leased in partition 1: when
-    partition 1 refuses the commit, the outputs are stored and the request
-    is still held (never acked without its outputs); sent again, the commit
-    applies the ack once and stores nothing twice."""
+    """Outputs in partitions 0 and 2 of a request leased in partition 1: its
+    ack waits for the next commit, when the outputs are stored; a partition
+    refusing that commit leaves the request held (never acked without its
+    outputs); sent again, the commit applies the ack once."""
     p1_host = HOSTS[2]
 
     async def scenario() -> None:
         f = parted(redis_url, "n1")
         await f.commit(Batch(pushes=[push(p1_host, 0)]))
-        leased = await f.lease(10, 60_000)
-        assert leased is not None and len(leased.entries) == 1
-        lease_id = leased.entries[0][0]
+        entries = await lease_until_dry(f)
+        assert len(entries) == 1
+        lease_id = entries[0][0]
         assert split_id(lease_id)[0] == 1
         batch = Batch(pushes=[push(HOSTS[0], 1), push(HOSTS[4], 2)], acks=[lease_id])
+        first = await f.commit(batch, seq=1)
+        assert first.queued == 2 and first.acked == 0
+        assert rclient.llen("{t}:q:0") == 1 and rclient.llen("{t~2}:q:0") == 1
+        assert rclient.hlen("{t~1}:held:n1") == 1 and f.deferred().acks == [lease_id]
         rclient.set("{t~1}:commitseq", "not a hash")  # partition 1 refuses
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-            await f.commit(batch, seq=1)
-        assert rclient.llen("{t}:q:0") == 1 and rclient.llen("{t~2}:q:0") == 1
+            await f.commit(Batch(), seq=2)
         assert rclient.hlen("{t~1}:held:n1") == 1  # not acked
         rclient.delete("{t~1}:commitseq")
-        result = await f.commit(batch, seq=1)  # sent again with its number
-        assert result.acked == 1 and result.queued == 0
-        assert rclient.llen("{t}:q:0") == 1 and rclient.llen("{t~2}:q:0") == 1
-        assert rclient.hlen("{t~1}:held:n1") == 0
-        again = await f.commit(batch, seq=1)  # its reply lost: applied once
-        assert again.replayed == 1 and again.acked == 0
+        result = await f.commit(Batch(), seq=2)  # sent again with its number
+        assert result.acked == 1 and rclient.hlen("{t~1}:held:n1") == 0
+        assert not f.deferred().acks
+        again = await f.parts[1].commit(Batch(acks=[split_id(lease_id)[1]]), 2)
+        assert again.replayed == 1 and again.acked == 0  # its reply lost: applied once
         await f.client.aclose()
 
     asyncio.run(scenario())
@@ -90,11 +104,15 @@ def test_each_domain_lives_in_one_partition(redis_url, rclient):
         assert result.queued == 18 and result.items_new == 30
         state = await f.state()
         assert state.queued == 18
+        for tag in ("{t}", "{t~1}", "{t~2}"):
+            assert rclient.llen(f"{tag}:q:0") == 6
+        # Leased in turn from every partition, until all are found empty.
+        leased = await lease_until_dry(f)
+        assert sorted(split_id(lid)[0] for lid, _, _ in leased) == [0] * 6 + [1] * 6 + [2] * 6
         await f.client.aclose()
 
     asyncio.run(scenario())
     for tag in ("{t}", "{t~1}", "{t~2}"):
-        assert rclient.llen(f"{tag}:q:0") == 6
         assert 0 < rclient.hlen(f"{tag}:items") < 30
     assert sum(rclient.hlen(f"{t}:items") for t in ("{t}", "{t~1}", "{t~2}")) == 30
 
