@@ -3,7 +3,7 @@
 Keys (under the crawl's hash tag, beside those of ``crawler.keys``)::
 
     {NAME}:ts:<node>   LIST   samples of one node, oldest first, each
-                              "<unix s>,<pages>,<items>,<queued>,<dead>":
+                              "<unix s.d>,<pages>,<items>,<queued>,<dead>":
                               the node's pages and items stored and dead
                               letters so far, and the frontier's size as the
                               node last read it. Trimmed to the newest
@@ -51,16 +51,17 @@ class Sample:
     dead: int
 
     def encode(self) -> str:
-        return f"{int(self.time)},{self.pages},{self.items},{self.queued},{self.dead}"
+        return f"{self.time:.1f},{self.pages},{self.items},{self.queued},{self.dead}"
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Sample | None:
         text = raw.decode() if isinstance(raw, bytes) else raw
+        t, *rest = text.split(",")
         try:
-            t, *values = (int(v) for v in text.split(","))
+            values = [int(v) for v in rest]
+            return cls(float(t), *values) if len(values) == len(FIELDS) else None
         except ValueError:
             return None
-        return cls(t, *values) if len(values) == len(FIELDS) else None
 
 
 def read_series(client: Any, keys: Keys, node: str) -> list[Sample]:
@@ -99,7 +100,9 @@ class TimeSeries:
         to the heartbeat's retries, a refusal (ACL) is logged once."""
         now = time.time()
         scheduler = redis_scheduler(self.crawler)
-        if now - self._last < self.interval or scheduler is None or scheduler.worker is None:
+        # Heartbeats come about every interval: a little early is on time.
+        due = now - self._last >= self.interval * 0.8
+        if not due or scheduler is None or scheduler.worker is None:
             return
         worker = scheduler.worker
         stats = worker.report.stats
