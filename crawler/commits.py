@@ -98,6 +98,13 @@ class CommitPipeline:
                 continue
             self.pending.popleft()
 
+    async def flush_all(self) -> None:
+        """Flush until nothing is held back either (a partitioned frontier
+        sends some acknowledgements with the next commit): for a node leaving."""
+        await self.flush()
+        if len(self.frontier.deferred()):
+            await self.flush()
+
     async def _commit(self, chunk: Batch, numbered: list[Any]) -> None:
         """Commit *chunk*; *numbered* ([seq, chunk]) keeps the number it was
         first sent with, so that sending it again cannot apply it twice."""

@@ -265,7 +265,7 @@ class Worker:
         Redis is waited for (with backoff) for at most a minute."""
         self.leases.ready.clear()
         try:
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.flush)
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.commits.flush_all)
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.frontier.release_all)
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.report.leave)
             await self._report_outcome()
@@ -282,7 +282,7 @@ class Worker:
     async def hand_back(self) -> None:
         """Stop now: write what is pending and hand back everything held."""
         self.leases.ready.clear()
-        await self.flush()
+        await self.commits.flush_all()
         await self.frontier.release_all()
         await self.frontier.client.aclose()
 

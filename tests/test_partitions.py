@@ -126,13 +126,19 @@ def held_by(client: redis.Redis, pid: int) -> int:
 @pytest.mark.skipif(
     not all(loopback_available(h) for h in HOSTS), reason=f"needs loopback addresses {HOSTS}"
 )
-def test_partitioned_crawl_survives_kill_9(redis_url, rclient, tmp_path: Path):
+def test_partitioned_crawl_survives_sigterm_and_kill_9(redis_url, rclient, tmp_path: Path):
     sites = [HostSite(h, PAGES) for h in HOSTS]
     try:
         _crawl_and_check(sites, redis_url, rclient, tmp_path)
     finally:
         for site in sites:
             site.close()
+
+
+def wait_pages(sites: list[HostSite], pages: int) -> None:
+    deadline = time.monotonic() + 120
+    while sum(len(s.page_hits()) for s in sites) < pages and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _crawl_and_check(sites: list[HostSite], redis_url: str, rclient, tmp_path: Path) -> None:
@@ -144,9 +150,13 @@ def _crawl_and_check(sites: list[HostSite], redis_url: str, rclient, tmp_path: P
     assert tags == ["{site}", "{site~1}", "{site~2}"]
     nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *settings) for i in range(3)]
     total = PAGES * len(sites)
-    deadline = time.monotonic() + 120
-    while sum(len(s.page_hits()) for s in sites) < total // 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_pages(sites, total // 6)
+    # A graceful stop hands back nothing it fetched: no page is fetched again.
+    nodes[1].send_signal(signal.SIGTERM)
+    assert nodes[1].wait(timeout=60) == 0
+    assert "Spider closed (shutdown)" in (tmp_path / "n1.log").read_text()
+    nodes[1] = start_node("site", redis_url, tmp_path / "n1-r.log", *settings)
+    wait_pages(sites, total // 3)
     victim = nodes[0]
     os.kill(victim.pid, signal.SIGSTOP)
     held = held_by(rclient, victim.pid)
@@ -155,7 +165,7 @@ def _crawl_and_check(sites: list[HostSite], redis_url: str, rclient, tmp_path: P
     fetched_at_kill = sum(len(s.page_hits()) for s in sites)
     nodes[0] = start_node("site", redis_url, tmp_path / "n0-r.log", *settings)
     codes = wait_nodes(nodes, 240)
-    logs = [(tmp_path / n).read_text() for n in ("n0-r.log", "n1.log", "n2.log")]
+    logs = [(tmp_path / n).read_text() for n in ("n0-r.log", "n1-r.log", "n2.log")]
     assert codes == [0, 0, 0], logs
     assert fetched_at_kill < total, "the kill came after the crawl"
     dups = 0
