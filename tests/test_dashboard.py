@@ -258,6 +258,8 @@ def test_pause_and_resume_from_the_page(crawl, browser):
     paused = status(crawl.url)
     assert paused["queued"] == 1 and paused["in_flight"] == 0
     assert crawl.later.page_counts() == {}, "nodes leased while paused"
+    domains = browser.find_element("css selector", "#domains tbody")
+    wait_for(lambda: domains.text.split()[:3] == ["127.0.0.1", "1", "0"], 5, "the queued domain")
     wait_for(lambda: browser.find_elements("css selector", "#actions button.resume"), 5, "resume")
     browser.find_element("css selector", "#actions button.resume").click()
     wait_for(lambda: len(crawl.later.page_counts()) == LATER_PAGES, 30, "the crawl to go on")
