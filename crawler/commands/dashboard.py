@@ -68,20 +68,27 @@ class Command(CrawlCommand):
         client: Any = sync_client(url)
         loopback = is_loopback(opts.bind)
         dashboard = Dashboard(client, self.settings, token, opts.read_only, loopback)
-        host = f"[{opts.bind}]" if ":" in opts.bind else opts.bind
-        where = f"http://{host}:{opts.port}/"
-        print(f"Dashboard of {redact(url)} on {where}", flush=True)
-        if opts.read_only:
-            print("Read-only: no pause, resume or requeue.", flush=True)
-        elif generated:
-            print(
-                f"Bound beyond loopback: actions need this token (or give --token): {token}\n"
-                f"Open {where}?token={token}",
-                flush=True,
-            )
+        _announce(url, opts, token if generated else None)
         try:
             web.run_app(dashboard.app(), host=opts.bind, port=opts.port, print=None)
         except OSError as exc:
             raise CommandFailed(f"cannot listen on {opts.bind}:{opts.port}: {exc}") from None
         finally:
             client.close()
+
+
+def _announce(url: str, opts: argparse.Namespace, made_token: str | None) -> None:
+    """Say where the dashboard is, and the token it made up, if any."""
+    wildcard = opts.bind in ("0.0.0.0", "::", "")
+    name = socket.gethostname() if wildcard else opts.bind
+    host = f"[{name}]" if ":" in name else name
+    where = f"http://{host}:{opts.port}/"
+    print(f"Dashboard of {redact(url)} on {where} (listening on {opts.bind})", flush=True)
+    if opts.read_only:
+        print("Read-only: no pause, resume or requeue.", flush=True)
+    elif made_token:
+        print(
+            f"Bound beyond loopback: actions need this token (or give --token): {made_token}\n"
+            f"Open {where}?token={made_token}",
+            flush=True,
+        )
