@@ -12,14 +12,18 @@ import re
 
 # user:password@ up to the last "@" before the host (a password may hold "@"
 # or quotes); and password=... (or sentinel_password=...) in a query string.
-# A password may hold "/" too: up to the last "@" before any whitespace.
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s]*@", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^/\s]*@", re.IGNORECASE)
+# In a Redis URL the password may hold "/" too (unescaped, the URL does not
+# parse, and the error quotes it): up to the last "@" before any whitespace.
+# In other URLs "host:port/path@x" is no password.
+_REDIS_URL_PASSWORD = re.compile(r"(\brediss?(?:\+sentinel)?://[^:/@\s]*:)[^\s]*@", re.I)
 # password=, sentinel_password=, ssl_password= (the key file's passphrase).
 _QUERY_PASSWORD = re.compile(r"([?&][a-z_]*password=)[^&\s'\"]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
-    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+    text = _URL_PASSWORD.sub(r"\1***@", _REDIS_URL_PASSWORD.sub(r"\1***@", text))
+    return _QUERY_PASSWORD.sub(r"\1***", text)
 
 
 class RedactPasswords(logging.Filter):

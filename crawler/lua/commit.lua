@@ -65,6 +65,36 @@ if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[7], node) or '0') then
   end
   return {0, 0, 0, 0, 0, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), 0, 1}
 end
+-- A script that fails midway keeps what it wrote, so the keys whose type a
+-- user could have broken (a dead-letter list overwritten, say) are checked
+-- before anything is written: a refused commit changes nothing.
+local function sections()
+  local j = 4
+  j = j + tonumber(ARGV[j]) + 3 + 2  -- bloom layers, capacity, rate; pushes
+  local nitems = tonumber(ARGV[j]); j = j + 1 + 2 * nitems + 1  -- items, policy
+  j = j + 1 + 2 * tonumber(ARGV[j])  -- starts
+  j = j + 1 + tonumber(ARGV[j])  -- unblocks
+  j = j + 1 + 2 * tonumber(ARGV[j])  -- backoffs
+  j = j + 1 + 3 * tonumber(ARGV[j])  -- latencies
+  local nacks = tonumber(ARGV[j]); j = j + 1 + nacks
+  local nraws = tonumber(ARGV[j]); j = j + 1 + nraws
+  return nitems, nacks + nraws, tonumber(ARGV[j])
+end
+local function check_type(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= kind then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. t .. ', not a ' .. kind)
+  end
+end
+do
+  local nitems, nfinished, ndeads = sections()
+  local wrong = check_type(stats, 'hash') or check_type(KEYS[7], 'hash')
+    or (nitems > 0 and check_type(items, 'hash'))
+    or (nfinished + ndeads > 0 and check_type(held, 'hash'))
+    or (ndeads > 0 and check_type(dead, 'list'))
+  if wrong then return wrong end
+end
+
 local i = 4
 local queued, dups, new_fps, marks_dup = 0, 0, 0, 0
 
