@@ -69,6 +69,8 @@ class Leased:
     entries: list[tuple[str, bytes, bool]]
     # The scan stopped at its bound with requests left to look at.
     more: bool = False
+    # CLOSESPIDER_PAGECOUNT requests were handed out: the crawl closes.
+    spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,9 @@ class Frontier:
         if flat == [-1]:
             self._inbox = known  # a paused crawl's call changes nothing
             return None
+        if flat == [-2]:
+            self._inbox = known
+            return Leased([], spent=True)
         n = int(flat[1])
         self._inbox = {d.decode() for d in flat[2 : 2 + n]}
         entries = [

@@ -60,6 +60,7 @@ class LeaseSession:
         # Lease id -> domain, for leases whose start the node must report.
         self.report_start: dict[str, str] = {}
         self.paused = False  # the whole crawl is paused (scrapy pause)
+        self.spent = False  # CLOSESPIDER_PAGECOUNT requests were handed out
         self.valid_until = 0.0  # monotonic
         self.renew_due = True
         self._reclaim_after = 0.0
@@ -101,6 +102,7 @@ class LeaseSession:
             self.paused = True
             return False, False
         self.paused = False
+        self.spent = leased.spent
         for lease_id, entry, report in leased.entries:
             slot, body = split_entry(entry)
             request = decoder.decode(lease_id, body, batch)

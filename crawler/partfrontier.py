@@ -65,6 +65,8 @@ class PartitionedFrontier:
         self._turn = 0
         self._dry: set[int] = set()
         self._dry_until = 0.0
+        # Partitions that handed out their share of CLOSESPIDER_PAGECOUNT.
+        self._spent: set[int] = set()
 
     @property
     def roundtrips(self) -> int:
@@ -165,11 +167,14 @@ class PartitionedFrontier:
         leased = await self.parts[p].lease(count, lease_ms)
         if leased is None:
             return None  # the crawl is paused
+        if leased.spent:
+            self._spent.add(p)
         if not leased.entries and not leased.more:
             self._dry.add(p)
         entries = [(global_id(p, lid), entry, rep) for lid, entry, rep in leased.entries]
         others = any(q not in self._dry for q in order if q != p)
-        return Leased(entries, more=leased.more or (len(entries) < count and others))
+        more = leased.more or (len(entries) < count and others)
+        return Leased(entries, more=more, spent=len(self._spent) == count_parts)
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         return await self.parts[0].lease_raw(count, lease_ms)
@@ -283,7 +288,11 @@ AnyFrontier = Frontier | PartitionedFrontier
 
 def make_frontier(client: Any, config: CrawlConfig, node: str) -> AnyFrontier:
     """The node's frontier: of its one partition, or of all of them."""
-    parts = [
-        Frontier(client, keys, node, config.seen, config.policy) for keys in config.partitions()
-    ]
+    partitions = config.partitions()
+    policy = config.policy
+    if len(partitions) > 1 and policy.page_count:
+        # Each partition hands out its share (not exact over partitions).
+        share = -(-policy.page_count // len(partitions))
+        policy = dataclasses.replace(policy, page_count=share)
+    parts = [Frontier(client, keys, node, config.seen, policy) for keys in partitions]
     return parts[0] if len(parts) == 1 else PartitionedFrontier(parts)

@@ -114,6 +114,8 @@ class Policy:
     # Page budget of every domain (0: none), and of some (DOWNLOAD_SLOTS).
     max_pages: int = 0
     slot_pages: dict[str, int] = field(default_factory=dict)
+    # CLOSESPIDER_PAGECOUNT for the whole crawl (a partition's share of it).
+    page_count: int = 0
     autothrottle: bool = False
     auto_start: float = 5.0
     auto_max: float = 60.0
@@ -192,6 +194,7 @@ class Policy:
                 )
             ),
             slot_pages=slot_pages,
+            page_count=settings.getint("CLOSESPIDER_PAGECOUNT"),
         )
 
     def _override(self, slot: str, index: int) -> Any:
@@ -228,6 +231,7 @@ class Policy:
                     for slot, (d, c, _) in self.overrides.items()
                 },
                 "mp": self.max_pages,
+                "pc": self.page_count,
                 "at": int(self.autothrottle),
                 "as": int(self.auto_start * 1000),
                 "ax": int(self.auto_max * 1000),

@@ -77,6 +77,7 @@ class RedisScheduler(BaseScheduler):
         self.failures = FailureWatch(self, crawler.request_fingerprinter)
         #: The spider's start requests (crawler.middleware), keyed apart.
         self.start_requests: WeakSet[Request] = WeakSet()
+        self._closing = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
@@ -221,6 +222,17 @@ class RedisScheduler(BaseScheduler):
 
         if reactor.running:
             reactor.stop()  # type: ignore[misc]
+
+    def page_count_reached(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        logger.info(
+            "Crawl %r handed out its CLOSESPIDER_PAGECOUNT requests; closing.", self.config.name
+        )
+        engine = self.crawler.engine
+        assert engine is not None
+        deferred_from_coro(engine.close_spider_async(reason="closespider_pagecount"))
 
     def refused(self, message: str) -> None:
         logger.error("%s", message)

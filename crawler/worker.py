@@ -70,6 +70,10 @@ class NodeEngine(Protocol):
         """Redis refused this node's user a permission: log *message* and
         stop the crawl on this node (exit status 1)."""
 
+    def page_count_reached(self) -> None:
+        """The cluster handed out CLOSESPIDER_PAGECOUNT requests and this
+        node finished its own: close as Scrapy's CloseSpider does."""
+
 
 class Worker:
     def __init__(
@@ -255,6 +259,9 @@ class Worker:
 
     async def _check_finished(self) -> None:
         if len(self.commits):
+            return
+        if self.leases.spent:
+            self.engine.page_count_reached()
             return
         if await self.completion.check():
             self.engine.wake()

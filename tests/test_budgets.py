@@ -87,3 +87,27 @@ def test_depth_limit_holds_across_nodes(redis_url, tmp_path):
     finally:
         for site in sites:
             site.close()
+
+
+def test_closespider_pagecount_counts_the_whole_cluster(redis_url, tmp_path):
+    """Scrapy's CLOSESPIDER_PAGECOUNT means the cluster's pages: the frontier
+    hands out that many requests in all (a request robots.txt refuses gives
+    its place back), then every node closes with Scrapy's reason."""
+    sites = [HostSite(h, PAGES, latency=0.01) for h in HOSTS]
+    try:
+        seeded = run_scrapy(["seed", "site", *(s.url("/page/0.html") for s in sites)], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        settings = ("CLOSESPIDER_PAGECOUNT=100",)
+        nodes = [start_node("site", redis_url, tmp_path / f"c{i}.log", *settings) for i in range(3)]
+        codes = wait_nodes(nodes, 120)
+        fetched = sum(len(pages(s)) for s in sites)
+    finally:
+        for site in sites:
+            site.close()
+    logs = [(tmp_path / f"c{i}.log").read_text() for i in range(3)]
+    assert codes == [0, 0, 0], logs
+    for log in logs:
+        assert "Spider closed (closespider_pagecount)" in log
+    assert fetched == 100
+    status = json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)
+    assert status["queued"] > 0 and status["in_flight"] == 0  # the rest stays queued

@@ -21,7 +21,8 @@
 -- c concurrency, o per-domain overrides {d: [delay ms|-1, conc|-1]}, at
 -- AutoThrottle on, as/ax its start/max delay ms, tc its target concurrency,
 -- bb/bx backoff base/max ms, rb 1 with ROBOTSTXT_OBEY, mp the page budget
--- of every domain (0: none; o[d][3] a domain's own, -1: the default).
+-- of every domain (0: none; o[d][3] a domain's own, -1: the default), pc
+-- CLOSESPIDER_PAGECOUNT for the crawl (or this partition's share; 0: none).
 local P_TAG = string.match(KEYS[1], '^(.-}):')
 -- The last seven KEYS, in this order (crawler.frontier.polite_keys).
 local P_PARKED, P_NEXT, P_BUSY, P_BACKOFF, P_CRAWL, P_AUTO, P_PAGES =
@@ -180,11 +181,15 @@ end
 
 -- A request of domain d was leased and finished without being sent (robots.txt,
 -- a cache hit, an offsite filter): the domain is free again at once.
+-- Requests counted against CLOSESPIDER_PAGECOUNT given back (unsent).
+local P_UNGRANTED = 0
+
 local function p_unblock(d)
   local s = p_state(d)
   if s.next > P_now then s.next = P_now end
   s.dirty = true
   p_ungrant(s, d, 0)  -- not a page of its budget
+  if P.pc > 0 then P_UNGRANTED = P_UNGRANTED + 1 end
 end
 
 -- A request of domain d is finished, returned or dead-lettered: its slot frees.
@@ -271,6 +276,7 @@ local function p_save()
       redis.call('HINCRBY', P_PAGES, d, s.granted)
     end
   end
+  if P_UNGRANTED > 0 then redis.call('HINCRBY', KEYS[1], 'granted', -P_UNGRANTED) end
 end
 
 -- The domain of an entry "<deliveries>|<domain>|<json>", or of a held value

@@ -29,7 +29,8 @@
 -- report, ...}: the n domains of the inbox; report is 1 when the node must
 -- report the request's start (its domain has a delay); more is 1 when the
 -- scan stopped at its limit with work left.
--- Returns {-1} while the crawl is paused (nothing is leased).
+-- Returns {-1} while the crawl is paused (nothing is leased), {-2} once
+-- CLOSESPIDER_PAGECOUNT requests were handed out (the policy's pc).
 -- The deadline comes from Redis's clock, never the node's.
 local stats, prios, nodes, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('HGET', KEYS[5], 'paused') == '1' then
@@ -40,6 +41,15 @@ local inbox, nprios, nparks = KEYS[6], #ARGV - 5, tonumber(ARGV[4])
 local now = p_time()
 p_init(ARGV[5], now)
 p_declare_parks(7 + nprios, nparks)
+-- CLOSESPIDER_PAGECOUNT for the whole cluster: first deliveries are
+-- counted ('granted'); once it is reached nothing more is handed out, and
+-- {-2} tells the node to close with Scrapy's reason.
+local granted = 0
+if P.pc > 0 then
+  local left = P.pc - tonumber(redis.call('HGET', stats, 'granted') or '0')
+  if left <= 0 then return {-2} end
+  want = math.min(want, left)
+end
 redis.call('ZADD', nodes, now + lease_ms, node)
 
 -- Fair shares: while other nodes are live, a node holds at most its share
@@ -78,6 +88,7 @@ local function lease_one(prio, entry, report, d)
   out[#out + 1] = report
   got = got + 1
   if mine and d then mine[d] = (mine[d] or 0) + 1 end
+  if P.pc > 0 and string.sub(entry, 1, 2) == '0|' then granted = granted + 1 end
 end
 
 -- A first delivery of a domain whose page budget is spent is dropped
@@ -94,7 +105,8 @@ end
 -- ends unsent, e.g. refused by robots.txt, gives its page back).
 local function take(s, d, entry)
   local report = p_take(s, lease_ms)
-  if p_counts(s, d, tonumber(string.match(entry, '^(%d+)|') or '1')) then report = 1 end
+  local first = tonumber(string.match(entry, '^(%d+)|') or '1') == 0
+  if p_counts(s, d, first and 0 or 1) or (first and P.pc > 0) then report = 1 end
   return report
 end
 
@@ -177,6 +189,7 @@ for k = 6, #ARGV do
   end
 end
 p_save()
+if granted > 0 then redis.call('HINCRBY', stats, 'granted', granted) end
 if dropped > 0 then
   redis.call('HINCRBY', stats, 'queued', -dropped)
   redis.call('HINCRBY', stats, 'budget_dropped', dropped)

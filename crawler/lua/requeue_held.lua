@@ -88,7 +88,10 @@ for k = 8, #ARGV, 2 do
         -- Back at the head of the line: it was taken before what is there
         -- now. For a domain with requests parked (waiting for its delay or
         -- a free slot), that line is its park list, served before the queues.
-        if dom and d == 0 then p_ungrant(p_state(dom), dom, 0) end  -- unsent: not a page
+        if dom and d == 0 then  -- unsent: not a page
+          p_ungrant(p_state(dom), dom, 0)
+          if P.pc > 0 then P_UNGRANTED = P_UNGRANTED + 1 end
+        end
         if dom and p_state(dom).parked and p_park_key(dom) then
           redis.call('LPUSH', p_park_key(dom), prio .. '|' .. d .. '|' .. body)
         else
