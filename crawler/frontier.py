@@ -301,6 +301,15 @@ class Frontier:
         ]
         return Leased(entries, more=flat[0] == 1)
 
+    def inbox_waiting(self) -> bool:
+        """This node's last lease call parked requests in its inbox: a call
+        must move them to their domains' lists, where every node sees them."""
+        return bool(self._inbox)
+
+    async def drain_inbox(self, lease_ms: int) -> None:
+        """Move the inbox to the park lists (a lease call of no requests)."""
+        await self.lease(0, lease_ms)
+
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         """Lease raw seeds from the scrapy-redis style start_urls key (a list,
         set or sorted set), at most ``REDIS_START_URLS_BATCH_SIZE`` at once."""

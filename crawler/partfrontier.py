@@ -176,6 +176,13 @@ class PartitionedFrontier:
         more = leased.more or (len(entries) < count and others)
         return Leased(entries, more=more, spent=len(self._spent) == count_parts)
 
+    def inbox_waiting(self) -> bool:
+        return any(part.inbox_waiting() for part in self.parts)
+
+    async def drain_inbox(self, lease_ms: int) -> None:
+        waiting = [part for part in self.parts if part.inbox_waiting()]
+        await asyncio.gather(*(part.drain_inbox(lease_ms) for part in waiting))
+
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         return await self.parts[0].lease_raw(count, lease_ms)
 

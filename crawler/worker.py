@@ -211,6 +211,10 @@ class Worker:
             return
         if self.leases.wants_more():
             await self._stage(self._refill)
+        if self.frontier.inbox_waiting():
+            # Requests this node parked where only it sees them: to their
+            # domains' lists now, for every node (crawler/lua/lease.lua).
+            await self._stage(self._drain_inbox)
         if self.engine.locally_idle() and not self.leases.ready:
             await self._stage(self._check_finished)
 
@@ -256,6 +260,9 @@ class Worker:
         if ready:
             self.completion.work_arrived()
             self.engine.wake()
+
+    async def _drain_inbox(self) -> None:
+        await self.frontier.drain_inbox(self.config.lease_ms)
 
     async def _check_finished(self) -> None:
         if len(self.commits):

@@ -211,7 +211,8 @@ def test_exponential_backoff_without_retry_after(hosts, redis_url, tmp_path):
 
 def test_robots_txt_once_per_cluster_and_crawl_delay(hosts, redis_url, tmp_path, rclient):
     a = hosts(HOSTS[0], 10, robots="User-agent: *\nCrawl-delay: 0.4\nDisallow: /private/\n")
-    b = hosts(HOSTS[1], 40)
+    # Pages that take a moment, so that requests overlap there at any load.
+    b = hosts(HOSTS[1], 40, latency=0.05)
     logs = crawl(redis_url, tmp_path, [a.url("/page/0.html"), b.url("/page/0.html")], 3)
     for site in (a, b):
         assert_complete(site)
