@@ -15,7 +15,7 @@ from typing import Any
 from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig, bloom_hashes, seen_member
 from crawler.keys import CRAWLS_KEY, Keys
-from crawler.politeness import Policy, split_entry
+from crawler.politeness import Policy, held_domain, split_entry
 from crawler.scripts import Scripts
 
 # How many priority levels one lease call looks at.
@@ -280,7 +280,7 @@ class Frontier:
             prios, soonest, *rest = await self._rt(pipe.execute())
         known = self._inbox
         if rest:
-            known = {split_entry(v.partition(b"|")[2])[0] for v in rest[0]}
+            known = {held_domain(v) for v in rest[0]}
         names = [p.decode() for p in prios]
         domains = sorted({d.decode() for d in soonest} | (known or set()))
         keys = [k.stats, k.prios, k.nodes, k.held(self.node), k.control, inbox]
@@ -406,7 +406,7 @@ class Frontier:
                 idx = index[name]
                 domains.add(split_entry(entry)[0])
             entries += [lease_id, idx]
-        domains.update(split_entry(v.partition(b"|")[2])[0] for v in waiting)
+        domains.update(held_domain(v) for v in waiting)
         first = len(keys) + 1
         keys += [k.park(d) for d in sorted(domains)] + polite_keys(k)
         args: list[Any] = [node, mode, max_deliveries, self._policy, first, len(domains)]

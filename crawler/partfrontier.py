@@ -144,7 +144,7 @@ class PartitionedFrontier:
             for lease_id in getattr(batch, name):
                 p, local = split_id(lease_id)
                 getattr(tails[p], name).append(local)
-        for name in ("starts", "unblocks", "backoffs", "latencies"):
+        for name in _EVENTS:
             for event in getattr(batch, name):
                 domain = event if isinstance(event, str) else event[0]
                 getattr(tails[self.part_of(domain)], name).append(event)

@@ -67,6 +67,11 @@ def request_entry(request: Request, spider: Spider) -> str:
     return make_entry(slot_of(request), encode_request(request, spider))
 
 
+def held_domain(value: bytes) -> str:
+    """The domain of a held or parked value, "<prio>|<entry>"."""
+    return split_entry(value.partition(b"|")[2])[0]
+
+
 def split_entry(entry: bytes) -> tuple[str, bytes]:
     """(slot, request JSON) of a frontier entry."""
     _, _, rest = entry.partition(b"|")

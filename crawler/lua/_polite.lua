@@ -36,9 +36,21 @@ local function p_time()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Whether any domain has a page budget (else the budget checks cost nothing).
+local P_BUDGETS = false
+
 local function p_init(policy, now)
   P = cjson.decode(policy)
   P_now = now
+  P_BUDGETS = P.mp > 0
+  for _, o in pairs(P.o) do
+    if o[3] >= 0 then P_BUDGETS = true end
+  end
+end
+
+-- Whether an entry ("<deliveries>|...") is its request's first delivery.
+local function p_first(entry)
+  return string.sub(entry, 1, 2) == '0|'
 end
 
 -- The park lists of domains, {N}:park:<d>, as the caller declared them in
@@ -69,15 +81,15 @@ end
 -- The page budget of domain d, or nil.
 local function p_budget(d)
   local o = P.o[d]
-  if o and o[3] and o[3] >= 0 then return o[3] end
-  if P.mp and P.mp > 0 then return P.mp end
+  if o and o[3] >= 0 then return o[3] end
+  if P.mp > 0 then return P.mp end
   return nil
 end
 
--- Whether an entry (or held value) of domain d is a first delivery of a
--- domain with a budget, and so counts against it.
-local function p_counts(s, d, deliveries)
-  if deliveries ~= 0 or not p_budget(d) then return false end
+-- Whether a request of domain d (*first*: on its first delivery) counts
+-- against the domain's budget.
+local function p_counts(s, d, first)
+  if not first or not P_BUDGETS or not p_budget(d) then return false end
   if s.pages == nil then
     s.pages = tonumber(redis.call('HGET', P_PAGES, d) or '0')
     s.granted = 0
@@ -85,23 +97,23 @@ local function p_counts(s, d, deliveries)
   return true
 end
 
--- Whether d's budget is spent for a request of this many deliveries.
-local function p_spent(s, d, deliveries)
-  return p_counts(s, d, deliveries) and s.pages + s.granted >= p_budget(d)
+-- Whether d's budget is spent for such a request.
+local function p_spent(s, d, first)
+  return p_counts(s, d, first) and s.pages + s.granted >= p_budget(d)
 end
 
--- Whether a request of d on its first delivery may be handed out; if so,
--- it is counted (written by p_save).
-local function p_grant(s, d, deliveries)
-  if not p_counts(s, d, deliveries) then return true end
-  if p_spent(s, d, deliveries) then return false end
+-- Whether such a request of d may be handed out; if it counts, it is
+-- counted (written by p_save).
+local function p_grant(s, d, first)
+  if not p_counts(s, d, first) then return true end
+  if p_spent(s, d, first) then return false end
   s.granted = s.granted + 1
   return true
 end
 
 -- A request counted by p_grant went back unsent: the domain has it again.
-local function p_ungrant(s, d, deliveries)
-  if p_counts(s, d, deliveries) then s.granted = s.granted - 1 end
+local function p_ungrant(s, d)
+  if p_counts(s, d, true) then s.granted = s.granted - 1 end
 end
 
 -- Whether a key exists, asked once per script run: the per-domain reads
@@ -188,7 +200,7 @@ local function p_unblock(d)
   local s = p_state(d)
   if s.next > P_now then s.next = P_now end
   s.dirty = true
-  p_ungrant(s, d, 0)  -- not a page of its budget
+  p_ungrant(s, d)  -- not a page of its budget
   if P.pc > 0 then P_UNGRANTED = P_UNGRANTED + 1 end
 end
 

@@ -88,14 +88,14 @@ local function lease_one(prio, entry, report, d)
   out[#out + 1] = report
   got = got + 1
   if mine and d then mine[d] = (mine[d] or 0) + 1 end
-  if P.pc > 0 and string.sub(entry, 1, 2) == '0|' then granted = granted + 1 end
+  if P.pc > 0 and p_first(entry) then granted = granted + 1 end
 end
 
 -- A first delivery of a domain whose page budget is spent is dropped
 -- (counted in the stats' budget_dropped), not leased.
 local dropped = 0
-local function within_budget(s, d, entry)
-  if p_grant(s, d, tonumber(string.match(entry, '^(%d+)|') or '1')) then return true end
+local function within_budget(s, d, first)
+  if p_grant(s, d, first) then return true end
   dropped = dropped + 1
   return false
 end
@@ -103,10 +103,9 @@ end
 -- Take a slot of d for a request; 1 if the node must report its start (the
 -- domain has a delay, or the request counts against its budget: one that
 -- ends unsent, e.g. refused by robots.txt, gives its page back).
-local function take(s, d, entry)
+local function take(s, d, first)
   local report = p_take(s, lease_ms)
-  local first = tonumber(string.match(entry, '^(%d+)|') or '1') == 0
-  if p_counts(s, d, first and 0 or 1) or (first and P.pc > 0) then report = 1 end
+  if first and (P.pc > 0 or p_counts(s, d, true)) then report = 1 end
   return report
 end
 
@@ -146,7 +145,8 @@ for _, d in ipairs(ready) do
       if not v then break end
       popped = popped + 1
       local prio, entry = string.match(v, '^([^|]*)|(.*)$')
-      if within_budget(s, d, entry) then lease_one(prio, entry, take(s, d, entry), d) end
+      local first = p_first(entry)
+      if within_budget(s, d, first) then lease_one(prio, entry, take(s, d, first), d) end
     end
     if redis.call('LLEN', list) == 0 and not inboxed[d] then
       redis.call('ZREM', P_PARKED, d)
@@ -171,11 +171,11 @@ for k = 6, #ARGV do
       if d == nil then
         lease_one(prio, entry, 0)  -- not an entry the node can read: it dead-letters it
       else
-        local s = p_state(d)
-        if p_spent(s, d, tonumber(string.match(entry, '^(%d+)|') or '1')) then
+        local s, first = p_state(d), p_first(entry)
+        if p_spent(s, d, first) then
           dropped = dropped + 1  -- its domain's budget is spent: not parked
         elseif not s.parked and p_ready_at(s) <= now and my_turn(d, s) then
-          if within_budget(s, d, entry) then lease_one(prio, entry, take(s, d, entry), d) end
+          if within_budget(s, d, first) then lease_one(prio, entry, take(s, d, first), d) end
         else
           park(d, prio .. '|' .. entry)
         end

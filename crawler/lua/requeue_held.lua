@@ -89,7 +89,7 @@ for k = 8, #ARGV, 2 do
         -- now. For a domain with requests parked (waiting for its delay or
         -- a free slot), that line is its park list, served before the queues.
         if dom and d == 0 then  -- unsent: not a page
-          p_ungrant(p_state(dom), dom, 0)
+          p_ungrant(p_state(dom), dom)
           if P.pc > 0 then P_UNGRANTED = P_UNGRANTED + 1 end
         end
         if dom and p_state(dom).parked and p_park_key(dom) then
