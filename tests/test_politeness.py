@@ -88,13 +88,16 @@ def test_delay_holds_across_three_nodes(hosts, redis_url, tmp_path):
 
 def test_jitter_keeps_scrapy_meaning(hosts, redis_url, tmp_path):
     """With Scrapy's default ±50 % jitter, gaps vary between 0.5x and 1.5x."""
+    # 0.4 s: the gaps of a 0.2 s delay often never fell below the ~0.25 s a
+    # start report takes to reach Redis and the next lease, hiding the jitter
+    # (gaps 0.242-0.265 s in one run, on this code and the code before it).
     a = hosts(HOSTS[0], 16)
-    crawl(redis_url, tmp_path, [a.url("/page/0.html")], 2, "DOWNLOAD_DELAY=0.2")
+    crawl(redis_url, tmp_path, [a.url("/page/0.html")], 2, "DOWNLOAD_DELAY=0.4")
     assert_complete(a)
     times = [h.arrived for h in a.all_hits()]
     gaps = [y - x for x, y in pairwise(times)]
     print(f"gaps: min {min(gaps):.3f}s max {max(gaps):.3f}s")
-    assert min(gaps) >= 0.1 - JITTER
+    assert min(gaps) >= 0.2 - JITTER
     assert max(gaps) - min(gaps) > 0.05  # the delay is drawn, not fixed
 
 
