@@ -170,11 +170,14 @@ class PartitionedFrontier:
         if leased.spent:
             self._spent.add(p)
         if not leased.entries and not leased.more:
-            self._dry.add(p)
+            self._dry.add(p)  # a spent partition too: asked again in a second
         entries = [(global_id(p, lid), entry, rep) for lid, entry, rep in leased.entries]
         others = any(q not in self._dry for q in order if q != p)
         more = leased.more or (len(entries) < count and others)
-        return Leased(entries, more=more, spent=len(self._spent) == count_parts)
+        # Spent when some partition handed out its share and none of the
+        # others has anything left to hand out (one may run dry first).
+        spent = bool(self._spent) and all(q in self._spent or q in self._dry for q in order)
+        return Leased(entries, more=more, spent=spent)
 
     def inbox_waiting(self) -> bool:
         return any(part.inbox_waiting() for part in self.parts)

@@ -6,6 +6,7 @@ crawl`` nodes over several domains with a node killed -9 mid-crawl."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,12 +17,13 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio as aioredis
+from scrapy.settings import Settings
 
 from crawler.frontier import Batch, Frontier
 from crawler.keys import make_keys
 from crawler.partfrontier import PartitionedFrontier
 from crawler.partitions import choose_tags, partition_keys, partition_of, split_id
-from crawler.politeness import make_entry
+from crawler.politeness import Policy, make_entry
 from tests.conftest import read_jsonl, run_scrapy, start_node, wait_nodes
 from tests.hosts import HostSite, loopback_available
 
@@ -204,3 +206,33 @@ def test_a_domain_paused_in_any_partition_changes_the_backoff_version(redis_url)
 
     first, paused, later = asyncio.run(scenario())
     assert paused > first and later == paused
+
+
+def test_page_count_shares_end_even_when_a_partition_runs_dry(redis_url):
+    """CLOSESPIDER_PAGECOUNT over partitions: one partition spends its share
+    while another runs out of requests first; the node is told to close
+    (not left waiting for a share that never fills), and it stops asking
+    the spent partition at once."""
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        policy = dataclasses.replace(Policy.from_settings(Settings()), page_count=2)
+        tags = choose_tags("t", PARTS, None)
+        f = PartitionedFrontier(
+            [Frontier(client, k, "n1", policy=policy) for k in partition_keys(KEYS, tags)]
+        )
+        await f.commit(Batch(pushes=[push(HOSTS[2], n) for n in range(5)]))  # partition 1 only
+        entries, calls = [], 0
+        leased = None
+        while calls < 20:
+            leased = await f.lease(10, 60_000)
+            calls += 1
+            assert leased is not None
+            entries += leased.entries
+            if not leased.more:
+                break
+        assert len(entries) == 2 and leased is not None and leased.spent
+        assert calls <= PARTS + 1
+        await client.aclose()
+
+    asyncio.run(scenario())
