@@ -59,6 +59,9 @@ class LeaseSession:
         self.ready: deque[tuple[str, Request]] = deque()
         # Lease id -> domain, for leases whose start the node must report.
         self.report_start: dict[str, str] = {}
+        #: Lease ids on their last delivery before the dead letters: they
+        #: run alone (crawler.scheduler), so a crash then is theirs.
+        self.last_chance: set[str] = set()
         self.paused = False  # the whole crawl is paused (scrapy pause)
         self.spent = False  # CLOSESPIDER_PAGECOUNT requests were handed out
         self.valid_until = 0.0  # monotonic
@@ -76,7 +79,15 @@ class LeaseSession:
         """The next leased request to hand to the engine, if any may go."""
         if not self.ready or self.paused or not self.valid():
             return None
-        return self.ready.popleft()
+        taken = self.ready.popleft()
+        self.last_chance.discard(taken[0])
+        return taken
+
+    def alone_next(self) -> str | None:
+        """The next ready request's lease id if it must run alone."""
+        if self.ready and self.ready[0][0] in self.last_chance:
+            return self.ready[0][0]
+        return None
 
     def wants_more(self) -> bool:
         return len(self.ready) < self.prefetch
@@ -103,11 +114,16 @@ class LeaseSession:
             return False, False
         self.paused = False
         self.spent = leased.spent
+        # Deliveries counted so far: at the last one before the dead letters
+        # (with more than one allowed), the request runs alone.
+        last = self.max_deliveries - 1 if self.max_deliveries > 1 else None
         for lease_id, entry, report in leased.entries:
             slot, body = split_entry(entry)
             request = decoder.decode(lease_id, body, batch)
             if request is not None:
                 self.ready.append((lease_id, request))
+                if last is not None and _deliveries(entry) >= last:
+                    self.last_chance.add(lease_id)
                 if report:
                     self.report_start[lease_id] = slot
             elif report:
@@ -143,6 +159,7 @@ class LeaseSession:
         self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
         for lid in [lid for lid in self.report_start if lid not in held]:
             del self.report_start[lid]
+        self.last_chance &= held
         # What is left is surely held: valid, even if handing back fails.
         self._renewed(sent_at)
         orphans = sorted(held - known_ids() - {lid for lid, _ in self.ready})
@@ -168,3 +185,9 @@ class LeaseSession:
     def started(self, lease_id: str) -> Any:
         """The domain whose start must be reported for *lease_id*, if any."""
         return self.report_start.pop(lease_id, None)
+
+
+def _deliveries(entry: bytes) -> int:
+    """Deliveries counted for a frontier entry (``"<deliveries>|..."``)."""
+    head = entry.partition(b"|")[0]
+    return int(head) if head.isdigit() else 0

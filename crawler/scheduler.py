@@ -72,6 +72,8 @@ class RedisScheduler(BaseScheduler):
         self.worker: Worker | None = None
         self.events: DownloadEvents | None = None
         self.active: dict[Request, str] = {}
+        #: A request on its last delivery, to run alone: (lease id, started).
+        self._alone: tuple[str, bool] | None = None
         self.local_seen = LocalSeen(config.local_seen_cache)
         self.items = ItemIds(config.item_key)
         self.failures = FailureWatch(self, crawler.request_fingerprinter)
@@ -119,6 +121,7 @@ class RedisScheduler(BaseScheduler):
         self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
         await frontier.register()
         await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
+        await worker.limits.start()
         worker.start()
         logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
 
@@ -172,7 +175,8 @@ class RedisScheduler(BaseScheduler):
         if worker is None:
             return None
         self._reap()
-        if not worker.commits.starts.may_hand_out():
+        starts = worker.commits.starts
+        if not self._alone_allows(worker) or not starts.may_hand_out():
             worker.wakeup.set()  # the next commit reports what started
             return None
         taken = worker.leases.take()
@@ -181,8 +185,45 @@ class RedisScheduler(BaseScheduler):
             return None
         lease_id, request = taken
         self.active[request] = lease_id
-        worker.commits.starts.handed_out(lease_id)
+        starts.handed_out(lease_id)
+        if self._alone is not None and self._alone[0] == lease_id:
+            self._alone = (lease_id, True)
+            starts.isolate(0)  # nothing else starts until it is acknowledged
+            logger.info(
+                "Running %s alone: its holders died %d times.",
+                request,
+                self.config.max_deliveries - 1,
+            )
         return request
+
+    def _alone_allows(self, worker: Worker) -> bool:
+        """Whether the next request may go, as far as a request on its last
+        delivery goes: it runs alone, once what went before is finished and
+        acknowledged, and nothing follows it until it is acknowledged too;
+        so if its node dies then, only it is counted (crawler.starts)."""
+        starts = worker.commits.starts
+        if self._alone is not None and self._alone[1]:
+            if self._alone[0] in self.active.values():
+                return False  # the engine asks again once it is done
+            if len(worker.commits):
+                starts.refused = True  # woken once it is acknowledged
+                return False
+            self._alone = None
+            starts.isolate(None)
+        alone = worker.leases.alone_next()
+        if alone is None:
+            if self._alone is not None:  # taken back meanwhile
+                self._alone = None
+                starts.isolate(None)
+            return True
+        self._alone = (alone, False)
+        starts.isolate(1, alone)
+        if self.active:
+            return False  # the engine asks again as each finishes
+        if len(worker.commits):
+            starts.refused = True  # woken once the window of 1 is in Redis
+            return False
+        return True
 
     # -- the worker's NodeEngine -------------------------------------------
 
@@ -224,15 +265,18 @@ class RedisScheduler(BaseScheduler):
             reactor.stop()  # type: ignore[misc]
 
     def page_count_reached(self) -> None:
+        self.limit_reached(
+            "closespider_pagecount", "it handed out its CLOSESPIDER_PAGECOUNT requests"
+        )
+
+    def limit_reached(self, reason: str, why: str) -> None:
         if self._closing:
             return
         self._closing = True
-        logger.info(
-            "Crawl %r handed out its CLOSESPIDER_PAGECOUNT requests; closing.", self.config.name
-        )
+        logger.info("Crawl %r closing: %s.", self.config.name, why)
         engine = self.crawler.engine
         assert engine is not None
-        deferred_from_coro(engine.close_spider_async(reason="closespider_pagecount"))
+        deferred_from_coro(engine.close_spider_async(reason=reason))
 
     def refused(self, message: str) -> None:
         logger.error("%s", message)

@@ -11,6 +11,13 @@ each lease), and each commit reports the highest lease id handed out as
 *window* more, and Redis counts that many held ids above the reported one
 as started too: so a request that kills its node the moment it arrives,
 before any report could go out, still counts.
+
+A request on its last delivery (``CRAWLER_MAX_DELIVERIES`` less one) runs
+alone: the node hands it out only once nothing else is in progress or
+unacknowledged and Redis has a report whose window is 1, and hands out
+nothing more (window 0) until it is acknowledged. So a crash then is its
+own doing, and a request that kills every node it reaches takes no
+neighbour to the dead letters with it (``crawler.scheduler``).
 """
 
 from __future__ import annotations
@@ -24,36 +31,51 @@ from crawler.partitions import global_id, split_id
 class StartReports:
     def __init__(self, window: int) -> None:
         self.window = max(1, window)
+        #: The window reported now: the node's concurrency, or 1 / 0 while a
+        #: request runs alone (isolate).
+        self.current = self.window
         self._handed: deque[int] = deque()  # handed out, not yet in an applied report
         self._applied = -1  # the reported id Redis has (-1: nothing yet)
+        self._applied_window = self.window
         #: A hand-out was refused since the last applied report: the engine
         #: must be woken once one is applied, or it waits for its heartbeat.
         self.refused = False
 
+    def limit(self) -> int:
+        """How many may go out beyond the applied report."""
+        return min(self.current, self._applied_window)
+
     def may_hand_out(self) -> bool:
         """False once *window* requests went out since the last applied
         report: the next commit must carry one first."""
-        if len(self._handed) < self.window:
+        if len(self._handed) < self.limit():
             return True
         self.refused = True
         return False
+
+    def isolate(self, window: int | None, lease_id: str = "") -> None:
+        """Report *window* from now (None: the node's concurrency again)."""
+        self.current = self.window if window is None else window
 
     def handed_out(self, lease_id: str) -> None:
         self._handed.append(int(lease_id))
 
     def due(self) -> bool:
         """A report must go out (even in a commit of nothing else)."""
-        return self._applied < 0 or bool(self._handed)
+        return self._applied < 0 or bool(self._handed) or self._applied_window != self.current
 
-    def report(self) -> tuple[str, int]:
-        """("<id>|<window>" or "" if Redis has it already, the id)."""
+    def report(self) -> tuple[str, Any]:
+        """("<id>|<window>" or "" if Redis has it already, (the id, the window))."""
         top = self._handed[-1] if self._handed else max(self._applied, 0)
-        return ("" if top == self._applied else f"{top}|{self.window}"), top
+        same = top == self._applied and self._applied_window == self.current
+        return ("" if same else f"{top}|{self.current}"), (top, self.current)
 
-    def applied(self, top: Any) -> None:
+    def applied(self, got: Any) -> None:
+        top, window = got
         while self._handed and self._handed[0] <= top:
             self._handed.popleft()
         self._applied = max(self._applied, top)
+        self._applied_window = window
 
 
 class PartitionedStartReports:
@@ -67,10 +89,18 @@ class PartitionedStartReports:
         self.refused = False
 
     def may_hand_out(self) -> bool:
-        if sum(len(part._handed) for part in self.parts) < self.window:
+        limit = min(self.window, sum(part.limit() for part in self.parts))
+        if sum(len(part._handed) for part in self.parts) < limit:
             return True
         self.refused = True
         return False
+
+    def isolate(self, window: int | None, lease_id: str = "") -> None:
+        """Report *window* for *lease_id*'s partition and 0 for the others
+        (None: the node's concurrency in every partition again)."""
+        p = split_id(lease_id)[0] if lease_id else -1
+        for k, part in enumerate(self.parts):
+            part.isolate(None if window is None else window if k == p else 0)
 
     def handed_out(self, lease_id: str) -> None:
         p, local = split_id(lease_id)

@@ -56,10 +56,11 @@ local stats, prios, items, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS
 local bloom = KEYS[6]
 local seq, node, began = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[7], node) or '0') then
-  -- Applied before; only a newer start report (sent again with it) is taken.
+  -- Applied before; only a newer start report (sent again with it) is taken
+  -- (the same id with another window is newer: a request runs alone).
   if began ~= '' then
     local old = redis.call('HGET', KEYS[7], 'began:' .. node) or '0|0'
-    if tonumber(string.match(began, '^(%d+)')) > tonumber(string.match(old, '^(%d+)')) then
+    if tonumber(string.match(began, '^(%d+)')) >= tonumber(string.match(old, '^(%d+)')) then
       redis.call('HSET', KEYS[7], 'began:' .. node, began)
     end
   end
