@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scrapy.settings import BaseSettings
@@ -10,6 +10,7 @@ from scrapy_redis import defaults as scrapy_redis_defaults
 
 from crawler import default_settings
 from crawler.allowlist import allow_list_entries
+from crawler.closelimits import CloseLimits
 from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig
 from crawler.keys import Keys, make_keys
@@ -92,6 +93,8 @@ class CrawlConfig:
     backoff_retries: int
     concurrency: int = 16  # CONCURRENT_REQUESTS: requests a node processes at once
     partition_count: int = 1  # CRAWLER_PARTITIONS, for a crawl that has none recorded
+    # CLOSESPIDER_* counted over the cluster (crawler.closelimits)
+    close_limits: CloseLimits = field(default_factory=CloseLimits)
     # The crawl's partition tags as recorded in Redis (crawler.partitions);
     # () for a crawl of one partition.
     parts: tuple[str, ...] = ()
@@ -148,4 +151,5 @@ class CrawlConfig:
             backoff_retries=int(_get(settings, "CRAWLER_BACKOFF_RETRIES")),
             concurrency=settings.getint("CONCURRENT_REQUESTS", 16),
             partition_count=_positive(settings, "CRAWLER_PARTITIONS", int),
+            close_limits=CloseLimits.from_settings(settings),
         )

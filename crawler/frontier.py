@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+from crawler.closelimits import earliest_live_start
 from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig, bloom_hashes, seen_member
 from crawler.keys import CRAWLS_KEY, Keys
@@ -340,6 +341,19 @@ class Frontier:
             args += [name, delta]
         if args:
             await self._rt(self.scripts.add_stats(keys=[self.keys.clusterstats], args=args))
+
+    async def cluster_stats(self, names: list[str]) -> list[int]:
+        """The cluster's sums of these Scrapy stats (``{N}:clusterstats``)."""
+        values = await self._rt(self.client.hmget(self.keys.clusterstats, names))
+        return [int(float(v)) if v else 0 for v in values]
+
+    async def run_started(self, lease_ms: int) -> float:
+        """When the earliest node still in the crawl started (time.time())."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.nodeinfo)
+            pipe.hgetall(self.keys.nodebeat)
+            infos, beats = await self._rt(pipe.execute())
+        return earliest_live_start(infos, beats, lease_ms)
 
     async def register(self) -> None:
         """List this crawl in the Redis-wide registry of crawls."""

@@ -235,6 +235,12 @@ class PartitionedFrontier:
     async def register(self) -> None:
         await self.parts[0].register()
 
+    async def cluster_stats(self, names: list[str]) -> list[int]:
+        return await self.parts[0].cluster_stats(names)
+
+    async def run_started(self, lease_ms: int) -> float:
+        return await self.parts[0].run_started(lease_ms)
+
     async def seen_key_names(self) -> list[str]:
         got = await asyncio.gather(*(part.seen_key_names() for part in self.parts))
         return [name for names in got for name in names]

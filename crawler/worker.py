@@ -27,6 +27,7 @@ from typing import Protocol
 
 from scrapy.statscollectors import StatsCollector
 
+from crawler.closelimits import ClusterLimits
 from crawler.commits import CommitPipeline
 from crawler.completion import ClusterCompletion
 from crawler.config import CrawlConfig
@@ -74,6 +75,10 @@ class NodeEngine(Protocol):
         """The cluster handed out CLOSESPIDER_PAGECOUNT requests and this
         node finished its own: close as Scrapy's CloseSpider does."""
 
+    def limit_reached(self, reason: str, why: str) -> None:
+        """The cluster reached a CLOSESPIDER_* limit (crawler.closelimits):
+        close with Scrapy's *reason*."""
+
 
 class Worker:
     def __init__(
@@ -98,6 +103,7 @@ class Worker:
         )
         self.leases = LeaseSession(frontier, config, self.count)
         self.completion = ClusterCompletion(frontier, config.finish_grace)
+        self.limits = ClusterLimits(frontier, config.close_limits, config.lease_ms)
         self.pauses = DomainPauses()
         self.wakeup = asyncio.Event()
         self.stopping = False
@@ -209,6 +215,9 @@ class Worker:
         if self.engine.stopping():
             await self._graceful_stop(now)
             return
+        why = self.limits.timed_out()
+        if why:
+            self.engine.limit_reached("closespider_timeout", why)
         if self.leases.wants_more():
             await self._stage(self._refill)
         if self.frontier.inbox_waiting():
@@ -234,7 +243,9 @@ class Worker:
         """Write everything queued so far (see ``crawler.commits``)."""
         await self.commits.flush()
         starts = self.commits.starts
-        if starts.refused and starts.may_hand_out():
+        # A hand-out waiting for a report, or for everything to be
+        # acknowledged (a request running alone, crawler.scheduler).
+        if starts.refused and (not len(self.commits) or starts.may_hand_out()):
             starts.refused = False
             self.engine.wake()
         await self.pauses.refresh(self.frontier, self.commits.last)
@@ -243,6 +254,9 @@ class Worker:
         state = "paused" if self.leases.paused else "running"
         await self.leases.renew(self.report.describe(state), self.known_ids)
         await self.report.push_stats()
+        reached = await self.limits.reached()
+        if reached:
+            self.engine.limit_reached(*reached)
         self.completion.queued = (await self.frontier.state()).queued
 
     def known_ids(self) -> set[str]:

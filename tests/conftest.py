@@ -189,6 +189,7 @@ def start_node(
     *settings: str,
     cwd: Path = ROOT,
     spider_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     args = [
         SCRAPY,
@@ -205,7 +206,7 @@ def start_node(
         args += ["-a", arg]
     for setting in settings:
         args += ["-s", setting]
-    return subprocess.Popen(args, cwd=cwd, env=scrapy_env(redis_url))
+    return subprocess.Popen(args, cwd=cwd, env=scrapy_env(redis_url, **(env or {})))
 
 
 def read_jsonl(path: Path) -> list[dict[str, object]]:

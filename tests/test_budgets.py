@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.conftest import run_scrapy, start_node, wait_nodes
 from tests.hosts import HostSite, loopback_available
@@ -111,3 +112,79 @@ def test_closespider_pagecount_counts_the_whole_cluster(redis_url, tmp_path):
     assert fetched == 100
     status = json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)
     assert status["queued"] > 0 and status["in_flight"] == 0  # the rest stays queued
+
+
+def _closing_crawl(redis_url, tmp_path, *settings, env=None, late=0.0):
+    """3 nodes on 3 slow sites (3 x 2 requests at a time, 0.1 s a page);
+    with *late*, the second and third start that many seconds after the
+    first fetched its first page. Returns (exit codes, logs, clusterstats)."""
+    sites = [HostSite(h, PAGES, latency=0.1) for h in HOSTS]
+    try:
+        seeded = run_scrapy(["seed", "site", *(s.url("/page/0.html") for s in sites)], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        settings = (*FAST_LEASES, "CONCURRENT_REQUESTS=2", *settings)
+
+        def node(i):
+            return start_node("site", redis_url, tmp_path / f"l{i}.log", *settings, env=env)
+
+        nodes = [node(0)]
+        if late:
+            deadline = time.monotonic() + 60
+            while not any(s.page_hits() for s in sites) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(late)
+        nodes += [node(1), node(2)]
+        codes = wait_nodes(nodes, 120)
+    finally:
+        for site in sites:
+            site.close()
+    logs = [(tmp_path / f"l{i}.log").read_text() for i in range(3)]
+    totals = redis.Redis.from_url(redis_url).hgetall("{site}:clusterstats")
+    return codes, logs, {k.decode(): float(v) for k, v in totals.items()}
+
+
+def test_closespider_itemcount_counts_the_whole_cluster(redis_url, tmp_path):
+    """CLOSESPIDER_ITEMCOUNT=100 over 3 nodes: Scrapy's extension alone
+    lets each node scrape 100 (300 or more in all); the cluster closes once
+    its total reaches 100, every node with Scrapy's reason."""
+    codes, logs, totals = _closing_crawl(redis_url, tmp_path, "CLOSESPIDER_ITEMCOUNT=100")
+    assert codes == [0, 0, 0], logs
+    for log in logs:
+        assert "Spider closed (closespider_itemcount)" in log
+    scraped = totals["item_scraped_count"]
+    print(f"CLOSESPIDER_ITEMCOUNT=100 on 3 nodes: {scraped:.0f} items scraped in all")
+    assert 100 <= scraped < 300
+
+
+def test_closespider_errorcount_counts_the_whole_cluster(redis_url, tmp_path):
+    """One page in four raises in the spider; CLOSESPIDER_ERRORCOUNT=15
+    closes every node once the cluster's errors reach 15 (per node, it
+    would take 45 or more)."""
+    codes, logs, totals = _closing_crawl(
+        redis_url,
+        tmp_path,
+        "CLOSESPIDER_ERRORCOUNT=15",
+        'SPIDER_MIDDLEWARES={"tests.crash_middleware.FailOnPages": 50}',
+        env={"FAIL_EVERY": "4"},
+    )
+    assert codes == [0, 0, 0], logs
+    for log in logs:
+        assert "Spider closed (closespider_errorcount)" in log
+    errors = totals["spider_exceptions/count"]
+    print(f"CLOSESPIDER_ERRORCOUNT=15 on 3 nodes: {errors:.0f} spider errors in all")
+    assert 15 <= errors < 45
+
+
+def test_closespider_timeout_runs_from_the_crawls_start(redis_url, tmp_path):
+    """CLOSESPIDER_TIMEOUT=8: two nodes join 3 s into the crawl and close
+    with the first, about 5 s after they began (by Scrapy's own
+    elapsed_time_seconds), not 8 s after as Scrapy's extension alone would."""
+    codes, logs, _ = _closing_crawl(redis_url, tmp_path, "CLOSESPIDER_TIMEOUT=8", late=3)
+    assert codes == [0, 0, 0], logs
+    elapsed = []
+    for log in logs:
+        assert "Spider closed (closespider_timeout)" in log
+        elapsed.append(float(log.split("'elapsed_time_seconds': ")[1].split(",")[0]))
+    print(f"CLOSESPIDER_TIMEOUT=8, two nodes 3 s late: elapsed {elapsed}")
+    assert elapsed[0] >= 7.5
+    assert max(elapsed[1:]) < 7
