@@ -7,15 +7,16 @@ limit in all) and time out N times over as nodes join late. Here:
 
 * items and errors are the cluster's sums of Scrapy's own counters
   (``item_scraped_count``, ``spider_exceptions/count``), which every node
-  adds to ``{N}:clusterstats`` with its heartbeat; each node reads the sums
-  back then and closes once one reaches its limit;
+  adds to ``{N}:clusterstats``; each node reads the sums back and closes
+  once one reaches its limit;
 * the timeout runs from the start of the earliest node still in the crawl,
   so a node that joins late closes with the others.
 
 Every node closes with Scrapy's reason (``closespider_itemcount``, …). What
 was in progress then finishes, as with Scrapy's extension, so the totals
-end a little past the limit: by what the nodes scrape in one heartbeat
-(``CRAWLER_LEASE_RENEW_INTERVAL``). CLOSESPIDER_PAGECOUNT is exact and is
+end a little past the limit: by what the nodes scrape in about a second
+(with a counted limit set, a node adds its stats and reads the totals every
+second, not only with its heartbeat). CLOSESPIDER_PAGECOUNT is exact and is
 counted by the frontier (``crawler/lua/_polite.lua``). Scrapy's extension
 keeps running on each node; its own counts never run ahead of the
 cluster's, so it closes a node no sooner.
@@ -29,6 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from scrapy.settings import BaseSettings
+
+#: Seconds between checks of the counted limits (and pushes of the stats).
+_CHECK_EVERY = 1.0
 
 #: (Scrapy's stats counter, setting, Scrapy's close reason)
 _COUNTED = (
@@ -62,12 +66,23 @@ class ClusterLimits:
         self.limits = limits
         self.lease_ms = lease_ms
         self.deadline = 0.0  # time.time() at which the crawl times out (0: never)
+        self._checked = 0.0
 
     async def start(self) -> None:
         """Fix the timeout's deadline from the earliest live node's start."""
         if self.limits.timeout > 0:
             started = await self.frontier.run_started(self.lease_ms)
             self.deadline = min(started, time.time()) + self.limits.timeout
+
+    def due(self, now: float) -> bool:
+        """Whether the counted limits should be checked now (*now*:
+        time.monotonic()): every _CHECK_EVERY seconds when any is set, so
+        the totals end past a limit by about a second of scraping, not a
+        heartbeat's worth."""
+        if not self.limits.counts or now - self._checked < _CHECK_EVERY:
+            return False
+        self._checked = now
+        return True
 
     def timed_out(self) -> str | None:
         if self.deadline and time.time() >= self.deadline:

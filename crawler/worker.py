@@ -218,6 +218,8 @@ class Worker:
         why = self.limits.timed_out()
         if why:
             self.engine.limit_reached("closespider_timeout", why)
+        if self.limits.due(now):  # between heartbeats, at most every second
+            await self._stage(self._check_limits)
         if self.leases.wants_more():
             await self._stage(self._refill)
         if self.frontier.inbox_waiting():
@@ -253,11 +255,15 @@ class Worker:
     async def _heartbeat(self) -> None:
         state = "paused" if self.leases.paused else "running"
         await self.leases.renew(self.report.describe(state), self.known_ids)
+        await self._check_limits()
+        self.completion.queued = (await self.frontier.state()).queued
+
+    async def _check_limits(self) -> None:
+        """Add this node's stats to the cluster's; close at a CLOSESPIDER_* total."""
         await self.report.push_stats()
         reached = await self.limits.reached()
         if reached:
             self.engine.limit_reached(*reached)
-        self.completion.queued = (await self.frontier.state()).queued
 
     def known_ids(self) -> set[str]:
         """Lease ids this node holds besides those ready: processing, or

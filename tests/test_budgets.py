@@ -122,7 +122,7 @@ def _closing_crawl(redis_url, tmp_path, *settings, env=None, late=0.0):
     try:
         seeded = run_scrapy(["seed", "site", *(s.url("/page/0.html") for s in sites)], redis_url)
         assert seeded.returncode == 0, seeded.stderr
-        settings = (*FAST_LEASES, "CONCURRENT_REQUESTS=2", *settings)
+        settings = ("CONCURRENT_REQUESTS=2", *settings)  # heartbeats every 10 s
 
         def node(i):
             return start_node("site", redis_url, tmp_path / f"l{i}.log", *settings, env=env)
