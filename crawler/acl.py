@@ -10,6 +10,8 @@ Roles:
   node    ``scrapy crawl``
   seeder  ``scrapy seed`` (and ``redis-cli lpush`` to the seed key)
   reader  ``scrapy status SPIDER``, ``scrapy export``, ``scrapy deadletters``
+  follower ``scrapy export --follow`` (a reader that stores its cursor and,
+          with CRAWLER_EXPORT_TRIM, empties exported items)
   admin   all of these plus ``reset``, ``requeue``, ``pause``/``resume``
 """
 
@@ -53,7 +55,8 @@ _NODE_PY: tuple[str, ...] = ("get", "set", "hset", "hsetnx", "hkeys", "sadd", "m
 _NODE_PY += ("watch", "discard")
 # The dashboard's time series (crawler.timeseries).
 _NODE_PY += ("rpush", "ltrim", "pexpire")
-_ADMIN_PY = ("unlink", "scan", "srem", "sscan", "hdel", "hset")
+_FOLLOW_PY = ("xrange", "hset", "xtrim")  # crawler.follow
+_ADMIN_PY = ("unlink", "scan", "srem", "sscan", "hdel", *_FOLLOW_PY)
 
 _NODE_LUA = (
     "commit",
@@ -70,12 +73,14 @@ _ROLE_LUA = {
     "node": _NODE_LUA,
     "seeder": ("commit", "bloom_grow", "_polite"),
     "reader": (),
+    "follower": (),
     "admin": (*_NODE_LUA, "requeue_dead"),
 }
 _ROLE_PY = {
     "node": (*_READ, *_SCRIPTS, *_NODE_PY),
     "seeder": ("hget", "hmget", "hsetnx", "sadd", *_SCRIPTS),
     "reader": _READ,
+    "follower": (*_READ, *_FOLLOW_PY),
     "admin": (*_READ, *_SCRIPTS, *_NODE_PY, *_ADMIN_PY),
 }
 ROLES = tuple(_ROLE_LUA)

@@ -53,6 +53,10 @@ CRAWLER_DEAD_LETTER_EXIT_CODE = 3
 #: after a crash does not count twice.
 CRAWLER_DOMAIN_MAX_PAGES = 0
 
+#: ``scrapy export --follow`` empties the items it wrote in Redis, keeping
+#: their ids so an item stored again is still known (crawler.follow).
+CRAWLER_EXPORT_TRIM = False
+
 #: Seconds the whole cluster must look finished (empty frontier, no request
 #: held by any node, nothing new queued) before a node exits with ``finished``.
 CRAWLER_FINISH_GRACE = 2.0

@@ -238,6 +238,7 @@ class Frontier:
         pushes = json.dumps([queues, flat], ensure_ascii=False, separators=(",", ":"))
         args += (checked, pushes)
         args.append(len(batch.items))
+        args.append(ref(k.itemlog) if batch.items else 0)
         for item_id, data in batch.items:
             args += [item_id, data]
         args += [self._policy, len(batch.starts)]

@@ -40,7 +40,12 @@ where the domain is the request's Scrapy download slot)::
                                  expected number of URLs skipped as false
                                  positives.
     {NAME}:bloom:<l>      STRING the bits of Bloom layer l (1, 2, ...).
-    {NAME}:items          HASH   item id -> item JSON (first write wins).
+    {NAME}:items          HASH   item id -> item JSON (first write wins); ""
+                                 once a follower exported it with
+                                 CRAWLER_EXPORT_TRIM (crawler.follow).
+    {NAME}:itemlog        STREAM one entry per new item, i = its id, in the
+                                 order stored (read by export --follow).
+    {NAME}:export         HASH   cursor name -> JSON of a follower's cursor.
     {NAME}:stats          HASH   counters kept by the scripts: queued, leased,
                                  pushed, seen, duplicates, done, items,
                                  items_dup, dead, lease_seq.
@@ -154,6 +159,14 @@ class Keys:
     @property
     def items(self) -> str:
         return f"{self.tag}:items"
+
+    @property
+    def itemlog(self) -> str:
+        return f"{self.tag}:itemlog"
+
+    @property
+    def export(self) -> str:
+        return f"{self.tag}:export"
 
     @property
     def stats(self) -> str:

@@ -291,6 +291,19 @@ def test_least_privilege_users(plain, docs, tmp_path):
         assert other.returncode == 1 and "--role seeder" in other.stderr, other.stderr[-2000:]
         status = run_scrapy(["status", "pydocs"], reader, cwd=ZOO)
         assert status.returncode == 0 and "done" in status.stdout, status.stderr[-2000:]
+        # A follower writes its cursor: the reader is refused, the follower
+        # (trimming too) writes every item once.
+        out = str(tmp_path / "followed.jsonl")
+        denied = run_scrapy(
+            ["export", "pydocs", "-o", out, "--follow"], reader, cwd=ZOO, ZOO_SITE=docs.base
+        )
+        assert denied.returncode == 1
+        assert "scrapy acl SPIDER --role follower" in denied.stderr, denied.stderr[-2000:]
+        follower = acl_user(server, "follower")
+        follow = ["export", "pydocs", "-o", out, "--follow", "-s", "CRAWLER_EXPORT_TRIM=True"]
+        followed = run_scrapy(follow, follower, cwd=ZOO, ZOO_SITE=docs.base)
+        assert followed.returncode == 0, followed.stderr[-2000:]
+        assert sorted(map(json.dumps, read_jsonl(Path(out)))) == sorted(map(json.dumps, items))
 
         # Each role fails with a clear message where it has no rights.
         denied = run_scrapy(["seed", "pydocs", f"{docs.base}/x.html"], reader, cwd=ZOO)

@@ -88,8 +88,9 @@ _ROLES = {
 }
 
 
-def run_guarded(command: Any, body: Any) -> None:
-    """Run *body*; on CommandFailed print ``error: ...`` and set exit status 1."""
+def run_guarded(command: Any, body: Any, role: str = "") -> None:
+    """Run *body*; on CommandFailed print ``error: ...`` and set exit status 1.
+    *role*: the ACL role a refused permission names (by default the command's)."""
     try:
         body()
     except CommandFailed as exc:
@@ -97,7 +98,7 @@ def run_guarded(command: Any, body: Any) -> None:
         command.exitcode = 1
     except redis.RedisError as exc:
         if is_permission(exc):
-            role = _ROLES.get(type(command).__module__.rpartition(".")[2], "admin")
+            role = role or _ROLES.get(type(command).__module__.rpartition(".")[2], "admin")
             print(f"error: {permission_message(exc, role)}", file=sys.stderr)
         elif is_transient(exc):
             print(

@@ -19,7 +19,7 @@ from crawler.exceptions import CrawlerError
 
 class Command(CrawlCommand):
     def syntax(self) -> str:
-        return "<spider> --role {node,seeder,reader,admin} [--user NAME]"
+        return "<spider> --role {node,seeder,reader,follower,admin} [--user NAME]"
 
     def short_desc(self) -> str:
         return "Print the Redis ACL rules a crawl node, seeder, reader or admin needs"

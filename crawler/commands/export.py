@@ -20,6 +20,8 @@ from scrapy.utils.misc import load_object
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, open_crawl, run_guarded
 from crawler.connection import redact, sync_client
+from crawler.follow import Follower
+from crawler.status import snapshot
 
 _SCAN_COUNT = 2000
 
@@ -36,20 +38,102 @@ class Command(CrawlCommand):
             "Write the items all nodes stored in Redis to FILE, each once, through "
             "Scrapy's own exporters. The format comes from the extension as with "
             "'scrapy crawl -o' (.jsonl, .json, .csv, .xml, and any FEED_EXPORTERS "
-            "format), or from -t. The file is replaced only when the export succeeds."
+            "format), or from -t. The file is replaced only when the export succeeds. "
+            "With --follow, items are written as the nodes store them (JSON lines), "
+            "each once across restarts of the follower (its cursor is kept in Redis), "
+            "until the crawl is finished; FEED_EXPORT_BATCH_ITEM_COUNT with "
+            "%(batch_id)d in FILE rotates the file, and CRAWLER_EXPORT_TRIM empties "
+            "exported items in Redis."
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
         parser.add_argument("-o", "--output", metavar="FILE", help="feed file to write")
         parser.add_argument("-t", "--format", metavar="FORMAT", help="override the format")
+        parser.add_argument(
+            "--follow",
+            action="store_true",
+            help="write items as they are stored, until the crawl is finished",
+        )
+        parser.add_argument(
+            "--cursor",
+            metavar="NAME",
+            help="name of the follower's cursor in Redis (default: the output path)",
+        )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("name one spider whose items to export")
         if not opts.output:
             raise UsageError("give the output file with -o FILE")
+        if opts.cursor and not opts.follow:
+            raise UsageError("--cursor goes with --follow")
+        if opts.follow:
+            follow = lambda: self._follow(args[0], opts.output, opts.format, opts.cursor)  # noqa: E731
+            run_guarded(self, follow, role="follower")
+            return
         run_guarded(self, lambda: self._run(args[0], opts.output, opts.format))
+
+    def _follow(self, name: str, output: str, fmt: str | None, cursor: str | None) -> None:
+        assert self.settings is not None
+        crawl = open_crawl(self.settings, name)
+        settings = crawl.crawler.settings
+        fmt = fmt or Path(output).suffix.lstrip(".").lower()
+        if fmt not in ("jsonl", "jsonlines"):
+            raise CommandFailed(
+                f"--follow writes JSON lines, one item per line, so that a follower "
+                f"restarted after a crash can go on where it stopped; {output!r} asks "
+                f"for {fmt!r}: name a .jsonl file (or -t jsonlines)"
+            )
+        batch = settings.getint("FEED_EXPORT_BATCH_ITEM_COUNT")
+        if batch and "%(batch_id)" not in output:
+            raise CommandFailed(
+                f"FEED_EXPORT_BATCH_ITEM_COUNT={batch} writes one file per batch: put "
+                f"%(batch_id)d in the output name, e.g. items-%(batch_id)d.jsonl ({output!r})"
+            )
+        client = sync_client(crawl.url)
+        keys = crawl.config.keys
+
+        def make_exporter(handle: Any) -> JsonLinesItemExporter:
+            exporter = JsonLinesItemExporter(
+                handle,
+                encoding=settings.get("FEED_EXPORT_ENCODING"),
+                fields_to_export=settings.getlist("FEED_EXPORT_FIELDS") or None,
+            )
+            cast(Any, exporter).encoder = _SurrogateEscaping(exporter.encoder)
+            return exporter
+
+        def finished() -> bool:
+            snap = snapshot(client, keys)
+            return bool(
+                snap["nodes"]
+                and not snap["live_nodes"]
+                and not (snap["queued"] or snap["in_flight"] or snap["start_urls"])
+            )
+
+        follower = Follower(
+            client,
+            keys,
+            crawl.config.partitions(),
+            output,
+            cursor or str(Path(output).resolve()),
+            batch,
+            settings.getbool("CRAWLER_EXPORT_TRIM"),
+            make_exporter,
+            finished,
+        )
+        print(
+            f"following crawl {crawl.config.name!r} on {redact(crawl.url)} into {output}",
+            file=sys.stderr,
+        )
+        try:
+            count = follower.run()
+        except (RuntimeError, ValueError) as exc:
+            raise CommandFailed(str(exc)) from None
+        finally:
+            client.close()
+        state = "stopped" if follower.stop else "the crawl is finished"
+        print(f"wrote {count} items to {output}; {state}", file=sys.stderr)
 
     def _run(self, name: str, output: str, fmt: str | None) -> None:
         assert self.settings is not None
@@ -75,10 +159,11 @@ class Command(CrawlCommand):
                 )
                 exporter.start_exporting()
                 client = sync_client(crawl.url)
+                trimmed = [0]
                 stored = (
                     item
                     for keys in crawl.config.partitions()
-                    for item in _stored_items(client, keys.items)
+                    for item in _stored_items(client, keys.items, trimmed)
                 )
                 count = _export(exporter, stored)
                 client.close()
@@ -92,16 +177,26 @@ class Command(CrawlCommand):
             f"{redact(crawl.url)} to {output} ({fmt})",
             file=sys.stderr,
         )
+        if trimmed[0]:
+            print(
+                f"note: {trimmed[0]} items were trimmed from Redis after a follower "
+                "(export --follow with CRAWLER_EXPORT_TRIM) wrote them; they are in its "
+                "files, not in this one",
+                file=sys.stderr,
+            )
 
 
-def _stored_items(client: redis.Redis, key: str) -> Iterator[Any]:
-    """The items in the item hash, decoded a page of HSCAN at a time."""
+def _stored_items(client: redis.Redis, key: str, trimmed: list[int]) -> Iterator[Any]:
+    """The items in the item hash, decoded a page of HSCAN at a time;
+    *trimmed* counts those a follower emptied."""
     cursor = 0
     while True:
         cursor, page = cast(
             tuple[int, dict[bytes, bytes]], client.hscan(key, cursor, count=_SCAN_COUNT)
         )
-        yield from _decode_page(list(page.values()))
+        values = [v for v in page.values() if v]
+        trimmed[0] += len(page) - len(values)
+        yield from _decode_page(values)
         if cursor == 0:
             return
 

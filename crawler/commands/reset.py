@@ -28,6 +28,8 @@ def crawl_keys(client: Any, keys: Keys) -> list[str]:
         keys.control,
         keys.clusterstats,
         keys.items,
+        keys.itemlog,
+        keys.export,
         keys.stats,
         keys.dead,
         keys.commit_seqs,

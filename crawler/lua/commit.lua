@@ -33,7 +33,9 @@
 --           An entry "" only marks its fingerprint seen, queuing nothing
 --           (scrapy migrate); one already seen counts in the returned
 --           duplicates, not in the duplicates stat.
---   items:  count, then per item: item id, item JSON (first write wins)
+--   items:  count, the KEYS index of {N}:itemlog (0 when count is 0), then
+--           per item: item id, item JSON (first write wins); a new item's
+--           id is appended to the item log (read by export --follow)
 --   policy: the politeness policy (JSON, see _polite.lua), not counted
 --   starts: count, then per request sent: domain, delay factor (jitter)
 --   unblocks: count, then per request finished unsent: domain
@@ -69,10 +71,14 @@ end
 -- A script that fails midway keeps what it wrote, so the keys whose type a
 -- user could have broken (a dead-letter list overwritten, say) are checked
 -- before anything is written: a refused commit changes nothing.
+local function items_at()
+  local j = 4
+  return j + tonumber(ARGV[j]) + 3 + 2
+end
 local function sections()
   local j = 4
   j = j + tonumber(ARGV[j]) + 3 + 2  -- bloom layers, capacity, rate; pushes
-  local nitems = tonumber(ARGV[j]); j = j + 1 + 2 * nitems + 1  -- items, policy
+  local nitems = tonumber(ARGV[j]); j = j + 2 + 2 * nitems + 1  -- items, policy
   j = j + 1 + 2 * tonumber(ARGV[j])  -- starts
   j = j + 1 + tonumber(ARGV[j])  -- unblocks
   j = j + 1 + 2 * tonumber(ARGV[j])  -- backoffs
@@ -91,6 +97,7 @@ do
   local nitems, nfinished, ndeads = sections()
   local wrong = check_type(stats, 'hash') or check_type(KEYS[7], 'hash')
     or (nitems > 0 and check_type(items, 'hash'))
+    or (nitems > 0 and check_type(KEYS[tonumber(ARGV[items_at() + 1])], 'stream'))
     or (nfinished + ndeads > 0 and check_type(held, 'hash'))
     or (ndeads > 0 and check_type(dead, 'list'))
   if wrong then return wrong end
@@ -283,8 +290,10 @@ end
 
 local items_new, items_dup = 0, 0
 n = tonumber(ARGV[i]); i = i + 1
+local itemlog = KEYS[tonumber(ARGV[i])]; i = i + 1
 for _ = 1, n do
   if redis.call('HSETNX', items, ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('XADD', itemlog, '*', 'i', ARGV[i])
     items_new = items_new + 1
   else
     items_dup = items_dup + 1

@@ -1,0 +1,213 @@
+"""``scrapy export SPIDER -o FILE --follow``: items streamed out of Redis as
+they are stored, each written once, across restarts of the follower.
+
+Each commit that stores a new item also appends its id to its partition's
+item log, ``{P}:itemlog`` (a Redis stream, ``crawler/lua/commit.lua``). The
+follower reads the logs on from a cursor, fetches the items, writes them
+with Scrapy's JSON lines exporter, flushes and fsyncs the file, and only then
+stores its cursor in ``{NAME}:export`` (one field per cursor, named by
+``--cursor``, by default the output path): the log positions, the batch
+file and its length. A follower restarted after a crash cuts the file back
+to the stored length and reads on from the stored positions, so what it
+wrote after its last cursor is written again, once.
+
+``FEED_EXPORT_BATCH_ITEM_COUNT`` with ``%(batch_id)d`` in FILE rotates the
+output as Scrapy's feed batching does (batch ids from 1).
+
+``CRAWLER_EXPORT_TRIM``: once the cursor is stored, the exported items'
+values are emptied in Redis (the id stays, so an item stored again after a
+node's crash is still known and not exported twice) and the log is trimmed
+up to the cursor. A crawl that never ends then holds a few dozen bytes per
+exported item instead of the item.
+
+The follower exits once the crawl is finished (it had nodes, none is left
+running, nothing is queued or in flight) and everything stored is written;
+a crawl kept alive (``CRAWLER_KEEP_ALIVE``) is followed until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from crawler.keys import Keys
+
+#: Log entries read per partition per round.
+_READ = 1000
+#: How long to wait when nothing new was stored.
+_IDLE = 0.5
+#: How often a follower with nothing to do checks whether the crawl finished.
+_FINISHED_EVERY = 2.0
+
+
+class Cursor:
+    """Where a follower is: a position in each partition's item log, the
+    current batch file (its id and how many items and bytes it holds)."""
+
+    def __init__(self, raw: bytes | None, parts: int) -> None:
+        state = json.loads(raw) if raw else {}
+        self.positions: list[str] = list(state.get("positions") or ["0-0"] * parts)
+        if len(self.positions) != parts:
+            raise ValueError(
+                f"the stored cursor has {len(self.positions)} partitions, the crawl {parts}"
+            )
+        self.batch = int(state.get("batch", 1))
+        self.in_batch = int(state.get("in_batch", 0))
+        self.length = int(state.get("length", 0))
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "positions": self.positions,
+                "batch": self.batch,
+                "in_batch": self.in_batch,
+                "length": self.length,
+                "time": time.time(),
+            }
+        )
+
+
+class Follower:
+    """Streams a crawl's items into FILE (``%(batch_id)d`` for batches)."""
+
+    def __init__(
+        self,
+        client: Any,
+        keys: Keys,
+        parts: list[Keys],
+        output: str,
+        cursor_name: str,
+        batch_items: int,
+        trim: bool,
+        make_exporter: Callable[[Any], Any],
+        finished: Callable[[], bool],
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.parts = parts
+        self.output = output
+        self.cursor_name = cursor_name
+        self.batch_items = batch_items
+        self.trim = trim
+        self.make_exporter = make_exporter
+        self.finished = finished
+        self.written = 0
+        self.stop = False
+        self._handle: Any = None
+        self._exporter: Any = None
+        self._path: Path | None = None
+
+    def path(self, batch: int) -> Path:
+        if "%(batch_id)" in self.output:
+            return Path(self.output % {"batch_id": batch})
+        return Path(self.output)
+
+    def run(self) -> int:
+        """Follow until the crawl is finished (or SIGINT/SIGTERM); the number
+        of items written by this run."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        cursor = Cursor(self.client.hget(self.keys.export, self.cursor_name), len(self.parts))
+        self._open(cursor)
+        last_check, done = 0.0, False
+        try:
+            while not self.stop:
+                got = self._round(cursor)
+                if got:
+                    continue
+                if done:
+                    break  # finished, and a last round found nothing more
+                if time.monotonic() - last_check >= _FINISHED_EVERY:
+                    last_check = time.monotonic()
+                    done = self.finished()
+                    if done:
+                        continue
+                time.sleep(_IDLE)
+        finally:
+            self._close()
+        return self.written
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def _open(self, cursor: Cursor) -> None:
+        """Open the cursor's batch file, cut back to what the cursor counts."""
+        path = self.path(cursor.batch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "r+b" if path.exists() else "w+b")
+        size = handle.seek(0, os.SEEK_END)
+        if size > cursor.length:
+            print(
+                f"{path}: cutting {size - cursor.length} bytes written after the last "
+                "stored cursor (they are written again)",
+                file=sys.stderr,
+            )
+        elif size < cursor.length:
+            raise RuntimeError(
+                f"{path} holds {size} bytes but the cursor {self.cursor_name!r} says "
+                f"{cursor.length} were written: the file was changed or replaced; move "
+                "it away and follow with a new --cursor, or restore it"
+            )
+        handle.truncate(cursor.length)
+        handle.seek(cursor.length)
+        self._handle, self._path = handle, path
+        self._exporter = self.make_exporter(handle)
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def _round(self, cursor: Cursor) -> int:
+        """Read each partition's log on from the cursor, write what it names,
+        store the cursor; the number of log entries read."""
+        read = 0
+        for p, part in enumerate(self.parts):
+            entries = self.client.xrange(part.itemlog, min=f"({cursor.positions[p]}", count=_READ)
+            if not entries:
+                continue
+            ids = [fields[b"i"] for _, fields in entries]
+            values = self.client.hmget(part.items, ids)
+            exported = []
+            for item_id, value in zip(ids, values, strict=True):
+                if value:  # empty: trimmed by an earlier follower's cursor
+                    self._write(cursor, json.loads(value))
+                    exported.append(item_id)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            cursor.positions[p] = entries[-1][0].decode()
+            cursor.length = self._handle.tell()
+            self.client.hset(self.keys.export, self.cursor_name, cursor.dumps())
+            if self.trim:
+                self._trim(part, exported, cursor.positions[p])
+            read += len(entries)
+        return read
+
+    def _write(self, cursor: Cursor, item: Any) -> None:
+        if self.batch_items and cursor.in_batch >= self.batch_items:
+            # The batch is full: the next file, from its start.
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._close()
+            cursor.batch, cursor.in_batch, cursor.length = cursor.batch + 1, 0, 0
+            path = self.path(cursor.batch)
+            if path.exists() and path.stat().st_size:
+                path.unlink()  # a batch begun before a crash: written again
+            self._open(cursor)
+        self._exporter.export_item(item)
+        cursor.in_batch += 1
+        self.written += 1
+
+    def _trim(self, part: Keys, exported: list[bytes], position: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for item_id in exported:
+            # Kept as an empty value: the id still counts as stored.
+            pipe.hset(part.items, item_id, b"")
+        pipe.xtrim(part.itemlog, minid=position, approximate=False)
+        pipe.execute()
