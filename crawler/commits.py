@@ -75,6 +75,13 @@ class CommitPipeline:
         unsent = int(self.starts.due()) + len(self.frontier.deferred())
         return len(self.batch) + sum(len(chunk) for _, chunk in self.pending) + unsent
 
+    def settled(self) -> bool:
+        """Redis has every acknowledgement this node made and its current
+        start report (new requests and items may still be on their way)."""
+        if self.starts.due():
+            return False
+        return not any(b.acks or b.raws or any(lid for lid, _ in b.deads) for b in self.batches())
+
     def batches(self) -> list[Batch]:
         """Every batch not yet written, the open one included."""
         return [chunk for _, chunk in self.pending] + [self.batch, self.frontier.deferred()]

@@ -84,6 +84,12 @@ class PartitionedFrontier:
         if not seq or seq != self._seq:
             self._calls, self._held = self._compose(batch, began)
             self._seq = seq
+        else:
+            # Sent again: with the node's start report as it is now (the
+            # node takes it as applied), which a replay takes too.
+            self._reports = _split_reports(began)
+            for p in self._reports:
+                self._calls.setdefault(p, Batch())
         order = sorted(self._calls)
         done = await asyncio.gather(
             *(self.parts[p].commit(self._calls[p], seq, self._reports.get(p, "")) for p in order)
@@ -238,8 +244,11 @@ class PartitionedFrontier:
     async def cluster_stats(self, names: list[str]) -> list[int]:
         return await self.parts[0].cluster_stats(names)
 
-    async def run_started(self, lease_ms: int) -> float:
-        return await self.parts[0].run_started(lease_ms)
+    async def run_state(self, names: list[str]) -> tuple[dict[Any, Any], ...]:
+        return await self.parts[0].run_state(names)
+
+    async def new_run(self, record: dict[str, Any]) -> None:
+        await self.parts[0].new_run(record)
 
     async def seen_key_names(self) -> list[str]:
         got = await asyncio.gather(*(part.seen_key_names() for part in self.parts))

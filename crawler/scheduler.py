@@ -190,9 +190,10 @@ class RedisScheduler(BaseScheduler):
             self._alone = (lease_id, True)
             starts.isolate(0)  # nothing else starts until it is acknowledged
             logger.info(
-                "Running %s alone: its holders died %d times.",
+                "Running %s alone: its last delivery before the dead letters "
+                "(CRAWLER_MAX_DELIVERIES=%d).",
                 request,
-                self.config.max_deliveries - 1,
+                self.config.max_deliveries,
             )
         return request
 
@@ -205,7 +206,7 @@ class RedisScheduler(BaseScheduler):
         if self._alone is not None and self._alone[1]:
             if self._alone[0] in self.active.values():
                 return False  # the engine asks again once it is done
-            if len(worker.commits):
+            if not worker.commits.settled():
                 starts.refused = True  # woken once it is acknowledged
                 return False
             self._alone = None
@@ -217,10 +218,15 @@ class RedisScheduler(BaseScheduler):
                 starts.isolate(None)
             return True
         self._alone = (alone, False)
-        starts.isolate(1, alone)
         if self.active:
-            return False  # the engine asks again as each finishes
-        if len(worker.commits):
+            # Nothing more may start meanwhile; the engine asks again as
+            # each finishes.
+            starts.isolate(0)
+            return False
+        # A window of 1 once nothing else is unacknowledged: Redis then
+        # counts this request alone if the node dies.
+        starts.isolate(1, alone)
+        if not worker.commits.settled():
             starts.refused = True  # woken once the window of 1 is in Redis
             return False
         return True

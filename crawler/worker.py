@@ -245,9 +245,13 @@ class Worker:
         """Write everything queued so far (see ``crawler.commits``)."""
         await self.commits.flush()
         starts = self.commits.starts
+        if starts.refused and len(self.frontier.deferred()) and not self.commits.settled():
+            # Acknowledgements held back a commit (partitions): a hand-out
+            # waits for them, so send them now.
+            await self.commits.flush()
         # A hand-out waiting for a report, or for everything to be
         # acknowledged (a request running alone, crawler.scheduler).
-        if starts.refused and (not len(self.commits) or starts.may_hand_out()):
+        if starts.refused and (self.commits.settled() or starts.may_hand_out()):
             starts.refused = False
             self.engine.wake()
         await self.pauses.refresh(self.frontier, self.commits.last)

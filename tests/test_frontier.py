@@ -168,6 +168,46 @@ def test_poison_request_is_dead_lettered_after_max_deliveries(redis_url, rclient
     assert int(rclient.hget(KEYS.stats, "queued")) == 0
 
 
+def test_only_a_request_run_alone_reaches_max_on_an_inferred_start(redis_url, rclient):
+    """A reclaim counts a delivery for held requests above the node's last
+    start report, up to its window: they may have started unreported. With
+    a window above 1 that is a guess, so it never takes a request to MAX:
+    a good request waiting behind a poison one (found by review: it was
+    dead-lettered) keeps its last delivery, which runs alone, under a
+    window of 1, where the count is exact."""
+
+    async def crash(node_id: str, want: int, report: str) -> list[str]:
+        node = await frontier(redis_url, node_id)
+        leased = await node.lease(want, 50)
+        ids = [lid for lid, _, _ in leased.entries]
+        await node.commit(Batch(), began=report.format(*ids))
+        await asyncio.sleep(0.1)
+        reaper = await frontier(redis_url, "reaper")
+        await reaper.reclaim_expired(3)
+        for f in (node, reaper):
+            await f.client.aclose()
+        return urls(leased)
+
+    async def scenario():
+        seeder = await frontier(redis_url, "seed")
+        await seeder.commit(Batch(pushes=[push("http://a/poison", 5), push("http://b/good", 4)]))
+        await seeder.client.aclose()
+        # Three crashes with both above the report, window 2: a guess each
+        # time; both stop at MAX - 1.
+        for n in range(3):
+            got = await crash(f"v{n}", 2, "0|2")
+            assert got == ["http://a/poison", "http://b/good"]
+        # The poison's last delivery runs alone: window 1, it kills the node.
+        assert await crash("alone", 1, "0|1") == ["http://a/poison"]
+
+    run(scenario())
+    letters = [json.loads(x) for x in rclient.lrange(KEYS.dead, 0, -1)]
+    assert [json.loads(d["entry"])["url"] for d in letters] == ["http://a/poison"]
+    assert "delivered 3 times" in letters[0]["reason"]
+    (good,) = rclient.lrange(KEYS.queue(4), 0, -1)
+    assert good.startswith(b"2|")  # at MAX - 1: its next delivery runs alone
+
+
 def test_codec_round_trip_and_refuses_what_could_run_code():
     spider = DemoSpider()
     request = Request(

@@ -45,12 +45,16 @@ end
 local report = redis.call('HGET', KEYS[7], 'began:' .. node) or '0|0'
 local began, window = string.match(report, '^(%d+)|(%d+)$')
 began, window = tonumber(began or 0), tonumber(window or 0)
+-- Those only inferred to have started (above the report) may not have: with
+-- a window above 1 they never reach MAX on that count (a request on its
+-- last delivery runs alone, under a window of 1, and then counts in full).
 local later = {}
 for k = 8, #ARGV, 2 do
   if tonumber(ARGV[k]) > began then later[#later + 1] = tonumber(ARGV[k]) end
 end
 table.sort(later)
-if window > 0 and #later > 0 then began = later[math.min(window, #later)] end
+local reported, inferred = began, began
+if window > 0 and #later > 0 then inferred = later[math.min(window, #later)] end
 local requeued, deads, gone = 0, 0, 0
 for k = 8, #ARGV, 2 do
   local value = redis.call('HGET', held, ARGV[k])
@@ -77,8 +81,12 @@ for k = 8, #ARGV, 2 do
         node = node, time = now / 1000}))
       deads = deads + 1
     else
-      local d = tonumber(deliveries)
-      if mode == 'expired' and tonumber(ARGV[k]) <= began then d = d + 1 end
+      local d, id = tonumber(deliveries), tonumber(ARGV[k])
+      if mode == 'expired' and id <= reported then
+        d = d + 1
+      elseif mode == 'expired' and id <= inferred and (window == 1 or d + 1 < max) then
+        d = d + 1
+      end
       if mode == 'expired' and d >= max then
         redis.call('RPUSH', dead, cjson.encode({
           reason = 'delivered ' .. d .. ' times to nodes that died holding it (poison request?)',
