@@ -9,8 +9,13 @@ limit in all) and time out N times over as nodes join late. Here:
   (``item_scraped_count``, ``spider_exceptions/count``), which every node
   adds to ``{N}:clusterstats``; each node reads the sums back and closes
   once one reaches its limit;
-* the timeout runs from the start of the earliest node still in the crawl,
-  so a node that joins late closes with the others.
+* all count from the start of the crawl's current *run*: a node that finds
+  no other node live begins one (``{N}:run``: its start by Redis's clock,
+  and the counted stats then), a node that joins a live crawl joins its
+  run; so a node that joins late closes with the others, and a crawl
+  started again after it stopped counts afresh, as Scrapy does per process.
+  A node killed -9 counts as live for a lease (``CRAWLER_LEASE_TIME``), so
+  nodes restarted within it continue its run.
 
 Every node closes with Scrapy's reason (``closespider_itemcount``, …). What
 was in progress then finishes, as with Scrapy's extension, so the totals
@@ -65,14 +70,29 @@ class ClusterLimits:
         self.frontier = frontier
         self.limits = limits
         self.lease_ms = lease_ms
-        self.deadline = 0.0  # time.time() at which the crawl times out (0: never)
+        self.deadline = 0.0  # time.monotonic() at which the run times out (0: never)
+        self.base: dict[str, int] = {}  # the counted stats when the run began
         self._checked = 0.0
 
     async def start(self) -> None:
-        """Fix the timeout's deadline from the earliest live node's start."""
+        """Join the crawl's current run, or begin one if no other node is
+        live: the run's start (Redis clock) and its counted stats then."""
+        if not (self.limits.counts or self.limits.timeout):
+            return
+        stats = [stat for stat, *_ in self.limits.counts]
+        infos, beats, run, totals = await self.frontier.run_state(stats)
+        now = time.monotonic()
+        me = self.frontier.node.encode()
+        own = int(beats.get(me, 0))  # our heartbeat just now, by Redis's clock
+        others = {n: b for n, b in beats.items() if n != me}
+        if b"started" not in run or not live_nodes(infos, others, own, self.lease_ms):
+            run = {b"started": str(own).encode()}
+            run.update({f"base:{s}".encode(): totals.get(s) or b"0" for s in stats})
+            await self.frontier.new_run({k.decode(): v for k, v in run.items()})
+        self.base = {s: int(float(run.get(f"base:{s}".encode(), 0))) for s in stats}
         if self.limits.timeout > 0:
-            started = await self.frontier.run_started(self.lease_ms)
-            self.deadline = min(started, time.time()) + self.limits.timeout
+            ran = max(own - int(run[b"started"]), 0) / 1000
+            self.deadline = now + self.limits.timeout - ran
 
     def due(self, now: float) -> bool:
         """Whether the counted limits should be checked now (*now*:
@@ -85,40 +105,34 @@ class ClusterLimits:
         return True
 
     def timed_out(self) -> str | None:
-        if self.deadline and time.time() >= self.deadline:
-            return f"the crawl ran for CLOSESPIDER_TIMEOUT={self.limits.timeout:g}s"
+        if self.deadline and time.monotonic() >= self.deadline:
+            return f"the crawl's run lasted CLOSESPIDER_TIMEOUT={self.limits.timeout:g}s"
         return None
 
     async def reached(self) -> tuple[str, str] | None:
         """(Scrapy's close reason, why) once a counted limit is reached by
-        the cluster's totals (read after this node added its own)."""
+        the cluster's totals in this run (read after this node added its own)."""
         if not self.limits.counts:
             return None
         totals = await self.frontier.cluster_stats([stat for stat, *_ in self.limits.counts])
         for (stat, limit, name, reason), total in zip(self.limits.counts, totals, strict=True):
-            if total >= limit:
-                return reason, f"the cluster's {stat} is {total} ({name}={limit})"
+            ran = total - self.base.get(stat, 0)
+            if ran >= limit:
+                return reason, f"the cluster's {stat} in this run is {ran} ({name}={limit})"
         return None
 
 
-def earliest_live_start(infos: dict[Any, Any], beats: dict[Any, Any], lease_ms: int) -> float:
-    """The earliest start (time.time()) of the nodes whose last heartbeat is
-    within a lease of the latest one, as ``{N}:nodeinfo`` and ``{N}:nodebeat``
-    hold them; 0.0 when there is none."""
-    if not beats:
-        return 0.0
-    latest = max(int(b) for b in beats.values())
-    starts = []
+def live_nodes(infos: dict[Any, Any], beats: dict[Any, Any], now_ms: int, lease_ms: int) -> int:
+    """How many nodes of ``{N}:nodeinfo`` are running or paused with a
+    heartbeat (``{N}:nodebeat``, Redis clock) within a lease of *now_ms*."""
+    live = 0
     for node, beat in beats.items():
         raw = infos.get(node)
-        if raw is None or int(beat) < latest - lease_ms:
+        if raw is None or int(beat) < now_ms - lease_ms:
             continue
         try:
-            info = json.loads(raw)
-        except ValueError:
+            state = json.loads(raw).get("state")
+        except (ValueError, AttributeError):
             continue
-        if info.get("state") in ("running", "paused") and isinstance(
-            info.get("started"), int | float
-        ):
-            starts.append(float(info["started"]))
-    return min(starts, default=0.0)
+        live += state in ("running", "paused")
+    return live

@@ -12,7 +12,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from crawler.closelimits import earliest_live_start
 from crawler.exceptions import ConfigError
 from crawler.fingerprints import SeenConfig, bloom_hashes, seen_member
 from crawler.keys import CRAWLS_KEY, Keys
@@ -348,13 +347,23 @@ class Frontier:
         values = await self._rt(self.client.hmget(self.keys.clusterstats, names))
         return [int(float(v)) if v else 0 for v in values]
 
-    async def run_started(self, lease_ms: int) -> float:
-        """When the earliest node still in the crawl started (time.time())."""
+    async def run_state(self, names: list[str]) -> tuple[dict[Any, Any], ...]:
+        """(nodeinfo, nodebeat, the run's record, these Scrapy stats summed)."""
+        k = self.keys
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.nodeinfo)
-            pipe.hgetall(self.keys.nodebeat)
-            infos, beats = await self._rt(pipe.execute())
-        return earliest_live_start(infos, beats, lease_ms)
+            pipe.hgetall(k.nodeinfo)
+            pipe.hgetall(k.nodebeat)
+            pipe.hgetall(k.run)
+            pipe.hmget(k.clusterstats, names or ["-"])
+            infos, beats, run, totals = await self._rt(pipe.execute())
+        return infos, beats, run, dict(zip(names, totals, strict=False))
+
+    async def new_run(self, record: dict[str, Any]) -> None:
+        """Record a new run of the crawl (crawler.closelimits)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.delete(self.keys.run)
+            pipe.hset(self.keys.run, mapping=record)
+            await self._rt(pipe.execute())
 
     async def register(self) -> None:
         """List this crawl in the Redis-wide registry of crawls."""

@@ -31,6 +31,9 @@ where the domain is the request's Scrapy download slot)::
                                  Redis clock); kept after it leaves or is lost.
     {NAME}:control        HASH   paused = 1 while the crawl is paused.
     {NAME}:clusterstats   HASH   every node's Scrapy stats, summed (HINCRBY).
+    {NAME}:run            HASH   the current run, for the cluster's CLOSESPIDER_*
+                                 limits: started (ms, Redis clock), and
+                                 base:<stat>, each counted stat at its start.
     {NAME}:seen:<shard>   SET    seen fingerprints: the first 8 bytes of
                                  Scrapy's fingerprint as a signed 64-bit
                                  integer (intset encoding), sharded.
@@ -159,6 +162,10 @@ class Keys:
     @property
     def items(self) -> str:
         return f"{self.tag}:items"
+
+    @property
+    def run(self) -> str:
+        return f"{self.tag}:run"
 
     @property
     def itemlog(self) -> str:

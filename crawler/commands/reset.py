@@ -27,6 +27,7 @@ def crawl_keys(client: Any, keys: Keys) -> list[str]:
         keys.nodebeat,
         keys.control,
         keys.clusterstats,
+        keys.run,
         keys.items,
         keys.itemlog,
         keys.export,
