@@ -55,6 +55,8 @@ _NODE_PY: tuple[str, ...] = ("get", "set", "hset", "hsetnx", "hkeys", "sadd", "m
 _NODE_PY += ("watch", "discard")
 # The dashboard's time series (crawler.timeseries).
 _NODE_PY += ("rpush", "ltrim", "pexpire")
+# A finished crawl's time to live (crawler.jobs).
+_NODE_PY += ("pttl", "persist", "zrange", "hkeys")
 _FOLLOW_PY = ("xrange", "hset", "xtrim")  # crawler.follow
 _ADMIN_PY = ("unlink", "scan", "srem", "sscan", "hdel", *_FOLLOW_PY)
 

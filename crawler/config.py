@@ -93,6 +93,7 @@ class CrawlConfig:
     backoff_retries: int
     concurrency: int = 16  # CONCURRENT_REQUESTS: requests a node processes at once
     partition_count: int = 1  # CRAWLER_PARTITIONS, for a crawl that has none recorded
+    crawl_ttl: float = 0.0  # CRAWLER_CRAWL_TTL (crawler.jobs)
     # CLOSESPIDER_* counted over the cluster (crawler.closelimits)
     close_limits: CloseLimits = field(default_factory=CloseLimits)
     # The crawl's partition tags as recorded in Redis (crawler.partitions);
@@ -152,4 +153,5 @@ class CrawlConfig:
             concurrency=settings.getint("CONCURRENT_REQUESTS", 16),
             partition_count=_positive(settings, "CRAWLER_PARTITIONS", int),
             close_limits=CloseLimits.from_settings(settings),
+            crawl_ttl=max(float(_get(settings, "CRAWLER_CRAWL_TTL")), 0.0),
         )

@@ -32,6 +32,11 @@ CRAWLER_BLOOM_ERROR_RATE = 0.0001
 #: Two crawls of the same spider can share one Redis with different names.
 CRAWLER_CRAWL_NAME = ""
 
+#: Seconds a finished crawl's keys live on once a node exits because the whole
+#: crawl is finished; 0: kept until ``scrapy reset``. A node or ``scrapy seed``
+#: that finds them expiring keeps them again (crawler.jobs).
+CRAWLER_CRAWL_TTL = 0.0
+
 #: Hours of samples each node keeps in its time series for ``scrapy
 #: dashboard``'s charts (crawler.timeseries); older ones are dropped.
 CRAWLER_DASHBOARD_HISTORY_HOURS = 6.0

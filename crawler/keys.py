@@ -163,6 +163,10 @@ class Keys:
     def items(self) -> str:
         return f"{self.tag}:items"
 
+    def series(self, node: str) -> str:
+        """The node's time series for the dashboard (crawler.timeseries)."""
+        return f"{self.tag}:ts:{node}"
+
     @property
     def run(self) -> str:
         return f"{self.tag}:run"

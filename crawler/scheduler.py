@@ -13,6 +13,7 @@ Every method Scrapy calls works on memory only (see ``crawler.worker``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -39,6 +40,7 @@ from crawler.failures import FailureWatch
 from crawler.fingerprints import start_fingerprint
 from crawler.frontier import dead_letter, item_letter
 from crawler.itemids import ItemIds
+from crawler.jobs import expire_crawl, persist_if_expiring
 from crawler.localseen import LocalSeen
 from crawler.partfrontier import make_frontier
 from crawler.politeness import request_entry
@@ -119,11 +121,20 @@ class RedisScheduler(BaseScheduler):
         self.events = events = DownloadEvents(cfg.policy, worker, self.active.get)
         self.crawler.signals.connect(events.reached_downloader, signals.request_reached_downloader)
         self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
+        await asyncio.to_thread(self._keep)
         await frontier.register()
         await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
         await worker.limits.start()
         worker.start()
         logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
+
+    def _keep(self) -> None:
+        """A crawl set to expire (CRAWLER_CRAWL_TTL) that a node joins is kept."""
+        client = sync_client(self.url)
+        try:
+            persist_if_expiring(client, self.config.partitions())
+        finally:
+            client.close()
 
     def close(self, reason: str) -> Deferred[None]:
         return deferred_from_coro(self._close(reason))
@@ -136,6 +147,25 @@ class RedisScheduler(BaseScheduler):
         self._reap()
         await worker.close()
         logger.info("Node %s left crawl %r (%s)", self.node, self.config.name, reason)
+        if self.config.crawl_ttl and worker.completion.finished:
+            await asyncio.to_thread(self._expire)
+
+    def _expire(self) -> None:
+        """The whole crawl is finished: its keys live CRAWLER_CRAWL_TTL more."""
+        ttl = self.config.crawl_ttl
+        client = sync_client(self.url)
+        try:
+            found = expire_crawl(client, self.config.partitions(), ttl)
+            logger.info(
+                "Crawl %r expires in %gs (CRAWLER_CRAWL_TTL): %d keys.",
+                self.config.name,
+                ttl,
+                found,
+            )
+        except Exception as exc:  # the crawl stays; say so
+            logger.error("Could not set crawl %r to expire: %s", self.config.name, exc)
+        finally:
+            client.close()
 
     def has_pending_requests(self) -> bool:
         return bool(self.worker and self.worker.leases.ready)

@@ -39,7 +39,7 @@ FIELDS = ("pages", "items", "queued", "dead")
 
 
 def series_key(keys: Keys, node: str) -> str:
-    return f"{keys.tag}:ts:{node}"
+    return keys.series(node)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ _ROLES = {
     "crawl": "node",
     "seed": "seeder",
     "status": "reader",
+    "crawls": "reader",
     "export": "reader",
     "deadletters": "reader",
 }

@@ -11,55 +11,11 @@ from scrapy.exceptions import UsageError
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, open_crawl, run_guarded
 from crawler.connection import sync_client
-from crawler.keys import CRAWLS_KEY, Keys
+from crawler.jobs import crawl_keys
+from crawler.keys import CRAWLS_KEY
 from crawler.status import snapshot
 
 _CHUNK = 1000
-
-
-def crawl_keys(client: Any, keys: Keys) -> list[str]:
-    """Every key of the crawl, found from the crawl's own indexes; only the
-    shared robots.txt copies (which expire anyway) are found by SCAN."""
-    names = [
-        keys.prios,
-        keys.nodes,
-        keys.nodeinfo,
-        keys.nodebeat,
-        keys.control,
-        keys.clusterstats,
-        keys.run,
-        keys.items,
-        keys.itemlog,
-        keys.export,
-        keys.stats,
-        keys.dead,
-        keys.commit_seqs,
-        keys.config,
-        keys.start_urls,
-    ]
-    names += [keys.queue(p.decode()) for p in client.zrange(keys.prios, 0, -1)]
-    nodes = {n.decode() for n in client.zrange(keys.nodes, 0, -1)}
-    nodes |= {n.decode() for n in client.hkeys(keys.nodeinfo)}
-    names += [keys.held(n) for n in sorted(nodes)]
-    names += [keys.parkin(n) for n in sorted(nodes)]
-    names += [keys.seen(shard) for shard in range(keys.seen_shards)]
-    layers = int(client.hget(keys.bloom, "layers") or 0)
-    names += [keys.bloom, *(keys.bloom_layer(n) for n in range(1, layers + 1))]
-    names += [
-        keys.parked,
-        keys.domain_next,
-        keys.domain_busy,
-        keys.backoffs,
-        keys.crawl_delays,
-        keys.auto_delays,
-        keys.domain_pages,
-    ]
-    names += [keys.park(d.decode()) for d in client.zrange(keys.parked, 0, -1)]
-    # robots.txt copies and the dashboard's time series (crawler.timeseries)
-    # expire on their own; the crawl's are found by name.
-    for pattern in (keys.robots("*"), f"{keys.tag}:ts:*"):
-        names += [k.decode() for k in client.scan_iter(match=pattern, count=1000)]
-    return names
 
 
 class Command(CrawlCommand):

@@ -98,6 +98,7 @@ class Seeder:
     async def run(self, lines: Iterator[str]) -> None:
         client = async_client(self.crawl.url)
         frontier = make_frontier(client, self.crawl.config, f"seed-{os.getpid()}")
+        await frontier.register()  # listed by `scrapy crawls` from now on
         pending: list[asyncio.Task[None]] = []
         batch = Batch()
         # Seeding makes no reference cycles worth collecting, and the cyclic
