@@ -10,7 +10,7 @@ import redis
 
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_redis, run_guarded
-from crawler.config import crawl_keys
+from crawler.commands.status import all_crawls
 from crawler.connection import redact, sync_client
 from crawler.jobs import crawl_state
 from crawler.keys import CRAWLS_KEY, Keys
@@ -47,7 +47,7 @@ class Command(CrawlCommand):
         url = open_redis(self.settings)
         client: Any = sync_client(url)
         try:
-            found = [_row(client, keys) for keys in _crawls(client, self.settings)]
+            found = [_row(client, keys) for keys in all_crawls(client, self.settings)]
         finally:
             client.close()
         rows = [row for row in found if row is not None]
@@ -57,11 +57,6 @@ class Command(CrawlCommand):
             print(f"no crawls in {redact(url)}")
         else:
             print(_table(rows))
-
-
-def _crawls(client: Any, settings: Any) -> list[Keys]:
-    names = sorted(n.decode() for n in client.smembers(CRAWLS_KEY))
-    return [crawl_keys(settings, name) for name in names]
 
 
 def _row(client: Any, keys: Keys) -> dict[str, Any] | None:

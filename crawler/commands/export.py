@@ -21,6 +21,7 @@ from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, open_crawl, run_guarded
 from crawler.connection import redact, sync_client
 from crawler.follow import Follower
+from crawler.jobs import crawl_state
 from crawler.status import snapshot
 
 _SCAN_COUNT = 2000
@@ -104,12 +105,7 @@ class Command(CrawlCommand):
             return exporter
 
         def finished() -> bool:
-            snap = snapshot(client, keys)
-            return bool(
-                snap["nodes"]
-                and not snap["live_nodes"]
-                and not (snap["queued"] or snap["in_flight"] or snap["start_urls"])
-            )
+            return crawl_state(snapshot(client, keys)) == "finished"
 
         follower = Follower(
             client,

@@ -44,7 +44,7 @@ class Command(CrawlCommand):
         client: Any = sync_client(url)
         try:
             while True:
-                keys = targets or _all_crawls(client, self.settings)
+                keys = targets or all_crawls(client, self.settings)
                 text = _report(client, keys, url, opts, single=bool(args))
                 if opts.watch and sys.stdout.isatty():
                     sys.stdout.write("\x1b[H\x1b[2J")
@@ -92,6 +92,7 @@ def _number(value: bytes) -> int | float | str:
     return text
 
 
-def _all_crawls(client: Any, settings: Any) -> list[Keys]:
+def all_crawls(client: Any, settings: Any) -> list[Keys]:
+    """The key names of every crawl registered in this Redis."""
     names = sorted(n.decode() for n in client.smembers(CRAWLS_KEY))
     return [crawl_keys(settings, name) for name in names]
