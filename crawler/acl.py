@@ -35,6 +35,7 @@ _CONNECT = (
     "command",
 )
 _READ = (
+    "exists",
     "hget",
     "hgetall",
     "hlen",
@@ -42,6 +43,7 @@ _READ = (
     "hscan",
     "llen",
     "lrange",
+    "pttl",
     "scard",
     "smembers",
     "time",

@@ -33,8 +33,9 @@ CRAWLER_BLOOM_ERROR_RATE = 0.0001
 CRAWLER_CRAWL_NAME = ""
 
 #: Seconds a finished crawl's keys live on once a node exits because the whole
-#: crawl is finished; 0: kept until ``scrapy reset``. A node or ``scrapy seed``
-#: that finds them expiring keeps them again (crawler.jobs).
+#: crawl is finished; 0: kept until ``scrapy reset``. A node that joins the
+#: crawl before then keeps them again (crawler.jobs); ``scrapy seed`` alone
+#: does not.
 CRAWLER_CRAWL_TTL = 0.0
 
 #: Hours of samples each node keeps in its time series for ``scrapy

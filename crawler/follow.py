@@ -44,6 +44,8 @@ _READ = 1000
 _IDLE = 0.5
 #: How often a follower with nothing to do checks whether the crawl finished.
 _FINISHED_EVERY = 2.0
+#: How often a waiting follower says what it waits for.
+_SAY_EVERY = 30.0
 
 
 class Cursor:
@@ -86,7 +88,7 @@ class Follower:
         batch_items: int,
         trim: bool,
         make_exporter: Callable[[Any], Any],
-        finished: Callable[[], bool],
+        state: Callable[[], str],
     ) -> None:
         self.client = client
         self.keys = keys
@@ -96,7 +98,7 @@ class Follower:
         self.batch_items = batch_items
         self.trim = trim
         self.make_exporter = make_exporter
-        self.finished = finished
+        self.state = state  # the crawl's (crawler.jobs.crawl_state)
         self.written = 0
         self.stop = False
         self._handle: Any = None
@@ -113,9 +115,14 @@ class Follower:
         of items written by this run."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        cursor = Cursor(self.client.hget(self.keys.export, self.cursor_name), len(self.parts))
+        raw = self.client.hget(self.keys.export, self.cursor_name)
+        cursor = Cursor(raw, len(self.parts))
+        if raw is None:
+            self._refuse_existing()
+        elif self.trim:
+            self._trim_upto(cursor)  # a follower stopped before trimming
         self._open(cursor)
-        last_check, done = 0.0, False
+        last_check, last_said, done = 0.0, time.monotonic(), False
         try:
             while not self.stop:
                 got = self._round(cursor)
@@ -125,13 +132,37 @@ class Follower:
                     break  # finished, and a last round found nothing more
                 if time.monotonic() - last_check >= _FINISHED_EVERY:
                     last_check = time.monotonic()
-                    done = self.finished()
+                    state = self.state()
+                    done = state == "finished"
                     if done:
                         continue
+                    if time.monotonic() - last_said >= _SAY_EVERY:
+                        last_said = time.monotonic()
+                        print(
+                            f"following: {self.written} items written; the crawl is {state} "
+                            "(this exits once it is finished; Ctrl-C stops it)",
+                            file=sys.stderr,
+                        )
                 time.sleep(_IDLE)
         finally:
             self._close()
         return self.written
+
+    def _refuse_existing(self) -> None:
+        """A new cursor writes from the start: it never cuts an existing file."""
+        path = self.path(1 if self.batch_items else 0)
+        if path.exists() and path.stat().st_size:
+            raise RuntimeError(
+                f"{path} exists and Redis holds no cursor {self.cursor_name!r} for it "
+                "(another output, a cursor reset or expired): move the file away, or "
+                "give --cursor of the follower that wrote it"
+            )
+
+    def _trim_upto(self, cursor: Cursor) -> None:
+        for p, part in enumerate(self.parts):
+            entries = self.client.xrange(part.itemlog, max=cursor.positions[p], count=100_000)
+            if entries:
+                self._trim(part, [fields[b"i"] for _, fields in entries], cursor.positions[p])
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop = True

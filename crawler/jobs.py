@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from crawler.keys import Keys
+from crawler.status import server_time
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +78,22 @@ def all_keys(client: Any, parts: list[Keys]) -> list[str]:
     return [name for part in parts for name in crawl_keys(client, part, scan=False)]
 
 
-def expire_crawl(client: Any, parts: list[Keys], ttl: float) -> int:
-    """Set *ttl* seconds to live on every key of the crawl; how many exist."""
+def expire_crawl(client: Any, parts: list[Keys], ttl: float, node: str) -> int | None:
+    """Set every key of the crawl to expire *ttl* seconds from now, all at
+    one instant (by the server's clock); how many exist. None, and nothing
+    set, if a node other than *node* is live in the crawl: one still
+    leaving (the last to leave sets it) or one that joined since."""
+    seconds, micros = server_time(client, parts[0].stats)
+    now_ms = seconds * 1000 + micros // 1000
+    live = client.zrangebyscore(parts[0].nodes, now_ms, "+inf")
+    if any(n.decode() != node for n in live):
+        return None
     names, found = all_keys(client, parts), 0
-    ms = max(int(ttl * 1000), 1)
+    at = now_ms + max(int(ttl * 1000), 1)
     for start in range(0, len(names), _CHUNK):
         pipe = client.pipeline(transaction=False)
         for name in names[start : start + _CHUNK]:
-            pipe.pexpire(name, ms)
+            pipe.pexpireat(name, at)
         found += sum(bool(x) for x in pipe.execute())
     return found
 

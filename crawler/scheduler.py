@@ -155,13 +155,20 @@ class RedisScheduler(BaseScheduler):
         ttl = self.config.crawl_ttl
         client = sync_client(self.url)
         try:
-            found = expire_crawl(client, self.config.partitions(), ttl)
-            logger.info(
-                "Crawl %r expires in %gs (CRAWLER_CRAWL_TTL): %d keys.",
-                self.config.name,
-                ttl,
-                found,
-            )
+            found = expire_crawl(client, self.config.partitions(), ttl, self.node)
+            if found is None:
+                logger.info(
+                    "Crawl %r not set to expire by this node: another is still in it "
+                    "(the last to leave sets it).",
+                    self.config.name,
+                )
+            else:
+                logger.info(
+                    "Crawl %r expires in %gs (CRAWLER_CRAWL_TTL): %d keys.",
+                    self.config.name,
+                    ttl,
+                    found,
+                )
         except Exception as exc:  # the crawl stays; say so
             logger.error("Could not set crawl %r to expire: %s", self.config.name, exc)
         finally:

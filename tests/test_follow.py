@@ -114,3 +114,14 @@ def test_follow_refuses_what_it_cannot_resume(redis_url, tmp_path):
     got = run_scrapy(["export", "site", "-o", out, "--follow", *batch], redis_url)
     assert got.returncode == 1
     assert "put %(batch_id)d in the output name" in got.stderr
+    got = run_scrapy(
+        ["export", "site", "-o", str(tmp_path / "%(time)s.jsonl"), "--follow"], redis_url
+    )
+    assert got.returncode == 1
+    assert "fills in only %(batch_id)d in the output name" in got.stderr
+    # A new cursor never cuts a file it did not write.
+    (tmp_path / "x.jsonl").write_text('{"kept": true}\n')
+    got = run_scrapy(["export", "site", "-o", out, "--follow"], redis_url)
+    assert got.returncode == 1
+    assert "exists and Redis holds no cursor" in got.stderr, got.stderr
+    assert (tmp_path / "x.jsonl").read_text() == '{"kept": true}\n'

@@ -291,6 +291,8 @@ def test_least_privilege_users(plain, docs, tmp_path):
         assert other.returncode == 1 and "--role seeder" in other.stderr, other.stderr[-2000:]
         status = run_scrapy(["status", "pydocs"], reader, cwd=ZOO)
         assert status.returncode == 0 and "done" in status.stdout, status.stderr[-2000:]
+        listed = run_scrapy(["crawls"], reader, cwd=ZOO)
+        assert listed.returncode == 0 and "finished" in listed.stdout, listed.stderr[-2000:]
         # A follower writes its cursor: the reader is refused, the follower
         # (trimming too) writes every item once.
         out = str(tmp_path / "followed.jsonl")

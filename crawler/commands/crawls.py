@@ -103,4 +103,7 @@ def _cell(line: tuple[str, ...], widths: list[int], i: int) -> str:
 def _expires(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"in {seconds:.0f}s" if seconds < 120 else f"in {seconds / 60:.0f}m"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"in {seconds / size:.0f}{unit}"
+    return f"in {seconds:.0f}s"

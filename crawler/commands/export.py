@@ -77,9 +77,18 @@ class Command(CrawlCommand):
 
     def _follow(self, name: str, output: str, fmt: str | None, cursor: str | None) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
+        # It writes (its cursor): like seed, it records a new crawl's
+        # partitions, so it reads every partition the nodes will write.
+        crawl = open_crawl(self.settings, name, record=True)
         settings = crawl.crawler.settings
         fmt = fmt or Path(output).suffix.lstrip(".").lower()
+        try:
+            output % {"batch_id": 1}
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CommandFailed(
+                f"{output!r}: --follow fills in only %(batch_id)d in the output name "
+                f"({type(exc).__name__}: {exc}); write a literal % as %%"
+            ) from None
         if fmt not in ("jsonl", "jsonlines"):
             raise CommandFailed(
                 f"--follow writes JSON lines, one item per line, so that a follower "
@@ -102,10 +111,19 @@ class Command(CrawlCommand):
                 fields_to_export=settings.getlist("FEED_EXPORT_FIELDS") or None,
             )
             cast(Any, exporter).encoder = _SurrogateEscaping(exporter.encoder)
+            export_item = exporter.export_item
+
+            def checked(item: Any) -> None:
+                try:
+                    export_item(item)
+                except UnicodeEncodeError as exc:
+                    raise CommandFailed(_unencodable(item, exc, exc.encoding)) from None
+
+            cast(Any, exporter).export_item = checked
             return exporter
 
-        def finished() -> bool:
-            return crawl_state(snapshot(client, keys)) == "finished"
+        def state() -> str:
+            return crawl_state(snapshot(client, keys))
 
         follower = Follower(
             client,
@@ -116,7 +134,7 @@ class Command(CrawlCommand):
             batch,
             settings.getbool("CRAWLER_EXPORT_TRIM"),
             make_exporter,
-            finished,
+            state,
         )
         print(
             f"following crawl {crawl.config.name!r} on {redact(crawl.url)} into {output}",
@@ -128,8 +146,8 @@ class Command(CrawlCommand):
             raise CommandFailed(str(exc)) from None
         finally:
             client.close()
-        state = "stopped" if follower.stop else "the crawl is finished"
-        print(f"wrote {count} items to {output}; {state}", file=sys.stderr)
+        ended = "stopped" if follower.stop else "the crawl is finished"
+        print(f"wrote {count} items to {output}; {ended}", file=sys.stderr)
 
     def _run(self, name: str, output: str, fmt: str | None) -> None:
         assert self.settings is not None
