@@ -32,10 +32,9 @@ CRAWLER_BLOOM_ERROR_RATE = 0.0001
 #: Two crawls of the same spider can share one Redis with different names.
 CRAWLER_CRAWL_NAME = ""
 
-#: Seconds a finished crawl's keys live on once a node exits because the whole
-#: crawl is finished; 0: kept until ``scrapy reset``. A node that joins the
-#: crawl before then keeps them again (crawler.jobs); ``scrapy seed`` alone
-#: does not.
+#: Seconds a finished crawl's keys live on after the last node leaves it; 0:
+#: kept until ``scrapy reset``. A node that joins the crawl before then keeps
+#: them again (crawler.jobs); ``scrapy seed`` alone does not.
 CRAWLER_CRAWL_TTL = 0.0
 
 #: Hours of samples each node keeps in its time series for ``scrapy

@@ -3,12 +3,12 @@
 ``CRAWLER_CRAWL_TTL`` seconds.
 
 Several crawls of one spider run side by side under their own names
-(``CRAWLER_CRAWL_NAME``, so ``{NAME}`` tags every key). When a node exits
-because the whole crawl is finished and ``CRAWLER_CRAWL_TTL`` is set, it
-sets that time to live on every key of the crawl (found as ``scrapy reset``
-finds them); a node or ``scrapy seed`` that finds the crawl expiring makes
-its keys persistent again first, so a crawl started again before it
-expires keeps everything it had.
+(``CRAWLER_CRAWL_NAME``, so ``{NAME}`` tags every key). When the whole
+crawl is finished and ``CRAWLER_CRAWL_TTL`` is set, the last node to leave
+sets every key of the crawl (found as ``scrapy reset`` finds them) to expire
+that long after, at one instant; a node that finds the crawl expiring makes
+its keys persistent again first, so a crawl started again before it expires
+keeps everything it had (``scrapy seed`` alone does not).
 """
 
 from __future__ import annotations
