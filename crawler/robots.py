@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 # How long a node may take to fetch a robots.txt before another takes over.
 _FETCH_LOCK = 30
 _POLL = 0.1
+# Seconds a failed robots.txt fetch ("everything allowed") is shared.
+_FAILED_TTL = 300
 
 
 class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
@@ -72,8 +74,14 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             try:
                 body = await self._shared_body(client, site, request)
             except Exception as exc:
-                logger.error("Could not get %s/robots.txt through Redis: %s", site, exc)
-                body = None
+                # Allowing everything because Redis did not answer would
+                # fetch pages the site forbids: fetch it here, as Scrapy does.
+                logger.error(
+                    "Could not get %s/robots.txt through Redis (%s); fetching it on this node.",
+                    site,
+                    exc,
+                )
+                body = await self._download(site)
             dfd = self._parsers[netloc]
             assert isinstance(dfd, Deferred)
             parsed = None
@@ -113,29 +121,46 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
                 return await self._fetch(client, key, site, request)
             await asyncio.sleep(_POLL)
 
-    async def _fetch(self, client: Any, key: str, site: str, request: Request) -> bytes | None:
+    async def _download(self, site: str) -> bytes | None:
+        """The body of *site*'s robots.txt, fetched by this node; None when
+        it could not be fetched (everything is allowed then, as in Scrapy)."""
         robots = Request(
             f"{site}/robots.txt",
             priority=self.DOWNLOAD_PRIORITY,
             meta={"dont_obey_robotstxt": True},
             callback=NO_CALLBACK,
         )
-        ttl = max(1, int(self.config.robots_ttl))
         self._stats.inc_value("robotstxt/request_count")
         try:
             response = await self.crawler.engine.download_async(robots)
         except Exception as exc:
             if not isinstance(exc, IgnoreRequest):
-                logger.error("Error downloading %s: %s", robots, exc)
                 self._stats.inc_value(f"robotstxt/exception_count/{type(exc)}")
+            logger.log(
+                logging.WARNING if isinstance(exc, IgnoreRequest) else logging.ERROR,
+                "Could not fetch %s (%s: %s); every page of %s is allowed, as in Scrapy.",
+                robots.url,
+                type(exc).__name__,
+                exc,
+                site,
+            )
+            return None
+        self._stats.inc_value("robotstxt/response_count")
+        self._stats.inc_value(f"robotstxt/response_status_count/{response.status}")
+        return bytes(response.body)
+
+    async def _fetch(self, client: Any, key: str, site: str, request: Request) -> bytes | None:
+        body = await self._download(site)
+        if body is None:
+            # A failed fetch allows everything; in Redis only for a while,
+            # so one network error does not lift the rules for a whole TTL.
+            ttl = max(1, int(min(self.config.robots_ttl, _FAILED_TTL)))
             async with client.pipeline(transaction=True) as pipe:
                 pipe.set(key, b"E", ex=ttl)
                 pipe.hset(self._keys(request).crawl_delays, slot_of(request), 0)
                 await pipe.execute()
             return None
-        self._stats.inc_value("robotstxt/response_count")
-        self._stats.inc_value(f"robotstxt/response_status_count/{response.status}")
-        body = response.body
+        ttl = max(1, int(self.config.robots_ttl))
         delay = self._crawl_delay(body, request)
         async with client.pipeline(transaction=True) as pipe:
             pipe.set(key, b"B" + body, ex=ttl)

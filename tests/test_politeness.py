@@ -58,11 +58,17 @@ def crawl(
     return logs
 
 
-def assert_complete(site: HostSite) -> None:
+def assert_complete(site: HostSite, logs: list[str] | None = None) -> None:
     """Every page served exactly once (429 answers aside); nothing under /private/."""
     paths = [h.path for h in site.all_hits() if h.path.startswith("/page/") and h.status == 200]
     assert sorted(paths) == sorted(f"/page/{i}.html" for i in range(site.pages))
-    assert not [p for p in site.paths() if p.startswith("/private/")]
+    # On failure: what each node said about robots.txt.
+    said = [
+        [line for line in log.splitlines() if "robots" in line.lower() and "crawler." in line]
+        + [line for line in log.splitlines() if "'robotstxt/" in line]
+        for log in logs or []
+    ]
+    assert not [p for p in site.paths() if p.startswith("/private/")], (site.paths(), said)
 
 
 def test_delay_holds_across_three_nodes(hosts, redis_url, tmp_path):
@@ -180,7 +186,7 @@ def test_retry_after_pauses_the_domain_for_every_node(
         3,
         f"CONCURRENT_REQUESTS_PER_DOMAIN={per_domain}",
     )
-    assert_complete(a)
+    assert_complete(a, logs)
     _, during, refetched = first_429(a)
     print(
         f"per-domain {per_domain}: in the 2 s after the 429: {during}; refetched {refetched:.3f}s"
@@ -228,6 +234,17 @@ def test_robots_txt_once_per_cluster_and_crawl_delay(hosts, redis_url, tmp_path,
     stats = {k.decode(): v for k, v in rclient.hgetall("{site}:clusterstats").items()}
     assert int(stats["robotstxt/request_count"]) == 2
     assert int(stats.get("robotstxt/shared", 0)) >= 1
+
+
+def test_robots_txt_still_obeyed_when_redis_cannot_share_it(hosts, redis_url, tmp_path, rclient):
+    """A Redis error on the shared copy (here a real WRONGTYPE: the key holds
+    a hash) makes the node fetch robots.txt itself, not allow every page."""
+    a = hosts(HOSTS[0], 10)
+    rclient.hset(f"{{site}}:robots:http://{HOSTS[0]}:{a.port}", "not", "a string")
+    logs = crawl(redis_url, tmp_path, [a.url("/page/0.html")], 1)
+    assert_complete(a, logs)
+    assert a.paths().count("/robots.txt") == 1, a.paths()
+    assert "fetching it on this node" in logs[0]
 
 
 def test_status_shows_paused_and_throttled_domains(hosts, redis_url, tmp_path):
