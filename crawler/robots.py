@@ -65,6 +65,12 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
     async def robot_parser(self, request: Request) -> RobotParser | None:
         url = urlparse_cached(request)
         netloc = url.netloc
+        pending = self._parsers.get(netloc)
+        if isinstance(pending, Deferred):
+            # Not awaited as it is: Deferred.asFuture consumes the result, so
+            # every waiter after the first got None ("allow everything").
+            # Scrapy 2.19's own robot_parser has the same bug (super() path).
+            return await _share(pending)
         client = self._client()
         if client is None:
             return await super().robot_parser(request)
@@ -93,8 +99,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             self._parsers[netloc] = parsed
             dfd.callback(parsed)
         parser = self._parsers[netloc]
-        if isinstance(parser, Deferred):
-            return await maybe_deferred_to_future(parser)
+        assert not isinstance(parser, Deferred)
         return parser
 
     async def _shared_body(self, client: Any, site: str, request: Request) -> bytes | None:
@@ -199,3 +204,15 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
         except Exception:
             return 0.0
         return float(delay or 0.0)
+
+
+async def _share(pending: Deferred[RobotParser | None]) -> RobotParser | None:
+    """*pending*'s result, awaited without taking it from later waiters."""
+    waiter: Deferred[RobotParser | None] = Deferred()
+
+    def relay(result: RobotParser | None) -> RobotParser | None:
+        waiter.callback(result)
+        return result
+
+    pending.addCallback(relay)
+    return await maybe_deferred_to_future(waiter)

@@ -236,6 +236,19 @@ def test_robots_txt_once_per_cluster_and_crawl_delay(hosts, redis_url, tmp_path,
     assert int(stats.get("robotstxt/shared", 0)) >= 1
 
 
+def test_every_request_waiting_for_robots_txt_obeys_it(hosts, redis_url, tmp_path, rclient):
+    """Several requests of one domain waiting for the node's robots.txt parser
+    all get it (Twisted's asFuture gave it to the first only, None - "allow
+    everything" - to the others; CI once fetched /private/secret.html)."""
+    a = hosts(HOSTS[0], 1)
+    robots = b"BUser-agent: *\nDisallow: /private/\n"
+    rclient.set(f"{{site}}:robots:http://{HOSTS[0]}:{a.port}", robots)
+    rclient.hset("{site}:dcrawl", HOSTS[0], 0)  # known: all seeds leased at once
+    seeds = [a.url("/page/0.html")] + [a.url(f"/private/{i}.html") for i in range(6)]
+    logs = crawl(redis_url, tmp_path, seeds, 1, "CONCURRENT_REQUESTS_PER_DOMAIN=8")
+    assert_complete(a, logs)
+
+
 def test_robots_txt_still_obeyed_when_redis_cannot_share_it(hosts, redis_url, tmp_path, rclient):
     """A Redis error on the shared copy (here a real WRONGTYPE: the key holds
     a hash) makes the node fetch robots.txt itself, not allow every page."""
