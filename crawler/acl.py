@@ -49,6 +49,7 @@ _READ = (
     "time",
     "type",
     "zcard",
+    "zcount",
     "zrange",
     "zrangebyscore",
 )
@@ -72,6 +73,8 @@ _NODE_LUA = (
     "add_stats",
     "bloom_grow",
     "_polite",
+    "due_peek",
+    "due_move",
 )
 _ROLE_LUA = {
     "node": _NODE_LUA,

@@ -38,6 +38,8 @@ class DistributedCrawl:
         # pause a domain everywhere, robots.txt is fetched once per cluster,
         # and AutoThrottle runs on latencies shared through Redis.
         settings["DOWNLOADER_MIDDLEWARES"]["crawler.backoff.BackoffMiddleware"] = 555
+        # Sees the final response (after redirects, retries, decompression).
+        settings["DOWNLOADER_MIDDLEWARES"]["crawler.recrawl.RecrawlMiddleware"] = 530
         settings["DOWNLOADER_MIDDLEWARES"][_SCRAPY_ROBOTS] = None
         settings["DOWNLOADER_MIDDLEWARES"]["crawler.robots.SharedRobotsTxtMiddleware"] = 100
         settings["EXTENSIONS"]["scrapy.extensions.throttle.AutoThrottle"] = None

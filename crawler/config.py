@@ -94,6 +94,7 @@ class CrawlConfig:
     concurrency: int = 16  # CONCURRENT_REQUESTS: requests a node processes at once
     partition_count: int = 1  # CRAWLER_PARTITIONS, for a crawl that has none recorded
     crawl_ttl: float = 0.0  # CRAWLER_CRAWL_TTL (crawler.jobs)
+    recrawl: bool = False  # CRAWLER_RECRAWL_AFTER or _DOMAINS set (crawler.recrawl)
     # CLOSESPIDER_* counted over the cluster (crawler.closelimits)
     close_limits: CloseLimits = field(default_factory=CloseLimits)
     # The crawl's partition tags as recorded in Redis (crawler.partitions);
@@ -154,4 +155,6 @@ class CrawlConfig:
             partition_count=_positive(settings, "CRAWLER_PARTITIONS", int),
             close_limits=CloseLimits.from_settings(settings),
             crawl_ttl=max(float(_get(settings, "CRAWLER_CRAWL_TTL")), 0.0),
+            recrawl=float(_get(settings, "CRAWLER_RECRAWL_AFTER") or 0) > 0
+            or bool(settings.getdict("CRAWLER_RECRAWL_DOMAINS")),
         )

@@ -122,6 +122,28 @@ CRAWLER_PARTITIONS = 1
 #: Requests a node leases ahead of need. 0 means CONCURRENT_REQUESTS.
 CRAWLER_PREFETCH = 0
 
+#: Adapt each page's revisit interval: halve it when the page changed since
+#: the last visit, grow it by half when not, within CRAWLER_RECRAWL_MIN and
+#: CRAWLER_RECRAWL_MAX (see crawler/recrawl.py).
+CRAWLER_RECRAWL_ADAPTIVE = False
+
+#: Seconds after a page is fetched that it is due again (recrawl); 0: never,
+#: a seen URL stays seen. A request's ``meta["recrawl_after"]`` and
+#: CRAWLER_RECRAWL_DOMAINS override it. Revisits send the page's ETag and
+#: Last-Modified back; a 304 or the same body is "unchanged", and a changed
+#: page's items replace the old ones. With recrawl on, nodes stay up while
+#: anything is due later.
+CRAWLER_RECRAWL_AFTER = 0.0
+
+#: Revisit intervals by domain (download slot): ``{"example.com": 3600}``.
+CRAWLER_RECRAWL_DOMAINS = dict[str, float]()
+
+#: Longest revisit interval an adaptive schedule reaches (seconds).
+CRAWLER_RECRAWL_MAX = 2592000.0
+
+#: Shortest revisit interval an adaptive schedule reaches (seconds).
+CRAWLER_RECRAWL_MIN = 60.0
+
 #: TLS to Redis (with a ``rediss://`` REDIS_URL): the CA bundle to verify the
 #: server with, and this client's certificate and key when the server asks
 #: for one (``tls-auth-clients``). The URL's own ``ssl_ca_certs``,

@@ -204,7 +204,10 @@ class Follower:
             if not entries:
                 continue
             ids = [fields[b"i"] for _, fields in entries]
-            values = self.client.hmget(part.items, ids)
+            # An entry with its value (v) is that version (crawler.recrawl);
+            # others name the stored item.
+            stored = self.client.hmget(part.items, ids)
+            values = [f.get(b"v", v) for (_, f), v in zip(entries, stored, strict=True)]
             exported = []
             for item_id, value in zip(ids, values, strict=True):
                 if value:  # empty: trimmed by an earlier follower's cursor

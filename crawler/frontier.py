@@ -24,7 +24,16 @@ _PRIORITY_FANOUT = 8
 
 #: The parts of a Batch other than pushes and items: when a batch is split
 #: into chunks, they go with the last one.
-BATCH_TAIL = ("acks", "raws", "deads", "starts", "unblocks", "backoffs", "latencies")
+BATCH_TAIL = (
+    "acks",
+    "raws",
+    "deads",
+    "starts",
+    "unblocks",
+    "backoffs",
+    "latencies",
+    "revisits",
+)
 
 
 @dataclass
@@ -44,6 +53,9 @@ class Batch:
     unblocks: list[str] = field(default_factory=list)
     backoffs: list[tuple[str, float]] = field(default_factory=list)
     latencies: list[tuple[str, int, bool]] = field(default_factory=list)
+    # Pages due again (crawler.recrawl): (domain, fingerprint, seconds,
+    # "<priority>|<entry>").
+    revisits: list[tuple[str, bytes, float, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
@@ -56,6 +68,7 @@ class Batch:
             + len(self.unblocks)
             + len(self.backoffs)
             + len(self.latencies)
+            + len(self.revisits)
         )
 
 
@@ -93,10 +106,12 @@ class ClusterState:
     leased: int
     pushed: int
     start_urls: int
+    # Pages due again later (crawler.recrawl): the crawl is not finished.
+    due: int = 0
 
     @property
     def empty(self) -> bool:
-        return self.queued <= 0 and self.leased <= 0 and self.start_urls <= 0
+        return self.queued <= 0 and self.leased <= 0 and self.start_urls <= 0 and self.due <= 0
 
 
 def dead_letter(reason: str, entry: str, node: str, url: str | None = None) -> str:
@@ -253,6 +268,11 @@ class Frontier:
         args.append(len(batch.deads))
         for lease_id, letter in batch.deads:
             args += [lease_id, letter]
+        args.append(len(batch.revisits))
+        if batch.revisits:
+            args += [ref(k.due), ref(k.due_requests)]
+        for _, fp, seconds, value in batch.revisits:
+            args += [fp, int(seconds * 1000), value]
         return keys + polite_keys(k), args
 
     async def backoffs(self) -> dict[str, int]:
@@ -465,9 +485,28 @@ class Frontier:
             pipe.llen(k.start_urls)
             pipe.scard(k.start_urls)
             pipe.zcard(k.start_urls)
-            (queued, leased, pushed), kind, *sizes = await self._rt(
+            pipe.zcard(k.due)
+            (queued, leased, pushed), kind, *sizes, due = await self._rt(
                 pipe.execute(raise_on_error=False)
             )
         size = dict(zip((b"list", b"set", b"zset"), sizes, strict=True)).get(kind, 0)
         waiting = size if isinstance(size, int) else 0
-        return ClusterState(int(queued or 0), int(leased or 0), int(pushed or 0), waiting)
+        due = due if isinstance(due, int) else 0
+        return ClusterState(int(queued or 0), int(leased or 0), int(pushed or 0), waiting, due)
+
+    async def move_due(self, limit: int = 500) -> int:
+        """Queue the pages due again now (crawler.recrawl); how many."""
+        k = self.keys
+        got = await self._rt(self.scripts.due_peek(keys=[k.due, k.due_requests], args=[limit]))
+        if not got:
+            return 0
+        keys = [k.due, k.due_requests, k.prios, k.stats]
+        index: dict[bytes, int] = {}
+        args: list[Any] = []
+        for fp, value in zip(got[::2], got[1::2], strict=True):
+            prio = value.partition(b"|")[0] if value else b""
+            if prio and prio not in index:
+                keys.append(k.queue(prio.decode()))
+                index[prio] = len(keys)
+            args += [fp, index[prio] if prio else ""]
+        return int(await self._rt(self.scripts.due_move(keys=keys, args=args)))

@@ -19,6 +19,12 @@ from scrapy import Request
 
 logger = logging.getLogger(__name__)
 
+#: Request meta (crawler.recrawl): a revisit whose page changed; the page's
+#: recrawl state; seconds until it is due again.
+CHANGED = "crawler_recrawl_changed"
+STATE = "crawler_recrawl"
+AFTER = "recrawl_after"
+
 
 def origin_id(fingerprint: bytes, position: int, salt: bytes = b"") -> bytes:
     """The id of the item at *position* in the output of the request with
@@ -27,14 +33,23 @@ def origin_id(fingerprint: bytes, position: int, salt: bytes = b"") -> bytes:
 
 
 class ItemIds:
-    def __init__(self, item_key: str) -> None:
+    def __init__(self, item_key: str, recrawl: bool = False) -> None:
         self.item_key = item_key
-        self._origins: dict[int, tuple[Any, bytes]] = {}
+        # Recrawl is on (crawler.recrawl): items are logged with their value.
+        self.recrawl = recrawl
+        self._origins: dict[int, tuple[Any, bytes, str]] = {}
         self._origins_of: dict[Request, list[int]] = {}
         self._warned_random_ids = False
 
     def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
-        self._origins[id(item)] = (item, item_id)
+        meta = request.meta
+        if meta.get(CHANGED):
+            mode = "!"  # its page changed since the last visit: it replaces
+        elif self.recrawl or meta.get(STATE) or meta.get(AFTER):
+            mode = "+"  # a version a later one may replace: logged with its value
+        else:
+            mode = ""
+        self._origins[id(item)] = (item, item_id, mode)
         self._origins_of.setdefault(request, []).append(id(item))
 
     def forget(self, item: Any) -> None:
@@ -45,6 +60,13 @@ class ItemIds:
         """*request* is finished: forget its items' origins."""
         for item_key in self._origins_of.pop(request, ()):
             self._origins.pop(item_key, None)
+
+    def identify(self, item: Any) -> tuple[bytes, str]:
+        """The item's id and how commit.lua stores it: "" first write wins,
+        "+" the same with its value in the item log, "!" it replaces."""
+        origin = self._origins.get(id(item))
+        mode = origin[2] if origin is not None and origin[0] is item else ""
+        return self.item_id(item), mode
 
     def item_id(self, item: Any) -> bytes:
         if self.item_key:

@@ -41,6 +41,8 @@ def crawl_keys(client: Any, keys: Keys, scan: bool = True) -> list[str]:
         keys.export,
         keys.stats,
         keys.dead,
+        keys.due,
+        keys.due_requests,
         keys.commit_seqs,
         keys.config,
         keys.start_urls,
@@ -115,7 +117,8 @@ def persist_if_expiring(client: Any, parts: list[Keys]) -> bool:
 
 def crawl_state(snap: dict[str, Any]) -> str:
     """A crawl's state from its ``crawler.status.snapshot``."""
-    pending = snap["queued"] or snap["in_flight"] or snap["start_urls"]
+    due = (snap.get("recrawl") or {}).get("due_total")  # pages to revisit later
+    pending = snap["queued"] or snap["in_flight"] or snap["start_urls"] or due
     if snap["live_nodes"]:
         return "paused" if snap["paused"] else "running"
     if not snap["nodes"]:

@@ -39,9 +39,9 @@ from crawler.partitions import global_id, partition_of, split_id
 from crawler.politeness import domain_name, split_entry
 
 # The parts of a batch that acknowledge leases or report on them.
-_TAIL = ("acks", "raws", "starts", "unblocks", "backoffs", "latencies")
+_TAIL = ("acks", "raws", "starts", "unblocks", "backoffs", "latencies", "revisits")
 _ACKS = ("acks", "raws", "deads")
-_EVENTS = ("starts", "unblocks", "backoffs", "latencies")
+_EVENTS = ("starts", "unblocks", "backoffs", "latencies", "revisits")
 # A partition a lease found empty is skipped this long.
 _DRY_SECONDS = 1.0
 
@@ -227,7 +227,12 @@ class PartitionedFrontier:
             sum(s.leased for s in got),
             sum(s.pushed for s in got),
             got[0].start_urls,
+            sum(s.due for s in got),
         )
+
+    async def move_due(self) -> int:
+        moved = await asyncio.gather(*(part.move_due() for part in self.parts))
+        return sum(moved)
 
     async def backoffs(self) -> dict[str, int]:
         merged: dict[str, int] = {}

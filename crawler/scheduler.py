@@ -43,7 +43,7 @@ from crawler.itemids import ItemIds
 from crawler.jobs import expire_crawl, persist_if_expiring
 from crawler.localseen import LocalSeen
 from crawler.partfrontier import make_frontier
-from crawler.politeness import request_entry
+from crawler.politeness import request_entry, slot_of
 from crawler.seenrecord import check_seen_config
 from crawler.topology import fit_to_redis, with_partitions
 from crawler.worker import Worker
@@ -77,7 +77,7 @@ class RedisScheduler(BaseScheduler):
         #: A request on its last delivery, to run alone: (lease id, started).
         self._alone: tuple[str, bool] | None = None
         self.local_seen = LocalSeen(config.local_seen_cache)
-        self.items = ItemIds(config.item_key)
+        self.items = ItemIds(config.item_key, config.recrawl)
         self.failures = FailureWatch(self, crawler.request_fingerprinter)
         #: The spider's start requests (crawler.middleware), keyed apart.
         self.start_requests: WeakSet[Request] = WeakSet()
@@ -345,7 +345,7 @@ class RedisScheduler(BaseScheduler):
         set aside in the dead letters with its reason and dropped."""
         worker = self.worker
         assert worker is not None
-        item_id = self.items.item_id(item)
+        item_id, mode = self.items.identify(item)
         try:
             data = encode_item(item)
         except Exception as exc:
@@ -353,7 +353,22 @@ class RedisScheduler(BaseScheduler):
             worker.count("crawler/unstorable_items")
             worker.batch.deads.append(("", item_letter(reason, repr(item)[:2000], self.node)))
             raise DropItem(reason) from None
-        worker.batch.items.append((item_id, data))
+        worker.batch.items.append((item_id, mode + data))  # commit.lua reads the mode
+
+    def revisit(self, request: Request, seconds: float) -> None:
+        """Store *request* with the commit that acks its page, due again in
+        *seconds* (crawler.recrawl)."""
+        worker = self.worker
+        assert worker is not None and self.spider is not None
+        fp = self.crawler.request_fingerprinter.fingerprint(request)[:8]
+        try:
+            entry = request_entry(request, self.spider)
+        except (ValueError, TypeError) as exc:
+            worker.count("recrawl/unstorable")
+            logger.warning("Cannot store %s to fetch it again: %s", request, exc)
+            return
+        value = f"{request.priority}|{entry}"
+        worker.batch.revisits.append((slot_of(request), fp, seconds, value))
 
     def dead_letter(self, request: Request, reason: str) -> None:
         """Record that the cluster gave up on *request* (or could not store

@@ -30,6 +30,8 @@ class Scripts:
     requeue_dead: AsyncScript
     add_stats: AsyncScript
     bloom_grow: AsyncScript
+    due_peek: AsyncScript
+    due_move: AsyncScript
 
     @classmethod
     def register(cls, client: aioredis.Redis) -> Scripts:

@@ -14,6 +14,8 @@ from typing import Any
 import redis.cluster
 
 from crawler import outcome
+from crawler.duestate import due_summary
+from crawler.duestate import render as render_due
 from crawler.keys import Keys
 from crawler.partitions import partition_keys, recorded_tags
 
@@ -93,6 +95,7 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
         "pages_per_min": round(rate, 1),
         "items_per_min": round(sum(n["items_per_min"] for n in live), 1),
         "eta_seconds": round(totals["queued"] / (rate / 60)) if rate > 0 else None,
+        "recrawl": due_summary(client, parts, now_ms),
         "live_nodes": len(live),
         "nodes": sorted(nodes, key=lambda n: (n["state"] != "running", n["node"])),
     }
@@ -218,6 +221,7 @@ def render(snap: dict[str, Any], where: str) -> str:
             f"  Bloom seen-set: about {snap['bloom_false_positives_est']:,.1f} new URLs "
             "skipped as false positives so far"
         )
+    lines += render_due(snap.get("recrawl"))
     shown = [n for n in snap["nodes"] if n["state"] != "left"]
     left = len(snap["nodes"]) - len(shown)
     lines.append(f"  nodes       {snap['live_nodes']:>14} live, {left} left")

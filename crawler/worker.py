@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 _IDLE_POLL = 0.25
 _MAX_BACKOFF = 5.0
+# Seconds between two looks for pages due again (crawler.recrawl).
+_DUE_INTERVAL = 1.0
 # Closing gives up on Redis after this long, and says so.
 _CLOSE_FLUSH_TIMEOUT = 60.0
 
@@ -109,6 +111,7 @@ class Worker:
         self.stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_beat = 0.0
+        self._last_due = 0.0
         self._stop_since: float | None = None
         self._outage_since: float | None = None
         self._logged_error: dict[str, float] = {}
@@ -220,6 +223,9 @@ class Worker:
             self.engine.limit_reached("closespider_timeout", why)
         if self.limits.due(now):  # between heartbeats, at most every second
             await self._stage(self._check_limits)
+        if now - self._last_due >= _DUE_INTERVAL:
+            self._last_due = now
+            await self._stage(self._move_due)
         if self.leases.wants_more():
             await self._stage(self._refill)
         if self.frontier.inbox_waiting():
@@ -282,6 +288,12 @@ class Worker:
         if again:
             self.wakeup.set()  # more to look at, or raw seeds became requests
         if ready:
+            self.completion.work_arrived()
+            self.engine.wake()
+
+    async def _move_due(self) -> None:
+        """Pages due again (crawler.recrawl) back into the frontier."""
+        if await self.frontier.move_due():
             self.completion.work_arrived()
             self.engine.wake()
 

@@ -44,6 +44,14 @@
 --   acks:   count, then lease ids of finished requests
 --   raws:   count, then lease ids of consumed raw seeds (start_urls)
 --   dead:   count, then per entry: lease id ("" for none), dead-letter JSON
+--   revisits: count, then (when not 0) the KEYS indexes of {N}:due and
+--           {N}:duereq, then per page due again: fingerprint, milliseconds
+--           from now, "<prio>|<entry>" (crawler.recrawl)
+--
+-- An item JSON led by "!" replaces the stored one (a changed page's item,
+-- crawler.recrawl): when it differs, it is stored and logged with its value
+-- (v), so a follower writes each version once. One led by "+" is stored as
+-- usual (first write wins) and logged with its value too.
 --
 -- Finishing (acking, dead-lettering) a request frees its domain's slot.
 --
@@ -85,7 +93,8 @@ local function sections()
   j = j + 1 + 3 * tonumber(ARGV[j])  -- latencies
   local nacks = tonumber(ARGV[j]); j = j + 1 + nacks
   local nraws = tonumber(ARGV[j]); j = j + 1 + nraws
-  return nitems, nacks + nraws, tonumber(ARGV[j])
+  local ndeads = tonumber(ARGV[j]); j = j + 1 + 2 * ndeads
+  return nitems, nacks + nraws, ndeads, j
 end
 local function check_type(key, kind)
   local t = redis.call('TYPE', key)['ok']
@@ -94,12 +103,15 @@ local function check_type(key, kind)
   end
 end
 do
-  local nitems, nfinished, ndeads = sections()
+  local nitems, nfinished, ndeads, rev = sections()
+  local nrev = tonumber(ARGV[rev])
   local wrong = check_type(stats, 'hash') or check_type(KEYS[7], 'hash')
     or (nitems > 0 and check_type(items, 'hash'))
     or (nitems > 0 and check_type(KEYS[tonumber(ARGV[items_at() + 1])], 'stream'))
     or (nfinished + ndeads > 0 and check_type(held, 'hash'))
     or (ndeads > 0 and check_type(dead, 'list'))
+    or (nrev > 0 and check_type(KEYS[tonumber(ARGV[rev + 1])], 'zset'))
+    or (nrev > 0 and check_type(KEYS[tonumber(ARGV[rev + 2])], 'hash'))
   if wrong then return wrong end
 end
 
@@ -291,8 +303,28 @@ end
 local items_new, items_dup = 0, 0
 n = tonumber(ARGV[i]); i = i + 1
 local itemlog = KEYS[tonumber(ARGV[i])]; i = i + 1
+local items_changed = 0
 for _ = 1, n do
-  if redis.call('HSETNX', items, ARGV[i], ARGV[i + 1]) == 1 then
+  local value = ARGV[i + 1]
+  if string.sub(value, 1, 1) == '!' then
+    value = string.sub(value, 2)
+    local old = redis.call('HGET', items, ARGV[i])
+    if old == value then
+      items_dup = items_dup + 1
+    else
+      redis.call('HSET', items, ARGV[i], value)
+      redis.call('XADD', itemlog, '*', 'i', ARGV[i], 'v', value)
+      if old then items_changed = items_changed + 1 else items_new = items_new + 1 end
+    end
+  elseif string.sub(value, 1, 1) == '+' then
+    value = string.sub(value, 2)
+    if redis.call('HSETNX', items, ARGV[i], value) == 1 then
+      redis.call('XADD', itemlog, '*', 'i', ARGV[i], 'v', value)
+      items_new = items_new + 1
+    else
+      items_dup = items_dup + 1
+    end
+  elseif redis.call('HSETNX', items, ARGV[i], value) == 1 then
     redis.call('XADD', itemlog, '*', 'i', ARGV[i])
     items_new = items_new + 1
   else
@@ -378,6 +410,16 @@ for _ = 1, n do
   deads = deads + 1
   i = i + 2
 end
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  local due, duereq = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])]
+  i = i + 2
+  for _ = 1, n do
+    redis.call('ZADD', due, P_now + tonumber(ARGV[i + 1]), ARGV[i])
+    redis.call('HSET', duereq, ARGV[i], ARGV[i + 2])
+    i = i + 3
+  end
+end
 p_save()
 
 if queued > 0 then
@@ -388,6 +430,7 @@ if new_fps > 0 then redis.call('HINCRBY', stats, 'seen', new_fps) end
 if dups > marks_dup then redis.call('HINCRBY', stats, 'duplicates', dups - marks_dup) end
 if items_new > 0 then redis.call('HINCRBY', stats, 'items', items_new) end
 if items_dup > 0 then redis.call('HINCRBY', stats, 'items_dup', items_dup) end
+if items_changed > 0 then redis.call('HINCRBY', stats, 'items_changed', items_changed) end
 if acked > 0 then redis.call('HINCRBY', stats, 'done', acked) end
 if acked + released > 0 then redis.call('HINCRBY', stats, 'leased', -(acked + released)) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end

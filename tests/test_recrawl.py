@@ -1,0 +1,234 @@
+"""Recrawl on 3 real ``scrapy crawl`` nodes against a site whose pages
+change while it is crawled (versions served by the test's own server):
+revisits at the configured and the adaptive intervals, conditional requests
+and 304s, changed items replacing the old in the store and every version
+exported once by ``scrapy export --follow``, measured at the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler
+from itertools import pairwise
+from pathlib import Path
+
+from crawler.demosite import QuietServer
+from tests.conftest import ROOT, SCRAPY, read_jsonl, run_scrapy, scrapy_env, start_node, wait_nodes
+
+PAGES = 12
+
+
+@dataclass
+class Hit:
+    path: str
+    at: float
+    status: int
+    if_none_match: str | None
+    if_modified_since: str | None
+
+
+class VersionedSite:
+    """Page i links to 2i+1 and 2i+2. Its body carries its version. Pages
+    i % 3 == 0 send an ETag, i % 3 == 1 a Last-Modified, the others no
+    validator (change is found by the body's hash). Validators are honoured
+    with a 304. Pages in ``volatile`` get a new version at every fetch."""
+
+    def __init__(self, pages: int, volatile: frozenset[int] = frozenset()) -> None:
+        self.pages = pages
+        self.version = dict.fromkeys(range(pages), 1)
+        self.volatile = volatile
+        self.hits: list[Hit] = []
+        self.lock = threading.Lock()
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                status, body, headers = site.answer(self.path, self.headers)
+                data = body.encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if status != 304:
+                    self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.port}/p/{i}.html"
+
+    def answer(self, path: str, headers: object) -> tuple[int, str, dict[str, str]]:
+        get = headers.get  # type: ignore[attr-defined]
+        if not path.startswith("/p/"):
+            return 404, "", {}
+        i = int(path[3:-5])
+        with self.lock:
+            if i in self.volatile:
+                self.version[i] += 1
+            version = self.version[i]
+            etag, modified = f'"v{version}"', formatdate(1_700_000_000 + version, usegmt=True)
+            validators = {}
+            if i % 3 == 0:
+                validators["ETag"] = etag
+            elif i % 3 == 1:
+                validators["Last-Modified"] = modified
+            fresh = (i % 3 == 0 and get("If-None-Match") == etag) or (
+                i % 3 == 1 and get("If-Modified-Since") == modified
+            )
+            status = 304 if fresh else 200
+            self.hits.append(
+                Hit(path, time.time(), status, get("If-None-Match"), get("If-Modified-Since"))
+            )
+        links = "".join(
+            f'<a href="/p/{j}.html">{j}</a>' for j in (2 * i + 1, 2 * i + 2) if j < self.pages
+        )
+        return status, f"<html><title>page {i} v{version}</title>{links}</html>", validators
+
+    def bump(self, pages: list[int]) -> None:
+        with self.lock:
+            for i in pages:
+                self.version[i] += 1
+
+    def fetches(self, i: int) -> list[Hit]:
+        with self.lock:
+            return [h for h in self.hits if h.path == f"/p/{i}.html"]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _run(site: VersionedSite, redis_url: str, tmp_path: Path, seconds: int, *settings: str):
+    """3 nodes for *seconds* (CLOSESPIDER_TIMEOUT) with a follower; the
+    follower's items and the nodes' logs."""
+    seeded = run_scrapy(["seed", "site", site.url(0)], redis_url)
+    assert seeded.returncode == 0, seeded.stderr
+    out = tmp_path / "items.jsonl"
+    follower = subprocess.Popen(
+        [SCRAPY, "export", "site", "-o", str(out), "--follow"],
+        cwd=ROOT,
+        env=scrapy_env(redis_url),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    common = ("ROBOTSTXT_OBEY=False", f"CLOSESPIDER_TIMEOUT={seconds}", *settings)
+    nodes = [start_node("site", redis_url, tmp_path / f"n{n}.log", *common) for n in range(3)]
+    return nodes, follower, out
+
+
+def _finish(nodes, follower, out: Path, tmp_path: Path) -> tuple[list[dict], list[str]]:
+    codes = wait_nodes(nodes, 120)
+    logs = [(tmp_path / f"n{n}.log").read_text() for n in range(3)]
+    assert codes == [0, 0, 0], logs
+    for log in logs:
+        assert "Traceback" not in log, log
+        assert "Spider closed (closespider_timeout)" in log, log
+    time.sleep(1.5)  # the follower's last round
+    os.kill(follower.pid, signal.SIGTERM)
+    _, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    return read_jsonl(out), logs
+
+
+def test_revisits_conditional_gets_and_changed_items(redis_url, rclient, tmp_path):
+    site = VersionedSite(PAGES)
+    try:
+        nodes, follower, out = _run(site, redis_url, tmp_path, 12, "CRAWLER_RECRAWL_AFTER=3")
+        time.sleep(5)
+        changed = [0, 1, 2, 5]  # one of each kind of page, and one more
+        site.bump(changed)
+        items, _ = _finish(nodes, follower, out, tmp_path)
+    finally:
+        site.close()
+    gaps = []
+    for i in range(PAGES):
+        hits = site.fetches(i)
+        assert len(hits) >= 3, (i, hits)  # fetched, then revisited at least twice
+        gaps += [b.at - a.at for a, b in pairwise(hits)]
+        revisits = hits[1:]
+        if i % 3 == 0:
+            assert all(h.if_none_match for h in revisits), hits
+        elif i % 3 == 1:
+            assert all(h.if_modified_since for h in revisits), hits
+        else:
+            assert not any(h.if_none_match or h.if_modified_since for h in hits), hits
+        # The first answer is a 200; unchanged revisits of pages with
+        # validators are 304s, and the first revisit after a change is a 200.
+        assert hits[0].status == 200
+        if i % 3 != 2 and i not in changed:
+            assert {h.status for h in revisits} == {304}, hits
+        if i % 3 != 2 and i in changed:
+            assert [h.status for h in revisits].count(200) == 1, hits
+    print(f"revisit gaps: min {min(gaps):.2f}s max {max(gaps):.2f}s (CRAWLER_RECRAWL_AFTER=3)")
+    assert min(gaps) >= 3 - 0.05
+    assert max(gaps) < 3 + 3
+    # Every version once in the follower's output; the store holds the latest.
+    titles = sorted(item["title"] for item in items)
+    expected = sorted([f"page {i} v1" for i in range(PAGES)] + [f"page {i} v2" for i in changed])
+    assert titles == expected, titles
+    exported = tmp_path / "all.jsonl"
+    done = run_scrapy(["export", "site", "-o", str(exported)], redis_url)
+    assert done.returncode == 0, done.stderr
+    latest = sorted(item["title"] for item in read_jsonl(exported))
+    assert latest == sorted(f"page {i} v{2 if i in changed else 1}" for i in range(PAGES))
+    # Each page waits in the due set once; status shows it.
+    assert rclient.zcard("{site}:due") == PAGES
+    status = run_scrapy(["status", "site"], redis_url)
+    assert "pages to revisit" in status.stdout, status.stdout
+    stats = {k.decode(): v for k, v in rclient.hgetall("{site}:clusterstats").items()}
+    assert int(stats["recrawl/changed"]) == len(changed)
+    assert int(stats["recrawl/not_modified"]) >= 8  # pages with validators, unchanged
+
+
+def test_adaptive_intervals(redis_url, tmp_path):
+    """Pages that change at every visit are revisited at the shortest
+    interval; pages that never change ever more rarely."""
+    volatile = frozenset({0, 1, 2})
+    site = VersionedSite(7, volatile=volatile)
+    try:
+        nodes, follower, out = _run(
+            site,
+            redis_url,
+            tmp_path,
+            16,
+            "CRAWLER_RECRAWL_AFTER=2",
+            "CRAWLER_RECRAWL_ADAPTIVE=True",
+            "CRAWLER_RECRAWL_MIN=1",
+            "CRAWLER_RECRAWL_MAX=6",
+        )
+        items, _ = _finish(nodes, follower, out, tmp_path)
+    finally:
+        site.close()
+    for i in range(7):
+        gaps = [b.at - a.at for a, b in pairwise(site.fetches(i))]
+        print(f"page {i} {'volatile' if i in volatile else 'stable'}: gaps {gaps}")
+        # Changed at every visit: 2 s, then 1 s (the minimum). Never changed:
+        # 2 s, then 1.5 times longer each time up to 6 s (the maximum). A
+        # revisit comes after its interval (counted from the commit that
+        # follows the fetch), and at most ~2 s later (a look for due pages
+        # every second, then a lease).
+        planned = [2.0] + ([1.0] * 20 if i in volatile else [3.0, 4.5, 6.0, 6.0, 6.0])
+        assert len(gaps) >= (8 if i in volatile else 3), gaps
+        for gap, interval in zip(gaps, planned, strict=False):
+            assert interval - 0.05 <= gap < interval + 2, (gaps, planned)
+    # Each version of a volatile page once; stable pages once.
+    titles = [item["title"] for item in items]
+    assert len(titles) == len(set(titles))
+    for i in range(7):
+        served = [h for h in site.fetches(i) if h.status == 200]
+        mine = [t for t in titles if t.startswith(f"page {i} ")]
+        assert len(mine) == (len(served) if i in volatile else 1), (i, mine)
