@@ -13,6 +13,8 @@ import time
 
 from crawler.partfrontier import AnyFrontier
 
+_DUE_REST = 1.0
+
 
 class ClusterCompletion:
     """Watches the crawl's counters while this node is idle."""
@@ -24,17 +26,26 @@ class ClusterCompletion:
         self.queued = 0  # the frontier's size when last read (for metrics)
         self._quiet_since: float | None = None
         self._quiet_pushed = -1
+        # Only pages due later were left (crawler.recrawl): look again then.
+        self._rest_until = 0.0
 
     def work_arrived(self) -> None:
         """This node got work: whatever was observed before no longer holds."""
         self._quiet_since = None
+        self._rest_until = 0.0
         self.finished = False
 
     async def check(self) -> bool:
         """Read the crawl's state; True when it has just become finished."""
+        now = time.monotonic()
+        if now < self._rest_until:
+            return False
         state = await self.frontier.state()
         self.queued = state.queued
-        now = time.monotonic()
+        if state.due and not (state.queued > 0 or state.leased > 0 or state.start_urls > 0):
+            # Nothing to do but wait for due pages, which the worker moves
+            # (and wakes the engine for) once a second.
+            self._rest_until = now + _DUE_REST
         if not state.empty or state.pushed != self._quiet_pushed:
             self._quiet_since = None if not state.empty else now
             self._quiet_pushed = state.pushed

@@ -27,6 +27,7 @@ a crawl kept alive (``CRAWLER_KEEP_ALIVE``) is followed until Ctrl-C.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.keys import Keys
+from crawler.partitions import partition_keys, recorded_tags
 
 #: Log entries read per partition per round.
 _READ = 1000
@@ -55,6 +57,8 @@ class Cursor:
     def __init__(self, raw: bytes | None, parts: int) -> None:
         state = json.loads(raw) if raw else {}
         self.positions: list[str] = list(state.get("positions") or ["0-0"] * parts)
+        if len(self.positions) == 1 < parts:
+            self.split(parts)  # stored before the crawl was split
         if len(self.positions) != parts:
             raise ValueError(
                 f"the stored cursor has {len(self.positions)} partitions, the crawl {parts}"
@@ -62,6 +66,12 @@ class Cursor:
         self.batch = int(state.get("batch", 1))
         self.in_batch = int(state.get("in_batch", 0))
         self.length = int(state.get("length", 0))
+
+    def split(self, parts: int) -> None:
+        """The crawl was split into *parts* partitions after this cursor
+        began (its first process had CRAWLER_PARTITIONS set, this one not):
+        the new partitions' logs are read from their start."""
+        self.positions += ["0-0"] * (parts - len(self.positions))
 
     def dumps(self) -> str:
         return json.dumps(
@@ -104,6 +114,7 @@ class Follower:
         self._handle: Any = None
         self._exporter: Any = None
         self._path: Path | None = None
+        self._split_checked = 0.0
 
     def path(self, batch: int) -> Path:
         if "%(batch_id)" in self.output:
@@ -162,7 +173,9 @@ class Follower:
         for p, part in enumerate(self.parts):
             entries = self.client.xrange(part.itemlog, max=cursor.positions[p], count=100_000)
             if entries:
-                self._trim(part, [fields[b"i"] for _, fields in entries], cursor.positions[p])
+                ids = [fields[b"i"] for _, fields in entries]
+                versioned = {f[b"i"] for _, f in entries if b"v" in f}
+                self._trim(part, ids, versioned, cursor.positions[p])
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop = True
@@ -199,6 +212,7 @@ class Follower:
         """Read each partition's log on from the cursor, write what it names,
         store the cursor; the number of log entries read."""
         read = 0
+        self._find_split(cursor)
         for p, part in enumerate(self.parts):
             entries = self.client.xrange(part.itemlog, min=f"({cursor.positions[p]}", count=_READ)
             if not entries:
@@ -210,7 +224,7 @@ class Follower:
             values = [f.get(b"v", v) for (_, f), v in zip(entries, stored, strict=True)]
             exported = []
             for item_id, value in zip(ids, values, strict=True):
-                if value:  # empty: trimmed by an earlier follower's cursor
+                if not trimmed(value):  # by an earlier follower's cursor
                     self._write(cursor, json.loads(value))
                     exported.append(item_id)
             self._handle.flush()
@@ -219,9 +233,21 @@ class Follower:
             cursor.length = self._handle.tell()
             self.client.hset(self.keys.export, self.cursor_name, cursor.dumps())
             if self.trim:
-                self._trim(part, exported, cursor.positions[p])
+                versioned = {f[b"i"] for _, f in entries if b"v" in f}
+                self._trim(part, exported, versioned, cursor.positions[p])
             read += len(entries)
         return read
+
+    def _find_split(self, cursor: Cursor) -> None:
+        """A crawl of one partition may be split by its first node after
+        this follower started (a second at most): follow every partition."""
+        if len(self.parts) > 1 or time.monotonic() - self._split_checked < 1:
+            return
+        self._split_checked = time.monotonic()
+        tags = recorded_tags(self.client, self.keys)
+        if len(tags) > 1:
+            self.parts = partition_keys(self.keys, tags)
+            cursor.split(len(self.parts))
 
     def _write(self, cursor: Cursor, item: Any) -> None:
         if self.batch_items and cursor.in_batch >= self.batch_items:
@@ -238,10 +264,32 @@ class Follower:
         cursor.in_batch += 1
         self.written += 1
 
-    def _trim(self, part: Keys, exported: list[bytes], position: str) -> None:
+    def _trim(
+        self, part: Keys, exported: list[bytes], versioned: set[bytes], position: str
+    ) -> None:
+        """Empty the exported items (their ids stay, so an item stored again
+        is still known) and trim the log. An item with versions (recrawl)
+        keeps a short hash of its value: the same value stored again by a
+        changed page is not a new version (commit.lua)."""
+        ids = list(dict.fromkeys(exported))
+        mine = [i for i in ids if i in versioned]
+        current = dict(zip(mine, self.client.hmget(part.items, mine), strict=True)) if mine else {}
         pipe = self.client.pipeline(transaction=False)
-        for item_id in exported:
-            # Kept as an empty value: the id still counts as stored.
-            pipe.hset(part.items, item_id, b"")
+        for item_id in ids:
+            value = current.get(item_id)
+            pipe.hset(
+                part.items, item_id, b"" if value is None or trimmed(value) else tombstone(value)
+            )
         pipe.xtrim(part.itemlog, minid=position, approximate=False)
         pipe.execute()
+
+
+def tombstone(value: bytes) -> bytes:
+    """What a trimmed item leaves in Redis: "#" and 8 hex digits of its SHA-1
+    (commit.lua compares a replacing item's value with it)."""
+    return b"#" + hashlib.sha1(value).hexdigest()[:8].encode()
+
+
+def trimmed(value: bytes | None) -> bool:
+    """A stored item value a follower trimmed ("" before tombstones)."""
+    return not value or value[:1] == b"#"

@@ -25,6 +25,7 @@ _PRIORITY_FANOUT = 8
 #: The parts of a Batch other than pushes and items: when a batch is split
 #: into chunks, they go with the last one.
 BATCH_TAIL = (
+    "revisits",  # first: sent one at a time, a revisit goes before its ack
     "acks",
     "raws",
     "deads",
@@ -32,7 +33,6 @@ BATCH_TAIL = (
     "unblocks",
     "backoffs",
     "latencies",
-    "revisits",
 )
 
 

@@ -19,9 +19,8 @@ from scrapy import Request
 
 logger = logging.getLogger(__name__)
 
-#: Request meta (crawler.recrawl): a revisit whose page changed; the page's
-#: recrawl state; seconds until it is due again.
-CHANGED = "crawler_recrawl_changed"
+#: Request meta (crawler.recrawl): the page's recrawl state; seconds until
+#: it is due again.
 STATE = "crawler_recrawl"
 AFTER = "recrawl_after"
 
@@ -40,10 +39,16 @@ class ItemIds:
         self._origins: dict[int, tuple[Any, bytes, str]] = {}
         self._origins_of: dict[Request, list[int]] = {}
         self._warned_random_ids = False
+        self._changed: set[Request] = set()
+
+    def mark_changed(self, request: Request) -> None:
+        """*request* revisited its page and found it changed: its items
+        replace the stored ones."""
+        self._changed.add(request)
 
     def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
         meta = request.meta
-        if meta.get(CHANGED):
+        if request in self._changed:
             mode = "!"  # its page changed since the last visit: it replaces
         elif self.recrawl or meta.get(STATE) or meta.get(AFTER):
             mode = "+"  # a version a later one may replace: logged with its value
@@ -58,6 +63,7 @@ class ItemIds:
 
     def done(self, request: Request) -> None:
         """*request* is finished: forget its items' origins."""
+        self._changed.discard(request)
         for item_key in self._origins_of.pop(request, ()):
             self._origins.pop(item_key, None)
 

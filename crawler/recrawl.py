@@ -15,7 +15,7 @@ The request written back carries the page's validators (``If-None-Match``
 from ``ETag``, ``If-Modified-Since`` from ``Last-Modified``) and, in
 ``meta["crawler_recrawl"]``, a hash of its body, its interval and counts. A
 304 answer, or a body with the same hash, is unchanged: the callback is not
-called for a 304 and the page's items stand. A changed page's items replace
+called (its items stand, its links are known). A changed page's items replace
 the old ones (latest wins; ``scrapy export --follow`` writes every version).
 With ``CRAWLER_RECRAWL_ADAPTIVE`` the interval halves when the page changed
 and grows by half when it did not, within ``CRAWLER_RECRAWL_MIN`` and
@@ -32,27 +32,32 @@ from typing import Any
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
-from scrapy.http import Response
+from scrapy.http import Headers, Response
 from scrapy.settings import BaseSettings
 
 from crawler.exceptions import ConfigError
-from crawler.itemids import AFTER, CHANGED, STATE
+from crawler.itemids import AFTER, STATE
 from crawler.politeness import domain_name, slot_of
 from crawler.scheduler import REQUEUE, RedisScheduler, redis_scheduler
 
 logger = logging.getLogger(__name__)
 
 _GROW, _SHRINK = 1.5, 0.5
-# Headers of the request as sent that are not stored with the revisit: the
-# old validators, and what Scrapy's middlewares add again on the way out
-# (cookies from the jar, proxy credentials, the accepted encodings).
-_NOT_KEPT = (
-    b"If-None-Match",
-    b"If-Modified-Since",
-    b"Cookie",
-    b"Proxy-Authorization",
-    b"Accept-Encoding",
-)
+# Headers and meta of a request as leased that are not stored with its
+# revisit: the old validators, and what a retry or redirect left.
+_NOT_KEPT = (b"If-None-Match", b"If-Modified-Since")
+_NOT_KEPT_META = ("redirect_", "retry_", "backoff_")
+# Meta Scrapy's downloader middlewares add, left out when the request was
+# not noted as leased.
+_ADDED_META = ("download_slot", "download_latency", "proxy", "_auth_proxy", "_scheme_proxy")
+#: A request as it was leased: headers, meta, priority, dont_filter.
+Leased = tuple[Any, dict[str, Any], int, bool]
+
+
+class NotModified(IgnoreRequest):
+    """A revisit found its page unchanged (a 304, or the same body): the
+    callback is not called. An errback gets it; ``failure.check(NotModified)``
+    tells it from a failure."""
 
 
 @dataclass(frozen=True)
@@ -88,54 +93,72 @@ class RecrawlPolicy:
             domains=per_domain,
         )
 
-    @property
-    def enabled(self) -> bool:
-        return self.after > 0 or any(s > 0 for s in self.domains.values())
-
     def base_interval(self, request: Request) -> float:
         """Seconds until *request*'s page is due again (0: never)."""
-        if request.meta.get(AFTER) is not None:
-            return max(0.0, float(request.meta[AFTER]))
+        value = request.meta.get(AFTER)
+        if value is not None:
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                logger.warning(
+                    "meta[%r]=%r of %s is not a number of seconds; using the settings.",
+                    AFTER,
+                    value,
+                    request,
+                )
         return self.domains.get(slot_of(request), self.after)
 
     def next_interval(self, request: Request, previous: float | None, changed: bool) -> float:
         base = self.base_interval(request)
-        if not base or not self.adaptive or previous is None:
+        if not base or not self.adaptive:
             return base
-        step = _SHRINK if changed else _GROW
-        return min(self.high, max(self.low, previous * step))
+        if previous is not None:
+            base = previous * (_SHRINK if changed else _GROW)
+        return min(self.high, max(self.low, base))
 
 
 def body_hash(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=8).hexdigest()
 
 
-def revisit_request(request: Request, response: Response, state: dict[str, Any]) -> Request:
-    """*request* as it is sent next time: with the page's validators."""
-    headers = request.headers.copy()
+def revisit_request(
+    request: Request, leased: Leased | None, response: Response | None, state: dict[str, Any]
+) -> Request:
+    """*request* as it is sent next time: as it was leased (not as the
+    downloader middlewares left it: no cookies, credentials, proxy, download
+    slot or lowered retry priority), with the page's validators."""
+    if leased is None:  # not noted at lease time: strip what we know of
+        meta = {k: v for k, v in request.meta.items() if k not in _ADDED_META}
+        leased = (request.headers, meta, request.priority, request.dont_filter)
+    headers0, meta0, priority, dont_filter = leased
+    headers = Headers(headers0)
     for name in _NOT_KEPT:
         headers.pop(name, None)
-    etag = response.headers.get(b"ETag")
-    modified = response.headers.get(b"Last-Modified")
-    if response.status == 304:  # the validators sent still hold
-        etag = etag or request.headers.get(b"If-None-Match")
-        modified = modified or request.headers.get(b"If-Modified-Since")
+    previous = request.meta.get(STATE) or {}
+    etag = modified = None
+    if response is not None and response.status != 304:
+        etag = response.headers.get(b"ETag")
+        modified = response.headers.get(b"Last-Modified")
+    elif previous.get("f") == state.get("f"):  # the validators sent still hold
+        etag = request.headers.get(b"If-None-Match")
+        modified = request.headers.get(b"If-Modified-Since")
     if etag:
         headers[b"If-None-Match"] = etag
     if modified:
         headers[b"If-Modified-Since"] = modified
     meta = {
         k: v
-        for k, v in request.meta.items()
-        if k not in (REQUEUE, CHANGED) and not k.startswith(("redirect_", "retry_", "backoff_"))
+        for k, v in meta0.items()
+        if k not in (REQUEUE, STATE) and not k.startswith(_NOT_KEPT_META)
     }
     meta[STATE] = state
-    return request.replace(headers=headers, meta=meta)
+    return request.replace(headers=headers, meta=meta, priority=priority, dont_filter=dont_filter)
 
 
 class RecrawlMiddleware:
     """Downloader middleware: writes each fetched frontier page back as due
-    again, tells changed pages from unchanged ones, and ends a 304 here."""
+    again, tells changed pages from unchanged ones, and ends an unchanged one
+    here (NotModified)."""
 
     def __init__(self, crawler: Crawler, policy: RecrawlPolicy) -> None:
         self.crawler = crawler
@@ -149,44 +172,75 @@ class RecrawlMiddleware:
             raise ConfigError(str(exc)) from None
         return cls(crawler, policy)
 
-    def _scheduler(self) -> RedisScheduler | None:
-        return redis_scheduler(self.crawler)
+    def _previous(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """(fingerprint, this page's recrawl state): a state copied from
+        another request's meta (``meta=response.meta``) is not its own."""
+        fp = self.crawler.request_fingerprinter.fingerprint(request)[:8].hex()
+        state = request.meta.get(STATE)
+        return fp, state if isinstance(state, dict) and state.get("f") == fp else {}
+
+    def _frontier(self, request: Request) -> RedisScheduler | None:
+        """The scheduler, if *request* was leased from the frontier."""
+        scheduler = redis_scheduler(self.crawler)
+        if scheduler is None or request not in scheduler.active:
+            return None  # robots.txt and the like
+        return scheduler
 
     def process_response(self, request: Request, response: Response) -> Response:
-        previous = request.meta.get(STATE) or {}
-        if not previous and not self.policy.base_interval(request):
+        if STATE not in request.meta and not self.policy.base_interval(request):
             return response  # not revisited
-        scheduler = self._scheduler()
-        if scheduler is None or request not in scheduler.active:
-            return response  # robots.txt and the like, or not from the frontier
-        if 300 <= response.status < 400 and response.status != 304:
+        scheduler = self._frontier(request)
+        if scheduler is None or (300 <= response.status < 400 and response.status != 304):
             return response  # a redirect: the page it leads to is revisited
+        fp, previous = self._previous(request)
         if response.status >= 400:
-            # Tried again after the interval, its state as it was.
-            again = previous.get("i") or self.policy.base_interval(request)
-            if again:
-                scheduler.revisit(revisit_request(request, response, previous), again)
+            self._keep_schedule(scheduler, request, fp, previous)
             return response
-        stats = self.crawler.stats
-        assert stats is not None
         digest = previous.get("h") if response.status == 304 else body_hash(response.body)
         changed = bool(previous) and digest != previous.get("h")
-        if previous:
-            stats.inc_value("recrawl/revisits")
-            stats.inc_value("recrawl/changed" if changed else "recrawl/unchanged")
-            if response.status == 304:
-                stats.inc_value("recrawl/not_modified")
+        self._count(previous, changed, response.status)
         interval = self.policy.next_interval(request, previous.get("i"), changed)
         if interval > 0:
             state = {
+                "f": fp,
                 "h": digest,
                 "i": round(interval, 3),
                 "v": int(previous.get("v", 0)) + 1,
                 "c": int(previous.get("c", 0)) + int(changed),
             }
-            scheduler.revisit(revisit_request(request, response, state), interval)
-        if response.status == 304 and previous:
-            raise IgnoreRequest(f"Not modified since the last visit (304): {request.url}")
+            leased = scheduler.leased_as.get(request)
+            scheduler.revisit(revisit_request(request, leased, response, state), interval)
+        if previous and not changed:
+            # 304, or the same body: its items stand, its links are known.
+            why = "304" if response.status == 304 else "same content"
+            raise NotModified(f"Unchanged since the last visit ({why}): {request.url}")
         if changed:
-            request.meta[CHANGED] = True
+            scheduler.items.mark_changed(request)
         return response
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        """A revisit that failed (after its retries) stays on the schedule."""
+        if isinstance(exception, IgnoreRequest) or STATE not in request.meta:
+            return
+        scheduler = self._frontier(request)
+        if scheduler is not None:
+            self._keep_schedule(scheduler, request, *self._previous(request))
+
+    def _keep_schedule(
+        self, scheduler: RedisScheduler, request: Request, fp: str, previous: dict[str, Any]
+    ) -> None:
+        """A revisit that failed: tried again after its interval, as it was."""
+        if previous:
+            leased = scheduler.leased_as.get(request)
+            again = revisit_request(request, leased, None, previous)
+            scheduler.revisit(again, float(previous.get("i") or 0) or self.policy.after or 60)
+
+    def _count(self, previous: dict[str, Any], changed: bool, status: int) -> None:
+        if not previous:
+            return
+        stats = self.crawler.stats
+        assert stats is not None
+        stats.inc_value("recrawl/revisits")
+        stats.inc_value("recrawl/changed" if changed else "recrawl/unchanged")
+        if status == 304:
+            stats.inc_value("recrawl/not_modified")

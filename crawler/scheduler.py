@@ -39,7 +39,7 @@ from crawler.exceptions import ConfigError
 from crawler.failures import FailureWatch
 from crawler.fingerprints import start_fingerprint
 from crawler.frontier import dead_letter, item_letter
-from crawler.itemids import ItemIds
+from crawler.itemids import AFTER, STATE, ItemIds
 from crawler.jobs import expire_crawl, persist_if_expiring
 from crawler.localseen import LocalSeen
 from crawler.partfrontier import make_frontier
@@ -74,6 +74,8 @@ class RedisScheduler(BaseScheduler):
         self.worker: Worker | None = None
         self.events: DownloadEvents | None = None
         self.active: dict[Request, str] = {}
+        #: Leased requests as they were leased (crawler.recrawl).
+        self.leased_as: dict[Request, tuple[Any, dict[str, Any], int, bool]] = {}
         #: A request on its last delivery, to run alone: (lease id, started).
         self._alone: tuple[str, bool] | None = None
         self.local_seen = LocalSeen(config.local_seen_cache)
@@ -222,6 +224,15 @@ class RedisScheduler(BaseScheduler):
             return None
         lease_id, request = taken
         self.active[request] = lease_id
+        if self.config.recrawl or request.meta.get(STATE) or request.meta.get(AFTER):
+            # As leased, before the downloader middlewares add to it: what a
+            # revisit stores (crawler.recrawl).
+            self.leased_as[request] = (
+                request.headers.copy(),
+                dict(request.meta),
+                request.priority,
+                request.dont_filter,
+            )
         starts.handed_out(lease_id)
         if self._alone is not None and self._alone[0] == lease_id:
             self._alone = (lease_id, True)
@@ -357,7 +368,7 @@ class RedisScheduler(BaseScheduler):
 
     def revisit(self, request: Request, seconds: float) -> None:
         """Store *request* with the commit that acks its page, due again in
-        *seconds* (crawler.recrawl)."""
+        *seconds* (crawler.recrawl); it replaces the page's earlier one."""
         worker = self.worker
         assert worker is not None and self.spider is not None
         fp = self.crawler.request_fingerprinter.fingerprint(request)[:8]
@@ -405,6 +416,7 @@ class RedisScheduler(BaseScheduler):
         assert worker is not None
         for request in [r for r in self.active if r not in busy]:
             lease_id = self.active.pop(request)
+            self.leased_as.pop(request, None)
             worker.batch.acks.append(lease_id)
             slot = worker.leases.started(lease_id)
             if slot is not None:

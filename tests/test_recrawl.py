@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from crawler.demosite import QuietServer
 from tests.conftest import ROOT, SCRAPY, read_jsonl, run_scrapy, scrapy_env, start_node, wait_nodes
 
@@ -112,14 +114,22 @@ class VersionedSite:
         self.server.server_close()
 
 
-def _run(site: VersionedSite, redis_url: str, tmp_path: Path, seconds: int, *settings: str):
-    """3 nodes for *seconds* (CLOSESPIDER_TIMEOUT) with a follower; the
-    follower's items and the nodes' logs."""
+def _run(
+    site: VersionedSite,
+    redis_url: str,
+    tmp_path: Path,
+    seconds: int,
+    *settings: str,
+    trim: bool = False,
+):
+    """3 nodes for *seconds* (CLOSESPIDER_TIMEOUT) with a follower (started
+    first, without the nodes' settings); the follower's items and the nodes'
+    logs."""
     seeded = run_scrapy(["seed", "site", site.url(0)], redis_url)
     assert seeded.returncode == 0, seeded.stderr
     out = tmp_path / "items.jsonl"
     follower = subprocess.Popen(
-        [SCRAPY, "export", "site", "-o", str(out), "--follow"],
+        [SCRAPY, "export", "site", "-o", str(out), "--follow", "-s", f"CRAWLER_EXPORT_TRIM={trim}"],
         cwd=ROOT,
         env=scrapy_env(redis_url),
         stderr=subprocess.PIPE,
@@ -144,10 +154,21 @@ def _finish(nodes, follower, out: Path, tmp_path: Path) -> tuple[list[dict], lis
     return read_jsonl(out), logs
 
 
-def test_revisits_conditional_gets_and_changed_items(redis_url, rclient, tmp_path):
+@pytest.mark.parametrize(("partitions", "trim"), [(1, False), (3, True)])
+def test_revisits_conditional_gets_and_changed_items(
+    redis_url, rclient, tmp_path, partitions, trim
+):
     site = VersionedSite(PAGES)
     try:
-        nodes, follower, out = _run(site, redis_url, tmp_path, 12, "CRAWLER_RECRAWL_AFTER=3")
+        nodes, follower, out = _run(
+            site,
+            redis_url,
+            tmp_path,
+            12,
+            "CRAWLER_RECRAWL_AFTER=3",
+            f"CRAWLER_PARTITIONS={partitions}",
+            trim=trim,
+        )
         time.sleep(5)
         changed = [0, 1, 2, 5]  # one of each kind of page, and one more
         site.bump(changed)
@@ -184,9 +205,17 @@ def test_revisits_conditional_gets_and_changed_items(redis_url, rclient, tmp_pat
     done = run_scrapy(["export", "site", "-o", str(exported)], redis_url)
     assert done.returncode == 0, done.stderr
     latest = sorted(item["title"] for item in read_jsonl(exported))
-    assert latest == sorted(f"page {i} v{2 if i in changed else 1}" for i in range(PAGES))
+    if trim:
+        # Exported, then trimmed: each item keeps a short hash of its value.
+        values = [v for k in rclient.scan_iter(match="{site*}:items") for v in rclient.hvals(k)]
+        assert len(values) == PAGES and all(v[:1] == b"#" and len(v) == 9 for v in values)
+        assert latest == []
+    else:
+        assert latest == sorted(f"page {i} v{2 if i in changed else 1}" for i in range(PAGES))
     # Each page waits in the due set once; status shows it.
-    assert rclient.zcard("{site}:due") == PAGES
+    due_keys = list(rclient.scan_iter(match="{site*}:due"))
+    assert 1 <= len(due_keys) <= partitions  # one domain: one partition holds it
+    assert sum(rclient.zcard(k) for k in due_keys) == PAGES
     status = run_scrapy(["status", "site"], redis_url)
     assert "pages to revisit" in status.stdout, status.stdout
     stats = {k.decode(): v for k, v in rclient.hgetall("{site}:clusterstats").items()}

@@ -21,6 +21,7 @@ from crawler.commandbase import CrawlCommand
 from crawler.commands._common import CommandFailed, open_crawl, run_guarded
 from crawler.connection import redact, sync_client
 from crawler.follow import Follower
+from crawler.follow import trimmed as is_trimmed
 from crawler.jobs import crawl_state
 from crawler.status import snapshot
 
@@ -208,7 +209,7 @@ def _stored_items(client: redis.Redis, key: str, trimmed: list[int]) -> Iterator
         cursor, page = cast(
             tuple[int, dict[bytes, bytes]], client.hscan(key, cursor, count=_SCAN_COUNT)
         )
-        values = [v for v in page.values() if v]
+        values = [v for v in page.values() if not is_trimmed(v)]
         trimmed[0] += len(page) - len(values)
         yield from _decode_page(values)
         if cursor == 0:

@@ -309,7 +309,8 @@ for _ = 1, n do
   if string.sub(value, 1, 1) == '!' then
     value = string.sub(value, 2)
     local old = redis.call('HGET', items, ARGV[i])
-    if old == value then
+    -- A trimmed item left "#" and 8 hex digits of its SHA-1 (crawler.follow).
+    if old == value or old == '#' .. string.sub(redis.sha1hex(value), 1, 8) then
       items_dup = items_dup + 1
     else
       redis.call('HSET', items, ARGV[i], value)

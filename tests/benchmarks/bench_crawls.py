@@ -19,6 +19,7 @@ each crawler's way of ending (this project's nodes wait
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class CrawlResult:
     command_breakdown: dict[str, int] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)  # problems found
     foreign_cpu: float = 0.0  # cores used by other processes on the machine meanwhile
+    recrawl_bytes: float | None = None  # Redis bytes per page of recrawl state (due + duereq)
 
     @property
     def rate(self) -> float | None:
@@ -221,11 +223,16 @@ class CrawlBench:
                 result.checks.append("scrapy-redis's scheduler was not used")
         return _done(result)
 
-    def project(self, nodes: int) -> CrawlResult:
-        run = f"project-{nodes}"
+    def project(self, nodes: int, recrawl: bool = False) -> CrawlResult:
+        """With *recrawl*, every page is written back as due again in a day
+        (CRAWLER_RECRAWL_AFTER): the nodes stay up, and are stopped with
+        SIGTERM once every page was fetched."""
+        run = f"project{'-recrawl' if recrawl else ''}-{nodes}"
         result = CrawlResult("this project", nodes, self.pages)
         name = f"bench-{nodes}node-{int(time.time())}"
         settings = {"CRAWLER_CRAWL_NAME": name}
+        if recrawl:
+            settings["CRAWLER_RECRAWL_AFTER"] = "86400"
         self.redis.client().flushall()
         progress(f"crawl: this project, {nodes} node(s), {self.pages:,} pages")
         env = scrapy_env(REDIS_URL=self.redis.url)
@@ -234,8 +241,12 @@ class CrawlBench:
         # Every node starts the spider with the same start URL: the shared
         # seen-set lets one of them fetch it.
         procs = [self._launch(run, node, settings, True, env) for node in range(1, nodes + 1)]
+        if recrawl:
+            self._stop_when_fetched(procs, mark, t0)
         t_end = wait_all(procs, self.timeout)
         result.foreign_cpu = load.cores()
+        if recrawl:
+            result.recrawl_bytes = self._recrawl_bytes(name)
         delta = command_delta(before, self.redis.commandstats())
         result.command_breakdown = delta
         result.commands = sum(delta.values())
@@ -245,6 +256,33 @@ class CrawlBench:
                 result.checks.append(f"node {node}: the project's scheduler was not used")
         result.node_roundtrips = self._cluster_roundtrips(name, env, logs)
         return _done(result)
+
+    def _stop_when_fetched(
+        self, procs: list[subprocess.Popen[bytes]], mark: int, t0: float
+    ) -> None:
+        """SIGTERM the nodes once nginx served every page (or after the timeout)."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            fetched = {
+                f.uri
+                for f in self.site.fetches(mark)
+                if f.time >= t0 - 1 and f.status == 200 and f.uri.startswith("/page/")
+            }
+            if len(fetched) >= self.pages:
+                break
+            time.sleep(0.5)
+        time.sleep(2)  # the last pages' commits
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+
+    def _recrawl_bytes(self, name: str) -> float | None:
+        """Redis bytes per page due again: the due ZSET and the requests' HASH."""
+        client = self.redis.client()
+        keys = [f"{{{name}}}:due", f"{{{name}}}:duereq"]
+        due = client.zcard(keys[0])
+        used = sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
+        progress(f"  recrawl state: {due:,} pages due again, {used / max(due, 1):.0f} bytes/page")
+        return used / due if due else None
 
     def _cluster_roundtrips(self, name: str, env: dict[str, str], logs: list[str]) -> int | None:
         """``crawler/redis_roundtrips`` summed over the nodes, from

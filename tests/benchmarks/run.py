@@ -33,6 +33,7 @@ PARTS = (
     "plain",
     "scrapy-redis",
     "project",
+    "project-recrawl",
     "seen-exact",
     "seen-bloom",
     "queue",
@@ -43,7 +44,7 @@ PARTS = (
     "redis-cluster-load",
 )
 GROUPS = {
-    "crawls": ("plain", "scrapy-redis", "project"),
+    "crawls": ("plain", "scrapy-redis", "project", "project-recrawl"),
     "memory": ("seen-exact", "seen-bloom", "queue", "dupefilter"),
     "commands": ("seed", "export"),
     "load": ("redis-load", "redis-cluster-load"),
@@ -241,6 +242,8 @@ def run_crawls(crawlers: list[str], pages: int, work: Path, results: dict[str, A
         if "project" in crawlers:
             runs += [("project-1", lambda: bench.project(1))]
             runs += [("project-2", lambda: bench.project(2))]
+        if "project-recrawl" in crawlers:
+            runs += [("project-recrawl-2", lambda: bench.project(2, recrawl=True))]
         for key, run in runs:
             try:
                 results[key] = run()
@@ -334,6 +337,15 @@ def render(results: dict[str, Any], sizes: Sizes, elapsed: float, load: float) -
         rate_cell("project-1"),
     )
     row("pages/s, 2 nodes", "", rate_cell("scrapy-redis-2"), rate_cell("project-2"))
+    if "project-recrawl-2" in results:
+        recrawl = _ok(results, "project-recrawl-2")
+        row("pages/s, 2 nodes, recrawl on", "", "", rate_cell("project-recrawl-2"))
+        row(
+            "  Redis bytes/page of recrawl state",
+            "",
+            "",
+            _num(recrawl.recrawl_bytes if recrawl else None, ".0f"),
+        )
     row(
         "1 node / plain Scrapy",
         "1.00x" if p1 else "",
