@@ -30,8 +30,8 @@ def due_summary(client: Any, parts: list[Keys], now_ms: int) -> dict[str, Any] |
     if not total:
         return None
     ages = []
-    for part, soonest in zip(parts, replies[4::5], strict=True):
-        ages += _ages(client, part, soonest, now_ms)
+    for soonest in replies[4::5]:
+        ages += _ages(soonest, now_ms)
     revisits, changed, not_modified = (int(v or 0) for v in counted)
     return {
         "due_total": total,
@@ -46,14 +46,11 @@ def due_summary(client: Any, parts: list[Keys], now_ms: int) -> dict[str, Any] |
     }
 
 
-def _ages(client: Any, part: Keys, soonest: list[tuple[bytes, float]], now_ms: int) -> list[int]:
+def _ages(soonest: list[tuple[bytes, float]], now_ms: int) -> list[int]:
     """Ages (ms) of the pages due soonest: due time less their interval."""
-    if not soonest:
-        return []
-    values = client.hmget(part.due_requests, [fp for fp, _ in soonest])
     ages = []
-    for (_, due), value in zip(soonest, values, strict=True):
-        interval = _interval(value)
+    for member, due in soonest:
+        interval = _interval(member)
         if interval is not None:
             ages.append(max(0, now_ms - int(due - interval * 1000)))
     return ages

@@ -53,9 +53,8 @@ class Batch:
     unblocks: list[str] = field(default_factory=list)
     backoffs: list[tuple[str, float]] = field(default_factory=list)
     latencies: list[tuple[str, int, bool]] = field(default_factory=list)
-    # Pages due again (crawler.recrawl): (domain, fingerprint, seconds,
-    # "<priority>|<entry>").
-    revisits: list[tuple[str, bytes, float, str]] = field(default_factory=list)
+    # Pages due again (crawler.recrawl): (domain, seconds, "<priority>|<entry>").
+    revisits: list[tuple[str, float, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
@@ -270,9 +269,9 @@ class Frontier:
             args += [lease_id, letter]
         args.append(len(batch.revisits))
         if batch.revisits:
-            args += [ref(k.due), ref(k.due_requests)]
-        for _, fp, seconds, value in batch.revisits:
-            args += [fp, int(seconds * 1000), value]
+            args.append(ref(k.due))
+        for _, seconds, value in batch.revisits:
+            args += [int(seconds * 1000), value]
         return keys + polite_keys(k), args
 
     async def backoffs(self) -> dict[str, int]:
@@ -497,16 +496,16 @@ class Frontier:
     async def move_due(self, limit: int = 500) -> int:
         """Queue the pages due again now (crawler.recrawl); how many."""
         k = self.keys
-        got = await self._rt(self.scripts.due_peek(keys=[k.due, k.due_requests], args=[limit]))
+        got = await self._rt(self.scripts.due_peek(keys=[k.due], args=[limit]))
         if not got:
             return 0
-        keys = [k.due, k.due_requests, k.prios, k.stats]
+        keys = [k.due, k.prios, k.stats]
         index: dict[bytes, int] = {}
         args: list[Any] = []
-        for fp, value in zip(got[::2], got[1::2], strict=True):
-            prio = value.partition(b"|")[0] if value else b""
-            if prio and prio not in index:
+        for value in got:
+            prio = value.partition(b"|")[0]
+            if prio not in index:
                 keys.append(k.queue(prio.decode()))
                 index[prio] = len(keys)
-            args += [fp, index[prio] if prio else ""]
+            args += [value, index[prio]]
         return int(await self._rt(self.scripts.due_move(keys=keys, args=args)))

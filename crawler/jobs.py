@@ -42,7 +42,6 @@ def crawl_keys(client: Any, keys: Keys, scan: bool = True) -> list[str]:
         keys.stats,
         keys.dead,
         keys.due,
-        keys.due_requests,
         keys.commit_seqs,
         keys.config,
         keys.start_urls,

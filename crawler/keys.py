@@ -53,11 +53,10 @@ where the domain is the request's Scrapy download slot)::
                                  pushed, seen, duplicates, done, items,
                                  items_dup, dead, lease_seq.
     {NAME}:dead           LIST   dead letters: JSON {reason, entry, node, time}.
-    {NAME}:due            ZSET   fingerprint (8 bytes) of a fetched page ->
-                                 when it is due again (ms, Redis clock), with
+    {NAME}:due            ZSET   "<prio>|<entry>", the request that fetches a
+                                 page again (its recrawl state in its meta),
+                                 -> when it is due (ms, Redis clock), with
                                  recrawl on (crawler.recrawl).
-    {NAME}:duereq         HASH   fingerprint -> "<prio>|<entry>", the request
-                                 that fetches it again (with its validators).
     {NAME}:park:<d>       LIST   "<prio>|E" of domain d set aside until d is
                                  ready (its delay passed, a slot free).
     {NAME}:parkin:<node>  LIST   "<prio>|E" a lease call of the node set aside
@@ -195,10 +194,6 @@ class Keys:
     @property
     def due(self) -> str:
         return f"{self.tag}:due"
-
-    @property
-    def due_requests(self) -> str:
-        return f"{self.tag}:duereq"
 
     # Politeness (see crawler/lua/_polite.lua, which derives the same names).
     def park(self, domain: str) -> str:

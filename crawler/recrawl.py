@@ -4,16 +4,17 @@ pages' items replace their old ones.
 With ``CRAWLER_RECRAWL_AFTER`` (or ``recrawl_after`` in a request's meta, or
 a domain's entry in ``CRAWLER_RECRAWL_DOMAINS``) a fetched page is written
 back to Redis, in the commit that acknowledges it, as a request due again
-after that many seconds: ``{N}:due`` (ZSET fingerprint -> due, ms on Redis's
-clock) and ``{N}:duereq`` (HASH fingerprint -> "<priority>|<entry>"). Each
-node moves due requests into the frontier once a second
+after that many seconds: ``{N}:due``, a ZSET of "<priority>|<entry>" by
+due time (ms, Redis's clock). Each node moves due requests into the frontier once a second
 (``crawler/lua/due_move.lua``), past the seen-set, so they are leased under
 the same politeness as any other; "seen" means seen within the revisit
 interval.
 
-The request written back carries the page's validators (``If-None-Match``
-from ``ETag``, ``If-Modified-Since`` from ``Last-Modified``) and, in
-``meta["crawler_recrawl"]``, a hash of its body, its interval and counts. A
+The request written back carries, in ``meta["crawler_recrawl"]``, 4 bytes
+of its fingerprint (a state copied to another request's meta is not its
+own), a hash of its body, its interval and its validators, sent as
+``If-None-Match`` (from ``ETag``) and ``If-Modified-Since`` (from
+``Last-Modified``). A
 304 answer, or a body with the same hash, is unchanged: the callback is not
 called (its items stand, its links are known). A changed page's items replace
 the old ones (latest wins; ``scrapy export --follow`` writes every version).
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
 from scrapy import Request
@@ -121,12 +123,44 @@ def body_hash(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=8).hexdigest()
 
 
-def revisit_request(
-    request: Request, leased: Leased | None, response: Response | None, state: dict[str, Any]
-) -> Request:
+def validators(response: Response, previous: dict[str, Any]) -> dict[str, Any]:
+    """The page's validators, kept in its recrawl state: ``e`` its ETag,
+    ``m`` its Last-Modified (seconds since the epoch when it parses). A 304
+    keeps those that were sent."""
+    if response.status == 304:
+        return {k: previous[k] for k in ("e", "m") if k in previous}
+    out: dict[str, Any] = {}
+    etag = response.headers.get(b"ETag")
+    if etag:
+        out["e"] = etag.decode("latin-1")
+    modified = response.headers.get(b"Last-Modified")
+    if modified:
+        text = modified.decode("latin-1")
+        try:
+            out["m"] = int(parsedate_to_datetime(text).timestamp())
+        except (TypeError, ValueError, IndexError):
+            out["m"] = text
+    return out
+
+
+def conditional_headers(state: dict[str, Any]) -> dict[bytes, str]:
+    """``If-None-Match`` and ``If-Modified-Since`` from a recrawl state."""
+    out = {}
+    if state.get("e"):
+        out[b"If-None-Match"] = str(state["e"])
+    modified = state.get("m")
+    if isinstance(modified, int):
+        out[b"If-Modified-Since"] = formatdate(modified, usegmt=True)
+    elif modified:
+        out[b"If-Modified-Since"] = str(modified)
+    return out
+
+
+def revisit_request(request: Request, leased: Leased | None, state: dict[str, Any]) -> Request:
     """*request* as it is sent next time: as it was leased (not as the
     downloader middlewares left it: no cookies, credentials, proxy, download
-    slot or lowered retry priority), with the page's validators."""
+    slot or lowered retry priority), with its recrawl *state* (validators
+    included: the headers are added when it is sent)."""
     if leased is None:  # not noted at lease time: strip what we know of
         meta = {k: v for k, v in request.meta.items() if k not in _ADDED_META}
         leased = (request.headers, meta, request.priority, request.dont_filter)
@@ -134,18 +168,6 @@ def revisit_request(
     headers = Headers(headers0)
     for name in _NOT_KEPT:
         headers.pop(name, None)
-    previous = request.meta.get(STATE) or {}
-    etag = modified = None
-    if response is not None and response.status != 304:
-        etag = response.headers.get(b"ETag")
-        modified = response.headers.get(b"Last-Modified")
-    elif previous.get("f") == state.get("f"):  # the validators sent still hold
-        etag = request.headers.get(b"If-None-Match")
-        modified = request.headers.get(b"If-Modified-Since")
-    if etag:
-        headers[b"If-None-Match"] = etag
-    if modified:
-        headers[b"If-Modified-Since"] = modified
     meta = {
         k: v
         for k, v in meta0.items()
@@ -175,7 +197,8 @@ class RecrawlMiddleware:
     def _previous(self, request: Request) -> tuple[str, dict[str, Any]]:
         """(fingerprint, this page's recrawl state): a state copied from
         another request's meta (``meta=response.meta``) is not its own."""
-        fp = self.crawler.request_fingerprinter.fingerprint(request)[:8].hex()
+        # 4 bytes are plenty to tell a page's own state from a copied one.
+        fp = self.crawler.request_fingerprinter.fingerprint(request)[:4].hex()
         state = request.meta.get(STATE)
         return fp, state if isinstance(state, dict) and state.get("f") == fp else {}
 
@@ -185,6 +208,13 @@ class RecrawlMiddleware:
         if scheduler is None or request not in scheduler.active:
             return None  # robots.txt and the like
         return scheduler
+
+    def process_request(self, request: Request) -> None:
+        """A revisit asks conditionally, with the validators its page had."""
+        if STATE in request.meta:
+            _, previous = self._previous(request)
+            for name, value in conditional_headers(previous).items():
+                request.headers[name] = value
 
     def process_response(self, request: Request, response: Response) -> Response:
         if STATE not in request.meta and not self.policy.base_interval(request):
@@ -201,15 +231,11 @@ class RecrawlMiddleware:
         self._count(previous, changed, response.status)
         interval = self.policy.next_interval(request, previous.get("i"), changed)
         if interval > 0:
-            state = {
-                "f": fp,
-                "h": digest,
-                "i": round(interval, 3),
-                "v": int(previous.get("v", 0)) + 1,
-                "c": int(previous.get("c", 0)) + int(changed),
-            }
+            every = round(interval, 3)
+            state = {"f": fp, "h": digest, "i": int(every) if every == int(every) else every}
+            state.update(validators(response, previous))
             leased = scheduler.leased_as.get(request)
-            scheduler.revisit(revisit_request(request, leased, response, state), interval)
+            scheduler.revisit(revisit_request(request, leased, state), interval)
         if previous and not changed:
             # 304, or the same body: its items stand, its links are known.
             why = "304" if response.status == 304 else "same content"
@@ -232,7 +258,7 @@ class RecrawlMiddleware:
         """A revisit that failed: tried again after its interval, as it was."""
         if previous:
             leased = scheduler.leased_as.get(request)
-            again = revisit_request(request, leased, None, previous)
+            again = revisit_request(request, leased, previous)
             scheduler.revisit(again, float(previous.get("i") or 0) or self.policy.after or 60)
 
     def _count(self, previous: dict[str, Any], changed: bool, status: int) -> None:

@@ -368,10 +368,9 @@ class RedisScheduler(BaseScheduler):
 
     def revisit(self, request: Request, seconds: float) -> None:
         """Store *request* with the commit that acks its page, due again in
-        *seconds* (crawler.recrawl); it replaces the page's earlier one."""
+        *seconds* (crawler.recrawl)."""
         worker = self.worker
         assert worker is not None and self.spider is not None
-        fp = self.crawler.request_fingerprinter.fingerprint(request)[:8]
         try:
             entry = request_entry(request, self.spider)
         except (ValueError, TypeError) as exc:
@@ -379,7 +378,7 @@ class RedisScheduler(BaseScheduler):
             logger.warning("Cannot store %s to fetch it again: %s", request, exc)
             return
         value = f"{request.priority}|{entry}"
-        worker.batch.revisits.append((slot_of(request), fp, seconds, value))
+        worker.batch.revisits.append((slot_of(request), seconds, value))
 
     def dead_letter(self, request: Request, reason: str) -> None:
         """Record that the cluster gave up on *request* (or could not store

@@ -44,9 +44,9 @@
 --   acks:   count, then lease ids of finished requests
 --   raws:   count, then lease ids of consumed raw seeds (start_urls)
 --   dead:   count, then per entry: lease id ("" for none), dead-letter JSON
---   revisits: count, then (when not 0) the KEYS indexes of {N}:due and
---           {N}:duereq, then per page due again: fingerprint, milliseconds
---           from now, "<prio>|<entry>" (crawler.recrawl)
+--   revisits: count, then (when not 0) the KEYS index of {N}:due, then per
+--           page due again: milliseconds from now, "<prio>|<entry>"
+--           (crawler.recrawl)
 --
 -- An item JSON led by "!" replaces the stored one (a changed page's item,
 -- crawler.recrawl): when it differs, it is stored and logged with its value
@@ -111,7 +111,6 @@ do
     or (nfinished + ndeads > 0 and check_type(held, 'hash'))
     or (ndeads > 0 and check_type(dead, 'list'))
     or (nrev > 0 and check_type(KEYS[tonumber(ARGV[rev + 1])], 'zset'))
-    or (nrev > 0 and check_type(KEYS[tonumber(ARGV[rev + 2])], 'hash'))
   if wrong then return wrong end
 end
 
@@ -413,12 +412,11 @@ for _ = 1, n do
 end
 n = tonumber(ARGV[i]); i = i + 1
 if n > 0 then
-  local due, duereq = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])]
-  i = i + 2
+  local due = KEYS[tonumber(ARGV[i])]
+  i = i + 1
   for _ = 1, n do
-    redis.call('ZADD', due, P_now + tonumber(ARGV[i + 1]), ARGV[i])
-    redis.call('HSET', duereq, ARGV[i], ARGV[i + 2])
-    i = i + 3
+    redis.call('ZADD', due, P_now + tonumber(ARGV[i]), ARGV[i + 1])
+    i = i + 2
   end
 end
 p_save()

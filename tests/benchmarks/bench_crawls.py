@@ -83,7 +83,7 @@ class CrawlResult:
     command_breakdown: dict[str, int] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)  # problems found
     foreign_cpu: float = 0.0  # cores used by other processes on the machine meanwhile
-    recrawl_bytes: float | None = None  # Redis bytes per page of recrawl state (due + duereq)
+    recrawl_bytes: float | None = None  # Redis bytes per page of recrawl state ({N}:due)
 
     @property
     def rate(self) -> float | None:
@@ -276,11 +276,10 @@ class CrawlBench:
             proc.send_signal(signal.SIGTERM)
 
     def _recrawl_bytes(self, name: str) -> float | None:
-        """Redis bytes per page due again: the due ZSET and the requests' HASH."""
+        """Redis bytes per page due again: the due set, requests and times."""
         client = self.redis.client()
-        keys = [f"{{{name}}}:due", f"{{{name}}}:duereq"]
-        due = client.zcard(keys[0])
-        used = sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
+        due = client.zcard(f"{{{name}}}:due")
+        used = int(client.memory_usage(f"{{{name}}}:due", samples=0) or 0)
         progress(f"  recrawl state: {due:,} pages due again, {used / max(due, 1):.0f} bytes/page")
         return used / due if due else None
 
