@@ -60,7 +60,7 @@ _NODE_PY += ("watch", "discard")
 _NODE_PY += ("rpush", "ltrim", "pexpire")
 # A finished crawl's time to live (crawler.jobs).
 _NODE_PY += ("pttl", "persist", "zrange", "hkeys")
-_FOLLOW_PY = ("xrange", "hset", "xtrim")  # crawler.follow
+_FOLLOW_PY = ("xrange", "hset", "xtrim", "rpush", "ltrim", "hdel")  # crawler.follow
 _ADMIN_PY = ("unlink", "scan", "srem", "sscan", "hdel", *_FOLLOW_PY)
 
 _NODE_LUA = (

@@ -62,6 +62,13 @@ CRAWLER_DOMAIN_MAX_PAGES = 0
 #: their ids so an item stored again is still known (crawler.follow).
 CRAWLER_EXPORT_TRIM = False
 
+#: Seconds a trimmed item's id is kept (with CRAWLER_EXPORT_TRIM), so that
+#: the same item stored again meanwhile (a page processed again after a
+#: node's crash) is not exported twice; then it is dropped, and Redis holds
+#: only the last this many seconds' ids: its memory for items stays flat.
+#: An item stored again later is exported again. 0: keep every id.
+CRAWLER_EXPORT_TRIM_KEEP = 86400.0
+
 #: Seconds the whole cluster must look finished (empty frontier, no request
 #: held by any node, nothing new queued) before a node exits with ``finished``.
 CRAWLER_FINISH_GRACE = 2.0

@@ -17,8 +17,9 @@ output as Scrapy's feed batching does (batch ids from 1).
 ``CRAWLER_EXPORT_TRIM``: once the cursor is stored, the exported items'
 values are emptied in Redis (the id stays, so an item stored again after a
 node's crash is still known and not exported twice) and the log is trimmed
-up to the cursor. A crawl that never ends then holds a few dozen bytes per
-exported item instead of the item.
+up to the cursor. The ids are dropped ``CRAWLER_EXPORT_TRIM_KEEP`` seconds
+later (``{N}:trimmed`` lists them, oldest first), so a crawl that never
+ends holds only that window's ids: its memory for items stays flat.
 
 The follower exits once the crawl is finished (it had nodes, none is left
 running, nothing is queued or in flight) and everything stored is written;
@@ -42,6 +43,8 @@ from crawler.partitions import partition_keys, recorded_tags
 
 #: Log entries read per partition per round.
 _READ = 1000
+# Trimmed ids dropped per call.
+_DROP = 1000
 #: How long to wait when nothing new was stored.
 _IDLE = 0.5
 #: How often a follower with nothing to do checks whether the crawl finished.
@@ -115,6 +118,9 @@ class Follower:
         self._exporter: Any = None
         self._path: Path | None = None
         self._split_checked = 0.0
+        #: Seconds a trimmed item's id is kept (0: for ever).
+        self.trim_keep = 0.0
+        self._dropped_at = 0.0
 
     def path(self, batch: int) -> Path:
         if "%(batch_id)" in self.output:
@@ -213,6 +219,7 @@ class Follower:
         store the cursor; the number of log entries read."""
         read = 0
         self._find_split(cursor)
+        self._drop_old_ids()
         for p, part in enumerate(self.parts):
             entries = self.client.xrange(part.itemlog, min=f"({cursor.positions[p]}", count=_READ)
             if not entries:
@@ -281,7 +288,38 @@ class Follower:
                 part.items, item_id, b"" if value is None or trimmed(value) else tombstone(value)
             )
         pipe.xtrim(part.itemlog, minid=position, approximate=False)
+        if self.trim_keep and ids:
+            now = b"%d|" % int(time.time() * 1000)
+            pipe.rpush(part.trimmed, *(now + item_id for item_id in ids))
         pipe.execute()
+
+    def _drop_old_ids(self) -> None:
+        """Drop the ids of items trimmed more than trim_keep seconds ago (at
+        most once a second), so the items' memory stays flat."""
+        if not (self.trim and self.trim_keep) or time.monotonic() - self._dropped_at < 1:
+            return
+        self._dropped_at = time.monotonic()
+        before = int((time.time() - self.trim_keep) * 1000)
+        for part in self.parts:
+            while self._drop_some(part, before) == _DROP:
+                pass
+
+    def _drop_some(self, part: Keys, before: int) -> int:
+        entries = self.client.lrange(part.trimmed, 0, _DROP - 1)
+        old = [e for e in entries if int(e.split(b"|", 1)[0]) <= before]
+        if not old:
+            return 0
+        ids = [e.split(b"|", 1)[1] for e in old]
+        values = self.client.hmget(part.items, ids)
+        # Only what is still trimmed: a changed page's item stored since is
+        # kept (its version is in the log).
+        gone = [i for i, v in zip(ids, values, strict=True) if v is not None and trimmed(v)]
+        pipe = self.client.pipeline(transaction=False)
+        if gone:
+            pipe.hdel(part.items, *gone)
+        pipe.ltrim(part.trimmed, len(old), -1)
+        pipe.execute()
+        return len(old)
 
 
 def tombstone(value: bytes) -> bytes:

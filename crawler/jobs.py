@@ -39,6 +39,7 @@ def crawl_keys(client: Any, keys: Keys, scan: bool = True) -> list[str]:
         keys.items,
         keys.itemlog,
         keys.export,
+        keys.trimmed,
         keys.stats,
         keys.dead,
         keys.due,

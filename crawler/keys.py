@@ -49,6 +49,9 @@ where the domain is the request's Scrapy download slot)::
     {NAME}:itemlog        STREAM one entry per new item, i = its id, in the
                                  order stored (read by export --follow).
     {NAME}:export         HASH   cursor name -> JSON of a follower's cursor.
+    {NAME}:trimmed        LIST   "<ms>|<item id>" of items a follower trimmed,
+                                 oldest first: their ids are dropped from
+                                 {NAME}:items CRAWLER_EXPORT_TRIM_KEEP later.
     {NAME}:stats          HASH   counters kept by the scripts: queued, leased,
                                  pushed, seen, duplicates, done, items,
                                  items_dup, dead, lease_seq.
@@ -182,6 +185,10 @@ class Keys:
     @property
     def export(self) -> str:
         return f"{self.tag}:export"
+
+    @property
+    def trimmed(self) -> str:
+        return f"{self.tag}:trimmed"
 
     @property
     def stats(self) -> str:

@@ -105,6 +105,41 @@ def test_follow_writes_every_item_once_across_a_killed_follower(redis_url, tmp_p
     assert f"{3 * PAGES} items were trimmed" in plain.stderr
 
 
+def test_trimmed_item_memory_stays_flat(redis_url, tmp_path):
+    """With CRAWLER_EXPORT_TRIM_KEEP=1, the ids of exported items are dropped
+    a second after they were trimmed: while 3 nodes crawl 900 pages, the
+    item store holds about a second's items, not every item so far."""
+    sites = [HostSite(h, PAGES, latency=0.05) for h in HOSTS]
+    client = redis.Redis.from_url(redis_url)
+    out = str(tmp_path / "items-%(batch_id)d.jsonl")
+    log = tmp_path / "follow.log"
+    samples: list[tuple[int, int, int]] = []  # (items written, ids held, bytes)
+    try:
+        seeded = run_scrapy(["seed", "site", *(s.url("/page/0.html") for s in sites)], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        follower = follow(
+            redis_url, out, log, "CRAWLER_EXPORT_TRIM=True", "CRAWLER_EXPORT_TRIM_KEEP=1"
+        )
+        settings = ("CONCURRENT_REQUESTS=2",)
+        nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *settings) for i in range(3)]
+        while any(n.poll() is None for n in nodes):
+            held = client.hlen("{site}:items")
+            used = client.memory_usage("{site}:items") or 0 if held else 0
+            samples.append((len(lines(tmp_path)), held, used))
+            time.sleep(0.25)
+        assert wait_nodes(nodes, 120) == [0, 0, 0]
+        assert follower.wait(timeout=60) == 0, log.read_text()
+    finally:
+        for site in sites:
+            site.close()
+    urls = [str(item["url"]) for item in lines(tmp_path)]
+    assert len(urls) == len(set(urls)) == 3 * PAGES
+    shown = samples[:: max(1, len(samples) // 12)]
+    print(f"(items written, ids held in Redis, bytes): {shown}")
+    late = [held for written, held, _ in samples if written >= PAGES]
+    assert late and max(late) < PAGES, samples  # never more than a third of them
+
+
 def test_follow_refuses_what_it_cannot_resume(redis_url, tmp_path):
     got = run_scrapy(["export", "site", "-o", str(tmp_path / "x.json"), "--follow"], redis_url)
     assert got.returncode == 1

@@ -7,13 +7,15 @@ exported once by ``scrapy export --follow``, measured at the server."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 from itertools import pairwise
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import pytest
 
 from crawler.demosite import QuietServer
 from tests.conftest import ROOT, SCRAPY, read_jsonl, run_scrapy, scrapy_env, start_node, wait_nodes
+from tests.test_realsite import DOCS
+from tests.test_zoo import ZOO
 
 PAGES = 12
 
@@ -261,3 +265,83 @@ def test_adaptive_intervals(redis_url, tmp_path):
         served = [h for h in site.fetches(i) if h.status == 200]
         mine = [t for t in titles if t.startswith(f"page {i} ")]
         assert len(mine) == (len(served) if i in volatile else 1), (i, mine)
+
+
+class StatusDocServer(SimpleHTTPRequestHandler):
+    """Python's own file server (it sends Last-Modified and answers
+    If-Modified-Since with 304), recording each answer."""
+
+    protocol_version = "HTTP/1.1"
+    answers: list[tuple[str, int, str | None]] = []
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.answers.append((self.path, code, self.headers.get("If-Modified-Since")))
+        super().send_response(code, message)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.skipif(not (DOCS / "index.html").is_file(), reason="needs python3.11-doc")
+def test_crawlspider_revisits_python_docs_conditionally(redis_url, tmp_path):
+    """Scrapy's CrawlSpider as its docs write one (tests/zoo pydocs), on a
+    copy of Debian's Python docs served by Python's http.server: 2 nodes,
+    every page revisited with If-Modified-Since and answered 304, except 3
+    pages whose title the test changes, whose items are replaced."""
+    root = tmp_path / "docs"
+    shutil.copytree(DOCS, root, symlinks=True)
+    answers: list[tuple[str, int, str | None]] = []
+    handler = type("Recording", (StatusDocServer,), {"answers": answers})
+    server = QuietServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    changed = ["library/os.html", "library/re.html", "tutorial/index.html"]
+    env = {"ZOO_SITE": base}
+    settings = ("CRAWLER_RECRAWL_AFTER=6", "CLOSESPIDER_TIMEOUT=30")
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    try:
+        nodes = [start_node("pydocs", redis_url, log, *settings, cwd=ZOO, env=env) for log in logs]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len({p for p, _, _ in answers}) < 500:
+            time.sleep(0.2)
+        first_pass = {p for p, code, _ in answers if code == 200 and p.endswith(".html")}
+        time.sleep(1)
+        for page in changed:
+            path = root / page
+            path.write_text(path.read_text().replace("<title>", "<title>CHANGED ", 1))
+            os.utime(path, (time.time() + 5, time.time() + 5))  # a later Last-Modified
+        codes = wait_nodes(nodes, 120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 0], texts
+    for text in texts:
+        assert "Spider closed (closespider_timeout)" in text, text
+        assert "Traceback" not in text and "] ERROR:" not in text, text
+    by_path: dict[str, list[tuple[int, str | None]]] = {}
+    for path, code, since in answers:
+        by_path.setdefault(path, []).append((code, since))
+    # The start page is also fetched twice at first, as in plain Scrapy
+    # (tests/test_realsite.py): as the start request and as a linked page.
+    revisited = [p for p in first_pass - {"/index.html"} if len(by_path[p]) >= 2]
+    print(f"{len(first_pass)} pages fetched, {len(revisited)} revisited within 30 s")
+    assert len(revisited) > 0.9 * len(first_pass)
+    for path in revisited:
+        first, *later = by_path[path]
+        assert first == (200, None), (path, by_path[path])
+        assert all(since for _, since in later), (path, by_path[path])  # conditional
+        if path.lstrip("/") in changed:
+            assert 200 in [code for code, _ in later], (path, by_path[path])
+        else:
+            assert {code for code, _ in later} == {304}, (path, by_path[path])
+    out = tmp_path / "items.jsonl"
+    exported = run_scrapy(["export", "pydocs", "-o", str(out)], redis_url, cwd=ZOO, **env)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    items = read_jsonl(out)
+    urls = [item["url"] for item in items]
+    assert len(urls) == len(set(urls)), "an item was stored twice"
+    titles = {item["url"].removeprefix(base + "/"): item["title"] for item in items}
+    for page in changed:
+        if f"/{page}" in revisited:
+            assert titles[page].startswith("CHANGED "), titles[page]

@@ -141,6 +141,7 @@ class Command(CrawlCommand):
             f"following crawl {crawl.config.name!r} on {redact(crawl.url)} into {output}",
             file=sys.stderr,
         )
+        follower.trim_keep = max(0.0, settings.getfloat("CRAWLER_EXPORT_TRIM_KEEP"))
         try:
             count = follower.run()
         except (RuntimeError, ValueError) as exc:
