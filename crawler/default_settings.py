@@ -62,12 +62,15 @@ CRAWLER_DOMAIN_MAX_PAGES = 0
 #: their ids so an item stored again is still known (crawler.follow).
 CRAWLER_EXPORT_TRIM = False
 
-#: Seconds a trimmed item's id is kept (with CRAWLER_EXPORT_TRIM), so that
-#: the same item stored again meanwhile (a page processed again after a
-#: node's crash) is not exported twice; then it is dropped, and Redis holds
-#: only the last this many seconds' ids: its memory for items stays flat.
-#: An item stored again later is exported again. 0: keep every id.
-CRAWLER_EXPORT_TRIM_KEEP = 86400.0
+#: Seconds a trimmed item's id is kept (with CRAWLER_EXPORT_TRIM); 0 (the
+#: default): for ever. The id keeps the same item stored again (a page
+#: processed again after a node's crash, a CRAWLER_ITEM_KEY seen again, an
+#: unchanged item of a changed page) from being exported twice. Set it, to
+#: more than your recrawl interval, and Redis holds only that window's ids:
+#: its memory for items stays flat on a crawl that never ends; an item
+#: stored again later is exported again. The follower's ACL user then also
+#: needs RPUSH, LTRIM and HDEL (``scrapy acl SPIDER --role follower``).
+CRAWLER_EXPORT_TRIM_KEEP = 0.0
 
 #: Seconds the whole cluster must look finished (empty frontier, no request
 #: held by any node, nothing new queued) before a node exits with ``finished``.

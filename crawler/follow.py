@@ -35,6 +35,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +307,8 @@ class Follower:
 
     def _drop_some(self, part: Keys, before: int) -> int:
         entries = self.client.lrange(part.trimmed, 0, _DROP - 1)
-        old = [e for e in entries if int(e.split(b"|", 1)[0]) <= before]
+        # The old ones at the head only: LTRIM below removes by count.
+        old = list(takewhile(lambda e: int(e.split(b"|", 1)[0]) <= before, entries))
         if not old:
             return 0
         ids = [e.split(b"|", 1)[1] for e in old]

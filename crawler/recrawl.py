@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import formatdate, mktime_tz, parsedate_tz
 from typing import Any
 
 from scrapy import Request
@@ -135,24 +135,32 @@ def validators(response: Response, previous: dict[str, Any]) -> dict[str, Any]:
         out["e"] = etag.decode("latin-1")
     modified = response.headers.get(b"Last-Modified")
     if modified:
-        text = modified.decode("latin-1")
-        try:
-            out["m"] = int(parsedate_to_datetime(text).timestamp())
-        except (TypeError, ValueError, IndexError):
-            out["m"] = text
+        out["m"] = _modified(modified.decode("latin-1").strip())
     return out
 
 
-def conditional_headers(state: dict[str, Any]) -> dict[bytes, str]:
-    """``If-None-Match`` and ``If-Modified-Since`` from a recrawl state."""
+def _modified(text: str) -> int | str:
+    """A Last-Modified as epoch seconds when it is an IMF-fixdate that comes
+    back the same (the common case, 20 bytes fewer); else as it came."""
+    parsed = parsedate_tz(text)
+    if parsed is not None and parsed[9] == 0:
+        epoch = mktime_tz(parsed)
+        if formatdate(epoch, usegmt=True) == text:
+            return epoch
+    return text
+
+
+def conditional_headers(state: dict[str, Any]) -> dict[bytes, bytes]:
+    """``If-None-Match`` and ``If-Modified-Since`` from a recrawl state, as
+    the bytes the site sent (stored as latin-1 text)."""
     out = {}
     if state.get("e"):
-        out[b"If-None-Match"] = str(state["e"])
+        out[b"If-None-Match"] = str(state["e"]).encode("latin-1", "replace")
     modified = state.get("m")
     if isinstance(modified, int):
-        out[b"If-Modified-Since"] = formatdate(modified, usegmt=True)
+        out[b"If-Modified-Since"] = formatdate(modified, usegmt=True).encode()
     elif modified:
-        out[b"If-Modified-Since"] = str(modified)
+        out[b"If-Modified-Since"] = str(modified).encode("latin-1", "replace")
     return out
 
 
