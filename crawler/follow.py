@@ -181,8 +181,7 @@ class Follower:
             entries = self.client.xrange(part.itemlog, max=cursor.positions[p], count=100_000)
             if entries:
                 ids = [fields[b"i"] for _, fields in entries]
-                versioned = {f[b"i"] for _, f in entries if b"v" in f}
-                self._trim(part, ids, versioned, cursor.positions[p])
+                self._trim(part, ids, _versioned(entries), cursor.positions[p])
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop = True
@@ -241,8 +240,7 @@ class Follower:
             cursor.length = self._handle.tell()
             self.client.hset(self.keys.export, self.cursor_name, cursor.dumps())
             if self.trim:
-                versioned = {f[b"i"] for _, f in entries if b"v" in f}
-                self._trim(part, exported, versioned, cursor.positions[p])
+                self._trim(part, exported, _versioned(entries), cursor.positions[p])
             read += len(entries)
         return read
 
@@ -322,6 +320,11 @@ class Follower:
         pipe.ltrim(part.trimmed, len(old), -1)
         pipe.execute()
         return len(old)
+
+
+def _versioned(entries: list[Any]) -> set[bytes]:
+    """Ids of the item log *entries* logged with their value (recrawl)."""
+    return {fields[b"i"] for _, fields in entries if b"v" in fields}
 
 
 def tombstone(value: bytes) -> bytes:

@@ -22,6 +22,21 @@ class Hit:
     status: int
 
 
+def send_html(
+    handler: BaseHTTPRequestHandler, status: int, body: str, headers: dict[str, str]
+) -> None:
+    """Answer *handler*'s request with an HTML *body* (none for a 304)."""
+    data = body.encode()
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Type", "text/html; charset=utf-8")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if status != 304:
+        handler.wfile.write(data)
+
+
 class HostSite:
     """A tree of pages on ``host``: page i links to pages 3i+1..3i+3; page 0
     also links to /private/secret.html (disallowed by robots.txt)."""
@@ -60,14 +75,7 @@ class HostSite:
                     if site.latency and path != "/robots.txt":
                         time.sleep(site.latency)
                     status, body, headers = site.render(path, retry_after)
-                    data = body.encode()
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    send_html(self, status, body, headers)
                 finally:
                     with site.lock:
                         site.inflight -= 1

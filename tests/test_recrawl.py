@@ -23,6 +23,7 @@ import pytest
 
 from crawler.demosite import QuietServer
 from tests.conftest import ROOT, SCRAPY, read_jsonl, run_scrapy, scrapy_env, start_node, wait_nodes
+from tests.hosts import send_html
 from tests.test_realsite import DOCS
 from tests.test_zoo import ZOO
 
@@ -56,16 +57,7 @@ class VersionedSite:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                status, body, headers = site.answer(self.path, self.headers)
-                data = body.encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if status != 304:
-                    self.wfile.write(data)
+                send_html(self, *site.answer(self.path, self.headers))
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
