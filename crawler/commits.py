@@ -120,6 +120,7 @@ class CommitPipeline:
             numbered[0] = self._seq
         report, top = self.starts.report()
         result = await self.frontier.commit(chunk, numbered[0], report)
+        self.count("crawler/commits", 1)
         self.starts.applied(top)
         self.local_seen.committed(fp for fp, _, _ in chunk.pushes)
         for stat, field in _STATS:

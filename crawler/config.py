@@ -35,6 +35,19 @@ def _positive(settings: BaseSettings, name: str, kind: type = float) -> Any:
     return value
 
 
+def _non_negative(settings: BaseSettings, name: str) -> float:
+    raw = _get(settings, name)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name}={raw!r} is not a number of seconds; set it to 0 or more."
+        ) from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must be 0 or more.")
+    return value
+
+
 def _seen(settings: BaseSettings) -> SeenConfig:
     seen = SeenConfig(
         mode=str(_get(settings, "CRAWLER_SEEN_MODE")),
@@ -75,6 +88,7 @@ class CrawlConfig:
     batch_size: int
     finish_grace: float
     flush_interval: float
+    commit_wait: float
     item_key: str
     keep_alive: bool
     lease_ms: int
@@ -135,6 +149,7 @@ class CrawlConfig:
             batch_size=_positive(settings, "CRAWLER_BATCH_SIZE", int),
             finish_grace=float(_get(settings, "CRAWLER_FINISH_GRACE")),
             flush_interval=_positive(settings, "CRAWLER_FLUSH_INTERVAL"),
+            commit_wait=_non_negative(settings, "CRAWLER_COMMIT_WAIT"),
             item_key=str(_get(settings, "CRAWLER_ITEM_KEY") or ""),
             keep_alive=settings.getbool("CRAWLER_KEEP_ALIVE", default_settings.CRAWLER_KEEP_ALIVE),
             lease_ms=int(lease * 1000),

@@ -28,6 +28,16 @@ CRAWLER_BLOOM_CAPACITY = 10_000_000
 #: that a new URL is taken for seen and skipped.
 CRAWLER_BLOOM_ERROR_RATE = 0.0001
 
+#: Seconds a node may hold what finished pages produced (acknowledgements,
+#: items, new requests) to commit them together: a slow broad crawl commits
+#: a page or two per call otherwise, and each call costs Redis far more than
+#: the pages in it. A node commits at once when it has politeness news (a
+#: request started, a 429), nothing else to do, nothing leased ahead, a
+#: full batch, or a finished request of a domain whose slots it holds its
+#: share of. A node killed meanwhile fetches those pages again. 0: commit
+#: at every flush.
+CRAWLER_COMMIT_WAIT = 0.5
+
 #: Name of the crawl's key namespace in Redis; defaults to the spider name.
 #: Two crawls of the same spider can share one Redis with different names.
 CRAWLER_CRAWL_NAME = ""

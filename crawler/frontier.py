@@ -164,6 +164,9 @@ class Frontier:
         self._policy = self.policy.to_lua()
         self.scripts = Scripts.register(client)
         self.roundtrips = 0
+        #: Nodes whose leases held at this node's last lease call or
+        #: heartbeat (1 before either).
+        self.live_nodes = 1
         self._bloom_layers = 0
         #: The domains of the requests in this node's park inbox
         #: (crawler/lua/lease.lua); None: not known, read it first.
@@ -314,10 +317,11 @@ class Frontier:
         if flat == [-2]:
             self._inbox = known
             return Leased([], spent=True)
-        n = int(flat[1])
-        self._inbox = {d.decode() for d in flat[2 : 2 + n]}
+        self.live_nodes = int(flat[1])
+        n = int(flat[2])
+        self._inbox = {d.decode() for d in flat[3 : 3 + n]}
         entries = [
-            (flat[i].decode(), flat[i + 1], flat[i + 2] == 1) for i in range(2 + n, len(flat), 3)
+            (flat[i].decode(), flat[i + 1], flat[i + 2] == 1) for i in range(3 + n, len(flat), 3)
         ]
         return Leased(entries, more=flat[0] == 1)
 
@@ -346,11 +350,12 @@ class Frontier:
         Returns (known, paused): known is False if the leases had expired
         meanwhile; paused is True while the crawl is paused."""
         k = self.keys
-        known, _, paused = await self._rt(
+        known, _, paused, live = await self._rt(
             self.scripts.heartbeat(
                 keys=[k.nodes, k.nodeinfo, k.nodebeat, k.control], args=[self.node, lease_ms, info]
             )
         )
+        self.live_nodes = int(live)
         return bool(known), bool(paused)
 
     async def add_stats(self, deltas: dict[str, int | float]) -> None:

@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 # Nothing is handed out this share of a lease (at least a renew interval)
 # before the leases would expire by the node's own clock.
 _LEASE_MARGIN = 0.2
+# After a lease call that found less than it asked for, the next waits this
+# long (seconds) while the node still has requests to hand out: a busy node
+# ticks at every finished request, and asking an exhausted frontier each
+# time cost Redis more than the pages did. A node with none asks at once.
+_DRY_HOLD = 0.2
 
 
 class Decoder(Protocol):
@@ -59,6 +64,10 @@ class LeaseSession:
         self.ready: deque[tuple[str, Request]] = deque()
         # Lease id -> domain, for leases whose start the node must report.
         self.report_start: dict[str, str] = {}
+        #: Lease id -> domain of every request this node holds in Redis
+        #: (ready, in progress, or finished and not yet acknowledged there);
+        #: the worker keeps it to what it still holds (``keep``).
+        self.slots: dict[str, str] = {}
         #: Lease ids on their last delivery before the dead letters: they
         #: run alone (crawler.scheduler), so a crash then is theirs.
         self.last_chance: set[str] = set()
@@ -67,6 +76,7 @@ class LeaseSession:
         self.valid_until = 0.0  # monotonic
         self.renew_due = True
         self._reclaim_after = 0.0
+        self._dry_until = 0.0  # monotonic; see _DRY_HOLD
 
     def valid(self) -> bool:
         """True while the leases surely hold; else asks for a renewal."""
@@ -90,7 +100,9 @@ class LeaseSession:
         return None
 
     def wants_more(self) -> bool:
-        return len(self.ready) < self.prefetch
+        if not self.ready:
+            return True  # nothing to hand out: ask at every tick
+        return len(self.ready) < self.prefetch and time.monotonic() >= self._dry_until
 
     def _renewed(self, sent_at: float) -> None:
         margin = max(self.lease_ms / 1000 * _LEASE_MARGIN, self.renew_interval)
@@ -122,6 +134,7 @@ class LeaseSession:
             request = decoder.decode(lease_id, body, batch)
             if request is not None:
                 self.ready.append((lease_id, request))
+                self.slots[lease_id] = slot
                 if last is not None and _deliveries(entry) >= last:
                     self.last_chance.add(lease_id)
                 if report:
@@ -129,6 +142,8 @@ class LeaseSession:
             elif report:
                 batch.unblocks.append(slot)  # its domain need not wait for it
         again = leased.more
+        if len(leased.entries) < want and not leased.more:
+            self._dry_until = time.monotonic() + _DRY_HOLD
         if len(leased.entries) < want:
             raws = await self.frontier.lease_raw(want - len(leased.entries), self.lease_ms)
             for lease_id, raw in raws:
@@ -181,6 +196,10 @@ class LeaseSession:
         """Every deadline may have passed by Redis's clock while it was away:
         give the other nodes a lease period to renew before taking their work."""
         self._reclaim_after = time.monotonic() + self.lease_ms / 1000
+
+    def keep(self, held: set[str]) -> None:
+        """Forget the domains of leases this node no longer holds."""
+        self.slots = {lid: slot for lid, slot in self.slots.items() if lid in held}
 
     def started(self, lease_id: str) -> Any:
         """The domain whose start must be reported for *lease_id*, if any."""

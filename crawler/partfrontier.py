@@ -72,6 +72,10 @@ class PartitionedFrontier:
     def roundtrips(self) -> int:
         return sum(part.roundtrips for part in self.parts)
 
+    @property
+    def live_nodes(self) -> int:
+        return max(part.live_nodes for part in self.parts)
+
     def part_of(self, domain: str) -> int:
         return partition_of(domain, len(self.parts))
 

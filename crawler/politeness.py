@@ -216,6 +216,10 @@ class Policy:
         delay = self._override(slot, 0)
         return self.delay if delay is None else float(delay)
 
+    def concurrency_of(self, slot: str) -> int:
+        concurrency = self._override(slot, 1)
+        return self.concurrency if concurrency is None else int(concurrency)
+
     def factor(self, slot: str) -> float:
         """A random multiplier of the domain's delay, as Scrapy's jitter draws it."""
         jitter = self.jitter_of(slot)

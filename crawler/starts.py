@@ -64,6 +64,14 @@ class StartReports:
         """A report must go out (even in a commit of nothing else)."""
         return self._applied < 0 or bool(self._handed) or self._applied_window != self.current
 
+    def pressing(self) -> bool:
+        """A report must go out soon: Redis has none, the window changed, or
+        half of what may go out beyond the last one went (a held commit,
+        crawler.commitwait, must not make the engine wait)."""
+        if self._applied < 0 or self._applied_window != self.current:
+            return True
+        return 4 * len(self._handed) >= 3 * self.limit()
+
     def report(self) -> tuple[str, Any]:
         """("<id>|<window>" or "" if Redis has it already, (the id, the window))."""
         top = self._handed[-1] if self._handed else max(self._applied, 0)
@@ -108,6 +116,12 @@ class PartitionedStartReports:
 
     def due(self) -> bool:
         return any(part.due() for part in self.parts)
+
+    def pressing(self) -> bool:
+        if any(part._applied < 0 or part._applied_window != part.current for part in self.parts):
+            return True
+        limit = min(self.window, sum(part.limit() for part in self.parts))
+        return 4 * sum(len(part._handed) for part in self.parts) >= 3 * limit
 
     def report(self) -> tuple[str, Any]:
         """("p:<id>|<window>,..." for the partitions with news, the ids)."""

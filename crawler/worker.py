@@ -29,6 +29,7 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.closelimits import ClusterLimits
 from crawler.commits import CommitPipeline
+from crawler.commitwait import CommitWait
 from crawler.completion import ClusterCompletion
 from crawler.config import CrawlConfig
 from crawler.frontier import Batch
@@ -104,6 +105,7 @@ class Worker:
             frontier, config.batch_size, self.count, local_seen, config.concurrency
         )
         self.leases = LeaseSession(frontier, config, self.count)
+        self.commit_wait = CommitWait(config.commit_wait, config.policy, config.batch_size)
         self.completion = ClusterCompletion(frontier, config.finish_grace)
         self.limits = ClusterLimits(frontier, config.close_limits, config.lease_ms)
         self.pauses = DomainPauses()
@@ -248,19 +250,44 @@ class Worker:
             await self.engine.stop_timed_out()
 
     async def flush(self) -> None:
-        """Write everything queued so far (see ``crawler.commits``)."""
-        await self.commits.flush()
+        """Write everything queued so far (see ``crawler.commits``), unless
+        it may wait for more (``crawler.commitwait``)."""
         starts = self.commits.starts
-        if starts.refused and len(self.frontier.deferred()) and not self.commits.settled():
-            # Acknowledgements held back a commit (partitions): a hand-out
-            # waits for them, so send them now.
+        if not self._commit_may_wait():
             await self.commits.flush()
+            if starts.refused and len(self.frontier.deferred()) and not self.commits.settled():
+                # Acknowledgements held back a commit (partitions): a hand-out
+                # waits for them, so send them now.
+                await self.commits.flush()
+            self.commit_wait.flushed()
+            self.leases.keep(self.known_ids() | {lid for lid, _ in self.leases.ready})
         # A hand-out waiting for a report, or for everything to be
         # acknowledged (a request running alone, crawler.scheduler).
         if starts.refused and (self.commits.settled() or starts.may_hand_out()):
             starts.refused = False
             self.engine.wake()
         await self.pauses.refresh(self.frontier, self.commits.last)
+
+    def _commit_may_wait(self) -> bool:
+        commits, engine = self.commits, self.engine
+        urgent = (
+            self.stopping
+            or engine.stopping()
+            or bool(commits.pending)
+            or commits.starts.refused
+            or commits.starts.pressing()
+            or engine.locally_idle()
+            or not self.leases.ready
+        )
+        return self.commit_wait.may_wait(
+            time.monotonic(),
+            commits.batch,
+            self.frontier.deferred(),
+            urgent,
+            self.leases.slots,
+            [lease_id for lease_id, _ in self.leases.ready],
+            self.frontier.live_nodes,
+        )
 
     async def _heartbeat(self) -> None:
         state = "paused" if self.leases.paused else "running"

@@ -14,7 +14,8 @@ class SiteSpider(scrapy.Spider):
     """Crawl one site from its seeds; yield url, title and status per page.
 
     Seed it with ``scrapy seed site URL``; every host that is seeded counts
-    as "the site". ``-a start_url=URL`` also sets a start URL.
+    as "the site". ``-a start_url=URL`` also sets a start URL (several,
+    separated by spaces: a URL has none).
     """
 
     name = "site"
@@ -23,7 +24,7 @@ class SiteSpider(scrapy.Spider):
     def __init__(self, start_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if start_url:
-            self.start_urls = [start_url]
+            self.start_urls = start_url.split()
 
     def parse(self, response: Response) -> Iterator[Any]:
         title = response.css("title::text").get() if hasattr(response, "css") else None

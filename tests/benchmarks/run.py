@@ -42,6 +42,7 @@ PARTS = (
     "export",
     "redis-load",
     "redis-cluster-load",
+    "broad",
 )
 GROUPS = {
     "crawls": ("plain", "scrapy-redis", "project", "project-recrawl"),
@@ -62,10 +63,11 @@ class Sizes:
     export: int
     load_seconds: float = 8.0  # measured seconds per node count of the Redis load test
     cluster_nodes: tuple[int, ...] = (10, 25)  # node counts of the cluster comparison
+    broad: tuple[int, int] = (40, 60)  # hosts and pages per host of the slow broad crawl
 
 
 FULL = Sizes(20_000, 10_000_000, 100_000, 100_000, 1_000_000, 1_000_000, 200_000)
-QUICK = Sizes(2_000, 200_000, 10_000, 20_000, 100_000, 100_000, 50_000, 3.0, (10,))
+QUICK = Sizes(2_000, 200_000, 10_000, 20_000, 100_000, 100_000, 50_000, 3.0, (10,), (20, 30))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -154,6 +156,10 @@ def run_parts(parts: list[str], sizes: Sizes, work: Path, results: dict[str, Any
         _guarded(results, "redis-load", _redis_load, sizes, work)
     if "redis-cluster-load" in parts:
         _guarded(results, "redis-cluster-load", _redis_cluster_load, sizes, work)
+    if "broad" in parts:
+        from tests.benchmarks import bench_broad
+
+        _guarded(results, "broad", bench_broad.run, work / "broad", *sizes.broad)
     # The Bloom filling is bound by Redis's CPU (its Lua script), the others by
     # this process's, so it runs alongside them in a child process on the
     # other core. Nothing timed against a target runs meanwhile.
@@ -511,6 +517,7 @@ def render(results: dict[str, Any], sizes: Sizes, elapsed: float, load: float) -
 
     _load_rows(results, row)
     _cluster_rows(results, row, notes)
+    _broad_rows(results, row, notes, sizes)
 
     disturbed = []
     for key in ("plain-1", "scrapy-redis-1", "scrapy-redis-2", "project-1", "project-2"):
@@ -622,6 +629,59 @@ def _cluster_rows(results: dict[str, Any], row: Any, notes: list[str]) -> None:
         from tests.benchmarks.bench_cluster_load import WHY
 
         notes.append(f"Redis Cluster: {WHY}")
+
+
+def _broad_rows(results: dict[str, Any], row: Any, notes: list[str], sizes: Sizes) -> None:
+    """The slow broad crawl: Redis CPU per page, scrapy-redis against this project."""
+    if "broad" not in results:
+        return
+    runs = _ok(results, "broad")
+    hosts, pages = sizes.broad
+
+    def cell(key: str, text: Any) -> str:
+        run = runs.get(key) if runs else None
+        if run is None:
+            return _cell(results, "broad", str)
+        return text(run) + ("" if run.complete else " (incomplete)")
+
+    def us(run: Any) -> float | None:
+        return run.per_page(run.redis_cpu * 1e6) if run.complete else None
+
+    from tests.benchmarks.bench_broad import LATENCY
+
+    label = f"slow broad crawl, 2 nodes ({hosts} hosts x {pages} pages, {LATENCY} s each)"
+    row(
+        f"pages/s, {label}",
+        "",
+        cell("scrapy-redis", lambda r: _num(r.rate)),
+        cell("project", lambda r: _num(r.rate)),
+    )
+    ours = us(runs["project"]) if runs and "project" in runs else None
+    theirs = us(runs["scrapy-redis"]) if runs and "scrapy-redis" in runs else None
+    row(
+        "  Redis CPU µs/page (idle time included)",
+        "",
+        cell("scrapy-redis", lambda r: _num(us(r), ".0f")),
+        cell("project", lambda r: _num(us(r), ".0f")),
+        "< scrapy-redis",
+        "PASS" if ours and theirs and ours < theirs else ("FAIL" if ours and theirs else ""),
+    )
+    row(
+        "  ... with CRAWLER_COMMIT_WAIT=0 (a commit per flush)",
+        "",
+        "",
+        cell("project-nowait", lambda r: _num(us(r), ".0f")),
+    )
+    row(
+        "  Redis commands/page (a script's own commands included)",
+        "",
+        cell("scrapy-redis", lambda r: _num(r.per_page(r.calls), ".1f")),
+        cell("project", lambda r: _num(r.per_page(r.calls), ".1f")),
+    )
+    if runs:
+        for key, run in runs.items():
+            if run.checks:
+                notes.append(f"broad {key}: " + "; ".join(run.checks))
 
 
 def _pairs(results: dict[str, Any], attr: str, fmt: str = ".0f") -> str:

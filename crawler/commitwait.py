@@ -1,0 +1,94 @@
+"""When a node's next commit may wait (``CRAWLER_COMMIT_WAIT``).
+
+Each commit is a script call whose fixed cost is far above that of a page
+in it, and a node crawling slow sites finishes a page or two between two
+flushes: measured on a 2-node crawl of 40 slow hosts, Redis spent about
+250 µs per page, nearly all of it the fixed cost of a commit per page
+(``tests/benchmarks/COSTS.md``, section 6). Holding what finished pages
+produced for a moment commits them together.
+
+What is held is only ever late, never lost: the leases stay held in Redis
+until the commit that acknowledges them, so a node killed meanwhile has
+those pages fetched again, as it would for what it had in flight. Nothing
+waits that other nodes or the crawl's politeness wait on:
+
+* politeness news (a request reached the downloader, one finished unsent,
+  a 429/503) and dead letters go at once;
+* so does everything when the node has nothing in progress or nothing
+  leased ahead (its new requests may be what it leases next), stops, has a
+  commit to send again, or must report what it started before handing out
+  more (``crawler.starts``);
+* an acknowledgement frees its domain's slot in Redis. A node holds at
+  most its fair share of a domain's slots (the domain's concurrency over
+  the live nodes, ``lease.lua``), so what it holds back keeps only its own
+  next lease of the domain waiting, never another node's. The commit goes
+  at once when that is all the node could do next: some acknowledged
+  domain is at the node's share and everything it leased ahead is of such
+  domains (one site crawled by a few nodes). A broad crawl's node has other
+  domains to fetch meanwhile and loses nothing by the wait.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from crawler.frontier import Batch
+from crawler.politeness import Policy
+
+
+class CommitWait:
+    def __init__(self, wait: float, policy: Policy, batch_size: int) -> None:
+        self.wait = wait
+        self.policy = policy
+        self.batch_size = batch_size
+        #: When the writes waiting now began to wait (monotonic), or None.
+        self.since: float | None = None
+
+    def may_wait(
+        self,
+        now: float,
+        batch: Batch,
+        deferred: Batch,
+        urgent: bool,
+        slots: dict[str, str],
+        ready: Iterable[str],
+        live: int,
+    ) -> bool:
+        """Whether the commit of *batch* (and of the acknowledgements
+        *deferred* to the next commit) may wait until a later flush.
+        *slots* maps the lease ids this node holds to their domains, *ready*
+        lists those leased ahead; *live* is the number of live nodes."""
+        if not len(batch) and not len(deferred):
+            self.since = None
+            return False
+        if self.wait <= 0 or urgent or len(batch) >= self.batch_size:
+            return False
+        if batch.starts or batch.unblocks or batch.backoffs or batch.deads:
+            return False
+        if self.since is None:
+            self.since = now
+        if now - self.since >= self.wait:
+            return False
+        return not self.slot_bound([*batch.acks, *deferred.acks], slots, ready, live)
+
+    def flushed(self) -> None:
+        """Everything waiting was committed."""
+        self.since = None
+
+    def slot_bound(
+        self, acks: Iterable[str], slots: dict[str, str], ready: Iterable[str], live: int
+    ) -> bool:
+        """Whether the node's next work waits on the slots of *acks*: some of
+        them are of domains it holds its share of, and every request it has
+        leased ahead (*ready*, lease ids) is of such a domain."""
+        acked = {slots[lease_id] for lease_id in acks if lease_id in slots}
+        if not acked:
+            return False
+        held = Counter(slots.values())
+        bound = set()
+        for slot in acked:
+            share = max(1, -(-self.policy.concurrency_of(slot) // max(1, live)))
+            if held[slot] >= share:
+                bound.add(slot)
+        return bool(bound) and all(slots.get(lease_id) in bound for lease_id in ready)
