@@ -18,14 +18,14 @@ waits that other nodes or the crawl's politeness wait on:
   leased ahead (its new requests may be what it leases next), stops, has a
   commit to send again, or must report what it started before handing out
   more (``crawler.starts``);
-* an acknowledgement frees its domain's slot in Redis. A node holds at
-  most its fair share of a domain's slots (the domain's concurrency over
-  the live nodes, ``lease.lua``), so what it holds back keeps only its own
-  next lease of the domain waiting, never another node's. The commit goes
-  at once when that is all the node could do next: some acknowledged
-  domain is at the node's share and everything it leased ahead is of such
-  domains (one site crawled by a few nodes). A broad crawl's node has other
-  domains to fetch meanwhile and loses nothing by the wait.
+* an acknowledgement frees its domain's slot in Redis: it goes at once
+  when the node holds its share of that domain's slots (the domain's
+  concurrency over the live nodes, as ``lease.lua`` shares them). Below its
+  share, the node could lease more of the domain anyway, and the other
+  nodes, each held to its own share, still find a free slot; at its share,
+  a held slot would keep the domain's next request waiting (one site, or a
+  domain of concurrency 1, would crawl at half speed). What batches is the
+  broad crawl's: many domains, few requests of each on one node.
 """
 
 from __future__ import annotations
@@ -52,13 +52,12 @@ class CommitWait:
         deferred: Batch,
         urgent: bool,
         slots: dict[str, str],
-        ready: Iterable[str],
         live: int,
     ) -> bool:
         """Whether the commit of *batch* (and of the acknowledgements
         *deferred* to the next commit) may wait until a later flush.
-        *slots* maps the lease ids this node holds to their domains, *ready*
-        lists those leased ahead; *live* is the number of live nodes."""
+        *slots* maps the lease ids this node holds to their domains; *live*
+        is the number of live nodes."""
         if not len(batch) and not len(deferred):
             self.since = None
             return False
@@ -70,25 +69,21 @@ class CommitWait:
             self.since = now
         if now - self.since >= self.wait:
             return False
-        return not self.slot_bound([*batch.acks, *deferred.acks], slots, ready, live)
+        return not self.slot_bound([*batch.acks, *deferred.acks], slots, live)
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds until what waits must go (None: nothing waits)."""
+        return None if self.since is None else max(0.0, self.since + self.wait - now)
 
     def flushed(self) -> None:
         """Everything waiting was committed."""
         self.since = None
 
-    def slot_bound(
-        self, acks: Iterable[str], slots: dict[str, str], ready: Iterable[str], live: int
-    ) -> bool:
-        """Whether the node's next work waits on the slots of *acks*: some of
-        them are of domains it holds its share of, and every request it has
-        leased ahead (*ready*, lease ids) is of such a domain."""
+    def slot_bound(self, acks: Iterable[str], slots: dict[str, str], live: int) -> bool:
+        """Whether one of *acks* is of a domain this node holds its share of
+        (its concurrency over the live nodes, as lease.lua shares slots)."""
         acked = {slots[lease_id] for lease_id in acks if lease_id in slots}
         if not acked:
             return False
         held = Counter(slots.values())
-        bound = set()
-        for slot in acked:
-            share = max(1, -(-self.policy.concurrency_of(slot) // max(1, live)))
-            if held[slot] >= share:
-                bound.add(slot)
-        return bool(bound) and all(slots.get(lease_id) in bound for lease_id in ready)
+        return any(held[slot] * max(1, live) >= self.policy.concurrency_of(slot) for slot in acked)

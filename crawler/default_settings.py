@@ -34,8 +34,8 @@ CRAWLER_BLOOM_ERROR_RATE = 0.0001
 #: the pages in it. A node commits at once when it has politeness news (a
 #: request started, a 429), nothing else to do, nothing leased ahead, a
 #: full batch, or a finished request of a domain whose slots it holds its
-#: share of. A node killed meanwhile fetches those pages again. 0: commit
-#: at every flush.
+#: share of (the domain's concurrency over the live nodes). A node killed
+#: meanwhile has those pages fetched again. 0: commit at every flush.
 CRAWLER_COMMIT_WAIT = 0.5
 
 #: Name of the crawl's key namespace in Redis; defaults to the spider name.

@@ -83,6 +83,8 @@ class Leased:
     more: bool = False
     # CLOSESPIDER_PAGECOUNT requests were handed out: the crawl closes.
     spent: bool = False
+    # (backoff version, Redis's clock in ms), as a commit returns them.
+    backoff: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ class Frontier:
         #: The domains of the requests in this node's park inbox
         #: (crawler/lua/lease.lua); None: not known, read it first.
         self._inbox: set[str] | None = None
+        self._inbox_since = 0.0  # monotonic: when the inbox last filled
 
     def deferred(self) -> Batch:
         """Writes waiting for the next commit: none (crawler.partfrontier
@@ -318,17 +321,25 @@ class Frontier:
             self._inbox = known
             return Leased([], spent=True)
         self.live_nodes = int(flat[1])
-        n = int(flat[2])
-        self._inbox = {d.decode() for d in flat[3 : 3 + n]}
+        n = int(flat[4])
+        self._inbox = {d.decode() for d in flat[5 : 5 + n]}
+        if not self._inbox:
+            self._inbox_since = 0.0
+        elif not self._inbox_since:
+            self._inbox_since = time.monotonic()
         entries = [
-            (flat[i].decode(), flat[i + 1], flat[i + 2] == 1) for i in range(3 + n, len(flat), 3)
+            (flat[i].decode(), flat[i + 1], flat[i + 2] == 1) for i in range(5 + n, len(flat), 3)
         ]
-        return Leased(entries, more=flat[0] == 1)
+        return Leased(entries, more=flat[0] == 1, backoff=(int(flat[2]), int(flat[3])))
 
     def inbox_waiting(self) -> bool:
         """This node's last lease call parked requests in its inbox: a call
         must move them to their domains' lists, where every node sees them."""
         return bool(self._inbox)
+
+    def inbox_due(self, wait: float) -> bool:
+        """The inbox has waited *wait* seconds for a lease call to move it."""
+        return bool(self._inbox) and time.monotonic() - self._inbox_since >= wait
 
     async def drain_inbox(self, lease_ms: int) -> None:
         """Move the inbox to the park lists (a lease call of no requests)."""

@@ -77,6 +77,8 @@ class LeaseSession:
         self.renew_due = True
         self._reclaim_after = 0.0
         self._dry_until = 0.0  # monotonic; see _DRY_HOLD
+        #: What the last lease call said of paused domains (crawler.pauses).
+        self.backoff: tuple[int, int] | None = None
 
     def valid(self) -> bool:
         """True while the leases surely hold; else asks for a renewal."""
@@ -126,6 +128,7 @@ class LeaseSession:
             return False, False
         self.paused = False
         self.spent = leased.spent
+        self.backoff = leased.backoff
         # Deliveries counted so far: at the last one before the dead letters
         # (with more than one allowed), the request runs alone.
         last = self.max_deliveries - 1 if self.max_deliveries > 1 else None
@@ -175,6 +178,7 @@ class LeaseSession:
         for lid in [lid for lid in self.report_start if lid not in held]:
             del self.report_start[lid]
         self.last_chance &= held
+        self.slots = {lid: slot for lid, slot in self.slots.items() if lid in held}
         # What is left is surely held: valid, even if handing back fails.
         self._renewed(sent_at)
         orphans = sorted(held - known_ids() - {lid for lid, _ in self.ready})

@@ -182,15 +182,22 @@ class PartitionedFrontier:
         if not leased.entries and not leased.more:
             self._dry.add(p)  # a spent partition too: asked again in a second
         entries = [(global_id(p, lid), entry, rep) for lid, entry, rep in leased.entries]
+        backoff = None
+        if leased.backoff is not None:
+            self._backoffs[p] = max(self._backoffs.get(p, 0), leased.backoff[0])
+            backoff = (sum(self._backoffs.values()), leased.backoff[1])
         others = any(q not in self._dry for q in order if q != p)
         more = leased.more or (len(entries) < count and others)
         # Spent when some partition handed out its share and none of the
         # others has anything left to hand out (one may run dry first).
         spent = bool(self._spent) and all(q in self._spent or q in self._dry for q in order)
-        return Leased(entries, more=more, spent=spent)
+        return Leased(entries, more=more, spent=spent, backoff=backoff)
 
     def inbox_waiting(self) -> bool:
         return any(part.inbox_waiting() for part in self.parts)
+
+    def inbox_due(self, wait: float) -> bool:
+        return any(part.inbox_due(wait) for part in self.parts)
 
     async def drain_inbox(self, lease_ms: int) -> None:
         waiting = [part for part in self.parts if part.inbox_waiting()]

@@ -27,9 +27,16 @@ class DomainPauses:
 
     async def refresh(self, frontier: AnyFrontier, result: CommitResult | None) -> None:
         """Re-read the pauses if the commit says they changed."""
-        if result is None or result.replayed or result.backoff_version == self.version:
+        if result is not None and not result.replayed:
+            await self.refresh_from(frontier, (result.backoff_version, result.redis_ms))
+
+    async def refresh_from(self, frontier: AnyFrontier, news: tuple[int, int] | None) -> None:
+        """Re-read the pauses if *news* (backoff version, Redis ms), from a
+        commit or a lease call, says they changed."""
+        if news is None or news[0] == self.version:
             return
-        offset = result.redis_ms / 1000 - time.time()  # Redis's clock minus ours
+        version, redis_ms = news
+        offset = redis_ms / 1000 - time.time()  # Redis's clock minus ours
         pauses = await frontier.backoffs()
         self.until = {d: ms / 1000 - offset for d, ms in pauses.items()}
-        self.version = result.backoff_version
+        self.version = version

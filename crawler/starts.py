@@ -66,8 +66,8 @@ class StartReports:
 
     def pressing(self) -> bool:
         """A report must go out soon: Redis has none, the window changed, or
-        half of what may go out beyond the last one went (a held commit,
-        crawler.commitwait, must not make the engine wait)."""
+        three quarters of what may go out beyond the last one went (a held
+        commit, crawler.commitwait, must not make the engine wait)."""
         if self._applied < 0 or self._applied_window != self.current:
             return True
         return 4 * len(self._handed) >= 3 * self.limit()

@@ -31,33 +31,38 @@ def _policy(concurrency: int = 8) -> Policy:
     return Policy(delay=0.0, concurrency=concurrency, jitter=0.0)
 
 
-def test_a_broad_crawl_waits_and_one_site_on_few_nodes_does_not():
+def test_a_broad_crawl_waits_and_a_domain_at_the_node_s_share_does_not():
     wait = CommitWait(0.5, _policy(8), batch_size=200)
-    # A broad crawl: node holds leases of many domains, one acknowledged.
+    # A broad crawl: the node holds few leases of each domain.
     slots = {"1": "a", "2": "a", "3": "b", "4": "c", "5": "d"}
     batch = Batch(acks=["1"], items=[(b"i", "{}")])
-    assert wait.may_wait(10.0, batch, Batch(), False, slots, ["3", "4"], live=2)
+    assert wait.may_wait(10.0, batch, Batch(), False, slots, live=2)
     # ... until the oldest write is CRAWLER_COMMIT_WAIT old.
-    assert wait.may_wait(10.4, batch, Batch(), False, slots, ["3", "4"], live=2)
-    assert not wait.may_wait(10.5, batch, Batch(), False, slots, ["3", "4"], live=2)
+    assert wait.may_wait(10.4, batch, Batch(), False, slots, live=2)
+    assert wait.remaining(10.4) == pytest.approx(0.1)
+    assert not wait.may_wait(10.5, batch, Batch(), False, slots, live=2)
     wait.flushed()
-    # One site on 2 nodes, 8 slots: the node holds its 4, and all it has
-    # leased ahead is of that site, so its next work waits on the slot.
-    slots = {"1": "a", "2": "a", "3": "a", "4": "a"}
-    assert not wait.may_wait(11.0, batch, Batch(), False, slots, ["4"], live=2)
-    # Below its share it may still lease the site: the commit may wait.
-    assert wait.may_wait(11.0, batch, Batch(), False, {"1": "a", "2": "a"}, ["2"], live=2)
-    # A domain's own concurrency (DOWNLOAD_SLOTS) sets its share.
+    assert wait.remaining(10.5) is None
+    # 8 slots over 2 nodes: a node holding 4 of "a" is at its share, and a
+    # held slot would keep a request of "a" waiting (here or elsewhere).
+    slots = {"1": "a", "2": "a", "3": "a", "4": "a", "5": "b"}
+    assert not wait.may_wait(11.0, batch, Batch(), False, slots, live=2)
+    # Shares round up: with 3 nodes a node holds 3 of 8, and 3 x 3 > 8.
+    three = {"1": "a", "2": "a", "3": "a", "5": "b"}
+    assert not wait.may_wait(11.0, batch, Batch(), False, three, live=3)
+    assert wait.may_wait(11.0, batch, Batch(), False, three, live=2)
+    # A domain's own concurrency (DOWNLOAD_SLOTS) counts: 1 slot, 2 nodes.
     one = CommitWait(0.5, Policy(0.0, 8, 0.0, overrides={"a": (None, 1, None)}), 200)
-    assert not one.may_wait(11.0, batch, Batch(), False, {"1": "a", "2": "a"}, ["2"], live=2)
+    assert not one.may_wait(11.0, batch, Batch(), False, {"1": "a", "5": "b"}, live=2)
+    assert one.may_wait(11.0, Batch(acks=["5"]), Batch(), False, {"1": "a", "5": "b"}, live=2)
 
 
 def test_politeness_news_an_idle_node_and_a_full_batch_commit_at_once():
     wait = CommitWait(0.5, _policy(), batch_size=3)
     slots = {"1": "a", "2": "b"}
     acks = Batch(acks=["1"])
-    assert wait.may_wait(0.0, acks, Batch(), False, slots, ["2"], 2)
-    assert not wait.may_wait(0.0, acks, Batch(), True, slots, ["2"], 2)  # urgent
+    assert wait.may_wait(0.0, acks, Batch(), False, slots, 2)
+    assert not wait.may_wait(0.0, acks, Batch(), True, slots, 2)  # urgent
     for news in (
         Batch(acks=["1"], starts=[("a", 1.0)]),
         Batch(acks=["1"], unblocks=["a"]),
@@ -65,12 +70,12 @@ def test_politeness_news_an_idle_node_and_a_full_batch_commit_at_once():
         Batch(acks=["1"], deads=[("1", "{}")]),
         Batch(acks=["1"], items=[(b"i", "{}"), (b"j", "{}")]),  # 3 writes: full
     ):
-        assert not wait.may_wait(0.0, news, Batch(), False, slots, ["2"], 2), news
-    assert not CommitWait(0.0, _policy(), 200).may_wait(0.0, acks, Batch(), False, slots, ["2"], 2)
+        assert not wait.may_wait(0.0, news, Batch(), False, slots, 2), news
+    assert not CommitWait(0.0, _policy(), 200).may_wait(0.0, acks, Batch(), False, slots, 2)
     # Acknowledgements deferred to the next commit (partitions) wait too.
-    assert wait.may_wait(0.0, Batch(), Batch(acks=["1"]), False, slots, ["2"], 2)
+    assert wait.may_wait(0.0, Batch(), Batch(acks=["1"]), False, slots, 2)
     # Nothing to write: nothing waits, and the clock restarts.
-    assert not wait.may_wait(5.0, Batch(), Batch(), False, slots, ["2"], 2)
+    assert not wait.may_wait(5.0, Batch(), Batch(), False, slots, 2)
     assert wait.since is None
 
 
@@ -122,9 +127,11 @@ def test_slow_broad_crawl_commits_several_pages_at_once(redis_url, rclient, tmp_
         assert rclient.llen("{site}:dead") == 0
         figures[wait] = (acked / commits, took)
     print(f"pages per commit, seconds: without wait {figures['0']}, with 0.5 s {figures['0.5']}")
-    # Measured: 1.7 pages per commit without, 4.7 with (a short crawl: its
-    # start and its end commit at once, with little in progress).
-    assert figures["0.5"][0] >= 2 * figures["0"][0], figures
+    # Measured: 1.6 pages per commit without, 3.0 with. The start and the
+    # end of a short crawl commit at once (little in progress), and so does
+    # a page of a site the node holds its share of (4 of its 8 slots): a
+    # tree's links come in threes, so that happens often here.
+    assert figures["0.5"][0] >= 1.5 * figures["0"][0], figures
 
 
 @pytest.mark.parametrize("value", ["-1", "soon"])

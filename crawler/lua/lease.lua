@@ -25,11 +25,12 @@
 -- ARGV[4] number of park lists declared   ARGV[5] politeness policy (JSON)
 -- ARGV[6..] priorities to try, highest first
 --
--- Returns {more, live, n, domain 1..n, lease id, entry, report, lease id,
--- entry, report, ...}: the n domains of the inbox; report is 1 when the node
--- must report the request's start (its domain has a delay); more is 1 when
--- the scan stopped at its limit with work left; live is the number of live
--- nodes (the fair share's divisor).
+-- Returns {more, live, backoff version, Redis ms, n, domain 1..n, lease id,
+-- entry, report, lease id, entry, report, ...}: the n domains of the inbox;
+-- report is 1 when the node must report the request's start (its domain has
+-- a delay); more is 1 when the scan stopped at its limit with work left;
+-- live is the number of live nodes (the fair share's divisor); the backoff
+-- version changes when a domain is paused (as commit.lua returns it).
 -- Returns {-1} while the crawl is paused (nothing is leased), {-2} once
 -- CLOSESPIDER_PAGECOUNT requests were handed out (the policy's pc).
 -- The deadline comes from Redis's clock, never the node's.
@@ -77,7 +78,7 @@ local function my_turn(d, s)
   return (mine[d] or 0) < math.max(1, math.ceil(s.conc / live))
 end
 
-local out = {0, live}
+local out = {0, live, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), now}
 local got = 0
 local function lease_one(prio, entry, report, d)
   if not seq0 then seq0 = tonumber(redis.call('HGET', stats, 'lease_seq') or '0') end
@@ -197,8 +198,8 @@ if dropped > 0 then
 end
 local domains = {}
 for d in pairs(inboxed) do domains[#domains + 1] = d end
-table.insert(out, 3, #domains)
-for j, d in ipairs(domains) do table.insert(out, 3 + j, d) end
+table.insert(out, 5, #domains)
+for j, d in ipairs(domains) do table.insert(out, 5 + j, d) end
 if got > 0 then
   for j = 1, #pending, 1000 do
     redis.call('HSET', held, unpack(pending, j, math.min(j + 999, #pending)))
