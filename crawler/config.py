@@ -23,28 +23,22 @@ def _get(settings: BaseSettings, name: str) -> Any:
 
 
 def _positive(settings: BaseSettings, name: str, kind: type = float) -> Any:
-    raw = _get(settings, name)
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{name}={raw!r} is not a number; set it to a positive {kind.__name__}."
-        ) from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0.")
-    return value
+    return _number(settings, name, kind, zero=False)
 
 
 def _non_negative(settings: BaseSettings, name: str) -> float:
+    return float(_number(settings, name, float, zero=True))
+
+
+def _number(settings: BaseSettings, name: str, kind: type, zero: bool) -> Any:
     raw = _get(settings, name)
+    want = "0 or more" if zero else f"a positive {kind.__name__}"
     try:
-        value = float(raw)
+        value = kind(raw)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{name}={raw!r} is not a number of seconds; set it to 0 or more."
-        ) from None
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} must be 0 or more.")
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to {want}.") from None
+    if value < 0 or (value == 0 and not zero):
+        raise ConfigError(f"{name}={raw!r} must be {'0 or more' if zero else 'greater than 0'}.")
     return value
 
 
