@@ -178,7 +178,7 @@ class LeaseSession:
         for lid in [lid for lid in self.report_start if lid not in held]:
             del self.report_start[lid]
         self.last_chance &= held
-        self.slots = {lid: slot for lid, slot in self.slots.items() if lid in held}
+        self.keep(held)
         # What is left is surely held: valid, even if handing back fails.
         self._renewed(sent_at)
         orphans = sorted(held - known_ids() - {lid for lid, _ in self.ready})
