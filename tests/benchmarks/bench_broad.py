@@ -21,6 +21,7 @@ Per run: pages fetched (by the servers), duplicates, pages/s, Redis CPU
 page, and Redis calls per page.
 
     .venv/bin/python -m tests.benchmarks.bench_broad
+    .venv/bin/python -m tests.benchmarks.bench_broad --delay 1 --pages 20
 """
 
 from __future__ import annotations
@@ -110,11 +111,20 @@ def _seed(urls: list[str], env: dict[str, str]) -> None:
 
 
 def _one(
-    label: str, run: str, work: Path, settings: dict[str, str], count: int, pages: int
+    label: str,
+    run: str,
+    work: Path,
+    settings: dict[str, str],
+    count: int,
+    pages: int,
+    delay: float = 0.0,
 ) -> BroadResult:
     """Crawl *count* sites of *pages* pages to the end with 2 nodes;
-    scrapy-redis when *settings* name its scheduler."""
+    scrapy-redis when *settings* name its scheduler; *delay* is every
+    run's DOWNLOAD_DELAY."""
     result = BroadResult(label, count * pages)
+    if delay:
+        settings = {**settings, "DOWNLOAD_DELAY": str(delay)}
     scrapy_redis = "scrapy_redis" in settings.get("SCHEDULER", "")
     sites = [HostSite(host, pages, latency=LATENCY) for host in hosts(count)]
     redis = RedisServer(work / f"redis-{run}").start()
@@ -191,18 +201,26 @@ RUNS = (
 )
 
 
-def run(work: Path, count: int = HOSTS, pages: int = PAGES) -> dict[str, BroadResult]:
+def run(
+    work: Path, count: int = HOSTS, pages: int = PAGES, delay: float = 0.0
+) -> dict[str, BroadResult]:
     """Every run of ``RUNS``, one after the other."""
     if not available(count):
         raise RuntimeError(f"needs loopback addresses {hosts(count)[0]} to {hosts(count)[-1]}")
-    return {key: _one(label, key, work, cfg, count, pages) for key, label, cfg in RUNS}
+    return {key: _one(label, key, work, cfg, count, pages, delay) for key, label, cfg in RUNS}
 
 
 def main() -> int:
+    import argparse
     import tempfile
 
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_broad")
+    parser.add_argument("--hosts", type=int, default=HOSTS)
+    parser.add_argument("--pages", type=int, default=PAGES, help="pages per host")
+    parser.add_argument("--delay", type=float, default=0.0, help="DOWNLOAD_DELAY of every run")
+    opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="crawler-broad-"))
-    results = run(work)
+    results = run(work, opts.hosts, opts.pages, opts.delay)
     head = ("run", "pages", "again", "pages/s", "Redis µs/page", "calls/page")
     row = "{:40} {:>6} {:>6} {:>8} {:>14} {:>11}"
     print(row.format(*head))
