@@ -12,8 +12,15 @@ until the commit that acknowledges them, so a node killed meanwhile has
 those pages fetched again, as it would for what it had in flight. Nothing
 waits that other nodes or the crawl's politeness wait on:
 
-* politeness news (a request reached the downloader, one finished unsent,
-  a 429/503) and dead letters go at once;
+* politeness news (a request finished unsent, a 429/503) and dead letters
+  go at once;
+* a request's start times its domain's next request (for a domain with a
+  delay): its report carries when it started (``Frontier._commit_args``),
+  so it may wait for half the domain's delay (the delay times the jitter
+  drawn for it; a Crawl-delay or AutoThrottle only make it longer): the
+  report is in Redis before the delay ends, and the domain keeps its pace.
+  A report of a domain without a delay (robots.txt not read yet, a page
+  budget) goes at once;
 * so does everything when the node has nothing in progress or nothing
   leased ahead (its new requests may be what it leases next), stops, has a
   commit to send again, or must report what it started before handing out
@@ -44,6 +51,8 @@ class CommitWait:
         self.batch_size = batch_size
         #: When the writes waiting now began to wait (monotonic), or None.
         self.since: float | None = None
+        #: When the start reports waiting now must go, or None.
+        self.starts_due: float | None = None
 
     def may_wait(
         self,
@@ -59,11 +68,14 @@ class CommitWait:
         *slots* maps the lease ids this node holds to their domains; *live*
         is the number of live nodes."""
         if not len(batch) and not len(deferred):
-            self.since = None
+            self.flushed()
             return False
         if self.wait <= 0 or urgent or len(batch) >= self.batch_size:
             return False
-        if batch.starts or batch.unblocks or batch.backoffs or batch.deads:
+        if batch.unblocks or batch.backoffs or batch.deads:
+            return False
+        self.starts_due = self._starts_due(batch.starts)
+        if self.starts_due is not None and now >= self.starts_due:
             return False
         if self.since is None:
             self.since = now
@@ -71,13 +83,29 @@ class CommitWait:
             return False
         return not self.slot_bound([*batch.acks, *deferred.acks], slots, live)
 
+    def _starts_due(self, starts: Iterable[tuple[str, float, float]]) -> float | None:
+        """When the first of *starts* must be reported: half its domain's
+        delay after it started (-inf for a domain without a delay)."""
+        due = None
+        for slot, factor, started in starts:
+            hold = self.policy.delay_of(slot) * factor / 2
+            at = started + hold if hold > 0 else float("-inf")
+            due = at if due is None else min(due, at)
+        return due
+
     def remaining(self, now: float) -> float | None:
         """Seconds until what waits must go (None: nothing waits)."""
-        return None if self.since is None else max(0.0, self.since + self.wait - now)
+        if self.since is None:
+            return None
+        due = self.since + self.wait
+        if self.starts_due is not None:
+            due = min(due, self.starts_due)
+        return max(0.0, due - now)
 
     def flushed(self) -> None:
         """Everything waiting was committed."""
         self.since = None
+        self.starts_due = None
 
     def slot_bound(self, acks: Iterable[str], slots: dict[str, str], live: int) -> bool:
         """Whether one of *acks* is of a domain this node holds its share of

@@ -34,7 +34,7 @@ class DownloadEvents:
         worker = self.worker
         slot = worker.leases.started(lease_id)
         if slot is not None:
-            worker.batch.starts.append((slot, self.policy.factor(slot)))
+            worker.batch.starts.append((slot, self.policy.factor(slot), time.monotonic()))
             worker.wakeup.set()
 
     def response_downloaded(self, response: Any, request: Request, spider: Spider) -> None:

@@ -46,10 +46,11 @@ class Batch:
     acks: list[str] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
     deads: list[tuple[str, str]] = field(default_factory=list)
-    # Politeness events: (domain, delay factor) of requests sent; domains of
-    # requests finished unsent; (domain, seconds or -1) of 429/503 answers;
-    # (domain, latency ms, status was 200) of responses (AutoThrottle).
-    starts: list[tuple[str, float]] = field(default_factory=list)
+    # Politeness events: (domain, delay factor, when it was sent: monotonic
+    # seconds) of requests sent; domains of requests finished unsent;
+    # (domain, seconds or -1) of 429/503 answers; (domain, latency ms,
+    # status was 200) of responses (AutoThrottle).
+    starts: list[tuple[str, float, float]] = field(default_factory=list)
     unblocks: list[str] = field(default_factory=list)
     backoffs: list[tuple[str, float]] = field(default_factory=list)
     latencies: list[tuple[str, int, bool]] = field(default_factory=list)
@@ -261,8 +262,13 @@ class Frontier:
         for item_id, data in batch.items:
             args += [item_id, data]
         args += [self._policy, len(batch.starts)]
-        for domain, factor in batch.starts:
-            args += [domain, round(factor, 4)]
+        # How long ago each request was sent, by this node's clock: Redis
+        # times the domain's next request from then (a report that waited,
+        # crawler.commitwait, costs no pace; the time the call takes to
+        # reach Redis only makes the delay longer).
+        sent = time.monotonic()
+        for domain, factor, started in batch.starts:
+            args += [domain, round(factor, 4), max(0, int((sent - started) * 1000))]
         args += [len(batch.unblocks), *batch.unblocks, len(batch.backoffs)]
         for domain, seconds in batch.backoffs:
             args += [domain, round(seconds, 3)]

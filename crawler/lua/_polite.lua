@@ -183,11 +183,13 @@ local function p_take(s, lease_ms)
   return 0
 end
 
--- A request of domain d was sent: the next may start after the delay
--- (times factor, the jitter the node drew), and never before the Crawl-delay.
-local function p_started(d, factor)
+-- A request of domain d was sent (ago ms before now, by the node's clock;
+-- the time its report took to arrive only makes the wait longer): the next
+-- may start after the delay (times factor, the jitter the node drew), and
+-- never before the Crawl-delay.
+local function p_started(d, factor, ago)
   local s = p_state(d)
-  s.next = P_now + math.max(s.delay * factor, s.crawl)
+  s.next = P_now - (ago or 0) + math.max(s.delay * factor, s.crawl)
   s.dirty = true
 end
 
