@@ -80,6 +80,9 @@ class Leased:
     """What one lease call handed out: (lease id, entry, report its start)."""
 
     entries: list[tuple[str, bytes, bool]]
+    # Lease id -> seconds to wait before sending it (its domain is ready
+    # then), for requests leased ahead.
+    waits: dict[str, float] = field(default_factory=dict)
     # The scan stopped at its bound with requests left to look at.
     more: bool = False
     # CLOSESPIDER_PAGECOUNT requests were handed out: the crawl closes.
@@ -333,10 +336,14 @@ class Frontier:
             self._inbox_since = 0.0
         elif not self._inbox_since:
             self._inbox_since = time.monotonic()
-        entries = [
-            (flat[i].decode(), flat[i + 1], flat[i + 2] == 1) for i in range(5 + n, len(flat), 3)
-        ]
-        return Leased(entries, more=flat[0] == 1, backoff=(int(flat[2]), int(flat[3])))
+        entries = []
+        waits = {}
+        for i in range(5 + n, len(flat), 3):
+            lease_id, hold = flat[i].decode(), int(flat[i + 2])  # wait ms * 2 + report
+            entries.append((lease_id, flat[i + 1], hold % 2 == 1))
+            if hold >= 2:
+                waits[lease_id] = hold // 2 / 1000
+        return Leased(entries, waits, more=flat[0] == 1, backoff=(int(flat[2]), int(flat[3])))
 
     def inbox_waiting(self) -> bool:
         """This node's last lease call parked requests in its inbox: a call

@@ -62,6 +62,10 @@ class LeaseSession:
         self.max_deliveries = config.max_deliveries
         self.count = count
         self.ready: deque[tuple[str, Request]] = deque()
+        #: Lease id -> when (monotonic) a request leased ahead may be sent:
+        #: its domain is ready then (crawler.politeness.LEASE_AHEAD).
+        self.not_before: dict[str, float] = {}
+        self._due_checked = 0.0
         # Lease id -> domain, for leases whose start the node must report.
         self.report_start: dict[str, str] = {}
         #: Lease id -> domain of every request this node holds in Redis
@@ -88,17 +92,47 @@ class LeaseSession:
         return False
 
     def take(self) -> tuple[str, Request] | None:
-        """The next leased request to hand to the engine, if any may go."""
+        """The next leased request to hand to the engine, if any may go: the
+        first whose domain is ready (one running alone goes first)."""
         if not self.ready or self.paused or not self.valid():
             return None
-        taken = self.ready.popleft()
+        index = self._next_index()
+        if index is None:
+            return None
+        taken = self.ready[index]
+        del self.ready[index]
+        self.not_before.pop(taken[0], None)
         self.last_chance.discard(taken[0])
         return taken
 
+    def _next_index(self) -> int | None:
+        """Where in ``ready`` the next request to send is: the first that
+        may go now; None if none may, or one that must run alone waits."""
+        if not self.not_before:
+            return 0 if self.ready else None
+        now = time.monotonic()
+        for index, (lease_id, _) in enumerate(self.ready):
+            if self.not_before.get(lease_id, 0.0) <= now:
+                return index
+            if lease_id in self.last_chance:
+                return None  # it runs alone: nothing goes before it
+        return None
+
+    def next_due(self, now: float) -> float | None:
+        """When (monotonic) the next request leased ahead may be sent."""
+        return min((at for at in self.not_before.values() if at > now), default=None)
+
+    def came_due(self, now: float) -> bool:
+        """Whether a request leased ahead became free to send since the last
+        time this was asked (the engine is then woken to take it)."""
+        since, self._due_checked = self._due_checked, now
+        return any(since < at <= now for at in self.not_before.values())
+
     def alone_next(self) -> str | None:
         """The next ready request's lease id if it must run alone."""
-        if self.ready and self.ready[0][0] in self.last_chance:
-            return self.ready[0][0]
+        index = self._next_index()
+        if index is not None and self.ready[index][0] in self.last_chance:
+            return self.ready[index][0]
         return None
 
     def wants_more(self) -> bool:
@@ -132,11 +166,15 @@ class LeaseSession:
         # Deliveries counted so far: at the last one before the dead letters
         # (with more than one allowed), the request runs alone.
         last = self.max_deliveries - 1 if self.max_deliveries > 1 else None
+        received = time.monotonic()
         for lease_id, entry, report in leased.entries:
             slot, body = split_entry(entry)
             request = decoder.decode(lease_id, body, batch)
             if request is not None:
                 self.ready.append((lease_id, request))
+                if lease_id in leased.waits:
+                    # From when the reply came: never before Redis's time.
+                    self.not_before[lease_id] = received + leased.waits[lease_id]
                 self.slots[lease_id] = slot
                 if last is not None and _deliveries(entry) >= last:
                     self.last_chance.add(lease_id)
@@ -175,6 +213,7 @@ class LeaseSession:
         know of (a lease whose reply was lost) are handed back."""
         held = set(await self.frontier.held_ids())
         self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
+        self.not_before = {lid: at for lid, at in self.not_before.items() if lid in held}
         for lid in [lid for lid in self.report_start if lid not in held]:
             del self.report_start[lid]
         self.last_chance &= held

@@ -182,6 +182,7 @@ class PartitionedFrontier:
         if not leased.entries and not leased.more:
             self._dry.add(p)  # a spent partition too: asked again in a second
         entries = [(global_id(p, lid), entry, rep) for lid, entry, rep in leased.entries]
+        waits = {global_id(p, lid): wait for lid, wait in leased.waits.items()}
         backoff = None
         if leased.backoff is not None:
             self._backoffs[p] = max(self._backoffs.get(p, 0), leased.backoff[0])
@@ -191,7 +192,7 @@ class PartitionedFrontier:
         # Spent when some partition handed out its share and none of the
         # others has anything left to hand out (one may run dry first).
         spent = bool(self._spent) and all(q in self._spent or q in self._dry for q in order)
-        return Leased(entries, more=more, spent=spent, backoff=backoff)
+        return Leased(entries, waits, more=more, spent=spent, backoff=backoff)
 
     def inbox_waiting(self) -> bool:
         return any(part.inbox_waiting() for part in self.parts)

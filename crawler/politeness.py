@@ -105,6 +105,15 @@ def _jitter(settings: BaseSettings) -> float:
     )
 
 
+#: A lease call also hands out requests whose domain is ready within this
+#: many seconds (a domain with a delay, one paused), each with the time to
+#: wait before sending it. A slow, polite crawl's domains come due one by
+#: one: without it a node would ask Redis for each as it comes due (measured
+#: with DOWNLOAD_DELAY=1 on 40 sites: 2.2 lease calls per page); with it one
+#: call serves the next second's (tests/benchmarks/COSTS.md, section 7).
+LEASE_AHEAD = 1.0
+
+
 @dataclass(frozen=True)
 class Policy:
     """The per-domain limits every node applies, from Scrapy's settings."""
@@ -128,6 +137,9 @@ class Policy:
     backoff_base: float = 1.0
     backoff_max: float = 600.0
     robots: bool = False
+    #: How far ahead a request whose domain is ready soon may be leased, to
+    #: be sent when it is (crawler/lua/lease.lua).
+    lease_ahead: float = LEASE_AHEAD
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> Policy:
@@ -248,6 +260,7 @@ class Policy:
                 "bb": int(self.backoff_base * 1000),
                 "bx": int(self.backoff_max * 1000),
                 "rb": int(self.robots),
+                "la": int(self.lease_ahead * 1000),
             },
             separators=(",", ":"),
         )

@@ -164,9 +164,13 @@ class Worker:
                 continue
             idle = self.engine.locally_idle()
             timeout = self.config.flush_interval if not idle else _IDLE_POLL
-            held = self.commit_wait.remaining(time.monotonic())
+            now = time.monotonic()
+            held = self.commit_wait.remaining(now)
             if held is not None:
                 timeout = min(timeout, held)  # a held commit goes on time
+            due = self.leases.next_due(now)
+            if due is not None:
+                timeout = min(timeout, due - now)  # a request leased ahead goes on time
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
             except TimeoutError:
@@ -218,6 +222,8 @@ class Worker:
 
     async def _tick(self) -> None:
         self.report.count_roundtrips()
+        if self.leases.came_due(time.monotonic()):
+            self.engine.wake()
         await self._stage(self.flush)
         now = time.monotonic()
         renew = self.leases.renew_due or now - self._last_beat >= self.config.renew_interval
@@ -352,6 +358,7 @@ class Worker:
         (prefetched, never started), leave the crawl and say how it ended.
         Redis is waited for (with backoff) for at most a minute."""
         self.leases.ready.clear()
+        self.leases.not_before.clear()
         try:
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.commits.flush_all)
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.frontier.release_all)
@@ -370,6 +377,7 @@ class Worker:
     async def hand_back(self) -> None:
         """Stop now: write what is pending and hand back everything held."""
         self.leases.ready.clear()
+        self.leases.not_before.clear()
         await self.commits.flush_all()
         await self.frontier.release_all()
         await self.frontier.client.aclose()

@@ -25,9 +25,15 @@
 -- ARGV[4] number of park lists declared   ARGV[5] politeness policy (JSON)
 -- ARGV[6..] priorities to try, highest first
 --
+-- A request whose domain is ready within the policy's lease-ahead time (la
+-- ms; a domain with a delay, one paused) is handed out ahead, with the time
+-- to wait before sending it: one call then serves every domain of a slow,
+-- polite crawl that comes due within that time, not one domain a call.
+--
 -- Returns {more, live, backoff version, Redis ms, n, domain 1..n, lease id,
--- entry, report, lease id, entry, report, ...}: the n domains of the inbox;
--- report is 1 when the node must report the request's start (its domain has
+-- entry, hold, lease id, entry, hold, ...}: the n domains of the inbox;
+-- hold is wait * 2 + report: wait the ms to wait before sending the request,
+-- report 1 when the node must report the request's start (its domain has
 -- a delay); more is 1 when the scan stopped at its limit with work left;
 -- live is the number of live nodes (the fair share's divisor); the backoff
 -- version changes when a domain is paused (as commit.lua returns it).
@@ -80,14 +86,14 @@ end
 
 local out = {0, live, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), now}
 local got = 0
-local function lease_one(prio, entry, report, d)
+local function lease_one(prio, entry, report, d, wait)
   if not seq0 then seq0 = tonumber(redis.call('HGET', stats, 'lease_seq') or '0') end
   local id = tostring(seq0 + got + 1)
   pending[#pending + 1] = id
   pending[#pending + 1] = prio .. '|' .. entry
   out[#out + 1] = id
   out[#out + 1] = entry
-  out[#out + 1] = report
+  out[#out + 1] = (wait or 0) * 2 + report
   got = got + 1
   if mine and d then mine[d] = (mine[d] or 0) + 1 end
   if P.pc > 0 and p_first(entry) then granted = granted + 1 end
@@ -102,13 +108,15 @@ local function within_budget(s, d, first)
   return false
 end
 
--- Take a slot of d for a request; 1 if the node must report its start (the
--- domain has a delay, or the request counts against its budget: one that
--- ends unsent, e.g. refused by robots.txt, gives its page back).
-local function take(s, d, first)
+-- Take a slot of d for a request and lease it: its start must be reported
+-- if the domain has a delay, or if the request counts against its budget
+-- (one that ends unsent, e.g. refused by robots.txt, gives its page back);
+-- it waits until the domain is ready.
+local function take(prio, entry, s, d, first)
+  local wait = math.max(0, p_ready_at(s) - now)
   local report = p_take(s, lease_ms)
   if first and (P.pc > 0 or p_counts(s, d, true)) then report = 1 end
-  return report
+  lease_one(prio, entry, report, d, wait)
 end
 
 -- Park a request of domain d: in its list if declared, else in the inbox.
@@ -133,22 +141,23 @@ if redis.call('EXISTS', inbox) == 1 then
   end
 end
 
--- 1. Parked requests of domains that are ready now, of those declared.
+-- 1. Parked requests of domains that are ready now (or within la), of those declared.
 -- (More than want of them: this node may be at its fair share of some.)
-local ready = redis.call('ZRANGEBYSCORE', P_PARKED, '-inf', now, 'LIMIT', 0, want * 2 + 32)
+local soon = now + (P.la or 0)
+local ready = redis.call('ZRANGEBYSCORE', P_PARKED, '-inf', soon, 'LIMIT', 0, want * 2 + 32)
 for _, d in ipairs(ready) do
   if got >= want then break end
   local list = p_park_key(d)
   if list then
     local s = p_state(d)
     local popped = 0
-    while got < want and popped < want * 4 + 1000 and p_ready_at(s) <= now and my_turn(d, s) do
+    while got < want and popped < want * 4 + 1000 and p_ready_at(s) <= soon and my_turn(d, s) do
       local v = redis.call('LPOP', list)
       if not v then break end
       popped = popped + 1
       local prio, entry = string.match(v, '^([^|]*)|(.*)$')
       local first = p_first(entry)
-      if within_budget(s, d, first) then lease_one(prio, entry, take(s, d, first), d) end
+      if within_budget(s, d, first) then take(prio, entry, s, d, first) end
     end
     if redis.call('LLEN', list) == 0 and not inboxed[d] then
       redis.call('ZREM', P_PARKED, d)
@@ -176,8 +185,8 @@ for k = 6, #ARGV do
         local s, first = p_state(d), p_first(entry)
         if p_spent(s, d, first) then
           dropped = dropped + 1  -- its domain's budget is spent: not parked
-        elseif not s.parked and p_ready_at(s) <= now and my_turn(d, s) then
-          if within_budget(s, d, first) then lease_one(prio, entry, take(s, d, first), d) end
+        elseif not s.parked and p_ready_at(s) <= soon and my_turn(d, s) then
+          if within_budget(s, d, first) then take(prio, entry, s, d, first) end
         else
           park(d, prio .. '|' .. entry)
         end
