@@ -113,7 +113,8 @@ end
 -- (one that ends unsent, e.g. refused by robots.txt, gives its page back);
 -- it waits until the domain is ready.
 local function take(prio, entry, s, d, first)
-  local wait = math.max(0, p_ready_at(s) - now)
+  -- Whole ms (a delay times its jitter is not), rounded up: never early.
+  local wait = math.max(0, math.ceil(p_ready_at(s) - now))
   local report = p_take(s, lease_ms)
   if first and (P.pc > 0 or p_counts(s, d, true)) then report = 1 end
   lease_one(prio, entry, report, d, wait)
