@@ -37,6 +37,9 @@ _LEASE_MARGIN = 0.2
 # ticks at every finished request, and asking an exhausted frontier each
 # time cost Redis more than the pages did. A node with none asks at once.
 _DRY_HOLD = 0.2
+#: Seconds between two looks for raw seeds (scrapy-redis style start_urls)
+#: while none are found.
+_RAW_IDLE = 1.0
 
 
 class Decoder(Protocol):
@@ -66,6 +69,7 @@ class LeaseSession:
         #: its domain is ready then (crawler.politeness.LEASE_AHEAD).
         self.not_before: dict[str, float] = {}
         self._due_checked = 0.0
+        self._raw_after = 0.0  # monotonic: when to look for raw seeds again
         # Lease id -> domain, for leases whose start the node must report.
         self.report_start: dict[str, str] = {}
         #: Lease id -> domain of every request this node holds in Redis
@@ -185,11 +189,14 @@ class LeaseSession:
         again = leased.more
         if len(leased.entries) < want and not leased.more:
             self._dry_until = time.monotonic() + _DRY_HOLD
-        if len(leased.entries) < want:
+        if len(leased.entries) < want and received >= self._raw_after:
             raws = await self.frontier.lease_raw(want - len(leased.entries), self.lease_ms)
             for lease_id, raw in raws:
                 decoder.decode_raw(lease_id, raw, batch)
             again = again or bool(raws)
+            # Raw seeds are pushed now and then: after finding none, look
+            # again in a second, not at every lease call.
+            self._raw_after = 0.0 if raws else received + _RAW_IDLE
         return bool(self.ready), again
 
     async def renew(self, info: str, known_ids: Callable[[], set[str]]) -> None:
