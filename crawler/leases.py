@@ -100,27 +100,17 @@ class LeaseSession:
         first whose domain is ready (one running alone goes first)."""
         if not self.ready or self.paused or not self.valid():
             return None
-        index = self._next_index()
-        if index is None:
+        # In lease order (crawler.starts): one leased ahead holds up those
+        # behind it until its domain is ready; lease.lua numbers a call's
+        # requests soonest first, and wants_more leases again only once
+        # those leased ahead are nearly due.
+        lease_id = self.ready[0][0]
+        if self.not_before and self.not_before.get(lease_id, 0.0) > time.monotonic():
             return None
-        taken = self.ready[index]
-        del self.ready[index]
-        self.not_before.pop(taken[0], None)
-        self.last_chance.discard(taken[0])
+        taken = self.ready.popleft()
+        self.not_before.pop(lease_id, None)
+        self.last_chance.discard(lease_id)
         return taken
-
-    def _next_index(self) -> int | None:
-        """Where in ``ready`` the next request to send is: the first that
-        may go now; None if none may, or one that must run alone waits."""
-        if not self.not_before:
-            return 0 if self.ready else None
-        now = time.monotonic()
-        for index, (lease_id, _) in enumerate(self.ready):
-            if self.not_before.get(lease_id, 0.0) <= now:
-                return index
-            if lease_id in self.last_chance:
-                return None  # it runs alone: nothing goes before it
-        return None
 
     def next_due(self, now: float) -> float | None:
         """When (monotonic) the next request leased ahead may be sent."""
@@ -134,15 +124,18 @@ class LeaseSession:
 
     def alone_next(self) -> str | None:
         """The next ready request's lease id if it must run alone."""
-        index = self._next_index()
-        if index is not None and self.ready[index][0] in self.last_chance:
-            return self.ready[index][0]
+        if self.ready and self.ready[0][0] in self.last_chance:
+            return self.ready[0][0]
         return None
 
     def wants_more(self) -> bool:
         if not self.ready:
             return True  # nothing to hand out: ask at every tick
-        return len(self.ready) < self.prefetch and time.monotonic() >= self._dry_until
+        now = time.monotonic()
+        if self.not_before and max(self.not_before.values()) - now > _DRY_HOLD:
+            # What the next call leases goes behind those leased ahead.
+            return False
+        return len(self.ready) < self.prefetch and now >= self._dry_until
 
     def _renewed(self, sent_at: float) -> None:
         margin = max(self.lease_ms / 1000 * _LEASE_MARGIN, self.renew_interval)

@@ -65,9 +65,9 @@ redis.call('ZADD', nodes, now + lease_ms, node)
 -- take every slot back at once and leave the others nothing to fetch.
 local live = redis.call('ZCOUNT', nodes, now, '+inf')
 local mine = nil  -- this node's leases per domain, read when first needed
--- The leases of this call, written to the held hash at the end in one HSET:
--- {id, value, id, value, ...}; ids follow lease_seq, written once.
-local pending, seq0 = {}, nil
+-- The leases of this call, {value, entry, hold, wait, order}: numbered and
+-- written to the held hash at the end (ids follow lease_seq, written once).
+local taken = {}
 local function my_turn(d, s)
   if live <= 1 then return true end
   if not mine then
@@ -76,8 +76,8 @@ local function my_turn(d, s)
       local hd = string.sub(v, 1, 2) ~= '@|' and p_held_domain(v)
       if hd then mine[hd] = (mine[hd] or 0) + 1 end
     end
-    for j = 2, #pending, 2 do
-      local hd = p_held_domain(pending[j])
+    for _, t in ipairs(taken) do
+      local hd = p_held_domain(t[1])
       if hd then mine[hd] = (mine[hd] or 0) + 1 end
     end
   end
@@ -87,14 +87,9 @@ end
 local out = {0, live, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), now}
 local got = 0
 local function lease_one(prio, entry, report, d, wait)
-  if not seq0 then seq0 = tonumber(redis.call('HGET', stats, 'lease_seq') or '0') end
-  local id = tostring(seq0 + got + 1)
-  pending[#pending + 1] = id
-  pending[#pending + 1] = prio .. '|' .. entry
-  out[#out + 1] = id
-  out[#out + 1] = entry
-  out[#out + 1] = (wait or 0) * 2 + report
+  wait = wait or 0
   got = got + 1
+  taken[got] = {prio .. '|' .. entry, entry, wait * 2 + report, wait, got}
   if mine and d then mine[d] = (mine[d] or 0) + 1 end
   if P.pc > 0 and p_first(entry) then granted = granted + 1 end
 end
@@ -208,9 +203,25 @@ if dropped > 0 then
 end
 local domains = {}
 for d in pairs(inboxed) do domains[#domains + 1] = d end
-table.insert(out, 5, #domains)
-for j, d in ipairs(domains) do table.insert(out, 5 + j, d) end
+out[#out + 1] = #domains
+for _, d in ipairs(domains) do out[#out + 1] = d end
 if got > 0 then
+  -- Numbered in the order they may be sent (soonest first, then as leased):
+  -- a node hands its requests out in lease order (crawler.starts).
+  table.sort(taken, function(a, b)
+    if a[4] ~= b[4] then return a[4] < b[4] end
+    return a[5] < b[5]
+  end)
+  local seq0 = tonumber(redis.call('HGET', stats, 'lease_seq') or '0')
+  local pending = {}
+  for j, t in ipairs(taken) do
+    local id = tostring(seq0 + j)
+    pending[#pending + 1] = id
+    pending[#pending + 1] = t[1]
+    out[#out + 1] = id
+    out[#out + 1] = t[2]
+    out[#out + 1] = t[3]
+  end
   for j = 1, #pending, 1000 do
     redis.call('HSET', held, unpack(pending, j, math.min(j + 999, #pending)))
   end

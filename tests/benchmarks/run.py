@@ -43,6 +43,7 @@ PARTS = (
     "redis-load",
     "redis-cluster-load",
     "broad",
+    "broad-polite",
 )
 GROUPS = {
     "crawls": ("plain", "scrapy-redis", "project", "project-recrawl"),
@@ -64,10 +65,15 @@ class Sizes:
     load_seconds: float = 8.0  # measured seconds per node count of the Redis load test
     cluster_nodes: tuple[int, ...] = (10, 25)  # node counts of the cluster comparison
     broad: tuple[int, int] = (40, 60)  # hosts and pages per host of the slow broad crawl
+    broad_polite: tuple[int, int] = (40, 20)  # the same, with DOWNLOAD_DELAY = POLITE_DELAY
 
 
 FULL = Sizes(20_000, 10_000_000, 100_000, 100_000, 1_000_000, 1_000_000, 200_000)
-QUICK = Sizes(2_000, 200_000, 10_000, 20_000, 100_000, 100_000, 50_000, 3.0, (10,), (20, 30))
+QUICK = Sizes(
+    2_000, 200_000, 10_000, 20_000, 100_000, 100_000, 50_000, 3.0, (10,), (20, 30), (20, 10)
+)
+#: DOWNLOAD_DELAY of the polite broad crawl (part broad-polite).
+POLITE_DELAY = 1.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -160,6 +166,11 @@ def run_parts(parts: list[str], sizes: Sizes, work: Path, results: dict[str, Any
         from tests.benchmarks import bench_broad
 
         _guarded(results, "broad", bench_broad.run, work / "broad", *sizes.broad)
+    if "broad-polite" in parts:
+        from tests.benchmarks import bench_broad
+
+        polite = (*sizes.broad_polite, POLITE_DELAY)
+        _guarded(results, "broad-polite", bench_broad.run, work / "broad-polite", *polite)
     # The Bloom filling is bound by Redis's CPU (its Lua script), the others by
     # this process's, so it runs alongside them in a child process on the
     # other core. Nothing timed against a target runs meanwhile.
@@ -518,6 +529,7 @@ def render(results: dict[str, Any], sizes: Sizes, elapsed: float, load: float) -
     _load_rows(results, row)
     _cluster_rows(results, row, notes)
     _broad_rows(results, row, notes, sizes)
+    _broad_rows(results, row, notes, sizes, "broad-polite")
 
     disturbed = []
     for key in ("plain-1", "scrapy-redis-1", "scrapy-redis-2", "project-1", "project-2"):
@@ -631,17 +643,20 @@ def _cluster_rows(results: dict[str, Any], row: Any, notes: list[str]) -> None:
         notes.append(f"Redis Cluster: {WHY}")
 
 
-def _broad_rows(results: dict[str, Any], row: Any, notes: list[str], sizes: Sizes) -> None:
-    """The slow broad crawl: Redis CPU per page, scrapy-redis against this project."""
-    if "broad" not in results:
+def _broad_rows(
+    results: dict[str, Any], row: Any, notes: list[str], sizes: Sizes, part: str = "broad"
+) -> None:
+    """The slow broad crawl (*part* broad-polite: with DOWNLOAD_DELAY): Redis
+    CPU per page, scrapy-redis against this project."""
+    if part not in results:
         return
-    runs = _ok(results, "broad")
-    hosts, pages = sizes.broad
+    runs = _ok(results, part)
+    hosts, pages = sizes.broad if part == "broad" else sizes.broad_polite
 
     def cell(key: str, text: Any) -> str:
         run = runs.get(key) if runs else None
         if run is None:
-            return _cell(results, "broad", str)
+            return _cell(results, part, str)
         return text(run) + ("" if run.complete else " (incomplete)")
 
     def us(run: Any) -> float | None:
@@ -649,7 +664,8 @@ def _broad_rows(results: dict[str, Any], row: Any, notes: list[str], sizes: Size
 
     from tests.benchmarks.bench_broad import LATENCY
 
-    label = f"slow broad crawl, 2 nodes ({hosts} hosts x {pages} pages, {LATENCY} s each)"
+    label = f"slow broad crawl, 2 nodes ({hosts} hosts x {pages} pages, {LATENCY} s each"
+    label += f", DOWNLOAD_DELAY={POLITE_DELAY})" if part == "broad-polite" else ")"
     row(
         f"pages/s, {label}",
         "",
@@ -681,7 +697,7 @@ def _broad_rows(results: dict[str, Any], row: Any, notes: list[str], sizes: Size
     if runs:
         for key, run in runs.items():
             if run.checks:
-                notes.append(f"broad {key}: " + "; ".join(run.checks))
+                notes.append(f"{part} {key}: " + "; ".join(run.checks))
 
 
 def _pairs(results: dict[str, Any], attr: str, fmt: str = ".0f") -> str:
