@@ -111,6 +111,7 @@ def _jitter(settings: BaseSettings) -> float:
 #: one: without it a node would ask Redis for each as it comes due (measured
 #: with DOWNLOAD_DELAY=1 on 40 sites: 2.2 lease calls per page); with it one
 #: call serves the next second's (tests/benchmarks/COSTS.md, section 7).
+#: Off with AutoThrottle, whose delay moves with every latency reported.
 LEASE_AHEAD = 1.0
 
 
@@ -260,7 +261,9 @@ class Policy:
                 "bb": int(self.backoff_base * 1000),
                 "bx": int(self.backoff_max * 1000),
                 "rb": int(self.robots),
-                "la": int(self.lease_ahead * 1000),
+                # Not with AutoThrottle: a delay that moves with every
+                # latency must time a request when it is sent.
+                "la": 0 if self.autothrottle else int(self.lease_ahead * 1000),
             },
             separators=(",", ":"),
         )

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import pickle
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -319,3 +320,36 @@ def test_garbage_in_redis_is_dead_lettered_and_the_crawl_goes_on(
     assert any("bad seed: unsupported scheme 'ftp'" in r for r in reasons)
     assert any("bad seed: bad JSON" in r for r in reasons)
     assert int(rclient.hget("{site}:stats", "leased")) == 0
+
+
+def test_a_domain_ready_within_a_second_is_leased_ahead_in_send_order(redis_url):
+    """With a delay, a lease call also hands out requests whose domain is
+    ready within LEASE_AHEAD, each with the time to wait, numbered soonest
+    first (a node sends in lease order); Redis times a domain's next request
+    from when its last one started, as the node reports it."""
+    from crawler.politeness import Policy
+
+    async def scenario() -> None:
+        policy = Policy(delay=0.6, concurrency=8, jitter=0.0)
+        f = Frontier(aioredis.Redis.from_url(redis_url), KEYS, "n1", policy=policy)
+        await f.commit(Batch(pushes=[push("http://a/1", fp=1), push("http://a/2", fp=2)]))
+        first = await f.lease(10, 30_000)
+        assert urls(first) == ["http://a/1"] and first.waits == {}  # a's next waits for a/1
+        assert first.entries[0][2]  # its start must be reported
+        # a/1 started 0.2 s before the report reached Redis: a/2 is due
+        # 0.4 s from now, and leased ahead with that wait.
+        await f.commit(Batch(starts=[("a", 1.0, time.monotonic() - 0.2)]))
+        await f.commit(Batch(pushes=[push("http://b/1", fp=3)]))
+        second = await f.lease(10, 30_000)
+        assert urls(second) == ["http://b/1", "http://a/2"]  # ready now first
+        ids = [int(lease_id) for lease_id, _, _ in second.entries]
+        assert ids == sorted(ids)
+        a2 = str(ids[1])
+        assert list(second.waits) == [a2]
+        assert 0.3 <= second.waits[a2] <= 0.45, second.waits
+        # Nothing else of a is handed out before a/2 starts.
+        await f.commit(Batch(pushes=[push("http://a/3", fp=4)]))
+        assert urls(await f.lease(10, 30_000)) == []
+        await f.client.aclose()
+
+    run(scenario())
