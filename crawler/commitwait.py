@@ -17,8 +17,9 @@ waits that other nodes or the crawl's politeness wait on:
 * a request's start times its domain's next request (for a domain with a
   delay): its report carries when it started (``Frontier._commit_args``),
   so it may wait for half the domain's delay (the delay times the jitter
-  drawn for it; a Crawl-delay or AutoThrottle only make it longer): the
-  report is in Redis before the delay ends, and the domain keeps its pace.
+  drawn for it; a Crawl-delay or AutoThrottle only make it longer), and at
+  most a second: the report is in Redis before the delay ends, and the
+  domain keeps its pace.
   A report of a domain without a delay (robots.txt not read yet, a page
   budget) goes at once;
 * so does everything when the node has nothing in progress or nothing
@@ -42,6 +43,9 @@ from collections.abc import Iterable
 
 from crawler.frontier import Batch
 from crawler.politeness import Policy
+
+#: The longest a start report waits (seconds).
+_MAX_START_HOLD = 1.0
 
 
 class CommitWait:
@@ -85,10 +89,13 @@ class CommitWait:
 
     def _starts_due(self, starts: Iterable[tuple[str, float, float]]) -> float | None:
         """When the first of *starts* must be reported: half its domain's
-        delay after it started (-inf for a domain without a delay)."""
+        delay after it started, at most a second (-inf for a domain without
+        a delay). A report far later than that is timed from its arrival
+        (crawler.frontier), and the domain's hold from its lease must last
+        until it arrives."""
         due = None
         for slot, factor, started in starts:
-            hold = self.policy.delay_of(slot) * factor / 2
+            hold = min(self.policy.delay_of(slot) * factor / 2, _MAX_START_HOLD)
             at = started + hold if hold > 0 else float("-inf")
             due = at if due is None else min(due, at)
         return due

@@ -74,6 +74,11 @@ class Batch:
 
 _NOTHING = Batch()
 
+#: A start report waits in a held commit at most a second
+#: (crawler.commitwait); one that arrives later than this is timed from its
+#: arrival, as before reports carried their start time.
+_LATE_REPORT_MS = 5000
+
 
 @dataclass(frozen=True)
 class Leased:
@@ -271,7 +276,14 @@ class Frontier:
         # reach Redis only makes the delay longer).
         sent = time.monotonic()
         for domain, factor, started in batch.starts:
-            args += [domain, round(factor, 4), max(0, int((sent - started) * 1000))]
+            ago = max(0, int((sent - started) * 1000))
+            if ago > _LATE_REPORT_MS:
+                # Late (a node cut off, a commit sent again after an
+                # outage): the domain's hold may have run out meanwhile and
+                # another node started one since. Timed from now, as a report
+                # without its start time, it never moves that one's delay.
+                ago = 0
+            args += [domain, round(factor, 4), ago]
         args += [len(batch.unblocks), *batch.unblocks, len(batch.backoffs)]
         for domain, seconds in batch.backoffs:
             args += [domain, round(seconds, 3)]

@@ -165,6 +165,8 @@ class Worker:
             idle = self.engine.locally_idle()
             timeout = self.config.flush_interval if not idle else _IDLE_POLL
             now = time.monotonic()
+            if self.leases.came_due(now):
+                self.engine.wake()  # one leased ahead came due during the tick
             held = self.commit_wait.remaining(now)
             if held is not None:
                 timeout = min(timeout, held)  # a held commit goes on time

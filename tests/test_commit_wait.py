@@ -61,7 +61,12 @@ def test_a_start_report_waits_half_its_domain_s_delay():
     """A report carries when its request started (Redis times the domain's
     next request from then), so it may wait while the delay runs, and must
     be in Redis well before it ends."""
-    policy = Policy(delay=1.0, concurrency=8, jitter=0.5, overrides={"fast": (0.0, None, None)})
+    policy = Policy(
+        delay=1.0,
+        concurrency=8,
+        jitter=0.5,
+        overrides={"fast": (0.0, None, None), "slow": (30.0, None, None)},
+    )
     wait = CommitWait(0.5, policy, batch_size=200)
     slots = {"1": "a", "2": "b"}
     # Started at 10.0 with a factor of 0.6: its domain's next request may
@@ -83,6 +88,11 @@ def test_a_start_report_waits_half_its_domain_s_delay():
     assert wait.remaining(30.0) == pytest.approx(0.5)
     assert not wait.may_wait(30.5, long, Batch(), False, slots, live=2)
     wait.flushed()
+    # A long delay: a second at most (a report 5 s late is timed from its
+    # arrival, crawler.frontier).
+    slow = CommitWait(5.0, policy, batch_size=200)
+    assert slow.may_wait(35.0, Batch(starts=[("slow", 1.0, 35.0)]), Batch(), False, slots, 2)
+    assert slow.remaining(35.0) == pytest.approx(1.0)
     # A domain without a delay (robots.txt unread, a page budget): at once.
     assert not wait.may_wait(40.0, Batch(starts=[("fast", 1.0, 40.0)]), Batch(), False, slots, 2)
     # A factor of 0 (jitter 1): no delay to wait in.
@@ -117,14 +127,17 @@ def _stat(log: str, name: str) -> int:
     return int(found[-1])
 
 
-def _crawl(redis_url: str, tmp_path: Path, wait: str) -> tuple[int, int, float, list[HostSite]]:
-    sites = [HostSite(host, PAGES, latency=0.15) for host in HOSTS]
+def _crawl(
+    redis_url: str, tmp_path: Path, run: str, pages: int, latency: float, setting: str
+) -> tuple[list[str], float, list[HostSite]]:
+    """2 nodes crawl HOSTS' sites of *pages* pages to the end: their logs,
+    the seconds it took, the sites."""
+    sites = [HostSite(host, pages, latency=latency) for host in HOSTS]
     try:
         seeds = [s.url("/page/0.html") for s in sites]
         assert run_scrapy(["seed", "site", *seeds], redis_url).returncode == 0
         started = time.monotonic()
-        logs = [tmp_path / f"{wait}-n{i}.log" for i in range(2)]
-        setting = f"CRAWLER_COMMIT_WAIT={wait}"
+        logs = [tmp_path / f"{run}-n{i}.log" for i in range(2)]
         nodes = [start_node("site", redis_url, log, setting) for log in logs]
         assert wait_nodes(nodes, 180) == [0, 0]
         took = time.monotonic() - started
@@ -134,9 +147,7 @@ def _crawl(redis_url: str, tmp_path: Path, wait: str) -> tuple[int, int, float, 
     texts = [log.read_text() for log in logs]
     for text in texts:
         assert "Spider closed (finished)" in text, text[-3000:]
-    commits = sum(_stat(text, "crawler/commits") for text in texts)
-    acked = sum(_stat(text, "crawler/acked") for text in texts)
-    return commits, acked, took, sites
+    return texts, took, sites
 
 
 @pytest.mark.skipif(
@@ -146,7 +157,11 @@ def test_slow_broad_crawl_commits_several_pages_at_once(redis_url, rclient, tmp_
     figures = {}
     for wait in ("0", "0.5"):
         rclient.flushall()
-        commits, acked, took, sites = _crawl(redis_url, tmp_path, wait)
+        texts, took, sites = _crawl(
+            redis_url, tmp_path, wait, PAGES, 0.15, f"CRAWLER_COMMIT_WAIT={wait}"
+        )
+        commits = sum(_stat(text, "crawler/commits") for text in texts)
+        acked = sum(_stat(text, "crawler/acked") for text in texts)
         pages = [h.path for s in sites for h in s.page_hits()]
         # Every page once (robots.txt forbids /private/), every item once,
         # nothing dead-lettered.
@@ -183,19 +198,7 @@ def test_polite_broad_crawl_keeps_every_delay_with_few_calls(redis_url, rclient,
     sent when its domain is ready, and start reports wait in held commits:
     every delay holds, with far fewer Redis calls per page."""
     pages = 15
-    sites = [HostSite(host, pages, latency=0.05) for host in HOSTS]
-    try:
-        seeds = [s.url("/page/0.html") for s in sites]
-        assert run_scrapy(["seed", "site", *seeds], redis_url).returncode == 0
-        logs = [tmp_path / f"polite-n{i}.log" for i in range(2)]
-        nodes = [start_node("site", redis_url, log, "DOWNLOAD_DELAY=0.5") for log in logs]
-        assert wait_nodes(nodes, 180) == [0, 0]
-    finally:
-        for site in sites:
-            site.close()
-    texts = [log.read_text() for log in logs]
-    for text in texts:
-        assert "Spider closed (finished)" in text, text[-3000:]
+    texts, _, sites = _crawl(redis_url, tmp_path, "polite", pages, 0.05, "DOWNLOAD_DELAY=0.5")
     hits = [(s.host, h.path) for s in sites for h in s.page_hits()]
     assert len(hits) == len(set(hits)) == len(HOSTS) * pages
     out = tmp_path / "polite.jsonl"

@@ -189,7 +189,8 @@ end
 -- never before the Crawl-delay.
 local function p_started(d, factor, ago)
   local s = p_state(d)
-  s.next = P_now - (ago or 0) + math.max(s.delay * factor, s.crawl)
+  -- +1: P_now is Redis's time floored to the ms, ago the node's truncated.
+  s.next = P_now - (ago or 0) + 1 + math.max(s.delay * factor, s.crawl)
   s.dirty = true
 end
 
