@@ -97,7 +97,7 @@ class LeaseSession:
 
     def take(self) -> tuple[str, Request] | None:
         """The next leased request to hand to the engine, if any may go: the
-        first whose domain is ready (one running alone goes first)."""
+        first in lease order, once its domain is ready."""
         if not self.ready or self.paused or not self.valid():
             return None
         # In lease order (crawler.starts): one leased ahead holds up those
@@ -111,6 +111,12 @@ class LeaseSession:
         self.not_before.pop(lease_id, None)
         self.last_chance.discard(lease_id)
         return taken
+
+    def drop_ready(self) -> None:
+        """Forget the requests leased and not handed out (the node is
+        handing them back)."""
+        self.ready.clear()
+        self.not_before.clear()
 
     def next_due(self, now: float) -> float | None:
         """When (monotonic) the next request leased ahead may be sent."""

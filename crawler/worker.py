@@ -359,8 +359,7 @@ class Worker:
         """The node leaves: write what is pending, hand back what it holds
         (prefetched, never started), leave the crawl and say how it ended.
         Redis is waited for (with backoff) for at most a minute."""
-        self.leases.ready.clear()
-        self.leases.not_before.clear()
+        self.leases.drop_ready()
         try:
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.commits.flush_all)
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.frontier.release_all)
@@ -378,8 +377,7 @@ class Worker:
 
     async def hand_back(self) -> None:
         """Stop now: write what is pending and hand back everything held."""
-        self.leases.ready.clear()
-        self.leases.not_before.clear()
+        self.leases.drop_ready()
         await self.commits.flush_all()
         await self.frontier.release_all()
         await self.frontier.client.aclose()

@@ -162,15 +162,12 @@ def run_parts(parts: list[str], sizes: Sizes, work: Path, results: dict[str, Any
         _guarded(results, "redis-load", _redis_load, sizes, work)
     if "redis-cluster-load" in parts:
         _guarded(results, "redis-cluster-load", _redis_cluster_load, sizes, work)
-    if "broad" in parts:
-        from tests.benchmarks import bench_broad
+    broads = (("broad", sizes.broad, 0.0), ("broad-polite", sizes.broad_polite, POLITE_DELAY))
+    for part, (hosts, pages), delay in broads:
+        if part in parts:
+            from tests.benchmarks import bench_broad
 
-        _guarded(results, "broad", bench_broad.run, work / "broad", *sizes.broad)
-    if "broad-polite" in parts:
-        from tests.benchmarks import bench_broad
-
-        polite = (*sizes.broad_polite, POLITE_DELAY)
-        _guarded(results, "broad-polite", bench_broad.run, work / "broad-polite", *polite)
+            _guarded(results, part, bench_broad.run, work / part, hosts, pages, delay)
     # The Bloom filling is bound by Redis's CPU (its Lua script), the others by
     # this process's, so it runs alongside them in a child process on the
     # other core. Nothing timed against a target runs meanwhile.
