@@ -33,7 +33,7 @@ from twisted.internet.defer import Deferred
 
 from crawler.config import CrawlConfig
 from crawler.keys import Keys
-from crawler.politeness import slot_of
+from crawler.politeness import slot_of, with_send_margin
 from crawler.scheduler import redis_scheduler
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             wait = max(wait, policy.auto_start)
         wait = max(wait, delay)
         if wait > 0:
-            await asyncio.sleep(wait)
+            await asyncio.sleep(with_send_margin(wait))
         return body
 
     def _crawl_delay(self, body: bytes, request: Request) -> float:

@@ -347,7 +347,7 @@ def test_a_domain_ready_within_a_second_is_leased_ahead_in_send_order(redis_url)
         assert ids == sorted(ids)
         a2 = str(ids[1])
         assert list(second.waits) == [a2]
-        assert 0.36 <= second.waits[a2] <= 0.51, second.waits
+        assert 0.42 <= second.waits[a2] <= 0.47, second.waits  # 0.4 alone: no margin
         # Nothing else of a is handed out before a/2 starts.
         await f.commit(Batch(pushes=[push("http://a/3", fp=4)]))
         assert urls(await f.lease(10, 30_000)) == []

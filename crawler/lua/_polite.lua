@@ -191,16 +191,15 @@ end
 -- The start is when the request reached the node's downloader; it reaches
 -- the site later by the node's send path (a new connection, a DNS lookup, a
 -- busy event loop), which the next request, sent by another node on a warm
--- connection, may not pay. A margin of a tenth of the gap, at most
--- P_SEND_MARGIN ms, keeps the gap the site sees: under load a first request
--- took 45 ms longer to reach the site than the one after it (CI, 3db44c0).
-local P_SEND_MARGIN = 50
-
+-- connection, may not pay. A margin of a tenth of the gap, at most P.sm ms
+-- (crawler.politeness.SEND_MARGIN), keeps the gap the site sees: under load
+-- a site saw 0.358 s between two requests under a 0.4 s Crawl-delay
+-- (CI, 3db44c0).
 local function p_started(d, factor, ago)
   local s = p_state(d)
   local gap = math.max(s.delay * factor, s.crawl)
   -- +1: P_now is Redis's time floored to the ms, ago the node's truncated.
-  s.next = P_now - (ago or 0) + 1 + gap + math.floor(math.min(gap / 10, P_SEND_MARGIN))
+  s.next = P_now - (ago or 0) + 1 + gap + math.floor(math.min(gap / 10, P.sm or 0))
   s.dirty = true
 end
 
