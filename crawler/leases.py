@@ -95,22 +95,32 @@ class LeaseSession:
         self.renew_due = True
         return False
 
-    def take(self) -> tuple[str, Request] | None:
+    def take(
+        self, fits: Callable[[str, list[str]], bool] = lambda lease_id, skipped: not skipped
+    ) -> tuple[str, Request] | None:
         """The next leased request to hand to the engine, if any may go: the
-        first in lease order, once its domain is ready."""
+        first in lease order whose domain is ready. One leased ahead and not
+        due yet is skipped if *fits* (crawler.starts) says the request after
+        it may go before it; a request that must run alone
+        (crawler.scheduler) goes only in its turn."""
         if not self.ready or self.paused or not self.valid():
             return None
-        # In lease order (crawler.starts): one leased ahead holds up those
-        # behind it until its domain is ready; lease.lua numbers a call's
-        # requests soonest first, and wants_more leases again only once
-        # those leased ahead are nearly due.
-        lease_id = self.ready[0][0]
-        if self.not_before and self.not_before.get(lease_id, 0.0) > time.monotonic():
-            return None
-        taken = self.ready.popleft()
-        self.not_before.pop(lease_id, None)
-        self.last_chance.discard(lease_id)
-        return taken
+        now = time.monotonic()
+        skipped: list[str] = []
+        for i, (lease_id, _) in enumerate(self.ready):
+            if skipped and (lease_id in self.last_chance or not fits(lease_id, skipped)):
+                return None
+            if self.not_before.get(lease_id, 0.0) > now:
+                if lease_id in self.last_chance:
+                    return None  # it runs alone, in its turn
+                skipped.append(lease_id)
+                continue
+            taken = self.ready[i]
+            del self.ready[i]
+            self.not_before.pop(lease_id, None)
+            self.last_chance.discard(lease_id)
+            return taken
+        return None
 
     def drop_ready(self) -> None:
         """Forget the requests leased and not handed out (the node is
@@ -137,11 +147,7 @@ class LeaseSession:
     def wants_more(self) -> bool:
         if not self.ready:
             return True  # nothing to hand out: ask at every tick
-        now = time.monotonic()
-        if self.not_before and max(self.not_before.values()) - now > _DRY_HOLD:
-            # What the next call leases goes behind those leased ahead.
-            return False
-        return len(self.ready) < self.prefetch and now >= self._dry_until
+        return len(self.ready) < self.prefetch and time.monotonic() >= self._dry_until
 
     def _renewed(self, sent_at: float) -> None:
         margin = max(self.lease_ms / 1000 * _LEASE_MARGIN, self.renew_interval)

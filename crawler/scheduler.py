@@ -218,7 +218,7 @@ class RedisScheduler(BaseScheduler):
         if not self._alone_allows(worker) or not starts.may_hand_out():
             worker.wakeup.set()  # the next commit reports what started
             return None
-        taken = worker.leases.take()
+        taken = worker.leases.take(starts.fits)
         if taken is None:
             worker.wakeup.set()
             return None

@@ -12,6 +12,12 @@ each lease), and each commit reports the highest lease id handed out as
 as started too: so a request that kills its node the moment it arrives,
 before any report could go out, still counts.
 
+A request leased ahead (its domain ready in a moment, crawler.politeness)
+may be passed by those behind it: then it and every held id below the
+reported one count as started if the node dies, a delivery more at worst,
+and a request goes out past it only while the ids it passes, with those
+handed out since the last report, stay within the window (fits).
+
 A request on its last delivery (``CRAWLER_MAX_DELIVERIES`` less one) runs
 alone: the node hands it out only once nothing else is in progress or
 unacknowledged and Redis has a report whose window is 1, and hands out
@@ -57,6 +63,11 @@ class StartReports:
         """Report *window* from now (None: the node's concurrency again)."""
         self.current = self.window if window is None else window
 
+    def fits(self, lease_id: str, skipped: list[str]) -> bool:
+        """Whether *lease_id* may go before the held ids *skipped*: Redis
+        counts held ids above the last report, in id order, up to the window."""
+        return len(self._handed) + len(skipped) < self.limit()
+
     def handed_out(self, lease_id: str) -> None:
         self._handed.append(int(lease_id))
 
@@ -74,14 +85,16 @@ class StartReports:
 
     def report(self) -> tuple[str, Any]:
         """("<id>|<window>" or "" if Redis has it already, (the id, the window))."""
-        top = self._handed[-1] if self._handed else max(self._applied, 0)
+        # Never below the last applied: one leased ahead and passed may go
+        # after a report that covered it already.
+        top = max(self._applied, *self._handed, 0)
         same = top == self._applied and self._applied_window == self.current
         return ("" if same else f"{top}|{self.current}"), (top, self.current)
 
     def applied(self, got: Any) -> None:
         top, window = got
-        while self._handed and self._handed[0] <= top:
-            self._handed.popleft()
+        if self._handed and self._handed[0] <= top:
+            self._handed = deque(i for i in self._handed if i > top)
         self._applied = max(self._applied, top)
         self._applied_window = window
 
@@ -109,6 +122,12 @@ class PartitionedStartReports:
         p = split_id(lease_id)[0] if lease_id else -1
         for k, part in enumerate(self.parts):
             part.isolate(None if window is None else window if k == p else 0)
+
+    def fits(self, lease_id: str, skipped: list[str]) -> bool:
+        p = split_id(lease_id)[0]
+        same = [local for q, local in map(split_id, skipped) if q == p]
+        total = sum(len(part._handed) for part in self.parts) + len(skipped)
+        return total < self.window and self.parts[p].fits(split_id(lease_id)[1], same)
 
     def handed_out(self, lease_id: str) -> None:
         p, local = split_id(lease_id)

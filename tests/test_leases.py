@@ -15,6 +15,7 @@ from crawler.config import CrawlConfig
 from crawler.frontier import Batch, Frontier
 from crawler.leases import LeaseSession
 from crawler.politeness import Policy
+from crawler.starts import StartReports
 from tests.test_frontier import KEYS, push
 
 
@@ -113,3 +114,76 @@ def test_a_reclaimed_request_goes_back_first_even_for_a_parked_domain(redis_url,
         return order
 
     assert asyncio.run(scenario()) == [f"http://a/{i}" for i in range(5)]
+
+
+def test_ready_requests_pass_one_leased_ahead_within_the_start_window(redis_url):
+    """A node holding a request leased ahead (its domain ready in a moment)
+    hands out what is ready behind it instead of waiting: a slow polite
+    domain does not hold up a fast one on that node. Its start reports never
+    go below what Redis has; if it dies, the request it passed counts one
+    delivery, and nothing is lost."""
+    policy = Policy(delay=0.6, concurrency=8, jitter=0.0)
+
+    async def scenario() -> tuple[list[str], list[int]]:
+        client = aioredis.Redis.from_url(redis_url)
+        f = Frontier(client, KEYS, "n1", policy=policy)
+        s = LeaseSession(f, config(), lambda key, n: None)
+        starts = StartReports(8)
+
+        async def report() -> str:
+            text, top = starts.report()
+            await f.commit(Batch(), began=text)
+            starts.applied(top)
+            return text
+
+        await s.renew("{}", set)
+        await f.commit(Batch(pushes=[push("http://a/1", fp=1), push("http://a/2", fp=2)]))
+        await s.refill(JsonDecoder(), Batch())
+        got = s.take(starts.fits)
+        assert got is not None and got[1].url == "http://a/1"
+        starts.handed_out(got[0])
+        await f.commit(Batch(starts=[("a", 1.0, time.monotonic())]))
+        await report()
+        # a/2 is leased ahead (due in 0.6 s and its margin); b/1 after it.
+        await s.refill(JsonDecoder(), Batch())
+        await f.commit(Batch(pushes=[push("http://b/1", fp=3)]))
+        await asyncio.sleep(0.25)  # the hold after a lease that found less (_DRY_HOLD)
+        assert s.wants_more()  # not held back by the one leased ahead
+        await s.refill(JsonDecoder(), Batch())
+        assert [r.url for _, r in s.ready] == ["http://a/2", "http://b/1"]
+        got = s.take(starts.fits)
+        assert got is not None and got[1].url == "http://b/1"  # passes a/2
+        starts.handed_out(got[0])
+        assert s.take(starts.fits) is None  # a/2 is not due yet
+        b1 = await report()
+        assert b1.startswith(got[0] + "|")
+        # Fewer free places in the window than held ids to pass: no passing.
+        assert not StartReports(1).fits("9", ["8"])
+        await asyncio.sleep(0.7)
+        got = s.take(starts.fits)
+        assert got is not None and got[1].url == "http://a/2"
+        starts.handed_out(got[0])
+        assert starts.report()[0] == ""  # Redis has a higher id already
+        # The node dies here: both count as started when reclaimed.
+        await asyncio.sleep(2.1)
+        # (Without a delay for the node taking them over, so one call may
+        # lease them all once the dead node's holds ran out.)
+        live = Frontier(client, KEYS, "n2", policy=Policy(delay=0.0, concurrency=8, jitter=0.0))
+        assert await live.reclaim_expired(5) == (3, 0)
+        urls, deliveries = [], []
+        for _ in range(10):
+            again = await live.lease(5, 10_000)
+            assert again is not None
+            for _, entry, _ in again.entries:
+                head, _, rest = entry.partition(b"|")
+                deliveries.append(int(head or b"0"))
+                urls.append(json.loads(rest.split(b"|", 1)[1])["url"])
+            if len(urls) == 3:
+                break
+            await asyncio.sleep(0.3)
+        await client.aclose()
+        return sorted(urls), deliveries
+
+    urls, deliveries = asyncio.run(scenario())
+    assert urls == ["http://a/1", "http://a/2", "http://b/1"]
+    assert deliveries == [1, 1, 1], deliveries
