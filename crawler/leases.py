@@ -99,20 +99,22 @@ class LeaseSession:
         self, fits: Callable[[str, list[str]], bool] = lambda lease_id, skipped: not skipped
     ) -> tuple[str, Request] | None:
         """The next leased request to hand to the engine, if any may go: the
-        first in lease order whose domain is ready. One leased ahead and not
-        due yet is skipped if *fits* (crawler.starts) says the request after
-        it may go before it; a request that must run alone
-        (crawler.scheduler) goes only in its turn."""
+        first in lease order whose domain is ready, if *fits* (crawler.starts)
+        lets it go before the held ids it passes. One leased ahead and not
+        due yet is passed; a request that must run alone (crawler.scheduler)
+        goes only in its turn."""
         if not self.ready or self.paused or not self.valid():
             return None
         now = time.monotonic()
         skipped: list[str] = []
         for i, (lease_id, _) in enumerate(self.ready):
-            if skipped and (lease_id in self.last_chance or not fits(lease_id, skipped)):
+            if (skipped and lease_id in self.last_chance) or not fits(lease_id, skipped):
                 return None
             if self.not_before.get(lease_id, 0.0) > now:
-                if lease_id in self.last_chance:
-                    return None  # it runs alone, in its turn
+                # One passed counts a delivery if the node dies: not for one
+                # that runs alone (in its turn), nor where one is the last.
+                if lease_id in self.last_chance or self.max_deliveries < 2:
+                    return None
                 skipped.append(lease_id)
                 continue
             taken = self.ready[i]

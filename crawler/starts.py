@@ -14,9 +14,11 @@ before any report could go out, still counts.
 
 A request leased ahead (its domain ready in a moment, crawler.politeness)
 may be passed by those behind it: then it and every held id below the
-reported one count as started if the node dies, a delivery more at worst,
-and a request goes out past it only while the ids it passes, with those
-handed out since the last report, stay within the window (fits).
+reported one count as started if the node dies, a delivery more at worst
+(so none is passed on its last delivery, nor with CRAWLER_MAX_DELIVERIES=1,
+where that delivery would dead-letter it unsent), and a request goes out
+past it only while the ids it passes, with those handed out since the last
+report, stay within the window (fits).
 
 A request on its last delivery (``CRAWLER_MAX_DELIVERIES`` less one) runs
 alone: the node hands it out only once nothing else is in progress or
@@ -65,8 +67,12 @@ class StartReports:
 
     def fits(self, lease_id: str, skipped: list[str]) -> bool:
         """Whether *lease_id* may go before the held ids *skipped*: Redis
-        counts held ids above the last report, in id order, up to the window."""
-        return len(self._handed) + len(skipped) < self.limit()
+        counts held ids above the last report, in id order, up to the window.
+        A refusal wakes the engine once the next report is applied."""
+        if len(self._handed) + len(skipped) < self.limit():
+            return True
+        self.refused = True
+        return False
 
     def handed_out(self, lease_id: str) -> None:
         self._handed.append(int(lease_id))
@@ -127,7 +133,10 @@ class PartitionedStartReports:
         p = split_id(lease_id)[0]
         same = [local for q, local in map(split_id, skipped) if q == p]
         total = sum(len(part._handed) for part in self.parts) + len(skipped)
-        return total < self.window and self.parts[p].fits(split_id(lease_id)[1], same)
+        if total < self.window and self.parts[p].fits(split_id(lease_id)[1], same):
+            return True
+        self.refused = True
+        return False
 
     def handed_out(self, lease_id: str) -> None:
         p, local = split_id(lease_id)
