@@ -278,6 +278,9 @@ class Worker:
                 await self.commits.flush()
             self.commit_wait.flushed()
             self.leases.keep(self.known_ids() | {lid for lid, _ in self.leases.ready})
+            if starts.passing:
+                starts.passing = False
+                self.engine.wake()  # one may pass a request leased ahead now
         # A hand-out waiting for a report, or for everything to be
         # acknowledged (a request running alone, crawler.scheduler).
         if starts.refused and (self.commits.settled() or starts.may_hand_out()):
