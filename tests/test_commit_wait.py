@@ -177,8 +177,12 @@ def test_slow_broad_crawl_commits_several_pages_at_once(redis_url, rclient, tmp_
     # Measured: 1.6 pages per commit without, 3.0 with. The start and the
     # end of a short crawl commit at once (little in progress), and so does
     # a page of a site the node holds its share of (4 of its 8 slots): a
-    # tree's links come in threes, so that happens often here.
-    assert figures["0.5"][0] >= 1.5 * figures["0"][0], figures
+    # tree's links come in threes, so that happens often here. On a loaded
+    # machine commits without a wait grow (more finishes per tick) while
+    # those with one are capped by the start-report window (pressing): 9
+    # runs on one day gave 1.59-2.25 without, 2.67-3.34 with, ratios
+    # 1.26-1.69; a wait that held nothing measures about 1.
+    assert figures["0.5"][0] >= 1.2 * figures["0"][0], figures
 
 
 @pytest.mark.parametrize("value", ["-1", "soon"])
