@@ -101,8 +101,8 @@ class StartReports:
 
     def applied(self, got: Any) -> None:
         top, window = got
-        if self._handed and self._handed[0] <= top:
-            self._handed = deque(i for i in self._handed if i > top)
+        # Not only from the front: passing hands ids out of order.
+        self._handed = deque(i for i in self._handed if i > top)
         self._applied = max(self._applied, top)
         self._applied_window = window
 
@@ -133,10 +133,10 @@ class PartitionedStartReports:
             part.isolate(None if window is None else window if k == p else 0)
 
     def fits(self, lease_id: str, skipped: list[str]) -> bool:
-        p = split_id(lease_id)[0]
-        same = [local for q, local in map(split_id, skipped) if q == p]
+        p, local = split_id(lease_id)
+        same = [other for q, other in map(split_id, skipped) if q == p]
         total = sum(len(part._handed) for part in self.parts) + len(skipped)
-        if total < self.window and self.parts[p].fits(split_id(lease_id)[1], same):
+        if total < self.window and self.parts[p].fits(local, same):
             return True
         _refuse(self, skipped)
         return False
