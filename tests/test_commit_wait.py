@@ -181,8 +181,11 @@ def test_slow_broad_crawl_commits_several_pages_at_once(redis_url, rclient, tmp_
     # machine commits without a wait grow (more finishes per tick) while
     # those with one are capped by the start-report window (pressing): 9
     # runs on one day gave 1.59-2.25 without, 2.67-3.34 with, ratios
-    # 1.26-1.69; a wait that held nothing measures about 1.
-    assert figures["0.5"][0] >= 1.2 * figures["0"][0], figures
+    # 1.26-1.69; then a CI run 2.69 without, 3.16 with (1.17). A wait that
+    # held nothing measures about 1, and its pages per commit are those
+    # without (at most 2.7 seen): either figure shows the wait works.
+    with_wait, without = figures["0.5"][0], figures["0"][0]
+    assert with_wait >= 1.2 * without or with_wait >= 3.0, figures
 
 
 @pytest.mark.parametrize("value", ["-1", "soon"])
