@@ -270,7 +270,11 @@ class Worker:
         """Write everything queued so far (see ``crawler.commits``), unless
         it may wait for more (``crawler.commitwait``)."""
         starts = self.commits.starts
-        if not self._commit_may_wait():
+        was_waiting = self.commit_wait.since is not None
+        if self._commit_may_wait():
+            if not was_waiting:
+                self.count("crawler/commits_waited", 1)  # writes began to wait
+        else:
             await self.commits.flush()
             if starts.refused and len(self.frontier.deferred()) and not self.commits.settled():
                 # Acknowledgements held back a commit (partitions): a hand-out
