@@ -141,6 +141,8 @@ local function p_state(d)
   -- With ROBOTSTXT_OBEY, a domain whose robots.txt is not known yet gets
   -- one request at a time, so its Crawl-delay holds from the first request.
   s = {next = tonumber(v or '0'), busy = tonumber(busy or '0'), base = delay,
+       -- as read: p_save writes only what changed, deletes only what is there
+       next0 = v and tonumber(v), busy0 = busy and tonumber(busy),
        delay = delay, crawl = tonumber(crawl or '0'), conc = conc, bo = 0,
        unknown = crawl == false and P.rb == 1,
        parked = p_has(P_PARKED) and redis.call('ZSCORE', P_PARKED, d) ~= false,
@@ -278,18 +280,22 @@ local function p_hset(key, d, value)
   redis.call('HSET', key, d, value)
 end
 
--- Write back what changed, and reschedule parked domains.
+-- Write back what changed, and reschedule parked domains. A field is
+-- written only when its value changed and deleted only when it was there
+-- (a domain without a delay has no dnext field: a call per page saved in
+-- each of lease.lua and commit.lua); a past dnext is deleted when its
+-- domain is next written.
 local function p_save()
   for d, s in pairs(P_S) do
     if s.dirty then
       if s.next > P_now then
-        p_hset(P_NEXT, d, s.next)
-      else
+        if s.next ~= s.next0 then p_hset(P_NEXT, d, s.next) end
+      elseif s.next0 then
         redis.call('HDEL', P_NEXT, d)
       end
       if s.busy > 0 then
-        p_hset(P_BUSY, d, s.busy)
-      else
+        if s.busy ~= s.busy0 then p_hset(P_BUSY, d, s.busy) end
+      elseif s.busy0 then
         redis.call('HDEL', P_BUSY, d)
       end
     end
