@@ -312,17 +312,16 @@ end
 -- The domain of an entry "<deliveries>|<domain>|<json>", or of a held value
 -- "<prio>|<deliveries>|<domain>|<json>".
 -- An entry leaves its domain out when it is the host of its URL
--- (crawler.politeness.make_entry reads the host the same way).
+-- (crawler.politeness.make_entry reads the host the same way): that case,
+-- the common one, is matched first.
 local function p_entry_domain(entry)
-  local d = string.match(entry, '^%d+|([^|]*)|')
-  if d == '' then return string.match(entry, '^%d+||{"url":"[^:"]*://([^/:?#"\\@]*)') or '' end
-  return d
+  local host = string.match(entry, '^%d+||{"url":"[^:"]*://([^/:?#"\\@]*)')
+  if host then return host end
+  return string.match(entry, '^%d+|([^|]*)|')
 end
 
 local function p_held_domain(value)
-  local d = string.match(value, '^[^|]*|%d+|([^|]*)|')
-  if d == '' then
-    return string.match(value, '^[^|]*|%d+||{"url":"[^:"]*://([^/:?#"\\@]*)') or ''
-  end
-  return d
+  local host = string.match(value, '^[^|]*|%d+||{"url":"[^:"]*://([^/:?#"\\@]*)')
+  if host then return host end
+  return string.match(value, '^[^|]*|%d+|([^|]*)|')
 end
