@@ -121,6 +121,8 @@ class LeaseSession:
             del self.ready[i]
             self.not_before.pop(lease_id, None)
             self.last_chance.discard(lease_id)
+            if skipped:
+                self.count("crawler/passed", 1)  # went before one leased ahead
             return taken
         return None
 

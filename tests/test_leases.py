@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 
 import redis.asyncio as aioredis
 from scrapy import Request
@@ -127,7 +128,8 @@ def test_ready_requests_pass_one_leased_ahead_within_the_start_window(redis_url)
     async def scenario() -> tuple[list[str], list[int]]:
         client = aioredis.Redis.from_url(redis_url)
         f = Frontier(client, KEYS, "n1", policy=policy)
-        s = LeaseSession(f, config(), lambda key, n: None)
+        counted: Counter[str] = Counter()
+        s = LeaseSession(f, config(), lambda key, n: counted.update({key: n}))
         starts = StartReports(8)
 
         async def report() -> str:
@@ -158,6 +160,7 @@ def test_ready_requests_pass_one_leased_ahead_within_the_start_window(redis_url)
         s.max_deliveries = config().max_deliveries
         got = s.take(starts.fits)
         assert got is not None and got[1].url == "http://b/1"  # passes a/2
+        assert counted["crawler/passed"] == 1  # the node's stat says so
         starts.handed_out(got[0])
         assert s.take(starts.fits) is None  # a/2 is not due yet
         b1 = await report()
@@ -167,6 +170,7 @@ def test_ready_requests_pass_one_leased_ahead_within_the_start_window(redis_url)
         await asyncio.sleep(0.7)
         got = s.take(starts.fits)
         assert got is not None and got[1].url == "http://a/2"
+        assert counted["crawler/passed"] == 1  # a/2 went in its turn
         starts.handed_out(got[0])
         assert starts.report()[0] == ""  # Redis has a higher id already
         # The node dies here: both count as started when reclaimed.
