@@ -314,14 +314,16 @@ end
 -- An entry leaves its domain out when it is the host of its URL
 -- (crawler.politeness.make_entry reads the host the same way): that case,
 -- the common one, is matched first.
+local P_URL_HOST = '%d+||{"url":"[^:"]*://([^/:?#"\\@]*)'
+local P_ENTRY_HOST, P_HELD_HOST = '^' .. P_URL_HOST, '^[^|]*|' .. P_URL_HOST
 local function p_entry_domain(entry)
-  local host = string.match(entry, '^%d+||{"url":"[^:"]*://([^/:?#"\\@]*)')
+  local host = string.match(entry, P_ENTRY_HOST)
   if host then return host end
   return string.match(entry, '^%d+|([^|]*)|')
 end
 
 local function p_held_domain(value)
-  local host = string.match(value, '^[^|]*|%d+||{"url":"[^:"]*://([^/:?#"\\@]*)')
+  local host = string.match(value, P_HELD_HOST)
   if host then return host end
   return string.match(value, '^[^|]*|%d+|([^|]*)|')
 end
