@@ -177,17 +177,19 @@ def test_slow_broad_crawl_commits_several_pages_at_once(redis_url, rclient, tmp_
         assert rclient.llen("{site}:dead") == 0
         figures[wait] = (acked / commits, took, waited / commits)
     print(f"pages per commit, seconds: without wait {figures['0']}, with 0.5 s {figures['0.5']}")
-    # Pages per commit measured 1.6-2.7 without a wait and 2.7-3.3 with
-    # one: load moves both (more pages finish per tick on a busy machine,
-    # while the start-report window caps a held commit), so their ratio,
-    # 1.17-1.69, is no test. What the wait does is counted instead: how
-    # many commits' writes waited (crawler/commits_waited). Without a
-    # wait none may; with one 35-46% did (a page of a site the node holds
-    # its share of, the crawl's start and end commit at once).
+    # Pages per commit measured 1.4-2.7 without a wait and 2.7-3.7 with
+    # one, alone on the machine; beside the suite's other tests (pytest -n
+    # 4) 4.2 without and 3.7 with: load moves both (more pages finish per
+    # tick on a busy machine, while the start-report window caps a held
+    # commit), so comparing them is no test. What the wait does is counted
+    # instead: how many commits' writes waited (crawler/commits_waited).
+    # Without a wait none may; with one 30-46% did (a page of a site the
+    # node holds its share of, the crawl's start and end commit at once),
+    # and a commit carried at least 2 pages on average.
     with_wait, without = figures["0.5"], figures["0"]
     assert without[2] == 0, figures
     assert with_wait[2] >= 0.1, figures
-    assert with_wait[0] > without[0], figures
+    assert with_wait[0] >= 2, figures
 
 
 @pytest.mark.parametrize("value", ["-1", "soon"])
