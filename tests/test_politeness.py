@@ -194,9 +194,14 @@ def test_retry_after_pauses_the_domain_for_every_node(
     if per_domain == 1:
         assert during == []
     else:
-        # Requests that were already on their way when the 429 was answered
-        # arrive within moments; after that, nothing until the pause is over.
-        assert all(after < 0.1 for _, after in during), during
+        # Requests that were already on their way when the pause reached
+        # Redis arrive within moments; after that, nothing until the pause
+        # is over. The pause reached Redis at most 2 s (Retry-After) before
+        # the page was fetched again: 0-0.1 s after the 429 alone on the
+        # machine, up to 0.27 s beside the suite's other tests, where the
+        # node that got it took that long to report it.
+        reported = max(0.0, refetched - 2.0)
+        assert all(after < reported + 0.1 for _, after in during), (reported, during)
     assert refetched >= 2.0
     assert any("answered 429" in log for log in logs)
     assert int(rclient.hget("{site}:stats", "dead") or 0) == 0
