@@ -22,9 +22,15 @@ HOSTS = ("127.0.0.2", "127.0.0.3")
 # downloader, on the same machine.
 JITTER = 0.02
 
-pytestmark = pytest.mark.skipif(
-    not all(loopback_available(h) for h in HOSTS), reason="needs 127.0.0.2 and 127.0.0.3"
-)
+# Asserts gaps between requests as the server saw them: run one test at a
+# time after the others (the README's test command, `-m timing`), as a
+# machine busy with other tests delays a request on its way to the server.
+pytestmark = [
+    pytest.mark.timing,
+    pytest.mark.skipif(
+        not all(loopback_available(h) for h in HOSTS), reason="needs 127.0.0.2 and 127.0.0.3"
+    ),
+]
 
 
 @pytest.fixture
