@@ -9,6 +9,7 @@ import signal
 import time
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port, read_jsonl, run_scrapy, start_node
@@ -52,6 +53,10 @@ def test_status_matches_what_the_server_and_export_saw(make_site, redis_url, tmp
     assert stats["crawler/acked"] == 2000
 
 
+# Asserts how soon after the kill status shows the node lost, polling with
+# `scrapy status` (a second or two each on a busy machine: 6.2 s measured
+# beside three other tests against 6): run alone (README).
+@pytest.mark.timing
 def test_killed_node_shows_as_lost(make_site, redis_url, tmp_path):
     make_site(1)
     node = start_node(
