@@ -23,9 +23,7 @@ from crawler.politeness import Policy
 from tests.conftest import read_jsonl, run_scrapy, start_node, wait_nodes
 from tests.hosts import HostSite, loopback_available
 
-# Asserts gaps between requests as the server saw them: run one test at a
-# time after the others (the README's test command, `-m timing`), as a
-# machine busy with other tests delays a request on its way to the server.
+# Gaps between requests as the server saw them: run alone (marker `timing`).
 pytestmark = pytest.mark.timing
 
 HOSTS = [f"127.0.0.{n}" for n in range(40, 52)]

@@ -22,9 +22,7 @@ HOSTS = ("127.0.0.2", "127.0.0.3")
 # downloader, on the same machine.
 JITTER = 0.02
 
-# Asserts gaps between requests as the server saw them: run one test at a
-# time after the others (the README's test command, `-m timing`), as a
-# machine busy with other tests delays a request on its way to the server.
+# Gaps between requests as the server saw them: run alone (marker `timing`).
 pytestmark = [
     pytest.mark.timing,
     pytest.mark.skipif(

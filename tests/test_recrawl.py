@@ -28,9 +28,7 @@ from tests.hosts import send_html
 from tests.test_realsite import DOCS
 from tests.test_zoo import ZOO
 
-# Asserts gaps between requests as the server saw them: run one test at a
-# time after the others (the README's test command, `-m timing`), as a
-# machine busy with other tests delays a request on its way to the server.
+# Gaps between requests as the server saw them: run alone (marker `timing`).
 pytestmark = pytest.mark.timing
 
 PAGES = 12
