@@ -25,7 +25,8 @@ from scrapy import Request
 from crawler.config import CrawlConfig
 from crawler.frontier import Batch
 from crawler.partfrontier import AnyFrontier
-from crawler.politeness import split_entry
+from crawler.pauses import DomainPauses
+from crawler.politeness import LEASE_AHEAD, split_entry
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,15 @@ class LeaseSession:
     which leases must report their start (their domain has a delay)."""
 
     def __init__(
-        self, frontier: AnyFrontier, config: CrawlConfig, count: Callable[[str, int], None]
+        self,
+        frontier: AnyFrontier,
+        config: CrawlConfig,
+        count: Callable[[str, int], None],
+        pauses: DomainPauses | None = None,
     ) -> None:
         self.frontier = frontier
+        #: Domains paused after a 429/503, as this node knows them.
+        self.pauses = pauses
         self.lease_ms = config.lease_ms
         self.renew_interval = config.renew_interval
         self.prefetch = config.prefetch
@@ -110,6 +117,7 @@ class LeaseSession:
         for i, (lease_id, _) in enumerate(self.ready):
             if (skipped and lease_id in self.last_chance) or not fits(lease_id, skipped):
                 return None
+            self._wait_for_pause(lease_id, now)
             if self.not_before.get(lease_id, 0.0) > now:
                 # One passed counts a delivery if the node dies: not for one
                 # that runs alone (in its turn), nor where one is the last.
@@ -125,6 +133,19 @@ class LeaseSession:
                 self.count("crawler/passed", 1)  # went before one leased ahead
             return taken
         return None
+
+    def _wait_for_pause(self, lease_id: str, now: float) -> None:
+        """A request of a domain this node has paused for at most the
+        lease-ahead time more waits here, as one leased ahead: Redis may
+        hand it out due a few ms before the node's own pause ends (timed
+        from when the node read Redis's clock), and a request sent while it
+        is paused goes back to the frontier (crawler.backoff). One paused
+        for longer goes out to be put back, freeing its lease."""
+        if self.pauses is None or not self.pauses.until:
+            return
+        left = self.pauses.ends_in(self.slots.get(lease_id, ""))
+        if 0 < left <= LEASE_AHEAD:
+            self.not_before[lease_id] = max(self.not_before.get(lease_id, 0.0), now + left)
 
     def drop_ready(self) -> None:
         """Forget the requests leased and not handed out (the node is

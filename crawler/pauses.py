@@ -25,6 +25,10 @@ class DomainPauses:
     def paused(self, domain: str) -> bool:
         return bool(self.until) and self.until.get(domain, 0.0) > time.time()
 
+    def ends_in(self, domain: str) -> float:
+        """Seconds until *domain*'s pause ends (0 if it is not paused)."""
+        return max(0.0, self.until.get(domain, 0.0) - time.time())
+
     async def refresh(self, frontier: AnyFrontier, result: CommitResult | None) -> None:
         """Re-read the pauses if the commit says they changed."""
         if result is not None and not result.replayed:

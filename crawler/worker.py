@@ -109,11 +109,11 @@ class Worker:
         self.commits = CommitPipeline(
             frontier, config.batch_size, self.count, local_seen, config.concurrency
         )
-        self.leases = LeaseSession(frontier, config, self.count)
+        self.pauses = DomainPauses()
+        self.leases = LeaseSession(frontier, config, self.count, self.pauses)
         self.commit_wait = CommitWait(config.commit_wait, config.policy, config.batch_size)
         self.completion = ClusterCompletion(frontier, config.finish_grace)
         self.limits = ClusterLimits(frontier, config.close_limits, config.lease_ms)
-        self.pauses = DomainPauses()
         self.wakeup = asyncio.Event()
         self.stopping = False
         self._task: asyncio.Task[None] | None = None

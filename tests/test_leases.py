@@ -15,6 +15,7 @@ from crawler.completion import ClusterCompletion
 from crawler.config import CrawlConfig
 from crawler.frontier import Batch, Frontier
 from crawler.leases import LeaseSession
+from crawler.pauses import DomainPauses
 from crawler.politeness import Policy
 from crawler.starts import StartReports
 from tests.test_frontier import KEYS, push
@@ -196,3 +197,41 @@ def test_ready_requests_pass_one_leased_ahead_within_the_start_window(redis_url)
     urls, deliveries = asyncio.run(scenario())
     assert urls == ["http://a/1", "http://a/2", "http://b/1"]
     assert deliveries == [1, 1, 1], deliveries
+
+
+def test_a_request_leased_ahead_for_a_paused_domain_waits_here_for_the_pause(redis_url):
+    """A domain paused after a 429: Redis leases its request ahead, due when
+    the pause ends. The node's own idea of the pause (crawler.pauses, which
+    the backoff middleware checks before sending) is timed from when it read
+    Redis's clock, and ends a little later on a busy node. The request then
+    waits here for it, not goes out to be put back in the frontier
+    (``crawler/backoff/held_back``: a round trip, and the end of the line)."""
+    pause = 0.6
+
+    async def scenario() -> tuple[float, float, float, bool]:
+        client = aioredis.Redis.from_url(redis_url)
+        f = Frontier(client, KEYS, "n1", policy=Policy(delay=0.0, concurrency=8, jitter=0.0))
+        pauses = DomainPauses()
+        s = LeaseSession(f, config(), lambda key, n: None, pauses)
+        await s.renew("{}", set)
+        await f.commit(Batch(pushes=[push("http://a/1", fp=1)], backoffs=[("a", pause)]))
+        began = time.monotonic()
+        await s.refill(JsonDecoder(), Batch())
+        assert list(s.not_before) == [s.ready[0][0]]  # leased ahead, due at the pause's end
+        redis_due = s.not_before[s.ready[0][0]] - began
+        await asyncio.sleep(0.1)  # a busy node reads the pause a moment later
+        await pauses.refresh_from(f, s.backoff)
+        local_due = time.monotonic() + pauses.until["a"] - time.time() - began
+        while (got := s.take()) is None:
+            assert time.monotonic() - began < 3, "never handed out"
+            await asyncio.sleep(0.005)
+        assert got[1].url == "http://a/1"
+        sent = time.monotonic() - began
+        paused = pauses.paused("a")
+        await client.aclose()
+        return redis_due, local_due, sent, paused
+
+    redis_due, local_due, sent, paused = asyncio.run(scenario())
+    assert redis_due < local_due - 0.05  # the node's pause ends later than Redis's
+    assert not paused, f"handed out at {sent:.3f}s, paused here until {local_due:.3f}s"
+    assert local_due <= sent < local_due + 0.1
