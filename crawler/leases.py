@@ -38,6 +38,11 @@ _LEASE_MARGIN = 0.2
 # ticks at every finished request, and asking an exhausted frontier each
 # time cost Redis more than the pages did. A node with none asks at once.
 _DRY_HOLD = 0.2
+# A request whose start must be reported holds its domain for a lease's
+# length from when it was leased (lease.lua's p_take; not renewed): it is
+# sent within this share of it, or handed back (``release_unsent``), so its
+# report reaches Redis before another node may take the domain's next one.
+_HOLD_SHARE = 0.75
 #: Seconds between two looks for raw seeds (scrapy-redis style start_urls)
 #: while none are found.
 _RAW_IDLE = 1.0
@@ -75,6 +80,9 @@ class LeaseSession:
         #: Lease id -> when (monotonic) a request leased ahead may be sent:
         #: its domain is ready then (crawler.politeness.LEASE_AHEAD).
         self.not_before: dict[str, float] = {}
+        #: Lease id -> when (monotonic) a request whose start must be
+        #: reported is handed back unsent (see _HOLD_SHARE).
+        self.send_by: dict[str, float] = {}
         self._due_checked = 0.0
         self._raw_after = 0.0  # monotonic: when to look for raw seeds again
         # Lease id -> domain, for leases whose start the node must report.
@@ -118,7 +126,7 @@ class LeaseSession:
             if (skipped and lease_id in self.last_chance) or not fits(lease_id, skipped):
                 return None
             self._wait_for_pause(lease_id, now)
-            if self.not_before.get(lease_id, 0.0) > now:
+            if self.not_before.get(lease_id, 0.0) > now or self.send_by.get(lease_id, now) < now:
                 # One passed counts a delivery if the node dies: not for one
                 # that runs alone (in its turn), nor where one is the last.
                 if lease_id in self.last_chance or self.max_deliveries < 2:
@@ -128,6 +136,7 @@ class LeaseSession:
             taken = self.ready[i]
             del self.ready[i]
             self.not_before.pop(lease_id, None)
+            self.send_by.pop(lease_id, None)
             self.last_chance.discard(lease_id)
             if skipped:
                 self.count("crawler/passed", 1)  # went before one leased ahead
@@ -152,6 +161,7 @@ class LeaseSession:
         handing them back)."""
         self.ready.clear()
         self.not_before.clear()
+        self.send_by.clear()
 
     def next_due(self, now: float) -> float | None:
         """When (monotonic) the next request leased ahead may be sent."""
@@ -214,6 +224,7 @@ class LeaseSession:
                     self.last_chance.add(lease_id)
                 if report:
                     self.report_start[lease_id] = slot
+                    self.send_by[lease_id] = sent_at + self.lease_ms / 1000 * _HOLD_SHARE
             elif report:
                 batch.unblocks.append(slot)  # its domain need not wait for it
         again = leased.more
@@ -251,6 +262,7 @@ class LeaseSession:
         held = set(await self.frontier.held_ids())
         self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
         self.not_before = {lid: at for lid, at in self.not_before.items() if lid in held}
+        self.send_by = {lid: at for lid, at in self.send_by.items() if lid in held}
         for lid in [lid for lid in self.report_start if lid not in held]:
             del self.report_start[lid]
         self.last_chance &= held
@@ -261,6 +273,33 @@ class LeaseSession:
         if orphans:
             logger.warning("Handing back %d leases this node never received.", len(orphans))
             await self.frontier.release(orphans)
+
+    async def release_unsent(self) -> None:
+        """Hand back the requests that waited here (a busy downloader) past
+        the time to send them within their domain's hold: sent later, one
+        could go out right after the domain's next request, leased by another
+        node once the hold ran out. Redis has the domain wait one delay from
+        now, and the request goes back to the head of the line."""
+        now = time.monotonic()
+        late = {lid for lid, at in self.send_by.items() if at < now}
+        if not late:
+            return
+        self.ready = deque((lid, req) for lid, req in self.ready if lid not in late)
+        for lid in late:
+            self.send_by.pop(lid, None)
+            self.not_before.pop(lid, None)
+            self.report_start.pop(lid, None)
+            self.slots.pop(lid, None)
+            self.last_chance.discard(lid)
+        # If this call fails, the next heartbeat's reconcile hands them back.
+        requeued = await self.frontier.release(sorted(late))
+        self.count("crawler/released_unsent", requeued)
+        logger.info(
+            "Handed back %d requests of domains with a delay that waited here "
+            "unsent for %.0f%% of CRAWLER_LEASE_TIME.",
+            requeued,
+            _HOLD_SHARE * 100,
+        )
 
     async def _reclaim(self) -> None:
         requeued, dead = await self.frontier.reclaim_expired(self.max_deliveries)

@@ -244,6 +244,8 @@ class Worker:
         if now - self._last_due >= _DUE_INTERVAL:
             self._last_due = now
             await self._stage(self._move_due)
+        if self.leases.send_by:
+            await self._stage(self.leases.release_unsent)
         if self.leases.wants_more():
             await self._stage(self._refill)
         if self.frontier.inbox_due(_INBOX_WAIT):

@@ -235,3 +235,54 @@ def test_a_request_leased_ahead_for_a_paused_domain_waits_here_for_the_pause(red
     assert redis_due < local_due - 0.05  # the node's pause ends later than Redis's
     assert not paused, f"handed out at {sent:.3f}s, paused here until {local_due:.3f}s"
     assert local_due <= sent < local_due + 0.1
+
+
+def test_a_request_kept_unsent_past_its_domains_hold_goes_back(redis_url, rclient):
+    """A domain with a delay is held for its request leased to a node until
+    the node reports the start, for a lease's length (lease.lua: the hold is
+    not renewed). A node whose downloader stays busy longer (slow pages)
+    must not send it after that: another node may have leased the domain's
+    next request by then, due when the hold ends, and the two would go out
+    less than the delay apart. It hands the request back before the hold
+    runs out, and the domain's next request keeps its own hold."""
+    policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
+
+    async def scenario() -> tuple[list[tuple[float, str, str]], list[str]]:
+        client = aioredis.Redis.from_url(redis_url)
+        n1 = LeaseSession(Frontier(client, KEYS, "n1", policy=policy), config(), lambda k, n: None)
+        n2 = LeaseSession(Frontier(client, KEYS, "n2", policy=policy), config(), lambda k, n: None)
+        await n1.frontier.commit(Batch(pushes=[push("http://b/1", fp=1), push("http://b/2", fp=2)]))
+        for s in (n1, n2):
+            await s.renew("{}", set)
+        began = time.monotonic()
+        await n1.refill(JsonDecoder(), Batch())
+        assert [r.url for _, r in n1.ready] == ["http://b/1"]
+        sent: list[tuple[float, str, str]] = []
+
+        async def send(node: LeaseSession, lease_id: str, request: Request) -> None:
+            sent.append((time.monotonic() - began, node.frontier.node, request.url))
+            starts = [("b", 1.0, time.monotonic())]
+            await node.frontier.commit(Batch(starts=starts, acks=[lease_id]))
+
+        # n1's downloader is busy (slow pages) for 2.2 s: it renews its
+        # leases, and b/1 waits. n2 is idle and sends what it may.
+        while time.monotonic() - began < 6 and len(sent) < 2:
+            await asyncio.sleep(0.05)
+            await n1.renew("{}", set)
+            if n1.frontier.inbox_due(0.5):
+                await n1.frontier.drain_inbox(n1.lease_ms)  # b/2, parked (the worker's tick)
+            await n1.release_unsent()
+            if time.monotonic() - began > 2.2 and (got := n1.take()) is not None:
+                await send(n1, *got)
+            await n2.refill(JsonDecoder(), Batch())
+            if (got := n2.take()) is not None:
+                await send(n2, *got)
+        held = sorted(v.decode() for v in rclient.hvals("{t}:held:n1"))
+        await client.aclose()
+        return sent, held
+
+    sent, held = asyncio.run(scenario())
+    assert sorted(url for _, _, url in sent) == ["http://b/1", "http://b/2"], sent
+    assert [node for _, node, _ in sent] == ["n2", "n2"], sent  # n1 handed b/1 back
+    assert sent[1][0] - sent[0][0] >= 1.0, sent  # the delay, between the two
+    assert held == []

@@ -22,7 +22,8 @@
 --
 -- Each entry frees its domain's concurrency slot. A released entry was not
 -- sent, but may have been held as its domain's next request: the domain
--- waits one delay from now, which keeps the delay whatever the entry was.
+-- waits one delay from now, which keeps the delay whatever the entry was,
+-- or longer while another request of it holds it (leased ahead, or sent).
 --
 -- Returns {requeued, dead_lettered}, or {-1, 0} if the node is alive again.
 local stats, prios, nodes, held, dead, start_urls =
@@ -62,8 +63,15 @@ for k = 8, #ARGV, 2 do
     local prio, deliveries, body = string.match(value, '^([^|]*)|(%d+)|(.*)$')
     local dom = p_held_domain(value)
     if prio ~= '@' and dom then
+      local s = p_state(dom)
+      local others, held_until = s.busy > 1, s.next
       p_release(dom)
-      if mode == 'release' then p_started(dom, 1) end
+      if mode == 'release' then
+        p_started(dom, 1)
+        -- Another request of the domain is out or leased ahead: its hold
+        -- (or its start's delay) stays, if later.
+        if others and held_until > s.next then s.next = held_until end
+      end
     end
     if prio == '@' then
       -- A raw seed goes back into a key of the type it came from (lease_raw.lua).
