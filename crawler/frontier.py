@@ -453,8 +453,8 @@ class Frontier:
         return requeued
 
     async def release(self, lease_ids: list[str]) -> int:
-        """Hand back leases this node has not started, uncounted; a node
-        left holding nothing leaves the cluster's node list."""
+        """Hand back leases this node has not started, uncounted (it stays
+        in the cluster's node list)."""
         requeued, _ = await self._requeue_node(self.node, "release", 0, lease_ids)
         return requeued
 

@@ -39,10 +39,14 @@ _LEASE_MARGIN = 0.2
 # time cost Redis more than the pages did. A node with none asks at once.
 _DRY_HOLD = 0.2
 # A request whose start must be reported holds its domain for a lease's
-# length from when it was leased (lease.lua's p_take; not renewed): it is
-# sent within this share of it, or handed back (``release_unsent``), so its
-# report reaches Redis before another node may take the domain's next one.
-_HOLD_SHARE = 0.75
+# length from when it was leased (lease.lua's p_take; not renewed). It is
+# sent before the last part of that, or handed back (``release_unsent``), so
+# that its start report reaches Redis within the hold: a quarter of the
+# lease, and at least the second a report may wait in a held commit
+# (crawler.commitwait) and its way there, but at most half of it.
+_HOLD_SHARE = 0.25
+_REPORT_ALLOWANCE = 1.25
+_DUE_GRACE = 0.5
 #: Seconds between two looks for raw seeds (scrapy-redis style start_urls)
 #: while none are found.
 _RAW_IDLE = 1.0
@@ -216,15 +220,18 @@ class LeaseSession:
             request = decoder.decode(lease_id, body, batch)
             if request is not None:
                 self.ready.append((lease_id, request))
+                due = received
                 if lease_id in leased.waits:
                     # From when the reply came: never before Redis's time.
-                    self.not_before[lease_id] = received + leased.waits[lease_id]
+                    due = self.not_before[lease_id] = received + leased.waits[lease_id]
                 self.slots[lease_id] = slot
                 if last is not None and _deliveries(entry) >= last:
                     self.last_chance.add(lease_id)
                 if report:
                     self.report_start[lease_id] = slot
-                    self.send_by[lease_id] = sent_at + self.lease_ms / 1000 * _HOLD_SHARE
+                    # (One leased ahead gets a moment once due, however short
+                    # the lease.)
+                    self.send_by[lease_id] = max(sent_at + self._send_within(), due + _DUE_GRACE)
             elif report:
                 batch.unblocks.append(slot)  # its domain need not wait for it
         again = leased.more
@@ -274,6 +281,12 @@ class LeaseSession:
             logger.warning("Handing back %d leases this node never received.", len(orphans))
             await self.frontier.release(orphans)
 
+    def _send_within(self) -> float:
+        """Seconds from a lease call within which a request it leased that
+        holds its domain must be sent (see _HOLD_SHARE)."""
+        lease = self.lease_ms / 1000
+        return lease - min(max(lease * _HOLD_SHARE, _REPORT_ALLOWANCE), lease / 2)
+
     async def release_unsent(self) -> None:
         """Hand back the requests that waited here (a busy downloader) past
         the time to send them within their domain's hold: sent later, one
@@ -296,9 +309,10 @@ class LeaseSession:
         self.count("crawler/released_unsent", requeued)
         logger.info(
             "Handed back %d requests of domains with a delay that waited here "
-            "unsent for %.0f%% of CRAWLER_LEASE_TIME.",
+            "unsent for %.1fs of their %.0fs hold (CRAWLER_LEASE_TIME).",
             requeued,
-            _HOLD_SHARE * 100,
+            self._send_within(),
+            self.lease_ms / 1000,
         )
 
     async def _reclaim(self) -> None:

@@ -18,7 +18,7 @@ from crawler.leases import LeaseSession
 from crawler.pauses import DomainPauses
 from crawler.politeness import Policy
 from crawler.starts import StartReports
-from tests.test_frontier import KEYS, push
+from tests.test_frontier import KEYS, push, urls
 
 
 class JsonDecoder:
@@ -240,11 +240,11 @@ def test_a_request_leased_ahead_for_a_paused_domain_waits_here_for_the_pause(red
 def test_a_request_kept_unsent_past_its_domains_hold_goes_back(redis_url, rclient):
     """A domain with a delay is held for its request leased to a node until
     the node reports the start, for a lease's length (lease.lua: the hold is
-    not renewed). A node whose downloader stays busy longer (slow pages)
-    must not send it after that: another node may have leased the domain's
-    next request by then, due when the hold ends, and the two would go out
-    less than the delay apart. It hands the request back before the hold
-    runs out, and the domain's next request keeps its own hold."""
+    not renewed). A node whose downloader
+    stays busy longer (slow pages) must not send it after that: another
+    node may lease the domain's next request then, and the two would go
+    out less than the delay apart. It hands the request back in time for
+    a report to get there (1 s before the end of this 2 s hold)."""
     policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
 
     async def scenario() -> tuple[list[tuple[float, str, str]], list[str]]:
@@ -286,3 +286,36 @@ def test_a_request_kept_unsent_past_its_domains_hold_goes_back(redis_url, rclien
     assert [node for _, node, _ in sent] == ["n2", "n2"], sent  # n1 handed b/1 back
     assert sent[1][0] - sent[0][0] >= 1.0, sent  # the delay, between the two
     assert held == []
+
+
+def test_nothing_is_leased_ahead_against_a_hold(redis_url):
+    """A request of a domain with a delay holds the domain until its start is
+    reported (for a lease's length): it may start at any moment before, so
+    the end of the hold is no time to lease the next one ahead for. Once the
+    start is reported, the next is leased ahead for the delay after it."""
+    policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
+
+    async def scenario() -> float:
+        client = aioredis.Redis.from_url(redis_url)
+        n1 = Frontier(client, KEYS, "n1", policy=policy)
+        n2 = Frontier(client, KEYS, "n2", policy=policy)
+        await n1.commit(Batch(pushes=[push("http://b/1", fp=1), push("http://b/2", fp=2)]))
+        first = await n1.lease(1, 2000)  # b/1: the domain is held for 2 s
+        assert first is not None and urls(first) == ["http://b/1"]
+        await n1.lease(0, 2000)  # b/2, parked in n1's inbox, to the park list
+        await asyncio.sleep(1.2)  # the hold ends within the lease-ahead second
+        during = await n2.lease(1, 2000)
+        assert during is not None and during.entries == [], "leased ahead against a hold"
+        await n1.commit(Batch(starts=[("b", 1.0, time.monotonic())]))  # b/1 starts now
+        await asyncio.sleep(0.1)  # its delay and send margin, 1.05 s, end within a second
+        for _ in range(3):  # (the first moves b/2 from n2's inbox to its park list)
+            after = await n2.lease(1, 2000)
+            assert after is not None
+            if after.entries:
+                break
+        assert urls(after) == ["http://b/2"]
+        await client.aclose()
+        return after.waits[after.entries[0][0]]
+
+    wait = asyncio.run(scenario())
+    assert 0.85 <= wait <= 0.96  # the delay and its send margin after b/1's start

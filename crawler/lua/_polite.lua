@@ -8,8 +8,9 @@
 --   {N}:parked     ZSET  domain -> when it may be served next (ms; P_BLOCKED
 --                        while it has no free concurrency slot)
 --   {N}:dnext      HASH  domain -> no lease before this (ms): the delay after
---                        its last request started, or the lease deadline of a
---                        request leased but not yet started
+--                        its last request started, or, negated, the hold of
+--                        a request leased but not yet started (its lease's
+--                        length from when it was leased)
 --   {N}:dbusy      HASH  domain -> requests leased and not yet finished
 --   {N}:dbackoff   HASH  domain -> "<until ms>|<level>" after a 429/503
 --   {N}:dcrawl     HASH  domain -> robots.txt Crawl-delay (ms)
@@ -140,7 +141,9 @@ local function p_state(d)
   local crawl = p_has(P_CRAWL) and redis.call('HGET', P_CRAWL, d)
   -- With ROBOTSTXT_OBEY, a domain whose robots.txt is not known yet gets
   -- one request at a time, so its Crawl-delay holds from the first request.
-  s = {next = tonumber(v or '0'), busy = tonumber(busy or '0'), base = delay,
+  local n = tonumber(v or '0')
+  -- held: next is a hold, not a time the domain is known to be ready at
+  s = {next = math.abs(n), held = n < 0, busy = tonumber(busy or '0'), base = delay,
        -- as read: p_save writes only what changed, deletes only what is there
        next0 = v and tonumber(v), busy0 = busy and tonumber(busy),
        delay = delay, crawl = tonumber(crawl or '0'), conc = conc, bo = 0,
@@ -172,6 +175,14 @@ local function p_ready_at(s)
   return math.max(s.next, s.bo)
 end
 
+-- Whether domain s may have a request leased now, or ahead (ready by soon).
+-- Never ahead of a hold: the request holding the domain may still start at
+-- any moment before the hold ends, and the delay runs from that start.
+local function p_ready_by(s, soon)
+  if s.held and s.next > P_now then return p_ready_at(s) <= P_now end
+  return p_ready_at(s) <= soon
+end
+
 -- A request of domain d is leased: it takes a concurrency slot, and for a
 -- domain with a delay, no other is leased until it starts (or its lease ends).
 -- Returns 1 when the node must report the start.
@@ -179,7 +190,7 @@ local function p_take(s, lease_ms)
   s.busy = s.busy + 1
   s.dirty = true
   if p_delayed(s) then
-    s.next = P_now + lease_ms
+    s.next, s.held = P_now + lease_ms, true
     return 1
   end
   return 0
@@ -202,6 +213,7 @@ local function p_started(d, factor, ago)
   local gap = math.max(s.delay * factor, s.crawl)
   -- +1: P_now is Redis's time floored to the ms, ago the node's truncated.
   s.next = P_now - (ago or 0) + 1 + gap + math.floor(math.min(gap / 10, P.sm or 0))
+  s.held = false
   s.dirty = true
 end
 
@@ -213,6 +225,7 @@ local P_UNGRANTED = 0
 local function p_unblock(d)
   local s = p_state(d)
   if s.next > P_now then s.next = P_now end
+  s.held = false
   s.dirty = true
   p_ungrant(s, d)  -- not a page of its budget
   if P.pc > 0 then P_UNGRANTED = P_UNGRANTED + 1 end
@@ -289,7 +302,8 @@ local function p_save()
   for d, s in pairs(P_S) do
     if s.dirty then
       if s.next > P_now then
-        if s.next ~= s.next0 then p_hset(P_NEXT, d, s.next) end
+        local stored = s.held and -s.next or s.next
+        if stored ~= s.next0 then p_hset(P_NEXT, d, stored) end
       elseif s.next0 then
         redis.call('HDEL', P_NEXT, d)
       end

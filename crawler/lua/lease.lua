@@ -147,7 +147,7 @@ for _, d in ipairs(ready) do
   if list then
     local s = p_state(d)
     local popped = 0
-    while got < want and popped < want * 4 + 1000 and p_ready_at(s) <= soon and my_turn(d, s) do
+    while got < want and popped < want * 4 + 1000 and p_ready_by(s, soon) and my_turn(d, s) do
       local v = redis.call('LPOP', list)
       if not v then break end
       popped = popped + 1
@@ -181,7 +181,7 @@ for k = 6, #ARGV do
         local s, first = p_state(d), p_first(entry)
         if p_spent(s, d, first) then
           dropped = dropped + 1  -- its domain's budget is spent: not parked
-        elseif not s.parked and p_ready_at(s) <= soon and my_turn(d, s) then
+        elseif not s.parked and p_ready_by(s, soon) and my_turn(d, s) then
           if within_budget(s, d, first) then take(prio, entry, s, d, first) end
         else
           park(d, prio .. '|' .. entry)

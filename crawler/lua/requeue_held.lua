@@ -17,7 +17,8 @@
 -- ARGV[1] node id   ARGV[2] mode   ARGV[3] max deliveries
 -- ARGV[4] politeness policy (JSON, see _polite.lua)
 -- ARGV[5] KEYS index of the first park list, ARGV[6] how many
--- ARGV[7] 1: also move the node's park inbox to the park lists
+-- ARGV[7] 1: every entry the node holds (not some of them): also move the
+--         node's park inbox to the park lists
 -- ARGV[8..] per entry: lease id, queue key index (0 for a raw seed)
 --
 -- Each entry frees its domain's concurrency slot. A released entry was not
@@ -64,13 +65,13 @@ for k = 8, #ARGV, 2 do
     local dom = p_held_domain(value)
     if prio ~= '@' and dom then
       local s = p_state(dom)
-      local others, held_until = s.busy > 1, s.next
+      local others, held_until, held = s.busy > 1, s.next, s.held
       p_release(dom)
       if mode == 'release' then
         p_started(dom, 1)
         -- Another request of the domain is out or leased ahead: its hold
         -- (or its start's delay) stays, if later.
-        if others and held_until > s.next then s.next = held_until end
+        if others and held_until > s.next then s.next, s.held = held_until, held end
       end
     end
     if prio == '@' then
@@ -141,7 +142,9 @@ end
 p_save()
 if gone > 0 then redis.call('HINCRBY', stats, 'leased', -gone) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
-if redis.call('HLEN', held) == 0 and redis.call('EXISTS', KEYS[8]) == 0 then
+-- A node handing back everything (it leaves), or reclaimed, leaves the node
+-- list once it holds nothing; one handing back some of its leases stays.
+if ARGV[7] == '1' and redis.call('HLEN', held) == 0 and redis.call('EXISTS', KEYS[8]) == 0 then
   redis.call('ZREM', nodes, node)
 end
 return {requeued, deads}
