@@ -87,6 +87,9 @@ class LeaseSession:
         #: Lease id -> when (monotonic) a request whose start must be
         #: reported is handed back unsent (see _HOLD_SHARE).
         self.send_by: dict[str, float] = {}
+        #: (when, domain): requests leased ahead that could not be decoded
+        #: free their domain when they were due to go out (due_unblocks).
+        self.unblock_at: list[tuple[float, str]] = []
         self._due_checked = 0.0
         self._raw_after = 0.0  # monotonic: when to look for raw seeds again
         # Lease id -> domain, for leases whose start the node must report.
@@ -168,8 +171,18 @@ class LeaseSession:
         self.send_by.clear()
 
     def next_due(self, now: float) -> float | None:
-        """When (monotonic) the next request leased ahead may be sent."""
-        return min((at for at in self.not_before.values() if at > now), default=None)
+        """When (monotonic) the next request leased ahead may be sent, or
+        a domain freed (``due_unblocks``)."""
+        times = [*self.not_before.values(), *(at for at, _ in self.unblock_at)]
+        return min((at for at in times if at > now), default=None)
+
+    def due_unblocks(self, now: float) -> list[str]:
+        """Domains to free now: of requests leased ahead, not decoded, due."""
+        if not self.unblock_at:
+            return []
+        due = [slot for at, slot in self.unblock_at if at <= now]
+        self.unblock_at = [(at, slot) for at, slot in self.unblock_at if at > now]
+        return due
 
     def came_due(self, now: float) -> bool:
         """Whether a request leased ahead became free to send since the last
@@ -233,7 +246,12 @@ class LeaseSession:
                     # the lease.)
                     self.send_by[lease_id] = max(sent_at + self._send_within(), due + _DUE_GRACE)
             elif report:
-                batch.unblocks.append(slot)  # its domain need not wait for it
+                # Its domain need not wait for it; if leased ahead, only once it
+                # was due: until then the delay after the last start runs.
+                if lease_id in leased.waits:
+                    self.unblock_at.append((received + leased.waits[lease_id], slot))
+                else:
+                    batch.unblocks.append(slot)
         again = leased.more
         if len(leased.entries) < want and not leased.more:
             self._dry_until = time.monotonic() + _DRY_HOLD

@@ -226,6 +226,7 @@ class Worker:
         self.report.count_roundtrips()
         if self.leases.came_due(time.monotonic()):
             self.engine.wake()
+        self.batch.unblocks += self.leases.due_unblocks(time.monotonic())
         await self._stage(self.flush)
         now = time.monotonic()
         renew = self.leases.renew_due or now - self._last_beat >= self.config.renew_interval

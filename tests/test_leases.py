@@ -13,7 +13,7 @@ from scrapy.settings import Settings
 
 from crawler.completion import ClusterCompletion
 from crawler.config import CrawlConfig
-from crawler.frontier import Batch, Frontier
+from crawler.frontier import Batch, Frontier, dead_letter
 from crawler.leases import LeaseSession
 from crawler.pauses import DomainPauses
 from crawler.politeness import Policy
@@ -319,3 +319,57 @@ def test_nothing_is_leased_ahead_against_a_hold(redis_url):
 
     wait = asyncio.run(scenario())
     assert 0.85 <= wait <= 0.96  # the delay and its send margin after b/1's start
+
+
+class BrokenDecoder(JsonDecoder):
+    """Dead-letters the entries whose URL says "broken", as a spider's
+    decoder does a malformed one (crawler.decoding)."""
+
+    def decode(self, lease_id: str, body: bytes, batch: Batch) -> Request | None:
+        if b"broken" in body:
+            batch.deads.append((lease_id, dead_letter("malformed entry", body.decode(), "n2")))
+            return None
+        return super().decode(lease_id, body, batch)
+
+
+def test_a_request_leased_ahead_that_fails_to_decode_frees_its_domain_when_due(redis_url):
+    """A request leased ahead (its domain's delay runs for a moment yet)
+    that the node cannot decode is dead-lettered at once; its domain's hold
+    is let go only when it was due to go out, not at once: the delay after
+    the last request that did start still holds."""
+    policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
+
+    async def scenario() -> tuple[float, float]:
+        client = aioredis.Redis.from_url(redis_url)
+        n1 = Frontier(client, KEYS, "n1", policy=policy)
+        n2 = LeaseSession(Frontier(client, KEYS, "n2", policy=policy), config(), lambda k, n: None)
+        await n2.renew("{}", set)
+        pushes = [push("http://b/1", fp=1), push("http://b/broken", fp=2), push("http://b/3", fp=3)]
+        await n1.commit(Batch(pushes=pushes))
+        assert urls(await n1.lease(1, 10_000)) == ["http://b/1"]
+        began = time.monotonic()
+        await n1.commit(Batch(starts=[("b", 1.0, began)]))  # b/1 starts now
+        await asyncio.sleep(0.2)
+        batch = Batch()
+        await n2.refill(BrokenDecoder(), batch)  # b/broken, leased ahead, due at 1.05 s
+        assert not n2.ready and len(batch.deads) == 1
+        # The node's worker commits its batch, and whatever came due since.
+        first = None
+        while first is None and time.monotonic() - began < 3:
+            batch.unblocks += n2.due_unblocks(time.monotonic())
+            await n2.frontier.commit(batch)
+            if n2.frontier.inbox_due(0.0):
+                await n2.frontier.drain_inbox(n2.lease_ms)  # b/3, parked there
+            batch = Batch()
+            leased = await n1.lease(1, 10_000)
+            assert leased is not None
+            if leased.entries:
+                assert urls(leased) == ["http://b/3"]
+                first = time.monotonic() - began + leased.waits.get(leased.entries[0][0], 0.0)
+            await asyncio.sleep(0.05)
+        await client.aclose()
+        assert first is not None
+        return first, time.monotonic() - began
+
+    sends_at, _ = asyncio.run(scenario())
+    assert sends_at >= 1.0, f"b/3 may go {sends_at:.3f}s after b/1 started, under a 1 s delay"
