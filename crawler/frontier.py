@@ -452,14 +452,20 @@ class Frontier:
         requeued, _ = await self._requeue_node(self.node, "release", 0, None)
         return requeued
 
-    async def release(self, lease_ids: list[str]) -> int:
+    async def release(self, lease_ids: list[str], holds: dict[str, int] | None = None) -> int:
         """Hand back leases this node has not started, uncounted (it stays
-        in the cluster's node list)."""
-        requeued, _ = await self._requeue_node(self.node, "release", 0, lease_ids)
+        in the cluster's node list). *holds*: lease id -> the end of the hold
+        its lease put on its domain (Redis ms), where known."""
+        requeued, _ = await self._requeue_node(self.node, "release", 0, lease_ids, holds)
         return requeued
 
     async def _requeue_node(
-        self, node: str, mode: str, max_deliveries: int, only: list[str] | None
+        self,
+        node: str,
+        mode: str,
+        max_deliveries: int,
+        only: list[str] | None,
+        holds: dict[str, int] | None = None,
     ) -> tuple[int, int]:
         k = self.keys
         held, inbox = k.held(node), k.parkin(node)
@@ -489,7 +495,7 @@ class Frontier:
                     index[name] = len(keys)
                 idx = index[name]
                 domains.add(split_entry(entry)[0])
-            entries += [lease_id, idx]
+            entries += [lease_id, idx, (holds or {}).get(lease_id.decode(), 0)]
         domains.update(held_domain(v) for v in waiting)
         first = len(keys) + 1
         keys += [k.park(d) for d in sorted(domains)] + polite_keys(k)

@@ -47,6 +47,9 @@ _DRY_HOLD = 0.2
 _HOLD_SHARE = 0.25
 _REPORT_ALLOWANCE = 1.25
 _DUE_GRACE = 0.5
+# A node that handed requests back for want of downloader room leases
+# nothing for this long: other nodes take them first.
+_RELEASE_PAUSE = 2.0
 #: Seconds between two looks for raw seeds (scrapy-redis style start_urls)
 #: while none are found.
 _RAW_IDLE = 1.0
@@ -87,6 +90,9 @@ class LeaseSession:
         #: Lease id -> when (monotonic) a request whose start must be
         #: reported is handed back unsent (see _HOLD_SHARE).
         self.send_by: dict[str, float] = {}
+        #: Lease id -> the end of the hold it put on its domain (Redis ms).
+        self.hold_ends: dict[str, int] = {}
+        self._released_until = 0.0  # monotonic; see _RELEASE_PAUSE
         #: (when, domain): requests leased ahead that could not be decoded
         #: free their domain when they were due to go out (due_unblocks).
         self.unblock_at: list[tuple[float, str]] = []
@@ -144,6 +150,7 @@ class LeaseSession:
             del self.ready[i]
             self.not_before.pop(lease_id, None)
             self.send_by.pop(lease_id, None)
+            self.hold_ends.pop(lease_id, None)
             self.last_chance.discard(lease_id)
             if skipped:
                 self.count("crawler/passed", 1)  # went before one leased ahead
@@ -169,6 +176,7 @@ class LeaseSession:
         self.ready.clear()
         self.not_before.clear()
         self.send_by.clear()
+        self.hold_ends.clear()
 
     def next_due(self, now: float) -> float | None:
         """When (monotonic) the next request leased ahead may be sent, or
@@ -197,6 +205,8 @@ class LeaseSession:
         return None
 
     def wants_more(self) -> bool:
+        if time.monotonic() < self._released_until:
+            return False  # it handed back what it could not send: busy
         if not self.ready:
             return True  # nothing to hand out: ask at every tick
         return len(self.ready) < self.prefetch and time.monotonic() >= self._dry_until
@@ -245,6 +255,8 @@ class LeaseSession:
                     # (One leased ahead gets a moment once due, however short
                     # the lease.)
                     self.send_by[lease_id] = max(sent_at + self._send_within(), due + _DUE_GRACE)
+                    if leased.backoff is not None:  # (Redis's clock at the call)
+                        self.hold_ends[lease_id] = leased.backoff[1] + self.lease_ms
             elif report:
                 # Its domain need not wait for it; if leased ahead, only once it
                 # was due: until then the delay after the last start runs.
@@ -288,6 +300,7 @@ class LeaseSession:
         self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
         self.not_before = {lid: at for lid, at in self.not_before.items() if lid in held}
         self.send_by = {lid: at for lid, at in self.send_by.items() if lid in held}
+        self.hold_ends = {lid: at for lid, at in self.hold_ends.items() if lid in held}
         for lid in [lid for lid in self.report_start if lid not in held]:
             del self.report_start[lid]
         self.last_chance &= held
@@ -316,14 +329,17 @@ class LeaseSession:
         if not late:
             return
         self.ready = deque((lid, req) for lid, req in self.ready if lid not in late)
+        holds = {lid: self.hold_ends[lid] for lid in late if lid in self.hold_ends}
+        self._released_until = now + _RELEASE_PAUSE
         for lid in late:
             self.send_by.pop(lid, None)
+            self.hold_ends.pop(lid, None)
             self.not_before.pop(lid, None)
             self.report_start.pop(lid, None)
             self.slots.pop(lid, None)
             self.last_chance.discard(lid)
         # If this call fails, the next heartbeat's reconcile hands them back.
-        requeued = await self.frontier.release(sorted(late))
+        requeued = await self.frontier.release(sorted(late), holds)
         self.count("crawler/released_unsent", requeued)
         logger.info(
             "Handed back %d requests of domains with a delay that waited here "

@@ -215,12 +215,17 @@ class PartitionedFrontier:
         got = await asyncio.gather(*(part.held_ids() for part in self.parts))
         return [global_id(p, lid) for p, ids in enumerate(got) for lid in ids]
 
-    async def release(self, lease_ids: list[str]) -> int:
+    async def release(self, lease_ids: list[str], holds: dict[str, int] | None = None) -> int:
         by_part: dict[int, list[str]] = defaultdict(list)
+        part_holds: dict[int, dict[str, int]] = defaultdict(dict)
         for lease_id in lease_ids:
             p, local = split_id(lease_id)
             by_part[p].append(local)
-        got = await asyncio.gather(*(self.parts[p].release(ids) for p, ids in by_part.items()))
+            if holds and lease_id in holds:
+                part_holds[p][local] = holds[lease_id]
+        got = await asyncio.gather(
+            *(self.parts[p].release(ids, part_holds[p]) for p, ids in by_part.items())
+        )
         return sum(got)
 
     async def release_all(self) -> int:

@@ -373,3 +373,77 @@ def test_a_request_leased_ahead_that_fails_to_decode_frees_its_domain_when_due(r
 
     sends_at, _ = asyncio.run(scenario())
     assert sends_at >= 1.0, f"b/3 may go {sends_at:.3f}s after b/1 started, under a 1 s delay"
+
+
+def test_a_node_that_hands_a_request_back_does_not_take_it_again_at_once(redis_url):
+    """A node hands back a request it could not send (its downloader full):
+    it does not lease it straight back (it would, at every tick, for as long
+    as it stays busy); an idle node gets it, after the delay from then."""
+    policy = Policy(delay=0.5, concurrency=8, jitter=0.0)
+
+    async def scenario() -> tuple[float | None, int]:
+        client = aioredis.Redis.from_url(redis_url)
+        counted: Counter[str] = Counter()
+        n1 = LeaseSession(
+            Frontier(client, KEYS, "n1", policy=policy),
+            config(),
+            lambda k, n: counted.update({k: n}),
+        )
+        n2 = LeaseSession(Frontier(client, KEYS, "n2", policy=policy), config(), lambda k, n: None)
+        await n1.frontier.commit(Batch(pushes=[push("http://b/1", fp=1)]))
+        for s in (n1, n2):
+            await s.renew("{}", set)
+        began = time.monotonic()
+        await n1.refill(JsonDecoder(), Batch())
+        assert [r.url for _, r in n1.ready] == ["http://b/1"]
+        got_by_n2 = None
+        while time.monotonic() - began < 5 and got_by_n2 is None:
+            await asyncio.sleep(0.05)  # n1's tick: it never sends (downloader full)
+            await n1.renew("{}", set)
+            await n1.release_unsent()
+            if n1.wants_more():
+                await n1.refill(JsonDecoder(), Batch())
+            if int((time.monotonic() - began) / 0.05) % 4 == 0:  # n2 idle: every 0.2 s
+                await n2.refill(JsonDecoder(), Batch())
+                if n2.take() is not None:
+                    got_by_n2 = time.monotonic() - began
+        await client.aclose()
+        return got_by_n2, counted["crawler/released_unsent"]
+
+    got_by_n2, released = asyncio.run(scenario())
+    # Handed back at 1 s (2 s lease), free 0.55 s later, n2's next call.
+    assert released == 1
+    assert got_by_n2 is not None and 1.5 <= got_by_n2 < 2.0, got_by_n2
+
+
+def test_a_request_handed_back_lets_go_of_its_own_hold(redis_url):
+    """Handing back a request that holds its domain (leased, not started)
+    frees the domain after the delay from then, even with another request of
+    it in flight: the hold was its own, not the other's."""
+    policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
+
+    async def scenario() -> float:
+        client = aioredis.Redis.from_url(redis_url)
+        n1 = Frontier(client, KEYS, "n1", policy=policy)
+        n2 = Frontier(client, KEYS, "n2", policy=policy)
+        await n1.commit(Batch(pushes=[push(f"http://b/{i}", fp=i) for i in range(3)]))
+        b0 = await n1.lease(1, 10_000)
+        assert b0 is not None and urls(b0) == ["http://b/0"]
+        began = time.monotonic()
+        await n1.commit(Batch(starts=[("b", 1.0, began)]))  # b/0 starts, still in flight
+        await asyncio.sleep(1.1)
+        b1 = await n1.lease(1, 10_000)  # b/1 holds b for 10 s
+        assert b1 is not None and urls(b1) == ["http://b/1"] and b1.backoff is not None
+        lease_id = b1.entries[0][0]
+        released = time.monotonic()
+        await n1.release([lease_id], {lease_id: b1.backoff[1] + 10_000})
+        while time.monotonic() - released < 12:
+            leased = await n2.lease(1, 10_000)
+            if leased is not None and leased.entries:
+                break
+            await asyncio.sleep(0.1)
+        await client.aclose()
+        return time.monotonic() - released
+
+    freed_after = asyncio.run(scenario())
+    assert 1.0 <= freed_after < 2.0, f"b was held {freed_after:.2f}s after b/1 went back"

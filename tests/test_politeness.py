@@ -5,6 +5,7 @@ when every request arrived and how many were in progress at once."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_scrapy, start_node
+from tests.conftest import run_scrapy, start_node, wait_nodes
 from tests.hosts import HostSite, loopback_available
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
@@ -353,3 +354,45 @@ def test_requests_kept_unsent_past_their_hold_go_back(hosts, redis_url, tmp_path
     print(f"{polite.host}: min gap {polite.min_gap():.3f}s; handed back unsent: {released}")
     assert polite.min_gap() >= 0.5 - JITTER
     assert released > 0  # the case this test is for happened
+
+
+def test_delay_holds_while_nodes_die_and_stop(hosts, redis_url, tmp_path):
+    """Busy downloaders (slow pages on one site, 2 requests per node) and
+    a polite site beside it; one node is killed -9 and another stopped with
+    SIGTERM mid-crawl. The killed node's leases (holds of the polite domain
+    among them) expire and come back; the stopped one hands its unsent
+    requests back. The delay holds at the polite site throughout, and every
+    page is fetched."""
+    slow, polite = hosts(HOSTS[0], 24, latency=1.5), hosts(HOSTS[1], 24)
+    seeded = run_scrapy(
+        ["seed", "site", slow.url("/page/0.html"), polite.url("/page/0.html")], redis_url
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    settings = [
+        "CONCURRENT_REQUESTS=2",
+        "CRAWLER_LEASE_TIME=3",
+        "CRAWLER_LEASE_RENEW_INTERVAL=0.5",
+        "DOWNLOAD_SLOTS=" + json.dumps({HOSTS[1]: {"delay": 0.8}}),
+        "RANDOMIZE_DOWNLOAD_DELAY=False",
+    ]
+    nodes = [start_node("site", redis_url, tmp_path / f"n{i}.log", *settings) for i in range(3)]
+    for hits, (node, sig) in ((6, (nodes[0], signal.SIGKILL)), (12, (nodes[1], signal.SIGTERM))):
+        deadline = time.monotonic() + 60
+        while len(polite.page_hits()) < hits and time.monotonic() < deadline:
+            time.sleep(0.02)
+        node.send_signal(sig)
+    codes = wait_nodes(nodes, 180)
+    logs = [(tmp_path / f"n{i}.log").read_text() for i in range(3)]
+    assert codes[1:] == [0, 0], logs[1:]
+    assert "Spider closed (shutdown)" in logs[1] and "Spider closed (finished)" in logs[2]
+    for site in (slow, polite):
+        fetched = {h.path for h in site.page_hits() if h.status == 200}
+        assert fetched == {f"/page/{i}.html" for i in range(site.pages)}
+    hits = polite.all_hits()
+    print(f"{polite.host}: min gap {polite.min_gap():.3f}s over {len(hits)} requests")
+    close = [
+        (a.path, b.path, round(a.arrived - hits[0].arrived, 3), round(b.arrived - a.arrived, 3))
+        for a, b in pairwise(hits)
+        if b.arrived - a.arrived < 0.8 - JITTER
+    ]
+    assert not close, f"(first, second, first at, gap): {close}"

@@ -19,7 +19,9 @@
 -- ARGV[5] KEYS index of the first park list, ARGV[6] how many
 -- ARGV[7] 1: every entry the node holds (not some of them): also move the
 --         node's park inbox to the park lists
--- ARGV[8..] per entry: lease id, queue key index (0 for a raw seed)
+-- ARGV[8..] per entry: lease id, queue key index (0 for a raw seed), and
+--         the end of the hold its lease put on its domain (ms, Redis's
+--         clock; 0 if not known or none)
 --
 -- Each entry frees its domain's concurrency slot. A released entry was not
 -- sent, but may have been held as its domain's next request: the domain
@@ -51,14 +53,14 @@ began, window = tonumber(began or 0), tonumber(window or 0)
 -- a window above 1 they never reach MAX on that count (a request on its
 -- last delivery runs alone, under a window of 1, and then counts in full).
 local later = {}
-for k = 8, #ARGV, 2 do
+for k = 8, #ARGV, 3 do
   if tonumber(ARGV[k]) > began then later[#later + 1] = tonumber(ARGV[k]) end
 end
 table.sort(later)
 local reported, inferred = began, began
 if window > 0 and #later > 0 then inferred = later[math.min(window, #later)] end
 local requeued, deads, gone = 0, 0, 0
-for k = 8, #ARGV, 2 do
+for k = 8, #ARGV, 3 do
   local value = redis.call('HGET', held, ARGV[k])
   if value then
     local prio, deliveries, body = string.match(value, '^([^|]*)|(%d+)|(.*)$')
@@ -66,12 +68,19 @@ for k = 8, #ARGV, 2 do
     if prio ~= '@' and dom then
       local s = p_state(dom)
       local others, held_until, held = s.busy > 1, s.next, s.held
+      local own = held and held_until == tonumber(ARGV[k + 2])  -- this entry's hold
       p_release(dom)
       if mode == 'release' then
         p_started(dom, 1)
-        -- Another request of the domain is out or leased ahead: its hold
-        -- (or its start's delay) stays, if later.
-        if others and held_until > s.next then s.next, s.held = held_until, held end
+        if others and held_until > s.next and not own then
+          -- Another request of the domain is out or leased ahead: its hold
+          -- (or its start's delay) stays.
+          s.next, s.held = held_until, held
+        elseif p_delayed(s) then
+          -- Nothing is leased ahead for the delay from now: the node that
+          -- handed it back (its downloader busy) would take it again at once.
+          s.held = true
+        end
       end
     end
     if prio == '@' then
