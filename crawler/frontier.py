@@ -90,6 +90,9 @@ class Leased:
     waits: dict[str, float] = field(default_factory=dict)
     # The scan stopped at its bound with requests left to look at.
     more: bool = False
+    # Lease ids whose lease holds their domain until their start is reported
+    # (it has a delay; crawler/lua/_polite.lua p_take).
+    holds: set[str] = field(default_factory=set)
     # CLOSESPIDER_PAGECOUNT requests were handed out: the crawl closes.
     spent: bool = False
     # (backoff version, Redis's clock in ms), as a commit returns them.
@@ -350,12 +353,17 @@ class Frontier:
             self._inbox_since = time.monotonic()
         entries = []
         waits = {}
+        holds = set()
         for i in range(5 + n, len(flat), 3):
-            lease_id, hold = flat[i].decode(), int(flat[i + 2])  # wait ms * 2 + report
+            # wait ms * 4 + holds its domain * 2 + report its start
+            lease_id, hold = flat[i].decode(), int(flat[i + 2])
             entries.append((lease_id, flat[i + 1], hold % 2 == 1))
-            if hold >= 2:
-                waits[lease_id] = hold // 2 / 1000
-        return Leased(entries, waits, more=flat[0] == 1, backoff=(int(flat[2]), int(flat[3])))
+            if hold // 2 % 2:
+                holds.add(lease_id)
+            if hold >= 4:
+                waits[lease_id] = hold // 4 / 1000
+        backoff = (int(flat[2]), int(flat[3]))
+        return Leased(entries, waits, more=flat[0] == 1, holds=holds, backoff=backoff)
 
     def inbox_waiting(self) -> bool:
         """This node's last lease call parked requests in its inbox: a call

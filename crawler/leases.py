@@ -252,6 +252,7 @@ class LeaseSession:
                     self.last_chance.add(lease_id)
                 if report:
                     self.report_start[lease_id] = slot
+                if lease_id in leased.holds:
                     # (One leased ahead gets a moment once due, however short
                     # the lease.)
                     self.send_by[lease_id] = max(sent_at + self._send_within(), due + _DUE_GRACE)

@@ -192,7 +192,8 @@ class PartitionedFrontier:
         # Spent when some partition handed out its share and none of the
         # others has anything left to hand out (one may run dry first).
         spent = bool(self._spent) and all(q in self._spent or q in self._dry for q in order)
-        return Leased(entries, waits, more=more, spent=spent, backoff=backoff)
+        holds = {global_id(p, lid) for lid in leased.holds}
+        return Leased(entries, waits, more=more, holds=holds, spent=spent, backoff=backoff)
 
     def inbox_waiting(self) -> bool:
         return any(part.inbox_waiting() for part in self.parts)

@@ -181,6 +181,11 @@ def test_every_page_is_fetched_as_often_as_plain_scrapy_fetches_it(runs: Runs) -
     # closes before answering, so 3 to 6 requests reach the site in either run.
     drop = "/broken/drop.html"
     assert 3 <= plain.pop(drop) <= 6 and 3 <= cluster.pop(drop) <= 6
+    # A chunked body cancelled past DOWNLOAD_MAXSIZE: plain Scrapy's run was
+    # once seen to request it twice (CI, on a loaded machine); the cause was
+    # not established. Once or twice in either run.
+    chunked = "/big/6mb-chunked.html"
+    assert 1 <= plain.pop(chunked) <= 2 and 1 <= cluster.pop(chunked) <= 2
     # The redirect loops: test_redirect_loops_end_at_the_seen_set_after_a_pause.
     for counts in (plain, cluster):
         for path in [p for p in counts if p.startswith(LOOP_PREFIX)]:

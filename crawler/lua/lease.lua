@@ -32,9 +32,10 @@
 --
 -- Returns {more, live, backoff version, Redis ms, n, domain 1..n, lease id,
 -- entry, hold, lease id, entry, hold, ...}: the n domains of the inbox;
--- hold is wait * 2 + report: wait the ms to wait before sending the request,
--- report 1 when the node must report the request's start (its domain has
--- a delay); more is 1 when the scan stopped at its limit with work left;
+-- hold is wait * 4 + holds * 2 + report: wait the ms to wait before sending
+-- the request, holds 1 when its lease holds its domain until the start is
+-- reported (the domain has a delay), report 1 when the node must report the
+-- request's start (a delay, or a page budget); more is 1 when the scan stopped at its limit with work left;
 -- live is the number of live nodes (the fair share's divisor); the backoff
 -- version changes when a domain is paused (as commit.lua returns it).
 -- Returns {-1} while the crawl is paused (nothing is leased), {-2} once
@@ -86,10 +87,10 @@ end
 
 local out = {0, live, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), now}
 local got = 0
-local function lease_one(prio, entry, report, d, wait)
+local function lease_one(prio, entry, report, d, wait, holds)
   wait = wait or 0
   got = got + 1
-  taken[got] = {prio .. '|' .. entry, entry, wait * 2 + report, wait, got}
+  taken[got] = {prio .. '|' .. entry, entry, wait * 4 + (holds or 0) * 2 + report, wait, got}
   if mine and d then mine[d] = (mine[d] or 0) + 1 end
   if P.pc > 0 and p_first(entry) then granted = granted + 1 end
 end
@@ -110,9 +111,10 @@ end
 local function take(prio, entry, s, d, first)
   -- Whole ms (a delay times its jitter is not), rounded up: never early.
   local wait = math.max(0, math.ceil(p_ready_at(s) - now))
-  local report = p_take(s, lease_ms)
+  local holds = p_take(s, lease_ms)
+  local report = holds
   if first and (P.pc > 0 or p_counts(s, d, true)) then report = 1 end
-  lease_one(prio, entry, report, d, wait)
+  lease_one(prio, entry, report, d, wait, holds)
 end
 
 -- Park a request of domain d: in its list if declared, else in the inbox.
