@@ -455,9 +455,10 @@ class Frontier:
         ids = await self._rt(self.client.hkeys(self.keys.held(self.node)))
         return [i.decode() for i in ids]
 
-    async def release_all(self) -> int:
-        """Hand back everything this node still holds (when it leaves)."""
-        requeued, _ = await self._requeue_node(self.node, "release", 0, None)
+    async def release_all(self, holds: dict[str, int] | None = None) -> int:
+        """Hand back everything this node still holds (when it leaves);
+        *holds* as for ``release``."""
+        requeued, _ = await self._requeue_node(self.node, "release", 0, None, holds)
         return requeued
 
     async def release(self, lease_ids: list[str], holds: dict[str, int] | None = None) -> int:

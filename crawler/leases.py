@@ -170,13 +170,16 @@ class LeaseSession:
         if 0 < left <= LEASE_AHEAD:
             self.not_before[lease_id] = max(self.not_before.get(lease_id, 0.0), now + left)
 
-    def drop_ready(self) -> None:
+    def drop_ready(self) -> dict[str, int]:
         """Forget the requests leased and not handed out (the node is
-        handing them back)."""
+        handing them back). Returns the ends of the holds they put on their
+        domains (lease id -> Redis ms), for the hand-back."""
+        holds = self.hold_ends
         self.ready.clear()
         self.not_before.clear()
         self.send_by.clear()
-        self.hold_ends.clear()
+        self.hold_ends = {}
+        return holds
 
     def next_due(self, now: float) -> float | None:
         """When (monotonic) the next request leased ahead may be sent, or

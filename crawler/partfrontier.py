@@ -229,8 +229,16 @@ class PartitionedFrontier:
         )
         return sum(got)
 
-    async def release_all(self) -> int:
-        return sum(await asyncio.gather(*(part.release_all() for part in self.parts)))
+    async def release_all(self, holds: dict[str, int] | None = None) -> int:
+        part_holds: dict[int, dict[str, int]] = defaultdict(dict)
+        for lease_id, end in (holds or {}).items():
+            p, local = split_id(lease_id)
+            part_holds[p][local] = end
+        return sum(
+            await asyncio.gather(
+                *(part.release_all(part_holds[p]) for p, part in enumerate(self.parts))
+            )
+        )
 
     async def reclaim_expired(self, max_deliveries: int) -> tuple[int, int]:
         got = await asyncio.gather(*(p.reclaim_expired(max_deliveries) for p in self.parts))

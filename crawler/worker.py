@@ -369,10 +369,10 @@ class Worker:
         """The node leaves: write what is pending, hand back what it holds
         (prefetched, never started), leave the crawl and say how it ended.
         Redis is waited for (with backoff) for at most a minute."""
-        self.leases.drop_ready()
+        holds = self.leases.drop_ready()
         try:
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.commits.flush_all)
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.frontier.release_all)
+            await _retry_for(_CLOSE_FLUSH_TIMEOUT, lambda: self.frontier.release_all(holds))
             await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.report.leave)
             await self._report_outcome()
         except Exception as exc:
@@ -387,9 +387,9 @@ class Worker:
 
     async def hand_back(self) -> None:
         """Stop now: write what is pending and hand back everything held."""
-        self.leases.drop_ready()
+        holds = self.leases.drop_ready()
         await self.commits.flush_all()
-        await self.frontier.release_all()
+        await self.frontier.release_all(holds)
         await self.frontier.client.aclose()
 
     async def _report_outcome(self) -> None:

@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 
+import pytest
 import redis.asyncio as aioredis
 from scrapy import Request
 from scrapy.settings import Settings
@@ -416,29 +417,36 @@ def test_a_node_that_hands_a_request_back_does_not_take_it_again_at_once(redis_u
     assert got_by_n2 is not None and 1.5 <= got_by_n2 < 2.0, got_by_n2
 
 
-def test_a_request_handed_back_lets_go_of_its_own_hold(redis_url):
+@pytest.mark.parametrize("leaving", [False, True])
+def test_a_request_handed_back_lets_go_of_its_own_hold(redis_url, leaving):
     """Handing back a request that holds its domain (leased, not started)
     frees the domain after the delay from then, even with another request of
-    it in flight: the hold was its own, not the other's."""
+    it in flight: the hold was its own, not the other's. Also when the node
+    hands back everything as it leaves (SIGTERM)."""
     policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
 
     async def scenario() -> float:
         client = aioredis.Redis.from_url(redis_url)
         n1 = Frontier(client, KEYS, "n1", policy=policy)
         n2 = Frontier(client, KEYS, "n2", policy=policy)
+        n3 = Frontier(client, KEYS, "n3", policy=policy)
         await n1.commit(Batch(pushes=[push(f"http://b/{i}", fp=i) for i in range(3)]))
-        b0 = await n1.lease(1, 10_000)
+        b0 = await n2.lease(1, 10_000)
         assert b0 is not None and urls(b0) == ["http://b/0"]
         began = time.monotonic()
-        await n1.commit(Batch(starts=[("b", 1.0, began)]))  # b/0 starts, still in flight
+        await n2.commit(Batch(starts=[("b", 1.0, began)]))  # b/0 starts, in flight on n2
         await asyncio.sleep(1.1)
         b1 = await n1.lease(1, 10_000)  # b/1 holds b for 10 s
         assert b1 is not None and urls(b1) == ["http://b/1"] and b1.backoff is not None
         lease_id = b1.entries[0][0]
         released = time.monotonic()
-        await n1.release([lease_id], {lease_id: b1.backoff[1] + 10_000})
+        holds = {lease_id: b1.backoff[1] + 10_000}
+        if leaving:
+            await n1.release_all(holds)
+        else:
+            await n1.release([lease_id], holds)
         while time.monotonic() - released < 12:
-            leased = await n2.lease(1, 10_000)
+            leased = await n3.lease(1, 10_000)
             if leased is not None and leased.entries:
                 break
             await asyncio.sleep(0.1)
