@@ -87,11 +87,13 @@ class LeaseSession:
         #: Lease id -> when (monotonic) a request leased ahead may be sent:
         #: its domain is ready then (crawler.politeness.LEASE_AHEAD).
         self.not_before: dict[str, float] = {}
-        #: Lease id -> when (monotonic) a request whose start must be
-        #: reported is handed back unsent (see _HOLD_SHARE).
-        self.send_by: dict[str, float] = {}
-        #: Lease id -> the end of the hold it put on its domain (Redis ms).
-        self.hold_ends: dict[str, int] = {}
+        #: Lease id -> (when, monotonic, it is handed back unsent; the end of
+        #: the hold it put on its domain, Redis ms, 0 if not known), for the
+        #: requests whose lease holds their domain (see _HOLD_SHARE).
+        self.holding: dict[str, tuple[float, int]] = {}
+        lease = self.lease_ms / 1000
+        #: Seconds from a lease call within which such a request must be sent.
+        self.send_within = lease - min(max(lease * _HOLD_SHARE, _REPORT_ALLOWANCE), lease / 2)
         self._released_until = 0.0  # monotonic; see _RELEASE_PAUSE
         #: (when, domain): requests leased ahead that could not be decoded
         #: free their domain when they were due to go out (due_unblocks).
@@ -139,7 +141,8 @@ class LeaseSession:
             if (skipped and lease_id in self.last_chance) or not fits(lease_id, skipped):
                 return None
             self._wait_for_pause(lease_id, now)
-            if self.not_before.get(lease_id, 0.0) > now or self.send_by.get(lease_id, now) < now:
+            late = lease_id in self.holding and self.holding[lease_id][0] < now
+            if self.not_before.get(lease_id, 0.0) > now or late:
                 # One passed counts a delivery if the node dies: not for one
                 # that runs alone (in its turn), nor where one is the last.
                 if lease_id in self.last_chance or self.max_deliveries < 2:
@@ -149,8 +152,7 @@ class LeaseSession:
             taken = self.ready[i]
             del self.ready[i]
             self.not_before.pop(lease_id, None)
-            self.send_by.pop(lease_id, None)
-            self.hold_ends.pop(lease_id, None)
+            self.holding.pop(lease_id, None)
             self.last_chance.discard(lease_id)
             if skipped:
                 self.count("crawler/passed", 1)  # went before one leased ahead
@@ -174,11 +176,10 @@ class LeaseSession:
         """Forget the requests leased and not handed out (the node is
         handing them back). Returns the ends of the holds they put on their
         domains (lease id -> Redis ms), for the hand-back."""
-        holds = self.hold_ends
+        holds = {lid: end for lid, (_, end) in self.holding.items()}
         self.ready.clear()
         self.not_before.clear()
-        self.send_by.clear()
-        self.hold_ends = {}
+        self.holding.clear()
         return holds
 
     def next_due(self, now: float) -> float | None:
@@ -258,9 +259,10 @@ class LeaseSession:
                 if lease_id in leased.holds:
                     # (One leased ahead gets a moment once due, however short
                     # the lease.)
-                    self.send_by[lease_id] = max(sent_at + self._send_within(), due + _DUE_GRACE)
-                    if leased.backoff is not None:  # (Redis's clock at the call)
-                        self.hold_ends[lease_id] = leased.backoff[1] + self.lease_ms
+                    send_by = max(sent_at + self.send_within, due + _DUE_GRACE)
+                    # (Redis's clock at the call.)
+                    end = leased.backoff[1] + self.lease_ms if leased.backoff else 0
+                    self.holding[lease_id] = (send_by, end)
             elif report:
                 # Its domain need not wait for it; if leased ahead, only once it
                 # was due: until then the delay after the last start runs.
@@ -303,8 +305,7 @@ class LeaseSession:
         held = set(await self.frontier.held_ids())
         self.ready = deque((lid, req) for lid, req in self.ready if lid in held)
         self.not_before = {lid: at for lid, at in self.not_before.items() if lid in held}
-        self.send_by = {lid: at for lid, at in self.send_by.items() if lid in held}
-        self.hold_ends = {lid: at for lid, at in self.hold_ends.items() if lid in held}
+        self.holding = {lid: h for lid, h in self.holding.items() if lid in held}
         for lid in [lid for lid in self.report_start if lid not in held]:
             del self.report_start[lid]
         self.last_chance &= held
@@ -316,12 +317,6 @@ class LeaseSession:
             logger.warning("Handing back %d leases this node never received.", len(orphans))
             await self.frontier.release(orphans)
 
-    def _send_within(self) -> float:
-        """Seconds from a lease call within which a request it leased that
-        holds its domain must be sent (see _HOLD_SHARE)."""
-        lease = self.lease_ms / 1000
-        return lease - min(max(lease * _HOLD_SHARE, _REPORT_ALLOWANCE), lease / 2)
-
     async def release_unsent(self) -> None:
         """Hand back the requests that waited here (a busy downloader) past
         the time to send them within their domain's hold: sent later, one
@@ -329,15 +324,13 @@ class LeaseSession:
         node once the hold ran out. Redis has the domain wait one delay from
         now, and the request goes back to the head of the line."""
         now = time.monotonic()
-        late = {lid for lid, at in self.send_by.items() if at < now}
+        late = {lid for lid, (send_by, _) in self.holding.items() if send_by < now}
         if not late:
             return
         self.ready = deque((lid, req) for lid, req in self.ready if lid not in late)
-        holds = {lid: self.hold_ends[lid] for lid in late if lid in self.hold_ends}
+        holds = {lid: self.holding.pop(lid)[1] for lid in late}
         self._released_until = now + _RELEASE_PAUSE
         for lid in late:
-            self.send_by.pop(lid, None)
-            self.hold_ends.pop(lid, None)
             self.not_before.pop(lid, None)
             self.report_start.pop(lid, None)
             self.slots.pop(lid, None)
@@ -349,7 +342,7 @@ class LeaseSession:
             "Handed back %d requests of domains with a delay that waited here "
             "unsent for %.1fs of their %.0fs hold (CRAWLER_LEASE_TIME).",
             requeued,
-            self._send_within(),
+            self.send_within,
             self.lease_ms / 1000,
         )
 

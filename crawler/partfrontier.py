@@ -218,27 +218,21 @@ class PartitionedFrontier:
 
     async def release(self, lease_ids: list[str], holds: dict[str, int] | None = None) -> int:
         by_part: dict[int, list[str]] = defaultdict(list)
-        part_holds: dict[int, dict[str, int]] = defaultdict(dict)
         for lease_id in lease_ids:
             p, local = split_id(lease_id)
             by_part[p].append(local)
-            if holds and lease_id in holds:
-                part_holds[p][local] = holds[lease_id]
+        part_holds = _holds_by_part(holds)
         got = await asyncio.gather(
             *(self.parts[p].release(ids, part_holds[p]) for p, ids in by_part.items())
         )
         return sum(got)
 
     async def release_all(self, holds: dict[str, int] | None = None) -> int:
-        part_holds: dict[int, dict[str, int]] = defaultdict(dict)
-        for lease_id, end in (holds or {}).items():
-            p, local = split_id(lease_id)
-            part_holds[p][local] = end
-        return sum(
-            await asyncio.gather(
-                *(part.release_all(part_holds[p]) for p, part in enumerate(self.parts))
-            )
+        part_holds = _holds_by_part(holds)
+        got = await asyncio.gather(
+            *(part.release_all(part_holds[p]) for p, part in enumerate(self.parts))
         )
+        return sum(got)
 
     async def reclaim_expired(self, max_deliveries: int) -> tuple[int, int]:
         got = await asyncio.gather(*(p.reclaim_expired(max_deliveries) for p in self.parts))
@@ -306,6 +300,15 @@ def _events(tails: dict[int, Batch]) -> dict[int, Batch]:
         if len(events):
             out[p] = events
     return out
+
+
+def _holds_by_part(holds: dict[str, int] | None) -> defaultdict[int, dict[str, int]]:
+    """Hold ends by lease id (crawler.leases), split by partition, local ids."""
+    part_holds: defaultdict[int, dict[str, int]] = defaultdict(dict)
+    for lease_id, end in (holds or {}).items():
+        p, local = split_id(lease_id)
+        part_holds[p][local] = end
+    return part_holds
 
 
 def _letter_domain(letter: str) -> str:

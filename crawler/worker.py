@@ -245,7 +245,7 @@ class Worker:
         if now - self._last_due >= _DUE_INTERVAL:
             self._last_due = now
             await self._stage(self._move_due)
-        if self.leases.send_by:
+        if self.leases.holding:
             await self._stage(self.leases.release_unsent)
         if self.leases.wants_more():
             await self._stage(self._refill)
