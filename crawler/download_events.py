@@ -1,8 +1,8 @@
 """What a node's downloader tells the cluster, for politeness and deliveries.
 
-* A leased request reached the downloader: for a domain with a delay, its
-  start is reported, which times the domain's next request for the whole
-  cluster.
+* A leased request goes out (its download handler is called, after any
+  wait in the downloader's queue): for a domain with a delay, its start is
+  reported, which times the domain's next request for the whole cluster.
 * A response's latency, for the cluster's shared AutoThrottle.
 * A 429/503: the domain is paused for every node (``crawler.backoff``).
 """
@@ -27,7 +27,7 @@ class DownloadEvents:
         self.worker = worker
         self.lease_of = lease_of
 
-    def reached_downloader(self, request: Request, spider: Spider) -> None:
+    def sending(self, request: Request) -> None:
         lease_id = self.lease_of(request)
         if lease_id is None:
             return

@@ -9,6 +9,9 @@ public API for, kept in one place and checked when a node starts.
   of waiting for its 5-second heartbeat.
 * Turning off the downloader's per-node politeness, which the cluster
   applies instead (``cluster_politeness``).
+* When a request leaves the downloader's queue for its download handler
+  (``on_send``): Scrapy signals only its arrival in the downloader, where
+  with CONCURRENT_REQUESTS_PER_IP it may wait behind other domains' pages.
 * Seeing how each request ended (``watch_spider_calls``): Scrapy hands every
   download outcome, a response or a failure, to its scraper's
   ``call_spider_async`` (public since 2.13), but a failure raised by a
@@ -53,6 +56,35 @@ def cluster_politeness(engine: Any) -> None:
     downloader._jitter = 0.0
     downloader.per_slot_settings = {}
     downloader.domain_concurrency = downloader.total_concurrency or 1_000_000
+
+
+def on_send(engine: Any, sending: Callable[[Request], None]) -> None:
+    """Call *sending* with each request as its download handler is called:
+    when it goes out, after any wait in the downloader's queue. Wraps both
+    names Scrapy has called the handlers' entry point (``download_request``
+    until 2.13, ``download_request_async`` since); one may call the other,
+    so *sending* may be called twice for a request."""
+    handlers = getattr(getattr(engine, "downloader", None), "handlers", None)
+    names = [
+        name
+        for name in ("download_request", "download_request_async")
+        if callable(getattr(handlers, name, None))
+    ]
+    if not names:
+        raise ConfigError(
+            "this Scrapy version's downloader has no handlers.download_request; "
+            "install a Scrapy version allowed by requirements.txt."
+        )
+    for name in names:
+        setattr(handlers, name, _calling_first(sending, getattr(handlers, name)))
+
+
+def _calling_first(sending: Callable[[Request], None], call: Callable[..., Any]) -> Any:
+    def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+        sending(request)
+        return call(request, *args, **kwargs)
+
+    return wrapper
 
 
 def in_progress(engine: Any) -> set[Request]:

@@ -115,8 +115,8 @@ def _jitter(settings: BaseSettings) -> float:
 LEASE_AHEAD = 1.0
 
 #: Each gap between two starts at a domain gets a tenth of itself more, at
-#: most this many seconds, for a request's send path after it reaches the
-#: downloader (p_started in crawler/lua/_polite.lua says why).
+#: most this many seconds, for a request's send path after its download
+#: handler is called (p_started in crawler/lua/_polite.lua says why).
 SEND_MARGIN = 0.05
 
 

@@ -121,7 +121,7 @@ class RedisScheduler(BaseScheduler):
             frontier, cfg, self, decoder, stats, redact(self.url), self.local_seen
         )
         self.events = events = DownloadEvents(cfg.policy, worker, self.active.get)
-        self.crawler.signals.connect(events.reached_downloader, signals.request_reached_downloader)
+        engine_hooks.on_send(self.crawler.engine, events.sending)
         self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
         await asyncio.to_thread(self._keep)
         await frontier.register()

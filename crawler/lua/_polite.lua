@@ -201,10 +201,10 @@ end
 -- may start after the delay (times factor, the jitter the node drew), and
 -- never before the Crawl-delay.
 --
--- The start is when the request reached the node's downloader; it reaches
--- the site later by the node's send path (a new connection, a DNS lookup, a
--- busy event loop), which the next request, sent by another node on a warm
--- connection, may not pay. A margin of a tenth of the gap, at most P.sm ms
+-- The start is when the node's downloader called the request's download
+-- handler; it reaches the site later by the node's send path (a new
+-- connection, a DNS lookup, a busy event loop), which the next request, sent
+-- by another node on a warm connection, may not pay. A margin of a tenth of the gap, at most P.sm ms
 -- (crawler.politeness.SEND_MARGIN), keeps the gap the site sees: under load
 -- a site saw 0.358 s between two requests under a 0.4 s Crawl-delay
 -- (CI, 3db44c0).
