@@ -32,6 +32,13 @@ class DownloadEvents:
         if lease_id is None:
             return
         worker = self.worker
+        domain = worker.leases.slots.get(lease_id)
+        if domain is not None and "download_slot" in request.meta and slot_of(request) != domain:
+            # Scrapy's downloader keyed it by IP (CONCURRENT_REQUESTS_PER_IP)
+            # and is done with the key. Kept, its 429s would pause the IP, not
+            # the domain, and its retries and redirects would queue under the
+            # IP, a second domain for the same site.
+            del request.meta["download_slot"]
         slot = worker.leases.started(lease_id)
         if slot is not None:
             worker.batch.starts.append((slot, self.policy.factor(slot), time.monotonic()))

@@ -212,6 +212,28 @@ def test_retry_after_pauses_the_domain_for_every_node(
     assert int(rclient.hget("{site}:stats", "dead") or 0) == 0
 
 
+def test_retry_after_pauses_the_domain_when_scrapy_keys_by_ip(hosts, redis_url, tmp_path, rclient):
+    """With CONCURRENT_REQUESTS_PER_IP, Scrapy's downloader sets a request's
+    download_slot to its IP. A 429 must still pause its domain, and the
+    request sent again must queue under its domain, not under the IP."""
+    a = hosts("127.0.0.1", 30, throttle={"/page/4.html": "2"})
+    logs = crawl(
+        redis_url,
+        tmp_path,
+        [f"http://localhost:{a.port}/page/0.html"],
+        3,
+        "CONCURRENT_REQUESTS_PER_DOMAIN=1",
+        "CONCURRENT_REQUESTS_PER_IP=4",
+    )
+    assert_complete(a, logs)
+    _, during, refetched = first_429(a)
+    print(f"in the 2 s after the 429: {during}; refetched {refetched:.3f}s")
+    assert during == []
+    assert refetched >= 2.0
+    paused = set(rclient.hkeys("{site}:dbackoff"))
+    assert paused == {b"localhost"}, paused
+
+
 def test_exponential_backoff_without_retry_after(hosts, redis_url, tmp_path):
     a = hosts(HOSTS[0], 10, throttle={"/page/2.html": ""})
     crawl(
