@@ -87,14 +87,14 @@ class CommitWait:
             return False
         return not self.slot_bound([*batch.acks, *deferred.acks], slots, live)
 
-    def _starts_due(self, starts: Iterable[tuple[str, float, float]]) -> float | None:
+    def _starts_due(self, starts: Iterable[tuple[str, float, float, int]]) -> float | None:
         """When the first of *starts* must be reported: half its domain's
         delay after it started, at most a second (-inf for a domain without
         a delay). A report far later than that is timed from its arrival
         (crawler.frontier), and the domain's hold from its lease must last
         until it arrives."""
         due = None
-        for slot, factor, started in starts:
+        for slot, factor, started, _ in starts:
             hold = min(self.policy.delay_of(slot) * factor / 2, _MAX_START_HOLD)
             at = started + hold if hold > 0 else float("-inf")
             due = at if due is None else min(due, at)

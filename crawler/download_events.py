@@ -39,9 +39,10 @@ class DownloadEvents:
             # the domain, and its retries and redirects would queue under the
             # IP, a second domain for the same site.
             del request.meta["download_slot"]
-        slot = worker.leases.started(lease_id)
-        if slot is not None:
-            worker.batch.starts.append((slot, self.policy.factor(slot), time.monotonic()))
+        started = worker.leases.started(lease_id)
+        if started is not None:
+            slot, hold = started
+            worker.batch.starts.append((slot, self.policy.factor(slot), time.monotonic(), hold))
             worker.wakeup.set()
 
     def response_downloaded(self, response: Any, request: Request, spider: Spider) -> None:

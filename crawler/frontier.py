@@ -47,10 +47,11 @@ class Batch:
     raws: list[str] = field(default_factory=list)
     deads: list[tuple[str, str]] = field(default_factory=list)
     # Politeness events: (domain, delay factor, when it was sent: monotonic
-    # seconds) of requests sent; domains of requests finished unsent;
+    # seconds, the end of the hold its lease put on the domain: Redis ms, 0
+    # if none or not known) of requests sent; domains of requests finished unsent;
     # (domain, seconds or -1) of 429/503 answers; (domain, latency ms,
     # status was 200) of responses (AutoThrottle).
-    starts: list[tuple[str, float, float]] = field(default_factory=list)
+    starts: list[tuple[str, float, float, int]] = field(default_factory=list)
     unblocks: list[str] = field(default_factory=list)
     backoffs: list[tuple[str, float]] = field(default_factory=list)
     latencies: list[tuple[str, int, bool]] = field(default_factory=list)
@@ -278,7 +279,7 @@ class Frontier:
         # crawler.commitwait, costs no pace; the time the call takes to
         # reach Redis only makes the delay longer).
         sent = time.monotonic()
-        for domain, factor, started in batch.starts:
+        for domain, factor, started, hold in batch.starts:
             ago = max(0, int((sent - started) * 1000))
             if ago > _LATE_REPORT_MS:
                 # Late (a node cut off, a commit sent again after an
@@ -286,7 +287,7 @@ class Frontier:
                 # another node started one since. Timed from now, as a report
                 # without its start time, it never moves that one's delay.
                 ago = 0
-            args += [domain, round(factor, 4), ago]
+            args += [domain, round(factor, 4), ago, hold]
         args += [len(batch.unblocks), *batch.unblocks, len(batch.backoffs)]
         for domain, seconds in batch.backoffs:
             args += [domain, round(seconds, 3)]

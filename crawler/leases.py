@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from scrapy import Request
 
@@ -100,8 +100,10 @@ class LeaseSession:
         self.unblock_at: list[tuple[float, str]] = []
         self._due_checked = 0.0
         self._raw_after = 0.0  # monotonic: when to look for raw seeds again
-        # Lease id -> domain, for leases whose start the node must report.
-        self.report_start: dict[str, str] = {}
+        # Lease id -> (domain, the end of the hold its lease put on it: Redis
+        # ms, 0 if none or not known), for leases whose start the node must
+        # report.
+        self.report_start: dict[str, tuple[str, int]] = {}
         #: Lease id -> domain of every request this node holds in Redis
         #: (ready, in progress, or finished and not yet acknowledged there);
         #: the worker keeps it to what it still holds (``keep``).
@@ -254,14 +256,16 @@ class LeaseSession:
                 self.slots[lease_id] = slot
                 if last is not None and _deliveries(entry) >= last:
                     self.last_chance.add(lease_id)
+                # (Redis's clock at the call.)
+                end = leased.backoff[1] + self.lease_ms if leased.backoff else 0
+                if lease_id not in leased.holds:
+                    end = 0
                 if report:
-                    self.report_start[lease_id] = slot
+                    self.report_start[lease_id] = (slot, end)
                 if lease_id in leased.holds:
                     # (One leased ahead gets a moment once due, however short
                     # the lease.)
                     send_by = max(sent_at + self.send_within, due + _DUE_GRACE)
-                    # (Redis's clock at the call.)
-                    end = leased.backoff[1] + self.lease_ms if leased.backoff else 0
                     self.holding[lease_id] = (send_by, end)
             elif report:
                 # Its domain need not wait for it; if leased ahead, only once it
@@ -365,8 +369,9 @@ class LeaseSession:
         """Forget the domains of leases this node no longer holds."""
         self.slots = {lid: slot for lid, slot in self.slots.items() if lid in held}
 
-    def started(self, lease_id: str) -> Any:
-        """The domain whose start must be reported for *lease_id*, if any."""
+    def started(self, lease_id: str) -> tuple[str, int] | None:
+        """The domain whose start must be reported for *lease_id*, if any,
+        and the end of the hold its lease put on it (0: none or not known)."""
         return self.report_start.pop(lease_id, None)
 
 

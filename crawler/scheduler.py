@@ -417,11 +417,11 @@ class RedisScheduler(BaseScheduler):
             lease_id = self.active.pop(request)
             self.leased_as.pop(request, None)
             worker.batch.acks.append(lease_id)
-            slot = worker.leases.started(lease_id)
-            if slot is not None:
-                # Finished without reaching the downloader (robots.txt, a
-                # cache hit, a filter): its domain need not wait.
-                worker.batch.unblocks.append(slot)
+            unsent = worker.leases.started(lease_id)
+            if unsent is not None:
+                # Finished without going out (robots.txt, a cache hit, a
+                # filter): its domain need not wait.
+                worker.batch.unblocks.append(unsent[0])
             self.items.done(request)
             self.failures.done(request)
         if worker.batch.acks:

@@ -74,19 +74,19 @@ def test_a_start_report_waits_half_its_domain_s_delay():
     slots = {"1": "a", "2": "b"}
     # Started at 10.0 with a factor of 0.6: its domain's next request may
     # start at 10.6, so the report goes by 10.3.
-    batch = Batch(acks=["1"], starts=[("a", 0.6, 10.0)])
+    batch = Batch(acks=["1"], starts=[("a", 0.6, 10.0, 0)])
     assert wait.may_wait(10.1, batch, Batch(), False, slots, live=2)
     assert wait.remaining(10.1) == pytest.approx(0.2)
     assert not wait.may_wait(10.3, batch, Batch(), False, slots, live=2)
     wait.flushed()
     # The earliest of several reports counts; a long delay waits no longer
     # than CRAWLER_COMMIT_WAIT.
-    batch = Batch(starts=[("a", 1.5, 20.0), ("b", 0.8, 20.1)])
+    batch = Batch(starts=[("a", 1.5, 20.0, 0), ("b", 0.8, 20.1, 0)])
     assert wait.may_wait(20.2, batch, Batch(), False, slots, live=2)
     assert wait.remaining(20.2) == pytest.approx(0.3)  # 20.1 + 0.4
     assert not wait.may_wait(20.5, batch, Batch(), False, slots, live=2)
     wait.flushed()
-    long = Batch(starts=[("a", 1.5, 30.0)])  # due at 30.75, the wait ends at 30.5
+    long = Batch(starts=[("a", 1.5, 30.0, 0)])  # due at 30.75, the wait ends at 30.5
     assert wait.may_wait(30.0, long, Batch(), False, slots, live=2)
     assert wait.remaining(30.0) == pytest.approx(0.5)
     assert not wait.may_wait(30.5, long, Batch(), False, slots, live=2)
@@ -94,12 +94,12 @@ def test_a_start_report_waits_half_its_domain_s_delay():
     # A long delay: a second at most (a report 5 s late is timed from its
     # arrival, crawler.frontier).
     slow = CommitWait(5.0, policy, batch_size=200)
-    assert slow.may_wait(35.0, Batch(starts=[("slow", 1.0, 35.0)]), Batch(), False, slots, 2)
+    assert slow.may_wait(35.0, Batch(starts=[("slow", 1.0, 35.0, 0)]), Batch(), False, slots, 2)
     assert slow.remaining(35.0) == pytest.approx(1.0)
     # A domain without a delay (robots.txt unread, a page budget): at once.
-    assert not wait.may_wait(40.0, Batch(starts=[("fast", 1.0, 40.0)]), Batch(), False, slots, 2)
+    assert not wait.may_wait(40.0, Batch(starts=[("fast", 1.0, 40.0, 0)]), Batch(), False, slots, 2)
     # A factor of 0 (jitter 1): no delay to wait in.
-    assert not wait.may_wait(41.0, Batch(starts=[("a", 0.0, 41.0)]), Batch(), False, slots, 2)
+    assert not wait.may_wait(41.0, Batch(starts=[("a", 0.0, 41.0, 0)]), Batch(), False, slots, 2)
 
 
 def test_politeness_news_an_idle_node_and_a_full_batch_commit_at_once():
@@ -109,7 +109,7 @@ def test_politeness_news_an_idle_node_and_a_full_batch_commit_at_once():
     assert wait.may_wait(0.0, acks, Batch(), False, slots, 2)
     assert not wait.may_wait(0.0, acks, Batch(), True, slots, 2)  # urgent
     for news in (
-        Batch(acks=["1"], starts=[("a", 1.0, 0.0)]),  # "a" has no delay
+        Batch(acks=["1"], starts=[("a", 1.0, 0.0, 0)]),  # "a" has no delay
         Batch(acks=["1"], unblocks=["a"]),
         Batch(acks=["1"], backoffs=[("a", -1)]),
         Batch(acks=["1"], deads=[("1", "{}")]),

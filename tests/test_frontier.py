@@ -339,7 +339,7 @@ def test_a_domain_ready_within_a_second_is_leased_ahead_in_send_order(redis_url)
         # a/1 started 0.2 s before the report reached Redis: a/2 is due
         # 0.4 s from now, plus the send margin (a tenth of the delay: 60 ms),
         # and leased ahead with that wait.
-        await f.commit(Batch(starts=[("a", 1.0, time.monotonic() - 0.2)]))
+        await f.commit(Batch(starts=[("a", 1.0, time.monotonic() - 0.2, 0)]))
         await f.commit(Batch(pushes=[push("http://b/1", fp=3)]))
         second = await f.lease(10, 30_000)
         assert urls(second) == ["http://b/1", "http://a/2"]  # ready now first

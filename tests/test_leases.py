@@ -146,7 +146,7 @@ def test_ready_requests_pass_one_leased_ahead_within_the_start_window(redis_url)
         got = s.take(starts.fits)
         assert got is not None and got[1].url == "http://a/1"
         starts.handed_out(got[0])
-        await f.commit(Batch(starts=[("a", 1.0, time.monotonic())]))
+        await f.commit(Batch(starts=[("a", 1.0, time.monotonic(), 0)]))
         await report()
         # a/2 is leased ahead (due in 0.6 s and its margin); b/1 after it.
         await s.refill(JsonDecoder(), Batch())
@@ -262,7 +262,9 @@ def test_a_request_kept_unsent_past_its_domains_hold_goes_back(redis_url, rclien
 
         async def send(node: LeaseSession, lease_id: str, request: Request) -> None:
             sent.append((time.monotonic() - began, node.frontier.node, request.url))
-            starts = [("b", 1.0, time.monotonic())]
+            unsent = node.started(lease_id)  # as crawler.download_events does
+            assert unsent is not None
+            starts = [(unsent[0], 1.0, time.monotonic(), unsent[1])]
             await node.frontier.commit(Batch(starts=starts, acks=[lease_id]))
 
         # n1's downloader is busy (slow pages) for 2.2 s: it renews its
@@ -307,7 +309,7 @@ def test_nothing_is_leased_ahead_against_a_hold(redis_url):
         await asyncio.sleep(1.2)  # the hold ends within the lease-ahead second
         during = await n2.lease(1, 2000)
         assert during is not None and during.entries == [], "leased ahead against a hold"
-        await n1.commit(Batch(starts=[("b", 1.0, time.monotonic())]))  # b/1 starts now
+        await n1.commit(Batch(starts=[("b", 1.0, time.monotonic(), 0)]))  # b/1 starts now
         await asyncio.sleep(0.1)  # its delay and send margin, 1.05 s, end within a second
         for _ in range(3):  # (the first moves b/2 from n2's inbox to its park list)
             after = await n2.lease(1, 2000)
@@ -349,7 +351,7 @@ def test_a_request_leased_ahead_that_fails_to_decode_frees_its_domain_when_due(r
         await n1.commit(Batch(pushes=pushes))
         assert urls(await n1.lease(1, 10_000)) == ["http://b/1"]
         began = time.monotonic()
-        await n1.commit(Batch(starts=[("b", 1.0, began)]))  # b/1 starts now
+        await n1.commit(Batch(starts=[("b", 1.0, began, 0)]))  # b/1 starts now
         await asyncio.sleep(0.2)
         batch = Batch()
         await n2.refill(BrokenDecoder(), batch)  # b/broken, leased ahead, due at 1.05 s
@@ -434,7 +436,7 @@ def test_a_request_handed_back_lets_go_of_its_own_hold(redis_url, leaving):
         b0 = await n2.lease(1, 10_000)
         assert b0 is not None and urls(b0) == ["http://b/0"]
         began = time.monotonic()
-        await n2.commit(Batch(starts=[("b", 1.0, began)]))  # b/0 starts, in flight on n2
+        await n2.commit(Batch(starts=[("b", 1.0, began, 0)]))  # b/0 starts, in flight on n2
         await asyncio.sleep(1.1)
         b1 = await n1.lease(1, 10_000)  # b/1 holds b for 10 s
         assert b1 is not None and urls(b1) == ["http://b/1"] and b1.backoff is not None
@@ -455,3 +457,83 @@ def test_a_request_handed_back_lets_go_of_its_own_hold(redis_url, leaving):
 
     freed_after = asyncio.run(scenario())
     assert 1.0 <= freed_after < 2.0, f"b was held {freed_after:.2f}s after b/1 went back"
+
+
+def test_a_late_start_keeps_another_requests_hold(redis_url):
+    """b/1 went out after its hold ran out (it waited in its node's
+    downloader, CONCURRENT_REQUESTS_PER_IP) and b/2 was leased to another
+    node meanwhile. b/1's start report must not lift b/2's hold: b/3 would
+    be leased to go one delay after b/1 while b/2 may still start. Before,
+    b/3 was leased at once (due 1 s later) with b/2 unstarted."""
+    policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
+
+    async def scenario() -> tuple[list[str], list[str], float]:
+        client = aioredis.Redis.from_url(redis_url)
+        n1, n2, n3 = (Frontier(client, KEYS, n, policy=policy) for n in ("n1", "n2", "n3"))
+        await n1.commit(Batch(pushes=[push(f"http://b/{i}", fp=i) for i in (1, 2, 3)]))
+        first = await n1.lease(1, 2000)  # b/1 holds b for 2 s
+        assert urls(first) == ["http://b/1"] and first.backoff is not None
+        hold1 = first.backoff[1] + 2000
+        await asyncio.sleep(2.2)
+        second = await n2.lease(1, 2000)  # b/1's hold ran out: b/2 holds b now
+        assert urls(second) == ["http://b/2"] and second.backoff is not None
+        hold2 = second.backoff[1] + 2000
+        await n1.commit(Batch(starts=[("b", 1.0, time.monotonic(), hold1)]))  # b/1, late
+        while_held: list[str] = []
+        for _ in range(6):  # 0.3 s: within the lease-ahead second of b/1's delay
+            while_held += urls(await n3.lease(1, 2000))
+            await asyncio.sleep(0.05)
+        began = time.monotonic()
+        await n2.commit(Batch(starts=[("b", 1.0, began, hold2)]))  # b/2 starts
+        third, due = [], 0.0
+        while not third and time.monotonic() - began < 3:
+            leased = await n3.lease(1, 2000)
+            third = urls(leased)
+            if third:
+                due = time.monotonic() + leased.waits.get(leased.entries[0][0], 0)
+            await asyncio.sleep(0.05)
+        await client.aclose()
+        return while_held, third, due - began
+
+    while_held, third, after = asyncio.run(scenario())
+    assert while_held == [], "b/3 was leased while b/2 held b, unstarted"
+    assert third == ["http://b/3"] and after >= 1.0, (third, after)
+
+
+def test_an_earlier_start_reported_later_does_not_move_the_next_request_earlier(redis_url):
+    """Two starts of b reach Redis out of order (b/2's, sent 1.1 s after
+    b/1, first): the next request goes one delay after b/2, the later.
+    Before, b/1's report set it one delay after b/1, in the past."""
+    policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
+
+    async def scenario() -> float:
+        client = aioredis.Redis.from_url(redis_url)
+        n1, n2 = (
+            Frontier(client, KEYS, "n1", policy=policy),
+            Frontier(client, KEYS, "n2", policy=policy),
+        )
+        await n1.commit(Batch(pushes=[push(f"http://b/{i}", fp=i) for i in (1, 2, 3)]))
+        first = await n1.lease(1, 1000)
+        assert urls(first) == ["http://b/1"] and first.backoff is not None
+        hold1 = first.backoff[1] + 1000
+        sent1 = time.monotonic()
+        await asyncio.sleep(1.1)  # b/1 goes out at once; its report is late
+        second = await n2.lease(1, 1000)
+        assert urls(second) == ["http://b/2"] and second.backoff is not None
+        hold2 = second.backoff[1] + 1000
+        began2 = time.monotonic()
+        await n2.commit(Batch(starts=[("b", 1.0, began2, hold2)]))
+        await n1.commit(Batch(starts=[("b", 1.0, sent1, hold1)]))
+        third, due = [], 0.0
+        while not third and time.monotonic() - began2 < 3:
+            leased = await n1.lease(1, 1000)
+            third = urls(leased)
+            if third:
+                due = time.monotonic() + leased.waits.get(leased.entries[0][0], 0)
+            await asyncio.sleep(0.05)
+        await client.aclose()
+        assert third == ["http://b/3"]
+        return due - began2
+
+    after = asyncio.run(scenario())
+    assert after >= 1.0, after

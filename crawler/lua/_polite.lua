@@ -208,11 +208,25 @@ end
 -- (crawler.politeness.SEND_MARGIN), keeps the gap the site sees: under load
 -- a site saw 0.358 s between two requests under a 0.4 s Crawl-delay
 -- (CI, 3db44c0).
-local function p_started(d, factor, ago)
+--
+-- hold: the end of the hold this request's lease put on d (Redis ms; 0 or
+-- nil: none or not known). A request can go out after its hold ran out (it
+-- waited in its node's downloader, CONCURRENT_REQUESTS_PER_IP) and another
+-- request of d was leased meanwhile: that one's hold stays, or a third
+-- would be leased to go one delay after this start while the second may
+-- still start at any moment. Once no hold is on d, a start never moves
+-- the next request earlier than one reported before it.
+local function p_started(d, factor, ago, hold)
   local s = p_state(d)
   local gap = math.max(s.delay * factor, s.crawl)
   -- +1: P_now is Redis's time floored to the ms, ago the node's truncated.
-  s.next = P_now - (ago or 0) + 1 + gap + math.floor(math.min(gap / 10, P.sm or 0))
+  local at = P_now - (ago or 0) + 1 + gap + math.floor(math.min(gap / 10, P.sm or 0))
+  local holding = s.held and s.next > P_now
+  if hold and hold > 0 then
+    if holding and s.next ~= hold then return end  -- another request's hold
+    if not holding then at = math.max(at, s.next) end
+  end
+  s.next = at
   s.held = false
   s.dirty = true
 end

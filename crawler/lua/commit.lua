@@ -38,7 +38,9 @@
 --           id is appended to the item log (read by export --follow)
 --   policy: the politeness policy (JSON, see _polite.lua), not counted
 --   starts: count, then per request sent: domain, delay factor (jitter),
---           how long before this call the node sent it (ms, its own clock)
+--           how long before this call the node sent it (ms, its own clock),
+--           the end of the hold its lease put on the domain (ms, Redis's
+--           clock; 0 if none or not known)
 --   unblocks: count, then per request finished unsent: domain
 --   backoffs: count, then per 429/503 answer: domain, seconds (-1: exponential)
 --   latencies: count, then per response: domain, latency ms, 1 if status 200
@@ -88,7 +90,7 @@ local function sections()
   local j = 4
   j = j + tonumber(ARGV[j]) + 3 + 2  -- bloom layers, capacity, rate; pushes
   local nitems = tonumber(ARGV[j]); j = j + 2 + 2 * nitems + 1  -- items, policy
-  j = j + 1 + 3 * tonumber(ARGV[j])  -- starts
+  j = j + 1 + 4 * tonumber(ARGV[j])  -- starts
   j = j + 1 + tonumber(ARGV[j])  -- unblocks
   j = j + 1 + 2 * tonumber(ARGV[j])  -- backoffs
   j = j + 1 + 3 * tonumber(ARGV[j])  -- latencies
@@ -339,8 +341,8 @@ local t = redis.call('TIME')
 p_init(ARGV[i], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)); i = i + 1
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  p_started(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
-  i = i + 3
+  p_started(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+  i = i + 4
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
