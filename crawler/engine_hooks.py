@@ -62,8 +62,8 @@ def on_send(engine: Any, sending: Callable[[Request], None]) -> None:
     """Call *sending* with each request as its download handler is called:
     when it goes out, after any wait in the downloader's queue. Wraps both
     names Scrapy has called the handlers' entry point (``download_request``
-    until 2.13, ``download_request_async`` since); one may call the other,
-    so *sending* may be called twice for a request."""
+    through 2.13, ``download_request_async`` since 2.14); one may call the
+    other, so *sending* may be called twice for a request."""
     handlers = getattr(getattr(engine, "downloader", None), "handlers", None)
     names = [
         name
