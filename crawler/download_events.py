@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from scrapy import Request, Spider
+from scrapy.resolver import dnscache
+from scrapy.utils.httpobj import urlparse_cached
 
 from crawler.politeness import Policy, slot_of
 from crawler.worker import Worker
@@ -33,7 +35,7 @@ class DownloadEvents:
             return
         worker = self.worker
         domain = worker.leases.slots.get(lease_id)
-        if domain is not None and "download_slot" in request.meta and slot_of(request) != domain:
+        if domain is not None and _keyed_by_ip(request) and slot_of(request) != domain:
             # Scrapy's downloader keyed it by IP (CONCURRENT_REQUESTS_PER_IP)
             # and is done with the key. Kept, its 429s would pause the IP, not
             # the domain, and its retries and redirects would queue under the
@@ -67,3 +69,12 @@ class DownloadEvents:
 
     def paused(self, request: Request) -> bool:
         return self.worker.pauses.paused(slot_of(request))
+
+
+def _keyed_by_ip(request: Request) -> bool:
+    """Whether *request*'s download_slot is its host's IP, as Scrapy's
+    downloader sets it with CONCURRENT_REQUESTS_PER_IP (a slot a middleware
+    set, e.g. to group subdomains, is not)."""
+    slot = request.meta.get("download_slot")
+    host = urlparse_cached(request).hostname
+    return slot is not None and host is not None and slot == dnscache.get(host)
