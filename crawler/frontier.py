@@ -52,7 +52,7 @@ class Batch:
     # (domain, seconds or -1) of 429/503 answers; (domain, latency ms,
     # status was 200) of responses (AutoThrottle).
     starts: list[tuple[str, float, float, int]] = field(default_factory=list)
-    unblocks: list[str] = field(default_factory=list)
+    unblocks: list[tuple[str, int]] = field(default_factory=list)
     backoffs: list[tuple[str, float]] = field(default_factory=list)
     latencies: list[tuple[str, int, bool]] = field(default_factory=list)
     # Pages due again (crawler.recrawl): (domain, seconds, "<priority>|<entry>").
@@ -288,7 +288,10 @@ class Frontier:
                 # without its start time, it never moves that one's delay.
                 ago = 0
             args += [domain, round(factor, 4), ago, hold]
-        args += [len(batch.unblocks), *batch.unblocks, len(batch.backoffs)]
+        args.append(len(batch.unblocks))
+        for domain, hold in batch.unblocks:
+            args += [domain, hold]
+        args.append(len(batch.backoffs))
         for domain, seconds in batch.backoffs:
             args += [domain, round(seconds, 3)]
         args.append(len(batch.latencies))

@@ -95,9 +95,9 @@ class LeaseSession:
         #: Seconds from a lease call within which such a request must be sent.
         self.send_within = lease - min(max(lease * _HOLD_SHARE, _REPORT_ALLOWANCE), lease / 2)
         self._released_until = 0.0  # monotonic; see _RELEASE_PAUSE
-        #: (when, domain): requests leased ahead that could not be decoded
+        #: (when, (domain, hold end)): requests leased ahead that could not be decoded
         #: free their domain when they were due to go out (due_unblocks).
-        self.unblock_at: list[tuple[float, str]] = []
+        self.unblock_at: list[tuple[float, tuple[str, int]]] = []
         self._due_checked = 0.0
         self._raw_after = 0.0  # monotonic: when to look for raw seeds again
         # Lease id -> (domain, the end of the hold its lease put on it: Redis
@@ -190,8 +190,9 @@ class LeaseSession:
         times = [*self.not_before.values(), *(at for at, _ in self.unblock_at)]
         return min((at for at in times if at > now), default=None)
 
-    def due_unblocks(self, now: float) -> list[str]:
-        """Domains to free now: of requests leased ahead, not decoded, due."""
+    def due_unblocks(self, now: float) -> list[tuple[str, int]]:
+        """Domains to free now, each with its lease's hold end: of requests
+        leased ahead, not decoded, due."""
         if not self.unblock_at:
             return []
         due = [slot for at, slot in self.unblock_at if at <= now]
@@ -246,6 +247,11 @@ class LeaseSession:
         received = time.monotonic()
         for lease_id, entry, report in leased.entries:
             slot, body = split_entry(entry)
+            # The end of the hold its lease put on its domain (Redis's clock
+            # at the call; 0: none, or not known).
+            hold = 0
+            if lease_id in leased.holds and leased.backoff:
+                hold = leased.backoff[1] + self.lease_ms
             request = decoder.decode(lease_id, body, batch)
             if request is not None:
                 self.ready.append((lease_id, request))
@@ -256,24 +262,20 @@ class LeaseSession:
                 self.slots[lease_id] = slot
                 if last is not None and _deliveries(entry) >= last:
                     self.last_chance.add(lease_id)
-                # (Redis's clock at the call.)
-                end = leased.backoff[1] + self.lease_ms if leased.backoff else 0
-                if lease_id not in leased.holds:
-                    end = 0
                 if report:
-                    self.report_start[lease_id] = (slot, end)
+                    self.report_start[lease_id] = (slot, hold)
                 if lease_id in leased.holds:
                     # (One leased ahead gets a moment once due, however short
                     # the lease.)
                     send_by = max(sent_at + self.send_within, due + _DUE_GRACE)
-                    self.holding[lease_id] = (send_by, end)
+                    self.holding[lease_id] = (send_by, hold)
             elif report:
                 # Its domain need not wait for it; if leased ahead, only once it
                 # was due: until then the delay after the last start runs.
                 if lease_id in leased.waits:
-                    self.unblock_at.append((received + leased.waits[lease_id], slot))
+                    self.unblock_at.append((received + leased.waits[lease_id], (slot, hold)))
                 else:
-                    batch.unblocks.append(slot)
+                    batch.unblocks.append((slot, hold))
         again = leased.more
         if len(leased.entries) < want and not leased.more:
             self._dry_until = time.monotonic() + _DRY_HOLD

@@ -421,7 +421,7 @@ class RedisScheduler(BaseScheduler):
             if unsent is not None:
                 # Finished without going out (robots.txt, a cache hit, a
                 # filter): its domain need not wait.
-                worker.batch.unblocks.append(unsent[0])
+                worker.batch.unblocks.append(unsent)
             self.items.done(request)
             self.failures.done(request)
         if worker.batch.acks:

@@ -110,7 +110,7 @@ def test_politeness_news_an_idle_node_and_a_full_batch_commit_at_once():
     assert not wait.may_wait(0.0, acks, Batch(), True, slots, 2)  # urgent
     for news in (
         Batch(acks=["1"], starts=[("a", 1.0, 0.0, 0)]),  # "a" has no delay
-        Batch(acks=["1"], unblocks=["a"]),
+        Batch(acks=["1"], unblocks=[("a", 0)]),
         Batch(acks=["1"], backoffs=[("a", -1)]),
         Batch(acks=["1"], deads=[("1", "{}")]),
         Batch(acks=["1"], items=[(b"i", "{}"), (b"j", "{}")]),  # 3 writes: full

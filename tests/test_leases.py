@@ -537,3 +537,29 @@ def test_an_earlier_start_reported_later_does_not_move_the_next_request_earlier(
 
     after = asyncio.run(scenario())
     assert after >= 1.0, after
+
+
+def test_a_late_unblock_keeps_another_requests_hold(redis_url):
+    """b/1 finished unsent (robots.txt, a filter) after its hold ran out, and
+    b/2 was leased to another node meanwhile. Freeing b for b/1 must not
+    lift b/2's hold. Before, b/3 was leased at once with b/2 unstarted."""
+    policy = Policy(delay=1.0, concurrency=8, jitter=0.0)
+
+    async def scenario() -> list[str]:
+        client = aioredis.Redis.from_url(redis_url)
+        n1, n2, n3 = (Frontier(client, KEYS, n, policy=policy) for n in ("n1", "n2", "n3"))
+        await n1.commit(Batch(pushes=[push(f"http://b/{i}", fp=i) for i in (1, 2, 3)]))
+        first = await n1.lease(1, 2000)
+        assert urls(first) == ["http://b/1"] and first.backoff is not None
+        hold1 = first.backoff[1] + 2000
+        await asyncio.sleep(2.2)
+        assert urls(await n2.lease(1, 2000)) == ["http://b/2"]  # holds b now
+        await n1.commit(Batch(acks=[first.entries[0][0]], unblocks=[("b", hold1)]))
+        while_held: list[str] = []
+        for _ in range(6):
+            while_held += urls(await n3.lease(1, 2000))
+            await asyncio.sleep(0.05)
+        await client.aclose()
+        return while_held
+
+    assert asyncio.run(scenario()) == [], "b/3 was leased while b/2 held b, unstarted"

@@ -236,10 +236,14 @@ end
 -- Requests counted against CLOSESPIDER_PAGECOUNT given back (unsent).
 local P_UNGRANTED = 0
 
-local function p_unblock(d)
+-- hold as for p_started: only the request's own hold is lifted (nor,
+-- once its hold ran out, another request's start's delay cut short).
+local function p_unblock(d, hold)
   local s = p_state(d)
-  if s.next > P_now then s.next = P_now end
-  s.held = false
+  if not hold or hold <= 0 or (s.held and s.next == hold) then
+    if s.next > P_now then s.next = P_now end
+    s.held = false
+  end
   s.dirty = true
   p_ungrant(s, d)  -- not a page of its budget
   if P.pc > 0 then P_UNGRANTED = P_UNGRANTED + 1 end

@@ -41,7 +41,8 @@
 --           how long before this call the node sent it (ms, its own clock),
 --           the end of the hold its lease put on the domain (ms, Redis's
 --           clock; 0 if none or not known)
---   unblocks: count, then per request finished unsent: domain
+--   unblocks: count, then per request finished unsent: domain, the end of
+--           the hold its lease put on it (as for starts)
 --   backoffs: count, then per 429/503 answer: domain, seconds (-1: exponential)
 --   latencies: count, then per response: domain, latency ms, 1 if status 200
 --   acks:   count, then lease ids of finished requests
@@ -91,7 +92,7 @@ local function sections()
   j = j + tonumber(ARGV[j]) + 3 + 2  -- bloom layers, capacity, rate; pushes
   local nitems = tonumber(ARGV[j]); j = j + 2 + 2 * nitems + 1  -- items, policy
   j = j + 1 + 4 * tonumber(ARGV[j])  -- starts
-  j = j + 1 + tonumber(ARGV[j])  -- unblocks
+  j = j + 1 + 2 * tonumber(ARGV[j])  -- unblocks
   j = j + 1 + 2 * tonumber(ARGV[j])  -- backoffs
   j = j + 1 + 3 * tonumber(ARGV[j])  -- latencies
   local nacks = tonumber(ARGV[j]); j = j + 1 + nacks
@@ -346,8 +347,8 @@ for _ = 1, n do
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  p_unblock(ARGV[i])
-  i = i + 1
+  p_unblock(ARGV[i], tonumber(ARGV[i + 1]))
+  i = i + 2
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
