@@ -459,6 +459,18 @@ def test_a_request_handed_back_lets_go_of_its_own_hold(redis_url, leaving):
     assert 1.0 <= freed_after < 2.0, f"b was held {freed_after:.2f}s after b/1 went back"
 
 
+async def next_lease(node: Frontier, lease_ms: int) -> tuple[list[str], float]:
+    """The next request *node* leases within 3 s, and when (monotonic) it is
+    due to go out (leased ahead: after its wait)."""
+    began = time.monotonic()
+    while time.monotonic() - began < 3:
+        leased = await node.lease(1, lease_ms)
+        if leased is not None and leased.entries:
+            return urls(leased), time.monotonic() + leased.waits.get(leased.entries[0][0], 0)
+        await asyncio.sleep(0.05)
+    return [], 0.0
+
+
 def test_a_late_start_keeps_another_requests_hold(redis_url):
     """b/1 went out after its hold ran out (it waited in its node's
     downloader, CONCURRENT_REQUESTS_PER_IP) and b/2 was leased to another
@@ -485,13 +497,7 @@ def test_a_late_start_keeps_another_requests_hold(redis_url):
             await asyncio.sleep(0.05)
         began = time.monotonic()
         await n2.commit(Batch(starts=[("b", 1.0, began, hold2)]))  # b/2 starts
-        third, due = [], 0.0
-        while not third and time.monotonic() - began < 3:
-            leased = await n3.lease(1, 2000)
-            third = urls(leased)
-            if third:
-                due = time.monotonic() + leased.waits.get(leased.entries[0][0], 0)
-            await asyncio.sleep(0.05)
+        third, due = await next_lease(n3, 2000)
         await client.aclose()
         return while_held, third, due - began
 
@@ -524,13 +530,7 @@ def test_an_earlier_start_reported_later_does_not_move_the_next_request_earlier(
         began2 = time.monotonic()
         await n2.commit(Batch(starts=[("b", 1.0, began2, hold2)]))
         await n1.commit(Batch(starts=[("b", 1.0, sent1, hold1)]))
-        third, due = [], 0.0
-        while not third and time.monotonic() - began2 < 3:
-            leased = await n1.lease(1, 1000)
-            third = urls(leased)
-            if third:
-                due = time.monotonic() + leased.waits.get(leased.entries[0][0], 0)
-            await asyncio.sleep(0.05)
+        third, due = await next_lease(n1, 1000)
         await client.aclose()
         assert third == ["http://b/3"]
         return due - began2
