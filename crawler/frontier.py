@@ -48,9 +48,9 @@ class Batch:
     deads: list[tuple[str, str]] = field(default_factory=list)
     # Politeness events: (domain, delay factor, when it was sent: monotonic
     # seconds, the end of the hold its lease put on the domain: Redis ms, 0
-    # if none or not known) of requests sent; domains of requests finished unsent;
-    # (domain, seconds or -1) of 429/503 answers; (domain, latency ms,
-    # status was 200) of responses (AutoThrottle).
+    # if none or not known) of requests sent; (domain, that hold's end) of
+    # requests finished unsent; (domain, seconds or -1) of 429/503 answers;
+    # (domain, latency ms, status was 200) of responses (AutoThrottle).
     starts: list[tuple[str, float, float, int]] = field(default_factory=list)
     unblocks: list[tuple[str, int]] = field(default_factory=list)
     backoffs: list[tuple[str, float]] = field(default_factory=list)

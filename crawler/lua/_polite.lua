@@ -196,6 +196,12 @@ local function p_take(s, lease_ms)
   return 0
 end
 
+-- Whether the hold on domain s is the one a lease put on it that ends at
+-- hold (Redis ms, as the node computed it from the lease reply's clock).
+local function p_own_hold(s, hold)
+  return s.held and hold ~= nil and s.next == hold
+end
+
 -- A request of domain d was sent (ago ms before now, by the node's clock;
 -- the time its report took to arrive only makes the wait longer): the next
 -- may start after the delay (times factor, the jitter the node drew), and
@@ -204,10 +210,10 @@ end
 -- The start is when the node's downloader called the request's download
 -- handler; it reaches the site later by the node's send path (a new
 -- connection, a DNS lookup, a busy event loop), which the next request, sent
--- by another node on a warm connection, may not pay. A margin of a tenth of the gap, at most P.sm ms
--- (crawler.politeness.SEND_MARGIN), keeps the gap the site sees: under load
--- a site saw 0.358 s between two requests under a 0.4 s Crawl-delay
--- (CI, 3db44c0).
+-- by another node on a warm connection, may not pay. A margin of a tenth of
+-- the gap, at most P.sm ms (crawler.politeness.SEND_MARGIN), keeps the gap
+-- the site sees: under load a site saw 0.358 s between two requests under a
+-- 0.4 s Crawl-delay (CI, 3db44c0).
 --
 -- hold: the end of the hold this request's lease put on d (Redis ms; 0 or
 -- nil: none or not known). A request can go out after its hold ran out (it
@@ -223,7 +229,7 @@ local function p_started(d, factor, ago, hold)
   local at = P_now - (ago or 0) + 1 + gap + math.floor(math.min(gap / 10, P.sm or 0))
   local holding = s.held and s.next > P_now
   if hold and hold > 0 then
-    if holding and s.next ~= hold then return end  -- another request's hold
+    if holding and not p_own_hold(s, hold) then return end  -- another's hold
     if not holding then at = math.max(at, s.next) end
   end
   s.next = at
@@ -240,7 +246,7 @@ local P_UNGRANTED = 0
 -- once its hold ran out, another request's start's delay cut short).
 local function p_unblock(d, hold)
   local s = p_state(d)
-  if not hold or hold <= 0 or (s.held and s.next == hold) then
+  if not hold or hold <= 0 or p_own_hold(s, hold) then
     if s.next > P_now then s.next = P_now end
     s.held = false
   end

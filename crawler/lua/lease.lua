@@ -36,8 +36,9 @@
 -- the request, holds 1 when its lease holds its domain until the start is
 -- reported (the domain has a delay), report 1 when the node must report the
 -- request's start (a delay, or a page budget); more is 1 when the scan
--- stopped at its limit with work left; live is the number of live nodes (the fair share's divisor); the backoff
--- version changes when a domain is paused (as commit.lua returns it).
+-- stopped at its limit with work left; live is the number of live nodes
+-- (the fair share's divisor); the backoff version changes when a domain is
+-- paused (as commit.lua returns it).
 -- Returns {-1} while the crawl is paused (nothing is leased), {-2} once
 -- CLOSESPIDER_PAGECOUNT requests were handed out (the policy's pc).
 -- The deadline comes from Redis's clock, never the node's.

@@ -68,7 +68,7 @@ for k = 8, #ARGV, 3 do
     if prio ~= '@' and dom then
       local s = p_state(dom)
       local others, held_until, held = s.busy > 1, s.next, s.held
-      local own = held and held_until == tonumber(ARGV[k + 2])  -- this entry's hold
+      local own = p_own_hold(s, tonumber(ARGV[k + 2]))  -- this entry's hold
       p_release(dom)
       if mode == 'release' then
         p_started(dom, 1)
