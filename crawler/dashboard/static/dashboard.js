@@ -132,6 +132,10 @@ function renderActions(s) {
     if (!document.getElementById("token-input")) box.replaceChildren(...tokenForm());
     return;
   }
+  // The button is replaced only when the crawl's state changes: a button
+  // replaced at every poll could swallow a click made at that moment.
+  const kind = s.paused ? "resume" : "pause";
+  if (box.children.length === 1 && box.firstElementChild.className === kind) return;
   const b = s.paused
     ? button("Resume", () => act("resume", {}, "resume"), "resume")
     : button("Pause", () => act("pause", {}, "pause"), "pause");
@@ -162,6 +166,12 @@ function renderDomains(d) {
 }
 
 function renderDead(groups) {
+  // Rebuilt only when the letters change, so a Requeue button stays put
+  // (and clickable) from one poll to the next.
+  const body = document.querySelector("#dead tbody");
+  const key = JSON.stringify([canAct(), groups]);
+  if (body.dataset.key === key) return;
+  body.dataset.key = key;
   fillTable("dead", groups.map((g) => {
     const examples = g.examples.map((e) => e.url).join("\n");
     const pre = document.createElement("pre");
