@@ -201,6 +201,11 @@ def start_node(
         "LOG_LEVEL=INFO",
         "-s",
         "CRAWLER_FINISH_GRACE=1",
+        # Any free port: nodes started together otherwise race for the
+        # first of Scrapy's range, and Twisted's listen() then fails with
+        # EADDRINUSE in one of them (an error and a traceback in its log).
+        "-s",
+        "TELNETCONSOLE_PORT=0",
     ]
     for arg in spider_args or []:
         args += ["-a", arg]
