@@ -9,6 +9,8 @@ public API for, kept in one place and checked when a node starts.
   of waiting for its 5-second heartbeat.
 * Turning off the downloader's per-node politeness, which the cluster
   applies instead (``cluster_politeness``).
+* Whether the downloader would queue a request behind others
+  (``would_wait``): its per-IP slots, and how it keys a request to one.
 * When a request leaves the downloader's queue for its download handler
   (``on_send``): Scrapy signals only its arrival in the downloader, where
   with CONCURRENT_REQUESTS_PER_IP it may wait behind other domains' pages.
@@ -46,16 +48,37 @@ def cluster_politeness(engine: Any) -> None:
     sent at once (its start is what times the domain's next request).
     CONCURRENT_REQUESTS (per node) and CONCURRENT_REQUESTS_PER_IP still apply."""
     downloader = getattr(engine, "downloader", None)
-    names = ("_delay", "_jitter", "per_slot_settings", "domain_concurrency", "total_concurrency")
+    names = (
+        "_delay",
+        "_jitter",
+        "per_slot_settings",
+        "domain_concurrency",
+        "total_concurrency",
+        "ip_concurrency",
+        "slots",
+        "get_slot_key",
+    )
     if downloader is None or not all(hasattr(downloader, n) for n in names):
         raise ConfigError(
-            "this Scrapy version's downloader has no _delay/_jitter/per_slot_settings/"
-            "domain_concurrency; install a Scrapy version allowed by requirements.txt."
+            f"this Scrapy version's downloader has no {'/'.join(names)}; "
+            "install a Scrapy version allowed by requirements.txt."
         )
     downloader._delay = 0.0
     downloader._jitter = 0.0
     downloader.per_slot_settings = {}
     downloader.domain_concurrency = downloader.total_concurrency or 1_000_000
+
+
+def would_wait(engine: Any, request: Request) -> bool:
+    """Whether the downloader would queue *request* behind others: with
+    CONCURRENT_REQUESTS_PER_IP, its slot (one per IP, shared by the domains
+    on it) has no free room or has requests waiting already. Never, without
+    it: ``cluster_politeness`` lifts the per-domain slots' limit."""
+    downloader = getattr(engine, "downloader", None)
+    if downloader is None or not getattr(downloader, "ip_concurrency", 0):
+        return False
+    slot = downloader.slots.get(downloader.get_slot_key(request))
+    return slot is not None and (bool(slot.queue) or slot.free_transfer_slots() <= 0)
 
 
 def on_send(engine: Any, sending: Callable[[Request], None]) -> None:

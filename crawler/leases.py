@@ -128,23 +128,31 @@ class LeaseSession:
         return False
 
     def take(
-        self, fits: Callable[[str, list[str]], bool] = lambda lease_id, skipped: not skipped
+        self,
+        fits: Callable[[str, list[str]], bool] = lambda lease_id, skipped: not skipped,
+        would_wait: Callable[[Request], bool] = lambda request: False,
     ) -> tuple[str, Request] | None:
         """The next leased request to hand to the engine, if any may go: the
         first in lease order whose domain is ready, if *fits* (crawler.starts)
         lets it go before the held ids it passes. One leased ahead and not
-        due yet is passed; a request that must run alone (crawler.scheduler)
-        goes only in its turn."""
+        due yet is passed, and so is one that holds its domain while the
+        downloader *would_wait* to send it (its IP's slot is busy, with
+        CONCURRENT_REQUESTS_PER_IP): it waits here, where the hold's end is
+        watched (``release_unsent``), not in the downloader's queue, where
+        it could go out after the hold ran out and another node sent the
+        domain's next request. A request that must run alone
+        (crawler.scheduler) goes only in its turn."""
         if not self.ready or self.paused or not self.valid():
             return None
         now = time.monotonic()
         skipped: list[str] = []
-        for i, (lease_id, _) in enumerate(self.ready):
+        for i, (lease_id, request) in enumerate(self.ready):
             if (skipped and lease_id in self.last_chance) or not fits(lease_id, skipped):
                 return None
             self._wait_for_pause(lease_id, now)
-            late = lease_id in self.holding and self.holding[lease_id][0] < now
-            if self.not_before.get(lease_id, 0.0) > now or late:
+            holds = lease_id in self.holding
+            late = holds and self.holding[lease_id][0] < now
+            if self.not_before.get(lease_id, 0.0) > now or late or (holds and would_wait(request)):
                 # One passed counts a delivery if the node dies: not for one
                 # that runs alone (in its turn), nor where one is the last.
                 if lease_id in self.last_chance or self.max_deliveries < 2:

@@ -218,7 +218,7 @@ class RedisScheduler(BaseScheduler):
         if not self._alone_allows(worker) or not starts.may_hand_out():
             worker.wakeup.set()  # the next commit reports what started
             return None
-        taken = worker.leases.take(starts.fits)
+        taken = worker.leases.take(starts.fits, self._would_wait)
         if taken is None:
             worker.wakeup.set()
             return None
@@ -244,6 +244,9 @@ class RedisScheduler(BaseScheduler):
                 self.config.max_deliveries,
             )
         return request
+
+    def _would_wait(self, request: Request) -> bool:
+        return engine_hooks.would_wait(self.crawler.engine, request)
 
     def _alone_allows(self, worker: Worker) -> bool:
         """Whether the next request may go, as far as a request on its last
