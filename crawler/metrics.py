@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,9 @@ from prometheus_client.registry import Collector
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
+from scrapy.settings import BaseSettings
 
+from crawler.exceptions import ConfigError
 from crawler.scheduler import RedisScheduler, redis_scheduler
 
 logger = logging.getLogger(__name__)
@@ -91,9 +94,36 @@ class Metrics:
         name = self.crawler.settings.get("CRAWLER_CRAWL_NAME") or spider.name
         registry = CollectorRegistry()
         registry.register(NodeCollector(self.crawler, name))
-        self._server, _ = start_http_server(self.port, addr=self.address, registry=registry)
+        try:
+            self._server, _ = start_http_server(self.port, addr=self.address, registry=registry)
+        except OSError as exc:  # taken since the check at start (check_metrics_port)
+            logger.error("%s", _taken(self.port, self.address, exc))
+            return
         logger.info("Serving Prometheus metrics on http://%s:%d/metrics", self.address, self.port)
 
     def spider_closed(self, spider: Any) -> None:
         if self._server is not None:
             self._server.shutdown()
+
+
+def check_metrics_port(settings: BaseSettings) -> None:
+    """Before a node starts: raises ConfigError if ``CRAWLER_METRICS_PORT``
+    is set and cannot be served (another node on the machine has it)."""
+    port = settings.getint("CRAWLER_METRICS_PORT")
+    if not port:
+        return
+    address = settings.get("CRAWLER_METRICS_ADDRESS", "127.0.0.1")
+    try:
+        # As the endpoint binds it: SO_REUSEADDR, so only a listener refuses.
+        with socket.create_server((address, port)):
+            pass
+    except OSError as exc:
+        raise ConfigError(_taken(port, address, exc)) from None
+
+
+def _taken(port: int, address: str, exc: OSError) -> str:
+    return (
+        f"CRAWLER_METRICS_PORT={port}: cannot serve metrics on {address}:{port} "
+        f"({exc.strerror or exc}). If another node on this machine has it, give "
+        "each node its own port (or 0: no endpoint)."
+    )

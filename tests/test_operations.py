@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 import urllib.request
 
@@ -155,6 +156,22 @@ def test_metrics_endpoint_serves_prometheus_text(make_site, redis_url, tmp_path)
     assert pages.labels == {"crawl": "site"} and pages.value >= 50
     (items,) = [s for s in families["crawler_items"].samples if s.name == "crawler_items_total"]
     assert items.value == 50
+
+
+def test_a_taken_metrics_port_stops_the_node_with_a_clear_message(make_site, redis_url):
+    """Two nodes on one machine given the same CRAWLER_METRICS_PORT: the
+    second says so and exits 1 before it leases anything (it used to crawl
+    on without its endpoint, a traceback in its log)."""
+    site = make_site(5)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        port = other.getsockname()[1]
+        result = run_scrapy(["crawl", "site", "-s", f"CRAWLER_METRICS_PORT={port}"], redis_url)
+    assert result.returncode == 1, result.stderr
+    assert f"CRAWLER_METRICS_PORT={port}: cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "give each node its own port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert site.page_counts() == {}
 
 
 def test_reset_asks_then_deletes_the_crawl(make_site, redis_url, rclient, tmp_path):

@@ -13,6 +13,7 @@ from crawler.commands._common import CommandFailed, run_guarded, spider_class
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
+from crawler.metrics import check_metrics_port
 from crawler.scheduler import PERMISSION_DENIED
 from crawler.seenrecord import check_seen_config
 
@@ -37,6 +38,7 @@ class Command(ScrapyCrawl):
             url = resolve_url(self.settings)
             check_reachable(url)
             config = CrawlConfig.from_settings(settings, spidercls.name)
+            check_metrics_port(settings)
             with sync_client(url) as client:
                 check_seen_config(client, config.keys, config.seen)
         except CrawlerError as exc:
