@@ -72,13 +72,26 @@ def cluster_politeness(engine: Any) -> None:
 def would_wait(engine: Any, request: Request) -> bool:
     """Whether the downloader would queue *request* behind others: with
     CONCURRENT_REQUESTS_PER_IP, its slot (one per IP, shared by the domains
-    on it) has no free room or has requests waiting already. Never, without
-    it: ``cluster_politeness`` lifts the per-domain slots' limit."""
+    on it) is full, counting the requests on their way to it (handed to
+    the downloader and still in its middlewares: one awaiting robots.txt,
+    or handed out a moment ago). Never without it: ``cluster_politeness``
+    lifts the per-domain slots' limit."""
     downloader = getattr(engine, "downloader", None)
     if downloader is None or not getattr(downloader, "ip_concurrency", 0):
         return False
-    slot = downloader.slots.get(downloader.get_slot_key(request))
-    return slot is not None and (bool(slot.queue) or slot.free_transfer_slots() <= 0)
+    key = downloader.get_slot_key(request)
+    slot = downloader.slots.get(key)
+    if slot is None:
+        room, queued = downloader.ip_concurrency, set()
+    else:
+        # Its active requests: queued, being sent, or just answered.
+        room, queued = slot.concurrency - len(slot.active), slot.active
+    if room <= 0:
+        return True
+    coming = sum(
+        1 for r in downloader.active if r not in queued and downloader.get_slot_key(r) == key
+    )
+    return coming >= room
 
 
 def on_send(engine: Any, sending: Callable[[Request], None]) -> None:

@@ -152,9 +152,14 @@ class LeaseSession:
             self._wait_for_pause(lease_id, now)
             holds = lease_id in self.holding
             late = holds and self.holding[lease_id][0] < now
-            if self.not_before.get(lease_id, 0.0) > now or late or (holds and would_wait(request)):
-                # One passed counts a delivery if the node dies: not for one
-                # that runs alone (in its turn), nor where one is the last.
+            busy = holds and not late and would_wait(request)
+            if busy:
+                self.count("crawler/waited_for_ip", 1)  # at each look
+            if self.not_before.get(lease_id, 0.0) > now or late or busy:
+                # Passed: leased ahead and not due, past its hold (handed
+                # back next, release_unsent), or its IP busy. One passed
+                # counts a delivery if the node dies: not for one that runs
+                # alone (in its turn), nor where one is the last.
                 if lease_id in self.last_chance or self.max_deliveries < 2:
                     return None
                 skipped.append(lease_id)
@@ -165,7 +170,7 @@ class LeaseSession:
             self.holding.pop(lease_id, None)
             self.last_chance.discard(lease_id)
             if skipped:
-                self.count("crawler/passed", 1)  # went before one leased ahead
+                self.count("crawler/passed", 1)  # went before one passed
             return taken
         return None
 

@@ -63,14 +63,16 @@ def crawl(
     return logs
 
 
+def stat_of(log: str, name: str) -> int:
+    """A node's Scrapy stat *name*, as its log dumps it at the end (0 if absent)."""
+    return sum(
+        int(line.split(":")[1].strip(" ,")) for line in log.splitlines() if f"'{name}'" in line
+    )
+
+
 def released_unsent(logs: list[str]) -> int:
     """Requests the nodes handed back for waiting past their hold."""
-    return sum(
-        int(line.split(":")[1].strip(" ,"))
-        for log in logs
-        for line in log.splitlines()
-        if "'crawler/released_unsent'" in line
-    )
+    return sum(stat_of(log, "crawler/released_unsent") for log in logs)
 
 
 def assert_complete(site: HostSite, logs: list[str] | None = None) -> None:
@@ -428,8 +430,10 @@ def test_a_request_waits_for_its_ip_on_its_node_not_in_the_downloader(hosts, red
     for site in (slow, polite):
         assert_complete(site, logs)
     released = released_unsent(logs)
+    waits = sum(stat_of(log, "crawler/waited_for_ip") for log in logs)
     print(f"{polite.host}: min gap {polite.min_gap():.3f}s; handed back unsent: {released}")
     assert polite.min_gap() >= 0.5 - JITTER, polite.closest()
+    assert waits > 0  # the case this test is for happened: a request waited for its IP
 
 
 def test_delay_holds_while_nodes_die_and_stop(hosts, redis_url, tmp_path):
