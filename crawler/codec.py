@@ -47,6 +47,8 @@ _ascii_encoder = ScrapyJSONEncoder(separators=(",", ":"))
 # Scrapy's HttpCacheMiddleware keeps this node's cached Response here while
 # it revalidates; it means nothing on another node.
 _LOCAL_META = "cached_response"
+#: The entry field of a request's item origin (``decode_entry``).
+_ORIGIN = "_o"
 
 
 def _text(value: bytes | str) -> str:
@@ -131,11 +133,14 @@ def _values(value: dict[str, Any], key: str, spider: Spider, lenient: bool) -> A
     return Encoder(allow_list(spider), lenient).encode(value, key)
 
 
-def encode_request(request: Request, spider: Spider, *, lenient: bool = False) -> str:
+def encode_request(
+    request: Request, spider: Spider, *, lenient: bool = False, origin: bytes | None = None
+) -> str:
     """JSON for *request*. Raises ValueError (UnstorableValue naming the key
     path and type, for ``meta`` and ``cb_kwargs``) if it cannot be stored.
     *lenient* (for dead letters) never raises for a value that cannot be
-    stored: it keeps a placeholder that refuses to decode."""
+    stored: it keeps a placeholder that refuses to decode. *origin*: what
+    its items' ids derive from, if not its fingerprint (``decode_entry``)."""
     d = _request_fields(request, spider, lenient)
     out: dict[str, Any] = {}
     for key, value in d.items():
@@ -152,6 +157,8 @@ def encode_request(request: Request, spider: Spider, *, lenient: bool = False) -
             value = _values(value, key, spider, lenient)
         out[key] = value
     _relative_referer(out)
+    if origin is not None:
+        out[_ORIGIN] = origin.hex()
     return _dumps(out, lenient)
 
 
@@ -219,6 +226,17 @@ def _dumps(out: dict[str, Any], lenient: bool) -> str:
 
 def decode_request(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) -> Request:
     """The request in *data*; raises BadEntry with the reason if it is not one."""
+    return decode_entry(data, spider, allowed_classes)[0]
+
+
+def decode_entry(
+    data: str | bytes, spider: Spider, allowed_classes: frozenset[str]
+) -> tuple[Request, bytes | None]:
+    """The request in *data* and the origin its items' ids derive from, if
+    stored with it: a start request's seen-set key (a link to the same URL
+    is another request) or a ``dont_filter`` request's own random one (so is
+    each of those), kept in its entry so that a redelivery after a crash
+    gives its items the same ids. Raises BadEntry with the reason."""
     try:
         return _decode(data, spider, allowed_classes)
     except BadEntry:
@@ -227,13 +245,18 @@ def decode_request(data: str | bytes, spider: Spider, allowed_classes: frozenset
         raise BadEntry(f"invalid request: {type(exc).__name__}: {exc}") from None
 
 
-def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) -> Request:
+def _decode(
+    data: str | bytes, spider: Spider, allowed_classes: frozenset[str]
+) -> tuple[Request, bytes | None]:
     try:
         d = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadEntry(f"not JSON: {exc}") from None
     if not isinstance(d, dict) or not isinstance(d.get("url"), str):
         raise BadEntry("not a JSON object with a string 'url'")
+    origin = d.pop(_ORIGIN, None)
+    if not isinstance(origin, str):
+        origin = None
     request_cls = _request_class(d.pop("_class", None), allowed_classes)
     if "ref" in d and "ref" not in request_cls.attributes:
         _absolute_referer(d)
@@ -249,7 +272,11 @@ def _decode(data: str | bytes, spider: Spider, allowed_classes: frozenset[str]) 
         if key not in request_cls.attributes:
             raise BadEntry(f"unknown field {key!r}")
         kwargs[key] = value
-    return build_request(request_cls, kwargs, spider)
+    try:
+        origin_bytes = bytes.fromhex(origin) if origin else None
+    except ValueError:
+        raise BadEntry(f"invalid {_ORIGIN!r} {origin!r}: not hex") from None
+    return build_request(request_cls, kwargs, spider), origin_bytes
 
 
 def build_request(request_cls: type[Request], kwargs: dict[str, Any], spider: Spider) -> Request:

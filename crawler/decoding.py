@@ -11,11 +11,13 @@ same commit that consumes them.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from scrapy import Request, Spider
 
-from crawler.codec import decode_request
+from crawler.codec import decode_entry
 from crawler.config import CrawlConfig
 from crawler.exceptions import BadEntry, BadSeed
 from crawler.fingerprints import start_fingerprint
@@ -34,10 +36,15 @@ class EntryDecoder:
         self.config = config
         self.node = node
         self.fingerprinter = fingerprinter
+        #: Requests decoded with an item origin stored in their entry.
+        self.origins: WeakKeyDictionary[Request, bytes] = WeakKeyDictionary()
 
     def decode(self, lease_id: str, body: bytes, batch: Batch) -> Request | None:
         try:
-            return decode_request(body, self.spider, self.config.request_classes)
+            request, origin = decode_entry(body, self.spider, self.config.request_classes)
+            if origin is not None:
+                self.origins[request] = origin
+            return request
         except BadEntry as exc:
             logger.error("Dead-lettering a malformed frontier entry: %s", exc)
             text = body.decode("utf-8", "replace")
@@ -50,9 +57,11 @@ class EntryDecoder:
         try:
             for request in seed_requests(raw, self.spider, self.config):
                 fp = seed_fingerprint(request, self.fingerprinter)
+                origin = None if fp is not None else os.urandom(8)  # each its own items
                 if fp is not None and request.dont_filter:
-                    fp = start_fingerprint(fp)  # a RedisSpider's seed: a start request
-                pushes.append((fp, request.priority, request_entry(request, self.spider)))
+                    fp = origin = start_fingerprint(fp)  # a RedisSpider's seed: a start request
+                entry = request_entry(request, self.spider, origin)
+                pushes.append((fp, request.priority, entry))
         except (BadSeed, ValueError, TypeError) as exc:
             text = raw.decode("utf-8", "replace")
             logger.error(

@@ -36,9 +36,8 @@ _LIMITS = ("max redirections reached", "Ignored response ")
 class FailureWatch:
     """The scheduler's ``engine_hooks.SpiderCallWatcher``."""
 
-    def __init__(self, scheduler: Any, fingerprinter: Any) -> None:
+    def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        self.fingerprinter = fingerprinter
         #: Requests already dead-lettered (by DeadLetterMiddleware).
         self.lettered: WeakSet[Request] = WeakSet()
         self._positions: dict[bytes, int] = {}
@@ -56,13 +55,13 @@ class FailureWatch:
 
     def errback_output(self, output: Any, request: Request) -> Any:
         if is_item(output):
-            fp = self.fingerprinter.fingerprint(request)
-            position = self._positions.get(fp, 0)
-            self._positions[fp] = position + 1
-            self.scheduler.note_origin(output, origin_id(fp, position, b"errback"), request)
+            basis = self.scheduler.item_basis(request)
+            position = self._positions.get(basis, 0)
+            self._positions[basis] = position + 1
+            self.scheduler.note_origin(output, origin_id(basis, position, b"errback"), request)
         return output
 
     def done(self, request: Request) -> None:
         """*request* is finished: forget its errback's item positions."""
         if self._positions:
-            self._positions.pop(self.fingerprinter.fingerprint(request), None)
+            self._positions.pop(self.scheduler.item_basis(request), None)

@@ -36,7 +36,8 @@ class ItemIds:
         self.item_key = item_key
         # Recrawl is on (crawler.recrawl): items are logged with their value.
         self.recrawl = recrawl
-        self._origins: dict[int, tuple[Any, bytes, str]] = {}
+        #: id(item) -> (item, its id, mode, the request it came from).
+        self._origins: dict[int, tuple[Any, bytes, str, Request]] = {}
         self._origins_of: dict[Request, list[int]] = {}
         self._warned_random_ids = False
         self._changed: set[Request] = set()
@@ -54,7 +55,7 @@ class ItemIds:
             mode = "+"  # a version a later one may replace: logged with its value
         else:
             mode = ""
-        self._origins[id(item)] = (item, item_id, mode)
+        self._origins[id(item)] = (item, item_id, mode, request)
         self._origins_of.setdefault(request, []).append(id(item))
 
     def forget(self, item: Any) -> None:
@@ -65,7 +66,11 @@ class ItemIds:
         """*request* is finished: forget its items' origins."""
         self._changed.discard(request)
         for item_key in self._origins_of.pop(request, ()):
-            self._origins.pop(item_key, None)
+            # An item stored already left; its id(), freed, may be a later
+            # item's now, from another request: that one is kept.
+            origin = self._origins.get(item_key)
+            if origin is not None and origin[3] is request:
+                del self._origins[item_key]
 
     def identify(self, item: Any) -> tuple[bytes, str]:
         """The item's id and how commit.lua stores it: "" first write wins,

@@ -26,7 +26,8 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
       scheduler keys them apart from links to the same URL
       (``crawler.fingerprints.start_fingerprint``).
     * Each item is tagged with a stable identity: the fingerprint of the
-      request whose response produced it and its position in the output, so
+      request whose response produced it (or the origin stored with it:
+      ``RedisScheduler.item_basis``) and its position in the output, so
       re-processing after a crash stores it once.
 
     It has both the synchronous and the asynchronous ``process_spider_output``
@@ -62,8 +63,7 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         assert response is not None
         state = self._items.get(response)
         if state is None:
-            fp = self.crawler.request_fingerprinter.fingerprint(request)
-            state = self._items[response] = [fp, 0]
+            state = self._items[response] = [scheduler.item_basis(request), 0]
         item_id = origin_id(state[0], state[1])
         state[1] += 1
         scheduler.note_origin(item, item_id, request)

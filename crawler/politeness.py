@@ -61,10 +61,10 @@ def make_entry(slot: str, body: str, deliveries: int = 0) -> str:
     return f"{deliveries}|{slot}|{body}"
 
 
-def request_entry(request: Request, spider: Spider) -> str:
-    """The frontier entry of a new request. Raises ValueError/TypeError if it
-    cannot be stored."""
-    return make_entry(slot_of(request), encode_request(request, spider))
+def request_entry(request: Request, spider: Spider, origin: bytes | None = None) -> str:
+    """The frontier entry of a new request (*origin*: crawler.codec.decode_entry).
+    Raises ValueError/TypeError if it cannot be stored."""
+    return make_entry(slot_of(request), encode_request(request, spider, origin=origin))
 
 
 def held_domain(value: bytes) -> str:

@@ -243,7 +243,7 @@ class RecrawlMiddleware:
             state = {"f": fp, "h": digest, "i": int(every) if every == int(every) else every}
             state.update(validators(response, previous))
             leased = scheduler.leased_as.get(request)
-            scheduler.revisit(revisit_request(request, leased, state), interval)
+            scheduler.revisit(revisit_request(request, leased, state), interval, request)
         if previous and not changed:
             # 304, or the same body: its items stand, its links are known.
             why = "304" if response.status == 304 else "same content"
@@ -267,7 +267,8 @@ class RecrawlMiddleware:
         if previous:
             leased = scheduler.leased_as.get(request)
             again = revisit_request(request, leased, previous)
-            scheduler.revisit(again, float(previous.get("i") or 0) or self.policy.after or 60)
+            after = float(previous.get("i") or 0) or self.policy.after or 60
+            scheduler.revisit(again, after, request)
 
     def _count(self, previous: dict[str, Any], changed: bool, status: int) -> None:
         if not previous:

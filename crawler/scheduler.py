@@ -73,6 +73,7 @@ class RedisScheduler(BaseScheduler):
         self.spider: Spider | None = None
         self.worker: Worker | None = None
         self.events: DownloadEvents | None = None
+        self.decoder: EntryDecoder | None = None
         self.active: dict[Request, str] = {}
         #: Leased requests as they were leased (crawler.recrawl).
         self.leased_as: dict[Request, tuple[Any, dict[str, Any], int, bool]] = {}
@@ -80,7 +81,7 @@ class RedisScheduler(BaseScheduler):
         self._alone: tuple[str, bool] | None = None
         self.local_seen = LocalSeen(config.local_seen_cache)
         self.items = ItemIds(config.item_key, config.recrawl)
-        self.failures = FailureWatch(self, crawler.request_fingerprinter)
+        self.failures = FailureWatch(self)
         #: The spider's start requests (crawler.middleware), keyed apart.
         self.start_requests: WeakSet[Request] = WeakSet()
         self._closing = False
@@ -114,7 +115,9 @@ class RedisScheduler(BaseScheduler):
         cfg = self.config
         client = async_client(self.url, cfg.lease_ms / 1000)
         frontier = make_frontier(client, cfg, self.node)
-        decoder = EntryDecoder(spider, cfg, self.node, self.crawler.request_fingerprinter)
+        decoder = self.decoder = EntryDecoder(
+            spider, cfg, self.node, self.crawler.request_fingerprinter
+        )
         stats = self.crawler.stats
         assert stats is not None
         self.worker = worker = Worker(
@@ -183,17 +186,24 @@ class RedisScheduler(BaseScheduler):
         worker = self.worker
         assert worker is not None and self.spider is not None
         fp: bytes | None = None
+        # What its items' ids derive from, if not its fingerprint: a start
+        # request's seen-set key, a dont_filter request's own (each is
+        # another request, as in plain Scrapy; crawler.codec.decode_entry).
+        origin: bytes | None = None
         if request.meta.pop(REQUEUE, False):
-            pass  # seen already: back to the frontier as it is (crawler.backoff)
+            # Seen already: back to the frontier as it is (crawler.backoff).
+            origin = self.origin_of(request)
         elif not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
             if request in self.start_requests:
-                fp = start_fingerprint(fp)
+                fp = origin = start_fingerprint(fp)
             if fp in self.local_seen:
                 worker.count("crawler/duplicates_local")
                 return False
+        else:
+            origin = os.urandom(8)
         try:
-            entry = request_entry(request, self.spider)
+            entry = request_entry(request, self.spider, origin)
         except (ValueError, TypeError) as exc:
             # Not dropped in silence: dead-lettered with the key path and
             # type, and `scrapy requeue` retries it once the spider is fixed.
@@ -347,6 +357,18 @@ class RedisScheduler(BaseScheduler):
     def cluster_finished(self) -> bool:
         return bool(self.worker and self.worker.completion.finished and not self.active)
 
+    def origin_of(self, request: Request) -> bytes | None:
+        """The item origin stored with the leased *request*'s entry, if any."""
+        return self.decoder.origins.get(request) if self.decoder is not None else None
+
+    def item_basis(self, request: Request) -> bytes:
+        """What the ids of *request*'s items derive from: its stored origin,
+        or its fingerprint."""
+        origin = self.origin_of(request)
+        if origin is not None:
+            return origin
+        return bytes(self.crawler.request_fingerprinter.fingerprint(request))
+
     def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
         self.items.note_origin(item, item_id, request)
 
@@ -369,13 +391,14 @@ class RedisScheduler(BaseScheduler):
             raise DropItem(reason) from None
         worker.batch.items.append((item_id, mode + data))  # commit.lua reads the mode
 
-    def revisit(self, request: Request, seconds: float) -> None:
-        """Store *request* with the commit that acks its page, due again in
-        *seconds* (crawler.recrawl)."""
+    def revisit(self, request: Request, seconds: float, leased: Request) -> None:
+        """Store *request* (made from *leased*) with the commit that acks its
+        page, due again in *seconds* (crawler.recrawl)."""
         worker = self.worker
         assert worker is not None and self.spider is not None
         try:
-            entry = request_entry(request, self.spider)
+            # Its items keep their ids from one visit to the next.
+            entry = request_entry(request, self.spider, self.origin_of(leased))
         except (ValueError, TypeError) as exc:
             worker.count("recrawl/unstorable")
             logger.warning("Cannot store %s to fetch it again: %s", request, exc)

@@ -27,9 +27,16 @@ from scrapy.settings import Settings
 from scrapy.spiders import CrawlSpider, Rule, SitemapSpider
 
 from crawler.allowlist import allow_list_entries
-from crawler.codec import _request_dict, decode_request, encode_item, encode_request
+from crawler.codec import (
+    _request_dict,
+    decode_entry,
+    decode_request,
+    encode_item,
+    encode_request,
+)
 from crawler.config import CrawlConfig
 from crawler.exceptions import BadEntry, BadSeed, ConfigError
+from crawler.itemids import ItemIds
 from crawler.seeds import parse_seed
 from crawler.values import UnstorableValue
 
@@ -461,3 +468,34 @@ def test_a_request_class_s_own_ref_attribute_is_kept():
         back = decode_request(data, S(), frozenset({name}))
         assert back.ref == "campaign-7"
         assert back.headers.getlist("Referer") == [v.encode() for v in headers.values()]
+
+
+def test_an_item_origin_stored_with_a_request_comes_back_with_it():
+    """A dont_filter request's (or a start request's) item origin is in its
+    entry: each delivery of that entry, after a crash too, gives its items
+    the same ids; the request itself and its meta do not carry it."""
+    spider = make(Rules)
+    request = Request("http://a/1", callback=spider.parse_page, dont_filter=True, meta={"k": 1})
+    data = encode_request(request, spider, origin=b"\x01\x02nonce")
+    for _ in range(2):  # a redelivery decodes the same bytes
+        again, origin = decode_entry(data.encode("utf-8"), spider, CLASSES)
+        assert origin == b"\x01\x02nonce"
+        assert again.url == "http://a/1" and again.meta == {"k": 1} and again.dont_filter
+    assert decode_entry(encode_request(request, spider), spider, CLASSES)[1] is None
+    with pytest.raises(BadEntry, match="not hex"):
+        decode_entry('{"url": "http://a/", "_o": "zz"}', spider, CLASSES)
+
+
+def test_a_finished_request_keeps_another_requests_item_origin():
+    """An item object seen again from another request (a spider reusing an
+    object, or a stored item's id() reused by a new one): finishing the
+    first request must not forget the second one's origin (it got a random
+    id, with a warning, when a slow pipeline let the first finish later)."""
+    ids = ItemIds("")
+    first, second = Request("http://a/1"), Request("http://a/2")
+    item = {"n": 1}
+    ids.note_origin(item, b"first-id", first)
+    assert ids.item_id(item) == b"first-id"  # stored: its origin is used up
+    ids.note_origin(item, b"second-id", second)
+    ids.done(first)
+    assert ids.item_id(item) == b"second-id"

@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import REDIS_CLI, RedisServer, read_jsonl, run_scrapy, start_node, wait_nodes
 from tests.zoosite import (
+    AGAIN_PAGES,
     CARRY_PAGES,
     CATEGORIES,
     FEED_ROWS,
@@ -200,6 +201,22 @@ def async_start_items(_base: str, items: Items) -> None:
     assert canonical(items) == canonical(expected)
 
 
+def again_fetched(_base: str) -> dict[str, int]:
+    # The start URL again when linked back; page 1 again for parse_again.
+    fetched = pages("/again/", AGAIN_PAGES)(_base)
+    return fetched | {"/again/0.html": 2, "/again/1.html": 2}
+
+
+def again_items(base: str, items: Items) -> None:
+    # An item for each fetch, as one plain Scrapy process exports them.
+    expected = [{"url": f"{base}/again/{i}.html", "kind": "page"} for i in range(AGAIN_PAGES)]
+    expected += [
+        {"url": f"{base}/again/0.html", "kind": "page"},
+        {"url": f"{base}/again/1.html", "kind": "again"},
+    ]
+    assert canonical(items) == canonical(expected)
+
+
 CARRIED_TYPES = {
     "page": "Page",
     "visit": "Visit",
@@ -304,6 +321,7 @@ CASES = [
     Case("csvfeed", one("/feed.csv"), csvfeed_items),
     Case("async_start", pages("/h3/", H3_PAGES, first=1), async_start_items),
     Case("carry", pages("/carry/", CARRY_PAGES), carry_items),
+    Case("again", again_fetched, again_items),
     Case(
         "myspider_redis",
         pages("/redis/", REDIS_PAGES),

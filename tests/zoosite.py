@@ -11,7 +11,8 @@ fetches. ``GET /__counts`` is not counted. Sections, one per kind of spider:
   sitemaps (one gzipped), a blog sitemap, ``/shop/N.html``, ``/about.html``;
 * ``/feed.xml`` and ``/feed.csv``;
 * ``/h3/N.html`` (the ``start()`` example), ``/carry/N.html`` (data passed to
-  callbacks), ``/redis/N.html`` and ``/tree/N.html`` (scrapy-redis spiders).
+  callbacks), ``/redis/N.html`` and ``/tree/N.html`` (scrapy-redis spiders),
+  ``/again/N.html`` (a page fetched again for another callback).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ H3_PAGES = 15
 CARRY_PAGES = 20
 REDIS_PAGES = 10
 TREE_PAGES = 20
+AGAIN_PAGES = 7
 
 XML, HTML, TEXT, CSV = "text/xml", "text/html", "text/plain", "text/csv"
 Answer = tuple[int, str, bytes]
@@ -119,6 +121,8 @@ class ZooSite:
             ("/carry/", lambda p, _q: self.tree(p, "carry", CARRY_PAGES, back=False)),
             ("/redis/", lambda p, _q: self.numbered(p, REDIS_PAGES, "Redis page")),
             ("/tree/", lambda p, _q: self.tree(p, "tree", TREE_PAGES, back=False)),
+            # Links back to the start URL: fetched twice, as plain Scrapy does.
+            ("/again/", lambda p, _q: self.tree(p, "again", AGAIN_PAGES)),
         ]
 
     def robots(self) -> str:
