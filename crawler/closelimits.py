@@ -17,6 +17,10 @@ limit in all) and time out N times over as nodes join late. Here:
   A node killed -9 counts as live for a lease (``CRAWLER_LEASE_TIME``), so
   nodes restarted within it continue its run.
 
+A spider that raises CloseSpider closes the run too: its node records the
+reason in the run's record, and every node closes with it at its next
+heartbeat, as one Scrapy process would close (``Worker._heartbeat``).
+
 Every node closes with Scrapy's reason (``closespider_itemcount``, …). What
 was in progress then finishes, as with Scrapy's extension, so the totals
 end a little past the limit: by what the nodes scrape in about a second
@@ -76,10 +80,12 @@ class ClusterLimits:
 
     async def start(self) -> None:
         """Join the crawl's current run, or begin one if no other node is
-        live: the run's start (Redis clock) and its counted stats then."""
-        if not (self.limits.counts or self.limits.timeout):
-            return
-        stats = [stat for stat, *_ in self.limits.counts]
+        live: the run's start (Redis clock) and its counted stats then. A
+        run closed by a spider's CloseSpider (``closed`` in its record)
+        closes a node that joins it; a new run is open."""
+        # Every counted stat's base, whatever this node counts: a node that
+        # joins the run later may count another.
+        stats = [stat for stat, *_ in _COUNTED]
         infos, beats, run, totals = await self.frontier.run_state(stats)
         now = time.monotonic()
         me = self.frontier.node.encode()
@@ -89,7 +95,8 @@ class ClusterLimits:
             run = {b"started": str(own).encode()}
             run.update({f"base:{s}".encode(): totals.get(s) or b"0" for s in stats})
             await self.frontier.new_run({k.decode(): v for k, v in run.items()})
-        self.base = {s: int(float(run.get(f"base:{s}".encode(), 0))) for s in stats}
+        counted = [stat for stat, *_ in self.limits.counts]
+        self.base = {s: int(float(run.get(f"base:{s}".encode(), 0))) for s in counted}
         if self.limits.timeout > 0:
             ran = max(own - int(run[b"started"]), 0) / 1000
             self.deadline = now + self.limits.timeout - ran

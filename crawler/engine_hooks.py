@@ -14,6 +14,8 @@ public API for, kept in one place and checked when a node starts.
 * When a request leaves the downloader's queue for its download handler
   (``on_send``): Scrapy signals only its arrival in the downloader, where
   with CONCURRENT_REQUESTS_PER_IP it may wait behind other domains' pages.
+* A spider raising CloseSpider (``watch_close_spider``), which closes the
+  whole crawl's run, not only the node it ran on.
 * Seeing how each request ended (``watch_spider_calls``): Scrapy hands every
   download outcome, a response or a failure, to its scraper's
   ``call_spider_async`` (public since 2.13), but a failure raised by a
@@ -27,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from scrapy import Request
+from scrapy.exceptions import CloseSpider
 from twisted.python.failure import Failure
 
 from crawler.exceptions import ConfigError
@@ -164,6 +167,26 @@ def watch_spider_calls(engine: Any, watcher: SpiderCallWatcher) -> None:
         return _each(output, lambda item: watcher.errback_output(item, request))
 
     scraper.call_spider_async = call_spider_async
+
+
+def watch_close_spider(engine: Any, closing: Callable[[str], None]) -> None:
+    """Call *closing* with the reason when a callback or errback raises
+    CloseSpider: Scrapy's scraper hands it to ``handle_spider_error``, which
+    closes this node's spider."""
+    scraper: Any = getattr(engine, "scraper", None)
+    original = getattr(scraper, "handle_spider_error", None)
+    if original is None:
+        raise ConfigError(
+            "this Scrapy version's scraper has no handle_spider_error; "
+            "install a Scrapy version allowed by requirements.txt."
+        )
+
+    def handle_spider_error(failure: Failure, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(failure.value, CloseSpider):
+            closing(failure.value.reason or "cancelled")
+        return original(failure, *args, **kwargs)
+
+    scraper.handle_spider_error = handle_spider_error
 
 
 def _each(output: Any, hook: Callable[[Any], Any]) -> Any:

@@ -182,6 +182,9 @@ class Frontier:
         #: Nodes whose leases held at this node's last lease call or
         #: heartbeat (1 before either).
         self.live_nodes = 1
+        #: The reason a node's spider raised CloseSpider with in this run
+        #: (crawler.closelimits), as of the last heartbeat; "" if none.
+        self.closed = ""
         self._bloom_layers = 0
         #: The domains of the requests in this node's park inbox
         #: (crawler/lua/lease.lua); None: not known, read it first.
@@ -398,12 +401,14 @@ class Frontier:
         Returns (known, paused): known is False if the leases had expired
         meanwhile; paused is True while the crawl is paused."""
         k = self.keys
-        known, _, paused, live = await self._rt(
+        known, _, paused, live, closed = await self._rt(
             self.scripts.heartbeat(
-                keys=[k.nodes, k.nodeinfo, k.nodebeat, k.control], args=[self.node, lease_ms, info]
+                keys=[k.nodes, k.nodeinfo, k.nodebeat, k.control, k.run],
+                args=[self.node, lease_ms, info],
             )
         )
         self.live_nodes = int(live)
+        self.closed = closed.decode("utf-8", "replace") if closed else ""
         return bool(known), bool(paused)
 
     async def add_stats(self, deltas: dict[str, int | float]) -> None:
@@ -431,11 +436,14 @@ class Frontier:
         return infos, beats, run, dict(zip(names, totals, strict=False))
 
     async def new_run(self, record: dict[str, Any]) -> None:
-        """Record a new run of the crawl (crawler.closelimits)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.delete(self.keys.run)
-            pipe.hset(self.keys.run, mapping=record)
-            await self._rt(pipe.execute())
+        """Record a new run of the crawl (crawler.closelimits), open: every
+        field a run reads is written (no DEL: a node's ACL rules need none)."""
+        await self._rt(self.client.hset(self.keys.run, mapping={**record, "closed": ""}))
+
+    async def close_run(self, reason: str) -> None:
+        """A spider raised CloseSpider(*reason*): the whole crawl's run closes
+        (every node, at its next heartbeat; crawler.closelimits)."""
+        await self._rt(self.client.hset(self.keys.run, "closed", reason))
 
     async def register(self) -> None:
         """List this crawl in the Redis-wide registry of crawls."""

@@ -76,6 +76,10 @@ class PartitionedFrontier:
     def live_nodes(self) -> int:
         return max(part.live_nodes for part in self.parts)
 
+    @property
+    def closed(self) -> str:
+        return self.parts[0].closed  # the run's record is partition 0's
+
     def part_of(self, domain: str) -> int:
         return partition_of(domain, len(self.parts))
 
@@ -274,6 +278,9 @@ class PartitionedFrontier:
 
     async def new_run(self, record: dict[str, Any]) -> None:
         await self.parts[0].new_run(record)
+
+    async def close_run(self, reason: str) -> None:
+        await self.parts[0].close_run(reason)
 
     async def seen_key_names(self) -> list[str]:
         got = await asyncio.gather(*(part.seen_key_names() for part in self.parts))

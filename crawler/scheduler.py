@@ -85,6 +85,9 @@ class RedisScheduler(BaseScheduler):
         #: The spider's start requests (crawler.middleware), keyed apart.
         self.start_requests: WeakSet[Request] = WeakSet()
         self._closing = False
+        #: The reason of a CloseSpider this node's spider raised: the whole
+        #: crawl's run closes with it (crawler.closelimits).
+        self._close_run = ""
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
@@ -125,6 +128,7 @@ class RedisScheduler(BaseScheduler):
         )
         self.events = events = DownloadEvents(cfg.policy, worker, self.active.get)
         engine_hooks.on_send(self.crawler.engine, events.sending)
+        engine_hooks.watch_close_spider(self.crawler.engine, self._spider_closes)
         self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
         await asyncio.to_thread(self._keep)
         await frontier.register()
@@ -144,10 +148,25 @@ class RedisScheduler(BaseScheduler):
     def close(self, reason: str) -> Deferred[None]:
         return deferred_from_coro(self._close(reason))
 
+    def _spider_closes(self, reason: str) -> None:
+        if not self._close_run:
+            self._close_run = reason
+
     async def _close(self, reason: str) -> None:
         worker = self.worker
         if worker is None:
             return
+        if self._close_run:
+            logger.info(
+                "The spider raised CloseSpider(%r): closing crawl %r on every node.",
+                self._close_run,
+                self.config.name,
+            )
+            try:
+                await worker.frontier.close_run(self._close_run)
+            except Exception as exc:  # this node closes all the same; say so
+                name = self.config.name
+                logger.error("Could not close crawl %r on the other nodes: %s", name, exc)
         await worker.stop()
         self._reap()
         await worker.close()

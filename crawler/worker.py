@@ -318,6 +318,9 @@ class Worker:
     async def _heartbeat(self) -> None:
         state = "paused" if self.leases.paused else "running"
         await self.leases.renew(self.report.describe(state), self.known_ids)
+        if self.frontier.closed:
+            reason = self.frontier.closed
+            self.engine.limit_reached(reason, f"a node's spider raised CloseSpider({reason!r})")
         await self._check_limits()
         self.completion.queued = (await self.frontier.state()).queued
 

@@ -23,6 +23,8 @@ import pytest
 from tests.conftest import REDIS_CLI, RedisServer, read_jsonl, run_scrapy, start_node, wait_nodes
 from tests.zoosite import (
     AGAIN_PAGES,
+    BANDWIDTH_PAGE,
+    BANDWIDTH_PAGES,
     CARRY_PAGES,
     CATEGORIES,
     FEED_ROWS,
@@ -365,3 +367,45 @@ def test_spider_runs_unchanged_on_two_nodes(
     case.check_items(zoo_site.base, items)
     if case.seed_key:
         assert redis_server.client().llen(case.seed_key) == 0
+
+
+def test_close_spider_raised_on_one_node_closes_the_whole_crawl(
+    zoo_site: ZooServer, redis_url: str, tmp_path: Path
+) -> None:
+    """Scrapy's CloseSpider example: one node's callback raises it, and the
+    crawl closes as one Scrapy process would: the other node stops too (it
+    crawled on to the end of the site, exiting 'finished'), each with the
+    spider's reason; what is left stays queued. Nodes started again begin a
+    new run and finish it."""
+    settings = ("CONCURRENT_REQUESTS=2", "CRAWLER_LEASE_RENEW_INTERVAL=0.5")
+
+    def run(tag: str) -> list[str]:
+        logs = [tmp_path / f"{tag}{i}.log" for i in range(2)]
+        nodes = [start_node("bandwidth", redis_url, log, *settings, cwd=ZOO) for log in logs]
+        codes = wait_nodes(nodes, NODE_TIMEOUT)
+        texts = [log.read_text() if log.exists() else "" for log in logs]
+        assert codes == [0, 0], f"exit codes {codes}\n{problems(texts)}"
+        return texts
+
+    def queued() -> int:
+        result = run_scrapy(["status", "bandwidth", "--json"], redis_url, cwd=ZOO)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return int(json.loads(result.stdout)["queued"])
+
+    texts = run("closed")
+    for text in texts:
+        assert "Spider closed (bandwidth_exceeded)" in text, problems(texts)
+    fetched = [p for p in zoo_site.counts() if p.startswith("/bandwidth/")]
+    assert f"/bandwidth/{BANDWIDTH_PAGE}.html" in fetched
+    print(f"closed after {len(fetched)} of {BANDWIDTH_PAGES} pages; {queued()} queued")
+    assert len(fetched) < BANDWIDTH_PAGES // 2
+    assert queued() > 0
+
+    zoo_site.site.exceeded = False  # the page no longer says so
+    texts = run("again")
+    for text in texts:
+        assert "Spider closed (finished)" in text, problems(texts)
+    counts = zoo_site.counts()
+    assert {n for p, n in counts.items() if p.startswith("/bandwidth/")} == {1}
+    assert len([p for p in counts if p.startswith("/bandwidth/")]) > len(fetched)
+    assert queued() == 0

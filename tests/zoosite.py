@@ -12,7 +12,8 @@ fetches. ``GET /__counts`` is not counted. Sections, one per kind of spider:
 * ``/feed.xml`` and ``/feed.csv``;
 * ``/h3/N.html`` (the ``start()`` example), ``/carry/N.html`` (data passed to
   callbacks), ``/redis/N.html`` and ``/tree/N.html`` (scrapy-redis spiders),
-  ``/again/N.html`` (a page fetched again for another callback).
+  ``/again/N.html`` (a page fetched again for another callback),
+  ``/bandwidth/N.html`` (slow; one page makes the spider raise CloseSpider).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -38,6 +40,9 @@ CARRY_PAGES = 20
 REDIS_PAGES = 10
 TREE_PAGES = 20
 AGAIN_PAGES = 7
+BANDWIDTH_PAGES = 120
+BANDWIDTH_PAGE = 6  # says "Bandwidth exceeded" while ZooSite.exceeded
+BANDWIDTH_LATENCY = 0.2
 
 XML, HTML, TEXT, CSV = "text/xml", "text/html", "text/plain", "text/csv"
 Answer = tuple[int, str, bytes]
@@ -87,6 +92,7 @@ class ZooSite:
 
     def __init__(self) -> None:
         self.base = ""
+        self.exceeded = True  # see bandwidth()
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
 
@@ -123,7 +129,18 @@ class ZooSite:
             ("/tree/", lambda p, _q: self.tree(p, "tree", TREE_PAGES, back=False)),
             # Links back to the start URL: fetched twice, as plain Scrapy does.
             ("/again/", lambda p, _q: self.tree(p, "again", AGAIN_PAGES)),
+            ("/bandwidth/", lambda p, _q: self.bandwidth(p)),
         ]
+
+    def bandwidth(self, name: str) -> Answer | None:
+        """A tree of slow pages; one says "Bandwidth exceeded" while
+        ``exceeded`` (Scrapy's CloseSpider example)."""
+        time.sleep(BANDWIDTH_LATENCY)
+        answer = self.tree(name, "bandwidth", BANDWIDTH_PAGES, back=False)
+        if answer is None or name != f"{BANDWIDTH_PAGE}.html" or not self.exceeded:
+            return answer
+        status, ctype, body = answer
+        return status, ctype, body.replace(b"<h3>", b"<p>Bandwidth exceeded</p><h3>")
 
     def robots(self) -> str:
         return f"User-agent: *\nDisallow: /private/\nSitemap: {self.base}/sitemap_index.xml\n"
