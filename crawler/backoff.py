@@ -63,7 +63,7 @@ class BackoffMiddleware:
         if scheduler is None or request not in scheduler.active or not scheduler.paused(request):
             return None
         self.crawler.stats.inc_value("crawler/backoff/held_back")
-        return requeued(request)
+        return requeued(request, scheduler.origin_of(request))
 
     def _scheduler(self) -> RedisScheduler | None:
         return redis_scheduler(self.crawler)
@@ -90,16 +90,18 @@ class BackoffMiddleware:
             if seconds is None
             else f"Retry-After {min(seconds, self.max_pause):g}s",
         )
-        retry = requeued(request)
+        retry = requeued(request, scheduler.origin_of(request))
         retry.meta["backoff_times"] = tries + 1
         return retry
 
 
-def requeued(request: Request) -> Request:
+def requeued(request: Request, origin: bytes | None = None) -> Request:
     """*request* again, to go back to the frontier past the seen-set (it is
     in it already). Not ``dont_filter``, which Scrapy's RedirectMiddleware
     would copy to every redirect, so a redirect loop would never meet the
-    seen-set: the scheduler takes this meta key off before storing it."""
+    seen-set: the scheduler takes this meta key off before storing it. Its
+    value carries the item origin stored with *request* (hex), if any, so
+    that its items keep their ids (crawler.codec.decode_entry)."""
     again = request.replace()
-    again.meta[REQUEUE] = True
+    again.meta[REQUEUE] = origin.hex() if origin else True
     return again

@@ -80,9 +80,9 @@ class ClusterLimits:
 
     async def start(self) -> None:
         """Join the crawl's current run, or begin one if no other node is
-        live: the run's start (Redis clock) and its counted stats then. A
-        run closed by a spider's CloseSpider (``closed`` in its record)
-        closes a node that joins it; a new run is open."""
+        live, or if a spider's CloseSpider closed the current one (``closed``
+        in its record): the run's start (Redis clock) and its counted stats
+        then. A new run is open."""
         # Every counted stat's base, whatever this node counts: a node that
         # joins the run later may count another.
         stats = [stat for stat, *_ in _COUNTED]
@@ -91,7 +91,10 @@ class ClusterLimits:
         me = self.frontier.node.encode()
         own = int(beats.get(me, 0))  # our heartbeat just now, by Redis's clock
         others = {n: b for n, b in beats.items() if n != me}
-        if b"started" not in run or not live_nodes(infos, others, own, self.lease_ms):
+        # A run a CloseSpider closed is never joined: nodes started again
+        # together would each find the others live and close at once.
+        closed = bool(run.get(b"closed"))
+        if b"started" not in run or closed or not live_nodes(infos, others, own, self.lease_ms):
             run = {b"started": str(own).encode()}
             run.update({f"base:{s}".encode(): totals.get(s) or b"0" for s in stats})
             await self.frontier.new_run({k.decode(): v for k, v in run.items()})

@@ -14,6 +14,7 @@ Redis can make a node run code.
 from __future__ import annotations
 
 import base64
+import hashlib
 import inspect
 import json
 import types
@@ -134,13 +135,19 @@ def _values(value: dict[str, Any], key: str, spider: Spider, lenient: bool) -> A
 
 
 def encode_request(
-    request: Request, spider: Spider, *, lenient: bool = False, origin: bytes | None = None
+    request: Request,
+    spider: Spider,
+    *,
+    lenient: bool = False,
+    origin: bytes | None = None,
+    by_content: bool = False,
 ) -> str:
     """JSON for *request*. Raises ValueError (UnstorableValue naming the key
     path and type, for ``meta`` and ``cb_kwargs``) if it cannot be stored.
     *lenient* (for dead letters) never raises for a value that cannot be
     stored: it keeps a placeholder that refuses to decode. *origin*: what
-    its items' ids derive from, if not its fingerprint (``decode_entry``)."""
+    its items' ids derive from, if not its fingerprint (``decode_entry``);
+    *by_content*: a hash of the JSON itself (a ``dont_filter`` request)."""
     d = _request_fields(request, spider, lenient)
     out: dict[str, Any] = {}
     for key, value in d.items():
@@ -157,6 +164,12 @@ def encode_request(
             value = _values(value, key, spider, lenient)
         out[key] = value
     _relative_referer(out)
+    if by_content and origin is None:
+        # The same for the same request made again (a crash replay of the
+        # callback that made it), another for any other.
+        text = _dumps(out, lenient)
+        origin = hashlib.sha1(b"dont_filter\0" + text.encode("utf-8", "surrogatepass")).digest()
+        origin = origin[:8]
     if origin is not None:
         out[_ORIGIN] = origin.hex()
     return _dumps(out, lenient)

@@ -11,7 +11,6 @@ same commit that consumes them.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -57,10 +56,11 @@ class EntryDecoder:
         try:
             for request in seed_requests(raw, self.spider, self.config):
                 fp = seed_fingerprint(request, self.fingerprinter)
-                origin = None if fp is not None else os.urandom(8)  # each its own items
+                origin = None
                 if fp is not None and request.dont_filter:
                     fp = origin = start_fingerprint(fp)  # a RedisSpider's seed: a start request
-                entry = request_entry(request, self.spider, origin)
+                # Not deduplicated: its items' ids from its content.
+                entry = request_entry(request, self.spider, origin, by_content=fp is None)
                 pushes.append((fp, request.priority, entry))
         except (BadSeed, ValueError, TypeError) as exc:
             text = raw.decode("utf-8", "replace")

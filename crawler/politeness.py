@@ -61,10 +61,14 @@ def make_entry(slot: str, body: str, deliveries: int = 0) -> str:
     return f"{deliveries}|{slot}|{body}"
 
 
-def request_entry(request: Request, spider: Spider, origin: bytes | None = None) -> str:
-    """The frontier entry of a new request (*origin*: crawler.codec.decode_entry).
-    Raises ValueError/TypeError if it cannot be stored."""
-    return make_entry(slot_of(request), encode_request(request, spider, origin=origin))
+def request_entry(
+    request: Request, spider: Spider, origin: bytes | None = None, by_content: bool = False
+) -> str:
+    """The frontier entry of a new request (*origin*, *by_content*:
+    crawler.codec.encode_request). Raises ValueError/TypeError if it cannot
+    be stored."""
+    text = encode_request(request, spider, origin=origin, by_content=by_content)
+    return make_entry(slot_of(request), text)
 
 
 def held_domain(value: bytes) -> str:

@@ -88,6 +88,7 @@ class RedisScheduler(BaseScheduler):
         #: The reason of a CloseSpider this node's spider raised: the whole
         #: crawl's run closes with it (crawler.closelimits).
         self._close_run = ""
+        self._close_task: asyncio.Future[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
@@ -149,24 +150,31 @@ class RedisScheduler(BaseScheduler):
         return deferred_from_coro(self._close(reason))
 
     def _spider_closes(self, reason: str) -> None:
-        if not self._close_run:
-            self._close_run = reason
+        """The spider raised CloseSpider(*reason*): tell the other nodes now,
+        not once this one has finished what it has in progress."""
+        if self._close_run or self.worker is None:
+            return
+        self._close_run = reason
+        logger.info(
+            "The spider raised CloseSpider(%r): closing crawl %r on every node.",
+            reason,
+            self.config.name,
+        )
+        self._close_task = asyncio.ensure_future(self._publish_close(self.worker, reason))
+
+    async def _publish_close(self, worker: Worker, reason: str) -> None:
+        try:
+            await worker.frontier.close_run(reason)
+        except Exception as exc:  # this node closes all the same; say so
+            name = self.config.name
+            logger.error("Could not close crawl %r on the other nodes: %s", name, exc)
 
     async def _close(self, reason: str) -> None:
         worker = self.worker
         if worker is None:
             return
-        if self._close_run:
-            logger.info(
-                "The spider raised CloseSpider(%r): closing crawl %r on every node.",
-                self._close_run,
-                self.config.name,
-            )
-            try:
-                await worker.frontier.close_run(self._close_run)
-            except Exception as exc:  # this node closes all the same; say so
-                name = self.config.name
-                logger.error("Could not close crawl %r on the other nodes: %s", name, exc)
+        if self._close_task is not None:
+            await self._close_task
         await worker.stop()
         self._reap()
         await worker.close()
@@ -206,12 +214,15 @@ class RedisScheduler(BaseScheduler):
         assert worker is not None and self.spider is not None
         fp: bytes | None = None
         # What its items' ids derive from, if not its fingerprint: a start
-        # request's seen-set key, a dont_filter request's own (each is
+        # request's seen-set key, a dont_filter request's content (each is
         # another request, as in plain Scrapy; crawler.codec.decode_entry).
         origin: bytes | None = None
-        if request.meta.pop(REQUEUE, False):
-            # Seen already: back to the frontier as it is (crawler.backoff).
-            origin = self.origin_of(request)
+        by_content = False
+        requeue = request.meta.pop(REQUEUE, False)
+        if requeue:
+            # Seen already: back to the frontier as it is (crawler.backoff),
+            # with the origin it was leased with.
+            origin = bytes.fromhex(requeue) if isinstance(requeue, str) else None
         elif not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
             if request in self.start_requests:
@@ -220,9 +231,9 @@ class RedisScheduler(BaseScheduler):
                 worker.count("crawler/duplicates_local")
                 return False
         else:
-            origin = os.urandom(8)
+            by_content = True
         try:
-            entry = request_entry(request, self.spider, origin)
+            entry = request_entry(request, self.spider, origin, by_content)
         except (ValueError, TypeError) as exc:
             # Not dropped in silence: dead-lettered with the key path and
             # type, and `scrapy requeue` retries it once the spider is fixed.
@@ -434,7 +445,8 @@ class RedisScheduler(BaseScheduler):
         assert worker is not None and self.spider is not None
         retry = request.replace(meta={k: v for k, v in request.meta.items() if k != "retry_times"})
         try:
-            entry = encode_request(retry, self.spider, lenient=True)
+            # With its item origin: `scrapy requeue` keeps its items' ids.
+            entry = encode_request(retry, self.spider, lenient=True, origin=self.origin_of(request))
         except Exception:  # a request too broken even for a placeholder
             entry = ""
         self.failures.lettered.add(request)

@@ -499,3 +499,21 @@ def test_a_finished_request_keeps_another_requests_item_origin():
     ids.note_origin(item, b"second-id", second)
     ids.done(first)
     assert ids.item_id(item) == b"second-id"
+
+
+def test_a_dont_filter_requests_item_origin_is_its_content():
+    """The same request made again (a callback run again after a crash)
+    gets the same origin, so its items are stored once; any other request,
+    even to the same URL, gets its own."""
+    spider = make(Rules)
+
+    def origin(**kwargs: Any) -> bytes | None:
+        request = Request("http://a/1", callback=spider.parse_page, dont_filter=True, **kwargs)
+        data = encode_request(request, spider, by_content=True)
+        return decode_entry(data, spider, CLASSES)[1]
+
+    first = origin(meta={"page": 1})
+    assert first is not None and len(first) == 8
+    assert origin(meta={"page": 1}) == first
+    assert origin(meta={"page": 2}) != first
+    assert origin(cb_kwargs={"page": 1}) != first

@@ -9,7 +9,7 @@ from typing import Any
 
 from scrapy.exceptions import UsageError
 
-from crawler.codec import decode_request, encode_request, stored_referer
+from crawler.codec import decode_entry, encode_request, stored_referer
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import Crawl, open_crawl, run_guarded
 from crawler.commands.deadletters import letter_url, read_letters
@@ -49,7 +49,9 @@ class Command(CrawlCommand):
             if request is None:
                 raise ValueError("empty seed")
         else:
-            request = decode_request(text, crawl.spider, crawl.config.request_classes)
+            request, origin = decode_entry(text, crawl.spider, crawl.config.request_classes)
+            entry = encode_request(request, crawl.spider, origin=origin)  # its items' ids kept
+            return f"{slot_of(request)}|{entry}", request.priority
         entry = encode_request(request, crawl.spider)
         return f"{slot_of(request)}|{entry}", request.priority
 
