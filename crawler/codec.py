@@ -247,9 +247,10 @@ def decode_entry(
 ) -> tuple[Request, bytes | None]:
     """The request in *data* and the origin its items' ids derive from, if
     stored with it: a start request's seen-set key (a link to the same URL
-    is another request) or a ``dont_filter`` request's own random one (so is
-    each of those), kept in its entry so that a redelivery after a crash
-    gives its items the same ids. Raises BadEntry with the reason."""
+    is another request) or a hash of a ``dont_filter`` request's entry (so is
+    each of those; ``encode_request``), kept in its entry so that a
+    redelivery after a crash gives its items the same ids. Raises BadEntry
+    with the reason."""
     try:
         return _decode(data, spider, allowed_classes)
     except BadEntry:

@@ -85,9 +85,8 @@ class RedisScheduler(BaseScheduler):
         #: The spider's start requests (crawler.middleware), keyed apart.
         self.start_requests: WeakSet[Request] = WeakSet()
         self._closing = False
-        #: The reason of a CloseSpider this node's spider raised: the whole
-        #: crawl's run closes with it (crawler.closelimits).
-        self._close_run = ""
+        #: Telling the other nodes of a CloseSpider this node's spider
+        #: raised: the whole crawl's run closes with it (crawler.closelimits).
         self._close_task: asyncio.Future[None] | None = None
 
     @classmethod
@@ -152,9 +151,8 @@ class RedisScheduler(BaseScheduler):
     def _spider_closes(self, reason: str) -> None:
         """The spider raised CloseSpider(*reason*): tell the other nodes now,
         not once this one has finished what it has in progress."""
-        if self._close_run or self.worker is None:
+        if self._close_task is not None or self.worker is None:
             return
-        self._close_run = reason
         logger.info(
             "The spider raised CloseSpider(%r): closing crawl %r on every node.",
             reason,

@@ -44,15 +44,14 @@ class Command(CrawlCommand):
         class now in the allow-list passes, a value never stored does not).
         A rejected seed is untrusted input: it goes through the seed checks."""
         text = _request_json(letter)
+        origin = None  # its items' ids, kept (crawler.codec.decode_entry)
         if str(letter.get("reason", "")).startswith("bad seed:"):
             request = parse_seed(text, crawl.spider, crawl.config)
             if request is None:
                 raise ValueError("empty seed")
         else:
             request, origin = decode_entry(text, crawl.spider, crawl.config.request_classes)
-            entry = encode_request(request, crawl.spider, origin=origin)  # its items' ids kept
-            return f"{slot_of(request)}|{entry}", request.priority
-        entry = encode_request(request, crawl.spider)
+        entry = encode_request(request, crawl.spider, origin=origin)
         return f"{slot_of(request)}|{entry}", request.priority
 
     def _run(self, name: str, reason: str | None) -> None:
