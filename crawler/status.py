@@ -53,15 +53,17 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
     pipe.hgetall(keys.nodeinfo)
     pipe.hgetall(keys.nodebeat)
     pipe.hget(keys.control, "paused")
+    pipe.hget(keys.run, "closed")
     for part in parts:
         pipe.hmget(part.stats, list(COUNTERS))
         pipe.hget(part.bloom, "fp_est")
     for part in parts:
         outcome.read_pipe(pipe, part)
     replies = pipe.execute(raise_on_error=False)
-    kind, llen, deadlines, infos, beats, paused = replies[:6]
-    counted = replies[6 : 6 + 2 * len(parts)]
-    dead = outcome.merged_replies(replies[6 + 2 * len(parts) :])
+    kind, llen, deadlines, infos, beats, paused, closed = replies[:7]
+    closed = closed or None  # "" while the run is open
+    counted = replies[7 : 7 + 2 * len(parts)]
+    dead = outcome.merged_replies(replies[7 + 2 * len(parts) :])
     now_ms = int(now_s) * 1000 + int(now_us) // 1000
     totals = {name: 0 for name in COUNTERS}
     for stats in counted[0::2]:
@@ -88,6 +90,9 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
         "domains": _merged_domains([_domains(client, part, now_ms) for part in parts]),
         "crawl": keys.name,
         "paused": paused == b"1",
+        # A spider's CloseSpider reason closing the current run (every node
+        # stops; what is queued waits for nodes started again), or None.
+        "closed_by": closed.decode(errors="replace") if isinstance(closed, bytes) else None,
         "dead_letters": dead.dead,
         "dead_reasons": [{"reason": kind, "count": n} for kind, n in dead.reasons],
         "bloom_false_positives_est": round(float(fp_est), 2) if fp_est else None,
@@ -201,6 +206,11 @@ def render(snap: dict[str, Any], where: str) -> str:
     """The human-readable table."""
     paused = "  (PAUSED)" if snap["paused"] else ""
     lines = [f"crawl {snap['crawl']!r} on {where}{paused}"]
+    if snap.get("closed_by"):
+        lines.append(
+            f"  CLOSED      by a spider's CloseSpider({snap['closed_by']!r}): every node stops; "
+            "nodes started again begin a new run with what is queued"
+        )
     for key in ("queued", "in_flight", "seen", "done", "dead", "items", "start_urls"):
         lines.append(f"  {key.replace('_', ' '):<11} {snap[key]:>14,}")
     eta = _duration(snap["eta_seconds"])

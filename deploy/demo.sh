@@ -25,9 +25,9 @@ scrapy seed site "${SITE}page/0.html" -s CRAWLER_CRAWL_NAME="$CRAWL"
 
 echo "starting 2 crawl nodes (logs in demo-output/node1.log, node2.log)..."
 start=$(date +%s)
-scrapy crawl site -s CRAWLER_CRAWL_NAME="$CRAWL" -s LOG_FILE=demo-output/node1.log &
+scrapy crawl site -s CRAWLER_CRAWL_NAME="$CRAWL" -s TELNETCONSOLE_PORT=0 -s LOG_FILE=demo-output/node1.log &
 N1=$!
-scrapy crawl site -s CRAWLER_CRAWL_NAME="$CRAWL" -s LOG_FILE=demo-output/node2.log &
+scrapy crawl site -s CRAWLER_CRAWL_NAME="$CRAWL" -s TELNETCONSOLE_PORT=0 -s LOG_FILE=demo-output/node2.log &
 N2=$!
 wait $N1; wait $N2
 echo "both nodes exited: $(grep -h 'Spider closed' demo-output/node*.log | sed 's/.*INFO: //' | paste -sd ' ' -) in $(( $(date +%s) - start ))s"

@@ -387,10 +387,13 @@ def test_close_spider_raised_on_one_node_closes_the_whole_crawl(
         assert codes == [0, 0], f"exit codes {codes}\n{problems(texts)}"
         return texts
 
-    def queued() -> int:
+    def status() -> dict[str, Any]:
         result = run_scrapy(["status", "bandwidth", "--json"], redis_url, cwd=ZOO)
         assert result.returncode == 0, result.stderr[-3000:]
-        return int(json.loads(result.stdout)["queued"])
+        return dict(json.loads(result.stdout))
+
+    def queued() -> int:
+        return int(status()["queued"])
 
     texts = run("closed")
     for text in texts:
@@ -400,6 +403,10 @@ def test_close_spider_raised_on_one_node_closes_the_whole_crawl(
     print(f"closed after {len(fetched)} of {BANDWIDTH_PAGES} pages; {queued()} queued")
     assert len(fetched) < BANDWIDTH_PAGES // 2
     assert queued() > 0
+    # scrapy status says why the crawl stopped with work queued.
+    assert status()["closed_by"] == "bandwidth_exceeded"
+    table = run_scrapy(["status", "bandwidth"], redis_url, cwd=ZOO).stdout
+    assert "CLOSED      by a spider's CloseSpider('bandwidth_exceeded')" in table, table
 
     zoo_site.site.exceeded = False  # the page no longer says so
     texts = run("again")
@@ -409,3 +416,4 @@ def test_close_spider_raised_on_one_node_closes_the_whole_crawl(
     assert {n for p, n in counts.items() if p.startswith("/bandwidth/")} == {1}
     assert len([p for p in counts if p.startswith("/bandwidth/")]) > len(fetched)
     assert queued() == 0
+    assert status()["closed_by"] is None

@@ -86,13 +86,16 @@ function renderCrawls(crawls) {
   select.value = state.crawl || "";
   fillTable("crawls", crawls.map((c) => [
     c.crawl, c.queued, c.in_flight, c.done, c.items, c.dead, c.pages_per_min, c.live_nodes,
-    c.paused ? "paused" : (c.live_nodes ? "running" : "idle"),
+    c.paused ? "paused" : (c.closed_by ? `closed (${c.closed_by})` : (c.live_nodes ? "running" : "idle")),
   ]));
 }
 
 function renderTotals(s) {
   document.getElementById("crawl-name").textContent = s.crawl;
   document.getElementById("paused-badge").hidden = !s.paused;
+  const closed = document.getElementById("closed-badge");
+  closed.hidden = !s.closed_by;
+  closed.textContent = s.closed_by ? `CLOSED: ${s.closed_by}` : "";
   const box = document.getElementById("totals");
   box.replaceChildren(...TOTALS.map(([field, label]) => {
     const div = document.createElement("div");
