@@ -18,7 +18,7 @@ from scrapy import Request, Spider
 
 from crawler.codec import decode_entry
 from crawler.config import CrawlConfig
-from crawler.exceptions import BadEntry, BadSeed
+from crawler.exceptions import BadEntry
 from crawler.fingerprints import start_fingerprint
 from crawler.frontier import Batch, dead_letter
 from crawler.politeness import request_entry
@@ -62,7 +62,7 @@ class EntryDecoder:
                 # Not deduplicated: its items' ids from its content.
                 entry = request_entry(request, self.spider, origin, by_content=fp is None)
                 pushes.append((fp, request.priority, entry))
-        except (BadSeed, ValueError, TypeError) as exc:
+        except Exception as exc:  # a spider's make_request_from_data may raise anything
             text = raw.decode("utf-8", "replace")
             logger.error(
                 "Dead-lettering seed %r from %s: %s", text[:200], self.config.keys.start_urls, exc

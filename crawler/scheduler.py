@@ -232,12 +232,13 @@ class RedisScheduler(BaseScheduler):
             by_content = True
         try:
             entry = request_entry(request, self.spider, origin, by_content)
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # never out of the engine's hands
             # Not dropped in silence: dead-lettered with the key path and
             # type, and `scrapy requeue` retries it once the spider is fixed.
             # Its fingerprint stays unseen, so a storable copy is queued.
             worker.count("crawler/unstorable_requests")
-            self.dead_letter(request, f"cannot store {request}: {exc}")
+            why = str(exc) if isinstance(exc, ValueError | TypeError) else repr(exc)
+            self.dead_letter(request, f"cannot store {request}: {why}")
             return False
         if fp is not None:
             # Seen locally once its commit succeeded (crawler.localseen).
@@ -427,7 +428,7 @@ class RedisScheduler(BaseScheduler):
         try:
             # Its items keep their ids from one visit to the next.
             entry = request_entry(request, self.spider, self.origin_of(leased))
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # the page is acked all the same
             worker.count("recrawl/unstorable")
             logger.warning("Cannot store %s to fetch it again: %s", request, exc)
             return

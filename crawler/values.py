@@ -187,7 +187,21 @@ class Encoder:
         return self._class_tag(value, kind, fields, path)
 
     def _attributes(self, value: Any, fields: Iterable[Any], path: str) -> dict[str, Any]:
-        return {f.name: self.encode(getattr(value, f.name), f"{path}.{f.name}") for f in fields}
+        out = {}
+        for f in fields:
+            where = f"{path}.{f.name}"
+            try:
+                attribute = getattr(value, f.name)
+            except AttributeError:  # a dataclass field(init=False) never set
+                out[f.name] = self._fail(
+                    value,
+                    where,
+                    "that field is not set; set it before the request is made, or keep "
+                    "the object out of meta and cb_kwargs",
+                )
+                continue
+            out[f.name] = self.encode(attribute, where)
+        return out
 
     def _class_tag(self, value: Any, kind: str, fields: Any, path: str) -> Any:
         cls = type(value)

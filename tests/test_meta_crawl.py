@@ -28,9 +28,9 @@ def crawl(redis_url: str, logs: list[Path], *settings: str) -> list[int]:
     return [node.wait(timeout=120) for node in nodes]
 
 
-def exported(redis_url: str, tmp_path: Path) -> dict[str, dict[str, object]]:
+def exported(redis_url: str, tmp_path: Path, spider: str = "carry") -> dict[str, dict[str, object]]:
     out = tmp_path / "items.jsonl"
-    result = run_scrapy(["export", "carry", "-o", str(out)], redis_url, cwd=META)
+    result = run_scrapy(["export", spider, "-o", str(out)], redis_url, cwd=META)
     assert result.returncode == 0, result.stderr
     return {str(item["url"]).rsplit("/", 1)[1]: item for item in read_jsonl(out)}
 
@@ -123,3 +123,36 @@ def test_a_stored_class_outside_the_allow_list_is_refused_unimported(
     )
     assert crawl(redis_url, [tmp_path / "again.log"], allow) == [DEAD_LETTER_EXIT]
     assert site.page_counts() == {"/page/11.html": 1} and not marker.exists()
+
+
+def test_requests_that_cannot_be_stored_never_take_their_neighbours_with_them(
+    make_site, redis_url, tmp_path
+):
+    """A list nested 600 deep, a dict holding itself, a dataclass with an
+    unset field (RecursionError, AttributeError: before, only ValueError
+    and TypeError were caught): each is dead-lettered with its key path.
+    Before, the errors escaped into Scrapy's callback-output workers: after
+    100 of them the page's other requests and its item were lost, and a bad
+    request in start() ended start() there; the nodes exited 0, finished."""
+    site = make_site(PAGES, tree=True)
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    site_arg = [f"site={site.url('')}"]
+    nodes = [start_node("odd", redis_url, log, cwd=META, spider_args=site_arg) for log in logs]
+    assert [node.wait(timeout=120) for node in nodes] == [DEAD_LETTER_EXIT] * 2
+
+    fetched = site.page_counts()
+    assert sorted(fetched) == sorted(f"/page/{i}.html" for i in range(PAGES)), fetched
+    assert set(fetched.values()) == {1}
+    assert sorted(exported(redis_url, tmp_path, "odd")) == sorted(f"{i}.html" for i in range(PAGES))
+
+    text = "".join(log.read_text() for log in logs)
+    assert "Task exception was never retrieved" not in text
+    assert "Error while processing requests from start()" not in text
+    counted = re.findall(r"'crawler/unstorable_requests': (\d+)", text)
+    assert sum(map(int, counted)) == 120 + 2, counted  # start()'s on each node
+    listed = run_scrapy(["deadletters", "odd", "--json"], redis_url, cwd=META).stdout
+    reasons = [json.loads(line)["reason"] for line in listed.splitlines() if line.strip()]
+    assert len(reasons) == 122, listed[-2000:]
+    deep = [r for r in reasons if "nested too deeply to store" in r]
+    lazy = [r for r in reasons if "meta['bad'].parsed is a Lazy (that field is not set" in r]
+    assert len(deep) == 80 and len(lazy) == 42, reasons[:6]
