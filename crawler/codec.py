@@ -212,6 +212,33 @@ def _relative_referer(out: dict[str, Any]) -> None:
             del out["headers"]
 
 
+def _latin1(value: Any) -> Any:
+    """The bytes of a stored header name or value (``_text``: latin-1);
+    text that latin-1 cannot hold (written by hand) is UTF-8, as Scrapy
+    encodes a str header."""
+    if not isinstance(value, str):
+        return value  # Request refuses what is not text
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+def _header_bytes(headers: dict[str, Any]) -> dict[Any, Any]:
+    """Stored headers as the bytes they were: as str, Request would encode
+    them again with the request's encoding (UTF-8 unless set), so a header
+    'café' or b'\xe9' would go out changed, and one a cp1251 request cannot
+    encode would not be made at all."""
+    out: dict[Any, Any] = {}
+    for name, values in headers.items():
+        if isinstance(values, list):
+            values = [_latin1(v) for v in values]
+        else:
+            values = _latin1(values)
+        out[_latin1(name)] = values
+    return out
+
+
 def stored_referer(d: dict[str, Any]) -> str | None:
     """The Referer of a stored request (a dict of its JSON), if it has one."""
     if isinstance(d.get("ref"), str) and isinstance(d.get("url"), str):
@@ -290,6 +317,12 @@ def _decode(
         _absolute_referer(d)
     if "body_b64" in d:
         d["body"] = base64.b64decode(d.pop("body_b64"))
+    elif isinstance(d.get("body"), str):
+        # Its bytes as sent (stored as UTF-8 text): a str would be encoded
+        # again with the request's encoding, changing a latin-1 request's.
+        d["body"] = d["body"].encode("utf-8", "surrogatepass")
+    if isinstance(d.get("headers"), dict):
+        d["headers"] = _header_bytes(d["headers"])
     if _has_tags(data):
         decoder = Decoder(allow_list(spider))
         for key in ("meta", "cb_kwargs"):

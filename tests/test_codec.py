@@ -517,3 +517,32 @@ def test_a_dont_filter_requests_item_origin_is_its_content():
     assert origin(meta={"page": 1}) == first
     assert origin(meta={"page": 2}) != first
     assert origin(cb_kwargs={"page": 1}) != first
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"headers": {"X-Name": "café"}},  # Scrapy sends it as UTF-8
+        {"headers": {"X-Raw": b"\xe9\xff"}},  # raw bytes, not UTF-8
+        {"headers": {"X-Name": "привет"}, "encoding": "cp1251"},
+        {"headers": {"X-Name": "café"}, "encoding": "latin-1"},
+        {"method": "POST", "body": "café".encode(), "encoding": "latin-1"},
+        {"method": "POST", "body": "привет".encode("cp1251"), "encoding": "cp1251"},
+        {"method": "PUT", "body": b"\x00\xff\xfe", "encoding": "latin-1"},
+        {"headers": {"Referer": "http://example.com/caf\xe9"}},  # stored as a path
+    ],
+)
+def test_headers_and_bodies_go_out_as_the_bytes_they_were(kwargs):
+    """Before, a header value was stored as latin-1 text and a body as
+    UTF-8 text, and both were made again as str: Request encoded them with
+    the request's encoding, so 'café' went out as caf\\xc3\\x83\\xc2\\xa9,
+    b'\\xe9\\xff' as UTF-8, a latin-1 request's UTF-8 body as latin-1, and a
+    cp1251 request with a Cyrillic header could not be made again at all."""
+    spider = make(PlainSpider)
+    request = Request("http://example.com/a", **kwargs)
+    again = round_trip(request, spider)
+    assert again.body == request.body
+    assert again.headers == request.headers
+    assert again.encoding == request.encoding
+    for name, values in request.headers.items():
+        assert again.headers.getlist(name) == values
