@@ -98,6 +98,7 @@ class CrawlConfig:
     stop_timeout: float
     policy: Policy
     robots_ttl: float
+    max_crawl_delay: float
     backoff_retries: int
     concurrency: int = 16  # CONCURRENT_REQUESTS: requests a node processes at once
     partition_count: int = 1  # CRAWLER_PARTITIONS, for a crawl that has none recorded
@@ -159,6 +160,7 @@ class CrawlConfig:
             stop_timeout=_positive(settings, "CRAWLER_STOP_TIMEOUT"),
             policy=Policy.from_settings(settings),
             robots_ttl=_positive(settings, "CRAWLER_ROBOTSTXT_TTL"),
+            max_crawl_delay=_non_negative(settings, "CRAWLER_MAX_CRAWL_DELAY"),
             backoff_retries=int(_get(settings, "CRAWLER_BACKOFF_RETRIES")),
             concurrency=settings.getint("CONCURRENT_REQUESTS", 16),
             partition_count=_positive(settings, "CRAWLER_PARTITIONS", int),

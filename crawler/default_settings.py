@@ -189,6 +189,11 @@ CRAWLER_REQUEST_CLASSES = [
 #: kept in Redis before a node fetches it again.
 CRAWLER_ROBOTSTXT_TTL = 86400.0
 
+#: The longest robots.txt ``Crawl-delay`` kept (seconds; 0: none kept). A
+#: longer one (a site's ``Crawl-delay: 86400``, or a typo of 1e12) would
+#: hold the domain's pages, and so the crawl's end, for that long.
+CRAWLER_MAX_CRAWL_DELAY = 60.0
+
 #: ``meta`` keys a seed may set. Keys that reroute traffic (``proxy``,
 #: ``bindaddress``, ``download_slot``) are left out on purpose.
 CRAWLER_SEED_ALLOWED_META = [

@@ -6,7 +6,7 @@ robots.txt takes a short lock in Redis and fetches it; every other node
 waits for the body it stores, instead of fetching its own copy. The body is
 kept for ``CRAWLER_ROBOTSTXT_TTL`` seconds. A ``Crawl-delay`` for our user
 agent becomes the domain's delay for the whole cluster when it is longer
-than the configured one.
+than the configured one, up to ``CRAWLER_MAX_CRAWL_DELAY`` seconds.
 
 Keys: ``{N}:robots:<scheme>://<netloc>`` STRING, ``"B" + body`` (fetched),
 ``"E"`` (fetching failed: everything is allowed, as in Scrapy) or ``"F"``
@@ -200,10 +200,24 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             agent = agent.decode("latin-1")
         try:
             rules = Protego.parse(decode_robotstxt(body, self.crawler.spider))
-            delay = rules.crawl_delay(str(agent or "*"))
+            delay = float(rules.crawl_delay(str(agent or "*")) or 0.0)
         except Exception:
             return 0.0
-        return float(delay or 0.0)
+        if not delay > 0:  # NaN, negative
+            return 0.0
+        most = self.config.max_crawl_delay
+        if delay > most:
+            logger.warning(
+                "%s://%s/robots.txt asks for a Crawl-delay of %gs; keeping %gs "
+                "(CRAWLER_MAX_CRAWL_DELAY) so its pages do not hold the crawl that long. "
+                "Raise the setting to keep more.",
+                urlparse_cached(request).scheme,
+                urlparse_cached(request).netloc,
+                delay,
+                most,
+            )
+            return most
+        return delay
 
 
 async def _share(pending: Deferred[RobotParser | None]) -> RobotParser | None:

@@ -280,6 +280,20 @@ def test_robots_txt_once_per_cluster_and_crawl_delay(hosts, redis_url, tmp_path,
     assert int(stats.get("robotstxt/shared", 0)) >= 1
 
 
+def test_a_crawl_delay_past_the_limit_is_cut_to_it(hosts, redis_url, tmp_path):
+    """A hostile or mistyped robots.txt (Crawl-delay: 1e12) held its
+    domain's pages for that long: the nodes never finished (plain Scrapy
+    ignores Crawl-delay). It is cut to CRAWLER_MAX_CRAWL_DELAY, with a
+    warning naming the site."""
+    a = hosts(HOSTS[0], 4, robots="User-agent: *\nCrawl-delay: 1e12\nDisallow: /private/\n")
+    logs = crawl(redis_url, tmp_path, [a.url("/page/0.html")], 2, "CRAWLER_MAX_CRAWL_DELAY=0.5")
+    assert_complete(a)
+    print(f"{a.host}: min gap {a.min_gap():.3f}s")
+    assert a.min_gap() >= 0.5 - JITTER, a.closest()
+    warning = "robots.txt asks for a Crawl-delay of 1e+12s; keeping 0.5s (CRAWLER_MAX_CRAWL_DELAY)"
+    assert any(warning in log for log in logs), logs
+
+
 def test_every_request_waiting_for_robots_txt_obeys_it(hosts, redis_url, tmp_path, rclient):
     """Several requests of one domain waiting for the node's robots.txt parser
     all get it (Twisted's asFuture gave it to the first only, None - "allow
