@@ -112,6 +112,11 @@ CRAWLER_LOCAL_REDIS_DIR = ".crawler/redis"
 #: without asking Redis. 0 turns the cache off.
 CRAWLER_LOCAL_SEEN_CACHE = 200_000
 
+#: The longest robots.txt ``Crawl-delay`` kept (seconds; 0: none kept). A
+#: longer one (a site's ``Crawl-delay: 86400``, or a typo of 1e12) would
+#: hold the domain's pages, and so the crawl's end, for that long.
+CRAWLER_MAX_CRAWL_DELAY = 60.0
+
 #: A request held by nodes that died this many times is dead-lettered as a
 #: poison request instead of being handed out again.
 CRAWLER_MAX_DELIVERIES = 5
@@ -188,11 +193,6 @@ CRAWLER_REQUEST_CLASSES = [
 #: Seconds a domain's robots.txt, fetched once for the whole cluster, is
 #: kept in Redis before a node fetches it again.
 CRAWLER_ROBOTSTXT_TTL = 86400.0
-
-#: The longest robots.txt ``Crawl-delay`` kept (seconds; 0: none kept). A
-#: longer one (a site's ``Crawl-delay: 86400``, or a typo of 1e12) would
-#: hold the domain's pages, and so the crawl's end, for that long.
-CRAWLER_MAX_CRAWL_DELAY = 60.0
 
 #: ``meta`` keys a seed may set. Keys that reroute traffic (``proxy``,
 #: ``bindaddress``, ``download_slot``) are left out on purpose.
