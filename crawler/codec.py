@@ -50,6 +50,14 @@ _ascii_encoder = ScrapyJSONEncoder(separators=(",", ":"))
 _LOCAL_META = "cached_response"
 #: The entry field of a request's item origin (``decode_entry``).
 _ORIGIN = "_o"
+#: The origin of a start request (``start_urls``, ``start()``, a seed): its
+#: entry says only "s"; the node that leases it derives the origin from the
+#: request's fingerprint (``crawler.decoding``). 9 bytes, not 49.
+START_ORIGIN = b"s"
+#: Meta key of a start request while a node has it (never stored): a
+#: redirect of it (RedirectMiddleware copies meta) is a start request too,
+#: as plain Scrapy's keeps ``dont_filter``. Removed before its callback runs.
+START_META = "_crawler_start"
 
 
 def _text(value: bytes | str) -> str:
@@ -127,8 +135,8 @@ def _request_fields(request: Request, spider: Spider, lenient: bool) -> dict[str
 
 
 def _values(value: dict[str, Any], key: str, spider: Spider, lenient: bool) -> Any:
-    if key == "meta" and _LOCAL_META in value:
-        value = {k: v for k, v in value.items() if k != _LOCAL_META}
+    if key == "meta" and (_LOCAL_META in value or START_META in value):
+        value = {k: v for k, v in value.items() if k != _LOCAL_META and k != START_META}
     try:
         if is_plain(value):
             return value
@@ -185,7 +193,7 @@ def encode_request(
         origin = hashlib.sha1(b"dont_filter\0" + text.encode("utf-8", "surrogatepass")).digest()
         origin = origin[:8]
     if origin is not None:
-        out[_ORIGIN] = origin.hex()
+        out[_ORIGIN] = "s" if origin == START_ORIGIN else origin.hex()
     return _dumps(out, lenient)
 
 
@@ -334,7 +342,7 @@ def _decode(
             raise BadEntry(f"unknown field {key!r}")
         kwargs[key] = value
     try:
-        origin_bytes = bytes.fromhex(origin) if origin else None
+        origin_bytes = START_ORIGIN if origin == "s" else bytes.fromhex(origin) if origin else None
     except ValueError:
         raise BadEntry(f"invalid {_ORIGIN!r} {origin!r}: not hex") from None
     return build_request(request_cls, kwargs, spider), origin_bytes

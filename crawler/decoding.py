@@ -16,7 +16,7 @@ from weakref import WeakKeyDictionary
 
 from scrapy import Request, Spider
 
-from crawler.codec import decode_entry
+from crawler.codec import START_META, START_ORIGIN, decode_entry
 from crawler.config import CrawlConfig
 from crawler.exceptions import BadEntry
 from crawler.fingerprints import start_fingerprint
@@ -41,6 +41,9 @@ class EntryDecoder:
     def decode(self, lease_id: str, body: bytes, batch: Batch) -> Request | None:
         try:
             request, origin = decode_entry(body, self.spider, self.config.request_classes)
+            if origin == START_ORIGIN:
+                origin = start_fingerprint(self.fingerprinter.fingerprint(request))
+                request.meta[START_META] = True
             if origin is not None:
                 self.origins[request] = origin
             return request
@@ -58,7 +61,8 @@ class EntryDecoder:
                 fp = seed_fingerprint(request, self.fingerprinter)
                 origin = None
                 if fp is not None and request.dont_filter:
-                    fp = origin = start_fingerprint(fp)  # a RedisSpider's seed: a start request
+                    # A RedisSpider's seed: a start request.
+                    fp, origin = start_fingerprint(fp), START_ORIGIN
                 # Not deduplicated: its items' ids from its content.
                 entry = request_entry(request, self.spider, origin, by_content=fp is None)
                 pushes.append((fp, request.priority, entry))

@@ -10,6 +10,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
+from crawler.codec import START_META
 from crawler.itemids import origin_id
 from crawler.scheduler import RedisScheduler, redis_scheduler
 
@@ -49,11 +50,19 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
     def get_processed_request(self, request: Request, response: Response | None) -> Request:
         if response is None and request.dont_filter and not request.meta.get(DONT_DEDUPE_START):
             start = request.replace(dont_filter=False)
+            start.meta[START_META] = True  # and so a redirect of it (RedirectMiddleware)
             scheduler = self._scheduler()
             if scheduler is not None:
                 scheduler.start_requests.add(start)
             return start
         return request
+
+    def process_spider_input(self, response: Response) -> None:
+        """The callback never sees the start mark (nor would the requests
+        made with ``meta=response.meta`` carry it)."""
+        request = response.request
+        if request is not None:
+            request.meta.pop(START_META, None)
 
     def get_processed_item(self, item: Any, response: Response | None) -> Any:
         request = response.request if response is not None else None

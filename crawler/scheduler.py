@@ -30,7 +30,7 @@ from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.defer import Deferred
 
 from crawler import engine_hooks
-from crawler.codec import encode_item, encode_request
+from crawler.codec import START_META, START_ORIGIN, encode_item, encode_request
 from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url, sync_client
 from crawler.decoding import EntryDecoder
@@ -223,8 +223,9 @@ class RedisScheduler(BaseScheduler):
             origin = bytes.fromhex(requeue) if isinstance(requeue, str) else None
         elif not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
-            if request in self.start_requests:
-                fp = origin = start_fingerprint(fp)
+            # A start request, or a redirect of one (crawler.codec.START_META).
+            if request in self.start_requests or request.meta.get(START_META):
+                fp, origin = start_fingerprint(fp), START_ORIGIN
             if fp in self.local_seen:
                 worker.count("crawler/duplicates_local")
                 return False

@@ -28,6 +28,8 @@ from scrapy.spiders import CrawlSpider, Rule, SitemapSpider
 
 from crawler.allowlist import allow_list_entries
 from crawler.codec import (
+    START_META,
+    START_ORIGIN,
     _request_dict,
     decode_entry,
     decode_request,
@@ -546,3 +548,15 @@ def test_headers_and_bodies_go_out_as_the_bytes_they_were(kwargs):
     assert again.encoding == request.encoding
     for name, values in request.headers.items():
         assert again.headers.getlist(name) == values
+
+
+def test_a_start_request_s_entry_marks_it_in_nine_bytes_and_keeps_no_meta_mark():
+    """A start request's origin is derived again where it is leased
+    (crawler.decoding), so its entry says only "s"; the meta mark that
+    carries it through a redirect (START_META) is never stored."""
+    spider = make(PlainSpider)
+    request = Request("http://example.com/a", meta={START_META: True, "depth": 0})
+    text = encode_request(request, spider, origin=START_ORIGIN)
+    assert text.endswith(',"_o":"s"}') and START_META not in text, text
+    again, origin = decode_entry(text.encode(), spider, CLASSES)
+    assert origin == START_ORIGIN and again.meta == {"depth": 0}

@@ -204,9 +204,10 @@ def async_start_items(_base: str, items: Items) -> None:
 
 
 def again_fetched(_base: str) -> dict[str, int]:
-    # The start URL again when linked back; page 1 again for parse_again.
+    # The start URL's redirect target again when linked back; page 1 again
+    # for parse_again.
     fetched = pages("/again/", AGAIN_PAGES)(_base)
-    return fetched | {"/again/0.html": 2, "/again/1.html": 2}
+    return fetched | {"/again/start": 1, "/again/0.html": 2, "/again/1.html": 2}
 
 
 def again_items(base: str, items: Items) -> None:

@@ -128,6 +128,9 @@ class ZooSite:
             ("/redis/", lambda p, _q: self.numbered(p, REDIS_PAGES, "Redis page")),
             ("/tree/", lambda p, _q: self.tree(p, "tree", TREE_PAGES, back=False)),
             # Links back to the start URL: fetched twice, as plain Scrapy does.
+            # The start URL redirects to the root (as a site does to add a
+            # trailing slash): plain Scrapy's redirect keeps dont_filter.
+            ("/again/start", lambda _p, _q: (301, HTML, b"/again/0.html")),
             ("/again/", lambda p, _q: self.tree(p, "again", AGAIN_PAGES)),
             ("/bandwidth/", lambda p, _q: self.bandwidth(p)),
         ]
@@ -256,6 +259,9 @@ def make_handler(site: ZooSite) -> type[BaseHTTPRequestHandler]:
                     site.counts[self.path] += 1
                 status, ctype, data = site.render(self.path)
             self.send_response(status)
+            if 300 <= status < 400:  # a redirect's answer is its Location
+                self.send_header("Location", data.decode())
+                data = b""
             charset = "" if ctype.startswith("application/x-gzip") else "; charset=utf-8"
             self.send_header("Content-Type", ctype + charset)
             self.send_header("Content-Length", str(len(data)))

@@ -2,7 +2,8 @@
 followed) with a page fetched again on purpose for another callback
 (``dont_filter=True``, as Scrapy's ``Request`` docs describe it). Pages link
 back to the start URL, which plain Scrapy fetches again (its start requests
-are ``dont_filter``): every fetch's items are kept."""
+are ``dont_filter``, and so is a redirect of one: the start URL redirects
+to the root): every fetch's items are kept."""
 
 import scrapy
 
@@ -12,7 +13,7 @@ from zoo import SITE
 class AgainSpider(scrapy.Spider):
     name = "again"
     allowed_domains = ["127.0.0.1"]
-    start_urls = [f"{SITE}/again/0.html"]
+    start_urls = [f"{SITE}/again/start"]  # redirects to /again/0.html
 
     def parse(self, response):
         yield {"url": response.url, "kind": "page"}
