@@ -37,7 +37,7 @@ class ItemIds:
         # Recrawl is on (crawler.recrawl): items are logged with their value.
         self.recrawl = recrawl
         #: id(item) -> (item, its id, mode, the request it came from).
-        self._origins: dict[int, tuple[Any, bytes, str, Request]] = {}
+        self._origins: dict[int, tuple[Any, bytes, str, Request | None]] = {}
         self._origins_of: dict[Request, list[int]] = {}
         self._warned_random_ids = False
         self._changed: set[Request] = set()
@@ -57,6 +57,13 @@ class ItemIds:
             mode = ""
         self._origins[id(item)] = (item, item_id, mode, request)
         self._origins_of.setdefault(request, []).append(id(item))
+
+    def note_start_item(self, item: Any, position: int, spider: str) -> None:
+        """*item* is the one at *position* among those ``start()`` yielded
+        itself: every node runs ``start()`` and yields it, so its id is the
+        same on each and it is stored once."""
+        basis = hashlib.sha1(f"start() items\0{spider}".encode()).digest()
+        self._origins[id(item)] = (item, origin_id(basis, position), "", None)
 
     def forget(self, item: Any) -> None:
         """The item was dropped or failed in a pipeline."""
@@ -90,8 +97,8 @@ class ItemIds:
         if not self._warned_random_ids:
             self._warned_random_ids = True
             logger.warning(
-                "An item reached the store without its origin (yielded by start(), or "
-                "an item pipeline returned a new object), so it gets a random id and "
+                "An item reached the store without its origin (an item pipeline "
+                "returned a new object), so it gets a random id and "
                 "re-processing its page after a crash could store it twice. Return the "
                 "item you were given from pipelines, or set CRAWLER_ITEM_KEY."
             )

@@ -41,6 +41,7 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         super().__init__(crawler)
         # Per response being processed: [fingerprint of its request, items so far].
         self._items: WeakKeyDictionary[Response, list[Any]] = WeakKeyDictionary()
+        self._start_items = 0  # items start() yielded so far
         crawler.signals.connect(self._forget, signal=signals.item_dropped)
         crawler.signals.connect(self._forget, signal=signals.item_error)
 
@@ -67,7 +68,13 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
     def get_processed_item(self, item: Any, response: Response | None) -> Any:
         request = response.request if response is not None else None
         scheduler = self._scheduler()
-        if scheduler is None or request is None or item is None:
+        if scheduler is None or item is None:
+            return item
+        if response is None:  # yielded by start() itself, on every node
+            scheduler.note_start_item(item, self._start_items)
+            self._start_items += 1
+            return item
+        if request is None:
             return item
         assert response is not None
         state = self._items.get(response)

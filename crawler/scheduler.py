@@ -402,6 +402,10 @@ class RedisScheduler(BaseScheduler):
     def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
         self.items.note_origin(item, item_id, request)
 
+    def note_start_item(self, item: Any, position: int) -> None:
+        assert self.spider is not None
+        self.items.note_start_item(item, position, self.spider.name)
+
     def forget_origin(self, item: Any) -> None:
         self.items.forget(item)
 

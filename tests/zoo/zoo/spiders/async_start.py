@@ -1,4 +1,6 @@
-"""Scrapy's spider example with an asynchronous ``start()`` and Items."""
+"""Scrapy's spider example with an asynchronous ``start()`` and Items;
+``start()`` also yields items itself (as Scrapy's docs allow), the same one
+twice: plain Scrapy exports both, once each, whatever the node count."""
 
 import scrapy
 
@@ -11,6 +13,8 @@ class MySpider(scrapy.Spider):
     allowed_domains = ["127.0.0.1"]
 
     async def start(self):
+        yield MyItem(title="from start()")
+        yield MyItem(title="from start()")
         yield scrapy.Request(f"{SITE}/h3/1.html", self.parse)
         yield scrapy.Request(f"{SITE}/h3/2.html", self.parse)
         yield scrapy.Request(f"{SITE}/h3/3.html", self.parse)
