@@ -9,6 +9,7 @@ project; two real ``scrapy crawl`` nodes crawl the demo site's tree.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -156,3 +157,21 @@ def test_requests_that_cannot_be_stored_never_take_their_neighbours_with_them(
     deep = [r for r in reasons if "nested too deeply to store" in r]
     lazy = [r for r in reasons if "meta['bad'].parsed is a Lazy (that field is not set" in r]
     assert len(deep) == 80 and len(lazy) == 42, reasons[:6]
+
+
+def test_csv_export_has_every_field_not_only_the_first_item_s(make_site, redis_url, tmp_path):
+    """Items come back from Redis as dicts, and Scrapy's CSV exporter takes
+    its header from the first one: the field set on one page only was
+    dropped from every row (with a warning; export exited 0)."""
+    site = make_site(PAGES, tree=True)
+    seeded = run_scrapy(["seed", "fields", site.url("/page/0.html")], redis_url, cwd=META)
+    assert seeded.returncode == 0, seeded.stderr
+    nodes = [start_node("fields", redis_url, tmp_path / f"n{i}.log", cwd=META) for i in range(2)]
+    assert [node.wait(timeout=120) for node in nodes] == [0, 0]
+    out = tmp_path / "items.csv"
+    result = run_scrapy(["export", "fields", "-o", str(out)], redis_url, cwd=META)
+    assert result.returncode == 0 and "dropped" not in result.stderr, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == PAGES
+    assert {row["note"] for row in rows} == {"", "the only note"}
+    assert [r["url"] for r in rows if r["note"]] == [site.url("/page/7.html")]

@@ -14,7 +14,12 @@ from typing import Any, cast
 
 import redis
 from scrapy.exceptions import UsageError
-from scrapy.exporters import BaseItemExporter, JsonItemExporter, JsonLinesItemExporter
+from scrapy.exporters import (
+    BaseItemExporter,
+    CsvItemExporter,
+    JsonItemExporter,
+    JsonLinesItemExporter,
+)
 from scrapy.utils.misc import load_object
 
 from crawler.commandbase import CrawlCommand
@@ -163,6 +168,21 @@ class Command(CrawlCommand):
                 f"{', '.join(sorted(exporters))} (by file extension or -t FORMAT)"
             )
         exporter_cls = load_object(exporters[fmt])
+        fields = settings.getlist("FEED_EXPORT_FIELDS") or None
+        if fields is None and issubclass(exporter_cls, CsvItemExporter):
+            # Scrapy's CSV header is the first item's fields: the declared
+            # fields of an Item, but items come back from Redis as dicts, so
+            # the first one's keys would drop every other field (with only
+            # a warning). Every field of the crawl's items, in the order met.
+            client = sync_client(crawl.url)
+            try:
+                fields = _all_fields(
+                    item
+                    for keys in crawl.config.partitions()
+                    for item in _stored_items(client, keys.items, [0])
+                )
+            finally:
+                client.close()
         target = Path(output).resolve()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
@@ -170,7 +190,7 @@ class Command(CrawlCommand):
                 exporter = exporter_cls(
                     handle,
                     encoding=settings.get("FEED_EXPORT_ENCODING"),
-                    fields_to_export=settings.getlist("FEED_EXPORT_FIELDS") or None,
+                    fields_to_export=fields,
                     indent=settings.getint("FEED_EXPORT_INDENT"),
                 )
                 exporter.start_exporting()
@@ -200,6 +220,15 @@ class Command(CrawlCommand):
                 "files, not in this one",
                 file=sys.stderr,
             )
+
+
+def _all_fields(items: Iterator[Any]) -> list[str] | None:
+    """Every key of these items (dicts), in the order met; None if none."""
+    fields: dict[str, None] = {}
+    for item in items:
+        if isinstance(item, dict):
+            fields.update(dict.fromkeys(item))
+    return list(fields) or None
 
 
 def _stored_items(client: redis.Redis, key: str, trimmed: list[int]) -> Iterator[Any]:
