@@ -17,6 +17,8 @@ from typing import Any
 from itemadapter import ItemAdapter
 from scrapy import Request
 
+from crawler.codec import encode_item
+
 logger = logging.getLogger(__name__)
 
 #: Request meta (crawler.recrawl): the page's recrawl state; seconds until
@@ -60,9 +62,15 @@ class ItemIds:
 
     def note_start_item(self, item: Any, position: int, spider: str) -> None:
         """*item* is the one at *position* among those ``start()`` yielded
-        itself: every node runs ``start()`` and yields it, so its id is the
-        same on each and it is stored once."""
-        basis = hashlib.sha1(f"start() items\0{spider}".encode()).digest()
+        itself: every node runs ``start()`` and yields it, so its id (its
+        position and content) is the same on each and it is stored once. An
+        item another node yields at that position is another item, never
+        refused as this one's copy (a start() that differs by node)."""
+        try:
+            content = encode_item(item).encode("utf-8", "surrogatepass")
+        except Exception:  # not storable: the store says why
+            content = b""
+        basis = hashlib.sha1(f"start() items\0{spider}\0".encode() + content).digest()
         self._origins[id(item)] = (item, origin_id(basis, position), "", None)
 
     def forget(self, item: Any) -> None:

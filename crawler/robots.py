@@ -206,6 +206,8 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
         if not delay > 0:  # NaN, negative
             return 0.0
         most = self.config.max_crawl_delay
+        if most == 0:  # the crawl keeps no Crawl-delay: nothing to say
+            return 0.0
         if delay > most:
             logger.warning(
                 "%s://%s/robots.txt asks for a Crawl-delay of %gs; keeping %gs "

@@ -28,6 +28,7 @@ from scrapy.exceptions import DropItem
 from scrapy.utils.asyncio import is_asyncio_available
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.defer import Deferred
+from w3lib.url import canonicalize_url
 
 from crawler import engine_hooks
 from crawler.codec import START_META, START_ORIGIN, encode_item, encode_request
@@ -56,6 +57,23 @@ PERMISSION_DENIED = "redis_permission_denied"
 
 #: Meta key of a request going back to the frontier past the seen-set.
 REQUEUE = "_crawler_requeue"
+
+
+def _redirected_start(request: Request) -> bool:
+    """Whether *request* is a redirect of a start request (RedirectMiddleware
+    copies the start mark, crawler.codec.START_META, as plain Scrapy's copy
+    keeps ``dont_filter``): keyed as a start request, so a later link to the
+    page it leads to is fetched for its own callback. Not one that leads
+    back into its own chain (a cookie wall bouncing to the start URL): its
+    start key is seen already, so it is keyed as a link, as before. Nor a
+    request an errback made with the failed start request's meta (no
+    redirect chain)."""
+    meta = request.meta
+    chain = meta.get("redirect_urls")
+    if not meta.get(START_META) or not chain:
+        return False
+    here = canonicalize_url(request.url)
+    return all(canonicalize_url(url) != here for url in chain)
 
 
 class RedisScheduler(BaseScheduler):
@@ -221,10 +239,10 @@ class RedisScheduler(BaseScheduler):
             # Seen already: back to the frontier as it is (crawler.backoff),
             # with the origin it was leased with.
             origin = bytes.fromhex(requeue) if isinstance(requeue, str) else None
+            origin = self._stored_origin(request, origin)
         elif not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
-            # A start request, or a redirect of one (crawler.codec.START_META).
-            if request in self.start_requests or request.meta.get(START_META):
+            if request in self.start_requests or _redirected_start(request):
                 fp, origin = start_fingerprint(fp), START_ORIGIN
             if fp in self.local_seen:
                 worker.count("crawler/duplicates_local")
@@ -402,6 +420,15 @@ class RedisScheduler(BaseScheduler):
     def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
         self.items.note_origin(item, item_id, request)
 
+    def _stored_origin(self, request: Request, origin: bytes | None) -> bytes | None:
+        """*origin* as an entry stores it: START_ORIGIN for a start
+        request's, so the node that leases it again marks it a start request
+        (its redirects too)."""
+        if origin is not None and len(origin) == 20:  # a seen-set key, not a content hash
+            if origin == start_fingerprint(self.crawler.request_fingerprinter.fingerprint(request)):
+                return START_ORIGIN
+        return origin
+
     def note_start_item(self, item: Any, position: int) -> None:
         assert self.spider is not None
         self.items.note_start_item(item, position, self.spider.name)
@@ -432,7 +459,9 @@ class RedisScheduler(BaseScheduler):
         assert worker is not None and self.spider is not None
         try:
             # Its items keep their ids from one visit to the next.
-            entry = request_entry(request, self.spider, self.origin_of(leased))
+            entry = request_entry(
+                request, self.spider, self._stored_origin(leased, self.origin_of(leased))
+            )
         except Exception as exc:  # the page is acked all the same
             worker.count("recrawl/unstorable")
             logger.warning("Cannot store %s to fetch it again: %s", request, exc)
@@ -450,7 +479,8 @@ class RedisScheduler(BaseScheduler):
         retry = request.replace(meta={k: v for k, v in request.meta.items() if k != "retry_times"})
         try:
             # With its item origin: `scrapy requeue` keeps its items' ids.
-            entry = encode_request(retry, self.spider, lenient=True, origin=self.origin_of(request))
+            origin = self._stored_origin(request, self.origin_of(request))
+            entry = encode_request(retry, self.spider, lenient=True, origin=origin)
         except Exception:  # a request too broken even for a placeholder
             entry = ""
         self.failures.lettered.add(request)

@@ -560,3 +560,19 @@ def test_a_start_request_s_entry_marks_it_in_nine_bytes_and_keeps_no_meta_mark()
     assert text.endswith(',"_o":"s"}') and START_META not in text, text
     again, origin = decode_entry(text.encode(), spider, CLASSES)
     assert origin == START_ORIGIN and again.meta == {"depth": 0}
+
+
+def test_start_items_ids_are_their_position_and_content():
+    """Every node runs start(): the same item at the same position gets the
+    same id on each (stored once); another item there (a start() that
+    differs by node, or changed since the last run) gets its own and is
+    never refused as a copy."""
+
+    def start_id(item: dict[str, Any], position: int, spider: str = "s") -> bytes:
+        ids = ItemIds("")
+        ids.note_start_item(item, position, spider)
+        return ids.item_id(item)
+
+    a, b = {"title": "A"}, {"title": "B"}
+    assert start_id(a, 0) == start_id({"title": "A"}, 0)
+    assert len({start_id(a, 0), start_id(b, 0), start_id(a, 1), start_id(a, 0, "t")}) == 4

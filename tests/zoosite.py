@@ -13,6 +13,7 @@ fetches. ``GET /__counts`` is not counted. Sections, one per kind of spider:
 * ``/h3/N.html`` (the ``start()`` example), ``/carry/N.html`` (data passed to
   callbacks), ``/redis/N.html`` and ``/tree/N.html`` (scrapy-redis spiders),
   ``/again/N.html`` (a page fetched again for another callback),
+  ``/wall/N.html`` (a root that first redirects to itself),
   ``/bandwidth/N.html`` (slow; one page makes the spider raise CloseSpider).
 """
 
@@ -40,6 +41,7 @@ CARRY_PAGES = 20
 REDIS_PAGES = 10
 TREE_PAGES = 20
 AGAIN_PAGES = 7
+WALL_PAGES = 5
 BANDWIDTH_PAGES = 120
 BANDWIDTH_PAGE = 6  # says "Bandwidth exceeded" while ZooSite.exceeded
 BANDWIDTH_LATENCY = 0.2
@@ -132,8 +134,16 @@ class ZooSite:
             # trailing slash): plain Scrapy's redirect keeps dont_filter.
             ("/again/start", lambda _p, _q: (301, HTML, b"/again/0.html")),
             ("/again/", lambda p, _q: self.tree(p, "again", AGAIN_PAGES)),
+            ("/wall/", lambda p, _q: self.wall(p)),
             ("/bandwidth/", lambda p, _q: self.bandwidth(p)),
         ]
+
+    def wall(self, name: str) -> Answer | None:
+        """A tree whose root answers its first request with a redirect to
+        itself (a cookie wall: set a cookie, come back)."""
+        if name == "0.html" and self.counts["/wall/0.html"] == 1:
+            return 302, HTML, b"/wall/0.html"
+        return self.tree(name, "wall", WALL_PAGES)
 
     def bandwidth(self, name: str) -> Answer | None:
         """A tree of slow pages; one says "Bandwidth exceeded" while
