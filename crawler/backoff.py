@@ -6,8 +6,9 @@ answer first. It asks the frontier to pause the domain, for the
 backoff (``CRAWLER_BACKOFF_BASE``, doubling up to ``CRAWLER_BACKOFF_MAX``),
 and puts the request back in the frontier: it is fetched again once the
 domain's pause is over, by whichever node is free. After
-``CRAWLER_BACKOFF_RETRIES`` pauses for one request the answer goes on to
-RetryMiddleware, which retries it or gives up (and it is dead-lettered).
+``CRAWLER_BACKOFF_RETRIES`` pauses for one request (``CRAWLER_BACKOFF_RETRIES_503``
+for a 503 without ``Retry-After``) the answer goes on to RetryMiddleware,
+which retries it or gives up (and it is dead-lettered).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class BackoffMiddleware:
         self.crawler = crawler
         config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
         self.max_tries = config.backoff_retries
+        self.max_tries_503 = min(config.backoff_retries_503, config.backoff_retries)
         self.max_pause = config.policy.backoff_max
 
     @classmethod
@@ -73,11 +75,13 @@ class BackoffMiddleware:
             return response
         scheduler = self._scheduler()
         tries = request.meta.get("backoff_times", 0)
+        seconds = retry_after(response.headers.get(b"Retry-After"))
+        # A 503 that names no time may be a broken page, not a busy site.
+        most = self.max_tries_503 if response.status == 503 and seconds is None else self.max_tries
         # Only frontier requests: robots.txt, fetched beside the frontier, is
         # left to Scrapy (a 4xx/5xx robots.txt allows everything, as there).
-        if scheduler is None or request not in scheduler.active or tries >= self.max_tries:
+        if scheduler is None or request not in scheduler.active or tries >= most:
             return response
-        seconds = retry_after(response.headers.get(b"Retry-After"))
         scheduler.backoff(request, -1 if seconds is None else seconds)
         self.crawler.stats.inc_value(f"crawler/backoff/{response.status}")
         logger.warning(

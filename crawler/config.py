@@ -100,6 +100,7 @@ class CrawlConfig:
     robots_ttl: float
     max_crawl_delay: float
     backoff_retries: int
+    backoff_retries_503: int
     concurrency: int = 16  # CONCURRENT_REQUESTS: requests a node processes at once
     partition_count: int = 1  # CRAWLER_PARTITIONS, for a crawl that has none recorded
     crawl_ttl: float = 0.0  # CRAWLER_CRAWL_TTL (crawler.jobs)
@@ -162,6 +163,7 @@ class CrawlConfig:
             robots_ttl=_positive(settings, "CRAWLER_ROBOTSTXT_TTL"),
             max_crawl_delay=_non_negative(settings, "CRAWLER_MAX_CRAWL_DELAY"),
             backoff_retries=int(_get(settings, "CRAWLER_BACKOFF_RETRIES")),
+            backoff_retries_503=int(_get(settings, "CRAWLER_BACKOFF_RETRIES_503")),
             concurrency=settings.getint("CONCURRENT_REQUESTS", 16),
             partition_count=_positive(settings, "CRAWLER_PARTITIONS", int),
             close_limits=CloseLimits.from_settings(settings),

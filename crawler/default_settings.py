@@ -17,6 +17,12 @@ CRAWLER_BACKOFF_MAX = 600.0
 #: its domain's pause; after that the answer goes on to RetryMiddleware.
 CRAWLER_BACKOFF_RETRIES = 10
 
+#: At most this many of those pauses for a 503 without ``Retry-After``: a
+#: page that is broken, not a site that is busy, answers 503 for good, and
+#: ten doubling pauses held its whole domain (and the crawl's end) for about
+#: 40 minutes where plain Scrapy gives up in seconds.
+CRAWLER_BACKOFF_RETRIES_503 = 3
+
 #: Most requests, items and acknowledgements sent to Redis in one script call.
 CRAWLER_BATCH_SIZE = 200
 

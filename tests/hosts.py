@@ -82,6 +82,7 @@ class HostSite:
         latency: float = 0.0,
         robots: str = "User-agent: *\nDisallow: /private/\n",
         throttle: dict[str, str] | None = None,
+        broken: frozenset[str] = frozenset(),
     ) -> None:
         self.host = host
         self.pages = pages
@@ -89,6 +90,8 @@ class HostSite:
         self.robots = robots
         # path -> Retry-After value ("" for none): answered 429 the first time.
         self.throttle = dict(throttle or {})
+        # Paths answered 503 (no Retry-After) every time: a broken page.
+        self.broken = broken
         self.hits: list[Hit] = []
         self.lock = threading.Lock()
         self.inflight = 0
@@ -135,6 +138,8 @@ class HostSite:
         self.thread.start()
 
     def render(self, path: str, retry_after: str | None) -> tuple[int, str, dict[str, str]]:
+        if path in self.broken:
+            return 503, "broken", {}
         if retry_after is not None:
             headers = {"Retry-After": retry_after} if retry_after else {}
             return 429, "slow down", headers
