@@ -27,7 +27,7 @@ from scrapy.utils.serialize import ScrapyJSONEncoder
 
 from crawler.allowlist import allow_list
 from crawler.exceptions import BadEntry
-from crawler.values import Decoder, Encoder, UnstorableValue, is_plain
+from crawler.values import Decoder, encode_value
 
 _DEFAULTS: dict[str, Any] = {
     "callback": None,
@@ -137,23 +137,7 @@ def _request_fields(request: Request, spider: Spider, lenient: bool) -> dict[str
 def _values(value: dict[str, Any], key: str, spider: Spider, lenient: bool) -> Any:
     if key == "meta" and (_LOCAL_META in value or START_META in value):
         value = {k: v for k, v in value.items() if k != _LOCAL_META and k != START_META}
-    try:
-        if is_plain(value):
-            return value
-        return Encoder(allow_list(spider), lenient).encode(value, key)
-    except RecursionError:
-        # Deeper than Python's recursion limit lets a node walk, or holding
-        # itself (a dict or list inside itself): refused with its key, as
-        # any value that cannot be stored, not lost with the rest of its
-        # callback's output.
-        if lenient:
-            return {"$t": "unstorable", "type": type(value).__name__, "repr": "", "path": key}
-        raise UnstorableValue(
-            key,
-            value,
-            "nested too deeply to store (hundreds of levels), or it contains itself; "
-            "keep such values out of meta and cb_kwargs",
-        ) from None
+    return encode_value(value, key, allow_list(spider), lenient)
 
 
 def encode_request(

@@ -66,7 +66,6 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
             request.meta.pop(START_META, None)
 
     def get_processed_item(self, item: Any, response: Response | None) -> Any:
-        request = response.request if response is not None else None
         scheduler = self._scheduler()
         if scheduler is None or item is None:
             return item
@@ -74,9 +73,9 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
             scheduler.note_start_item(item, self._start_items)
             self._start_items += 1
             return item
+        request = response.request
         if request is None:
             return item
-        assert response is not None
         state = self._items.get(response)
         if state is None:
             state = self._items[response] = [scheduler.item_basis(request), 0]

@@ -209,12 +209,13 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
         if most == 0:  # the crawl keeps no Crawl-delay: nothing to say
             return 0.0
         if delay > most:
+            url = urlparse_cached(request)
             logger.warning(
                 "%s://%s/robots.txt asks for a Crawl-delay of %gs; keeping %gs "
                 "(CRAWLER_MAX_CRAWL_DELAY) so its pages do not hold the crawl that long. "
                 "Raise the setting to keep more.",
-                urlparse_cached(request).scheme,
-                urlparse_cached(request).netloc,
+                url.scheme,
+                url.netloc,
                 delay,
                 most,
             )

@@ -126,6 +126,25 @@ _LEAVES = {
 }
 
 
+def encode_value(value: Any, path: str, allowed: AllowList, lenient: bool = False) -> Any:
+    """The stored form of *value* (at *path*: ``meta``, ``cb_kwargs``), as
+    ``Encoder.encode`` makes it, or *value* itself when it is plain. A value
+    nested deeper than Python's recursion limit lets a node walk, or holding
+    itself (a dict or list inside itself), cannot be stored, as any other
+    such value (UnstorableValue; a placeholder when *lenient*)."""
+    try:
+        if is_plain(value):
+            return value
+        return Encoder(allowed, lenient).encode(value, path)
+    except RecursionError:
+        return Encoder(allowed, lenient)._fail(
+            value,
+            path,
+            "nested too deeply to store (hundreds of levels), or it contains itself; "
+            "keep such values out of meta and cb_kwargs",
+        )
+
+
 class Encoder:
     """Turns a value into its stored form. *lenient* (for dead letters)
     tags classes outside the allow-list anyway (decoding still refuses them)
