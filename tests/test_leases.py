@@ -238,6 +238,45 @@ def test_a_request_leased_ahead_for_a_paused_domain_waits_here_for_the_pause(red
     assert local_due <= sent < local_due + 0.1
 
 
+def test_a_pause_ends_for_a_node_whose_last_commit_came_before_it(redis_url):
+    """A node whose last commit came before another node paused a domain
+    learns of the pause from a lease call. Its worker then looks at that old
+    commit's result at every tick: it read the pauses again each time (the
+    versions differed, 0 and 1), and timed them from the old result's Redis
+    clock, so the pause always ended half a second from now. Its leased
+    requests of the domain waited for good, their leases renewed, and both
+    nodes stood idle (2 nodes, a page answering 503: 3 runs in 40)."""
+    pause = 0.4
+
+    async def scenario() -> tuple[float, bool]:
+        client = aioredis.Redis.from_url(redis_url)
+        f = Frontier(client, KEYS, "n1", policy=Policy(delay=0.0, concurrency=8, jitter=0.0))
+        other = Frontier(client, KEYS, "n2")
+        pauses = DomainPauses()
+        s = LeaseSession(f, config(), lambda key, n: None, pauses)
+        await s.renew("{}", set)
+        before = await f.commit(Batch(pushes=[push("http://a/1", fp=1)]))
+        assert before.backoff_version == 0
+        await asyncio.sleep(0.5)  # the node's commit is a while old ...
+        await other.commit(Batch(backoffs=[("a", pause)]))  # ... when another pauses a/
+        began = time.monotonic()
+        while time.monotonic() - began < pause + 0.6:
+            # As the worker does: a lease call (_refill), then a flush
+            # that waits and refreshes from the last commit's result.
+            await s.refill(JsonDecoder(), Batch())
+            await pauses.refresh_from(f, s.backoff)
+            await pauses.refresh(f, before)
+            await asyncio.sleep(0.02)
+        left = pauses.ends_in("a")
+        got = s.take()
+        await client.aclose()
+        return left, got is not None
+
+    left, handed_out = asyncio.run(scenario())
+    assert left == 0, f"paused {left:.3f}s more, a second after Redis's pause of {pause}s ended"
+    assert handed_out
+
+
 def test_a_request_kept_unsent_past_its_domains_hold_goes_back(redis_url, rclient):
     """A domain with a delay is held for its request leased to a node until
     the node reports the start, for a lease's length (lease.lua: the hold is
