@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,10 @@ def _number(settings: BaseSettings, name: str, kind: type, zero: bool) -> Any:
         value = kind(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{name}={raw!r} is not a number; set it to {want}.") from None
+    if not math.isfinite(value):
+        # NaN passes every comparison below; infinity overflows the
+        # milliseconds Redis keeps (a Crawl-delay cut to "inf" never ended).
+        raise ConfigError(f"{name}={raw!r} is not a finite number; set it to {want}.")
     if value < 0 or (value == 0 and not zero):
         raise ConfigError(f"{name}={raw!r} must be {'0 or more' if zero else 'greater than 0'}.")
     return value

@@ -14,6 +14,7 @@ A frontier entry names its domain (its Scrapy download slot):
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ def _number(name: str, raw: Any, minimum: float = 0.0) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{name}={raw!r} is not a number; set it to a number.") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} is not a finite number; set it to a number.")
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}.")
     return value

@@ -1,11 +1,17 @@
-"""Every framework setting is documented, in order, in one module and the README."""
+"""Every framework setting is documented, in order, in one module and the README,
+and a value that is not a number is refused by name."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+from scrapy.settings import Settings
+
 from crawler import default_settings
+from crawler.config import CrawlConfig
+from crawler.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +30,15 @@ def test_readme_lists_every_setting():
     listed = re.findall(r"^\| `(CRAWLER_\w+)` \|", readme, re.M)
     expected = sorted(n for n in dir(default_settings) if n.startswith("CRAWLER_"))
     assert listed == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CRAWLER_MAX_CRAWL_DELAY", "CRAWLER_BACKOFF_BASE", "CRAWLER_LEASE_TIME", "DOWNLOAD_DELAY"],
+)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_setting_that_is_not_a_finite_number_is_named(name, value):
+    """float() reads "nan" and "inf": NaN passed every range check, and a
+    Crawl-delay cut to an infinite CRAWLER_MAX_CRAWL_DELAY never ended."""
+    with pytest.raises(ConfigError, match=rf"{name}='{value}' is not a finite number"):
+        CrawlConfig.from_settings(Settings({name: value}), "t")
