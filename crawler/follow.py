@@ -113,6 +113,7 @@ class Follower:
         self.trim = trim
         self.make_exporter = make_exporter
         self.state = state  # the crawl's (crawler.jobs.crawl_state)
+        self.ended = ""  # the crawl's state when following ended by itself
         self.written = 0
         self.stop = False
         self._handle: Any = None
@@ -151,14 +152,17 @@ class Follower:
                 if time.monotonic() - last_check >= _FINISHED_EVERY:
                     last_check = time.monotonic()
                     state = self.state()
-                    done = state == "finished"
+                    # Closed by a spider's CloseSpider: over, as a Scrapy
+                    # process would be (nodes started again begin a new run).
+                    done = state in ("finished", "closed")
+                    self.ended = state
                     if done:
                         continue
                     if time.monotonic() - last_said >= _SAY_EVERY:
                         last_said = time.monotonic()
                         print(
                             f"following: {self.written} items written; the crawl is {state} "
-                            "(this exits once it is finished; Ctrl-C stops it)",
+                            "(this exits once it is finished or closed; Ctrl-C stops it)",
                             file=sys.stderr,
                         )
                 time.sleep(_IDLE)

@@ -123,4 +123,6 @@ def crawl_state(snap: dict[str, Any]) -> str:
         return "paused" if snap["paused"] else "running"
     if not snap["nodes"]:
         return "new" if pending else "empty"
+    if pending and snap.get("closed_by"):
+        return "closed"  # by a spider's CloseSpider: the run is over
     return "stopped" if pending else "finished"

@@ -423,6 +423,17 @@ def test_close_spider_raised_on_one_node_closes_the_whole_crawl(
     assert status()["closed_by"] == "bandwidth_exceeded"
     table = run_scrapy(["status", "bandwidth"], redis_url, cwd=ZOO).stdout
     assert "CLOSED      by a spider's CloseSpider('bandwidth_exceeded')" in table, table
+    # Over, as a Scrapy process would be: listed as closed, not as stopped
+    # with work left, and a follower exits (it waited for good before).
+    crawls = run_scrapy(["crawls", "--json"], redis_url, cwd=ZOO)
+    assert [c["state"] for c in json.loads(crawls.stdout)] == ["closed"], crawls.stdout
+    out = tmp_path / "followed.jsonl"
+    followed = run_scrapy(["export", "bandwidth", "-o", str(out), "--follow"], redis_url, cwd=ZOO)
+    assert followed.returncode == 0, followed.stderr[-3000:]
+    assert "closed by a spider's CloseSpider" in followed.stderr, followed.stderr[-3000:]
+    plain = tmp_path / "plain.jsonl"
+    assert run_scrapy(["export", "bandwidth", "-o", str(plain)], redis_url, cwd=ZOO).returncode == 0
+    assert 0 < len(read_jsonl(out)) == len(read_jsonl(plain))
 
     zoo_site.site.exceeded = False  # the page no longer says so
     texts = run("again")

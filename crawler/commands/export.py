@@ -153,7 +153,12 @@ class Command(CrawlCommand):
             raise CommandFailed(str(exc)) from None
         finally:
             client.close()
-        ended = "stopped" if follower.stop else "the crawl is finished"
+        if follower.stop:
+            ended = "stopped"
+        elif follower.ended == "closed":
+            ended = "the crawl was closed by a spider's CloseSpider (`scrapy status` says why)"
+        else:
+            ended = "the crawl is finished"
         print(f"wrote {count} items to {output}; {ended}", file=sys.stderr)
 
     def _run(self, name: str, output: str, fmt: str | None) -> None:
