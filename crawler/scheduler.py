@@ -346,12 +346,18 @@ class RedisScheduler(BaseScheduler):
         engine_hooks.wake(self.crawler.engine)
 
     def locally_idle(self) -> bool:
+        # Reaped here too, not only when the engine asks for a request: a
+        # closing engine (SIGTERM, a limit) or a full downloader asks for
+        # none, and requests it had finished counted as in progress (the
+        # graceful stop timed Scrapy's own close and cut its pipelines short).
+        self._reap()
         return not self.active
 
     def stopping(self) -> bool:
         return engine_hooks.stopping(self.crawler.engine)
 
     def active_ids(self) -> set[str]:
+        self._reap()
         return set(self.active.values())
 
     async def stop_timed_out(self) -> None:
@@ -504,7 +510,8 @@ class RedisScheduler(BaseScheduler):
         busy = engine_hooks.in_progress(self.crawler.engine)
         worker = self.worker
         assert worker is not None
-        for request in [r for r in self.active if r not in busy]:
+        finished = [r for r in self.active if r not in busy]
+        for request in finished:
             lease_id = self.active.pop(request)
             self.leased_as.pop(request, None)
             worker.batch.acks.append(lease_id)
@@ -515,7 +522,7 @@ class RedisScheduler(BaseScheduler):
                 worker.batch.unblocks.append(unsent)
             self.items.done(request)
             self.failures.done(request)
-        if worker.batch.acks:
+        if finished:
             worker.wakeup.set()
 
 

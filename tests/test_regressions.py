@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 
@@ -91,6 +92,47 @@ def test_stop_timeout_does_not_cut_a_normal_close_short(make_site, redis_url, tm
     assert marker.read_text() == "closed"
     assert len(feed.read_text().splitlines()) == 5
     assert "Spider closed (finished)" in log.read_text()
+
+
+def test_a_graceful_stop_times_requests_not_scrapys_close(make_site, redis_url, tmp_path):
+    """SIGTERM while slow pages are in flight: they finish, then Scrapy
+    closes, and its pipelines' close_spider may take longer than
+    CRAWLER_STOP_TIMEOUT. Before, requests Scrapy had finished stayed
+    counted as in progress (they were only acknowledged when the engine
+    asked for the next request, which a closing engine never does), so the
+    stop timeout cut the pipeline's close short: no marker, "Still
+    processing 0 requests ... stopping now"."""
+    delays = {f"/page/{i}.html": 1.5 for i in range(1, 30)}
+    site = make_site(30, delays)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    marker, feed, log = tmp_path / "closed", tmp_path / "feed.jsonl", tmp_path / "n.log"
+    proc = subprocess.Popen(
+        [
+            SCRAPY,
+            "crawl",
+            "site",
+            "-s",
+            f"LOG_FILE={log}",
+            "-s",
+            "CRAWLER_STOP_TIMEOUT=2.5",
+            "-o",
+            str(feed),
+            "-s",
+            'ITEM_PIPELINES={"tests.slow_close_pipeline.AsyncSlowClosePipeline": 100}',
+        ],
+        cwd=ROOT,
+        env={**scrapy_env(redis_url), "SLOW_CLOSE_MARKER": str(marker)},
+    )
+    wait_for(lambda: "/page/0.html" in site.served_at, 60, "page 0")
+    time.sleep(0.7)  # its links are in flight (1.5 s each)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    text = log.read_text()
+    assert "Still processing" not in text, text[-3000:]
+    assert marker.read_text() == "closed", text[-3000:]
+    fetched = sum(n for p, n in site.page_counts().items())
+    assert 1 < fetched < 30
+    assert len(feed.read_text().splitlines()) == fetched
 
 
 def test_requeued_bad_seeds_go_through_the_seed_checks_again(
