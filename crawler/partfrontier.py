@@ -65,8 +65,10 @@ class PartitionedFrontier:
         self._turn = 0
         self._dry: set[int] = set()
         self._dry_until = 0.0
-        # Partitions that handed out their share of CLOSESPIDER_PAGECOUNT.
+        # Partitions that handed out their share of CLOSESPIDER_PAGECOUNT;
+        # until when one that leased nothing is known to still hold requests.
         self._spent: set[int] = set()
+        self._waiting_until = 0.0
 
     @property
     def roundtrips(self) -> int:
@@ -196,8 +198,27 @@ class PartitionedFrontier:
         # Spent when some partition handed out its share and none of the
         # others has anything left to hand out (one may run dry first).
         spent = bool(self._spent) and all(q in self._spent or q in self._dry for q in order)
+        if spent:
+            spent = not await self._still_queued([q for q in order if q not in self._spent])
         holds = {global_id(p, lid) for lid in leased.holds}
         return Leased(entries, waits, more=more, holds=holds, spent=spent, backoff=backoff)
+
+    async def _still_queued(self, parts: list[int]) -> bool:
+        """Whether any of *parts* (that leased nothing lately) still holds
+        requests: a partition whose domains wait out a delay or a 429/503
+        pause leases nothing for a while without having run dry, and its
+        share of CLOSESPIDER_PAGECOUNT is not spent. Asked at most once a
+        second while the answer is yes."""
+        if not parts:
+            return False
+        now = time.monotonic()
+        if now < self._waiting_until:
+            return True
+        states = await asyncio.gather(*(self.parts[q].state() for q in parts))
+        if any(state.queued for state in states):
+            self._waiting_until = now + _DRY_SECONDS
+            return True
+        return False
 
     def inbox_waiting(self) -> bool:
         return any(part.inbox_waiting() for part in self.parts)

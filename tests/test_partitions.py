@@ -236,3 +236,42 @@ def test_page_count_shares_end_even_when_a_partition_runs_dry(redis_url):
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_page_count_is_not_spent_while_a_partition_only_waits(redis_url):
+    """CLOSESPIDER_PAGECOUNT over partitions: one partition spends its share
+    while another leases nothing only because its domain is paused (or
+    waits out a delay). Before, that counted as run dry: the node was told
+    the count was reached and closed with work queued and budget unspent
+    (found by a read-only review, helper 35)."""
+
+    async def scenario() -> tuple[int, bool, int, bool]:
+        client = aioredis.Redis.from_url(redis_url)
+        # A share of 2 in each partition (as CLOSESPIDER_PAGECOUNT=6 gives).
+        policy = dataclasses.replace(Policy.from_settings(Settings()), page_count=2)
+        tags = choose_tags("t", PARTS, None)
+        f = PartitionedFrontier(
+            [Frontier(client, k, "n1", policy=policy) for k in partition_keys(KEYS, tags)]
+        )
+        waiting, other = HOSTS[0], HOSTS[2]  # partitions 0 and 1
+        pushes = [push(other, n) for n in range(5)] + [push(waiting, n) for n in range(5)]
+        await f.commit(Batch(pushes=pushes, backoffs=[(waiting, 3.0)]))
+        first: list[bytes] = []
+        spent = False
+        for _ in range(8):  # partition 1 spends its share; 0 waits; 2 is empty
+            leased = await f.lease(10, 60_000)
+            assert leased is not None
+            first += [e for _, e, _ in leased.entries]
+            spent = spent or leased.spent
+        await asyncio.sleep(3.2)  # the pause ends
+        later: list[bytes] = []
+        for _ in range(8):
+            leased = await f.lease(10, 60_000)
+            assert leased is not None
+            later += [e for _, e, _ in leased.entries]
+        await client.aclose()
+        return len(first), spent, len(later), leased.spent
+
+    first, spent_early, later, spent_late = asyncio.run(scenario())
+    assert first == 2 and not spent_early, (first, spent_early)
+    assert later == 2 and spent_late, (later, spent_late)  # partition 0's share too
