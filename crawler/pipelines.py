@@ -13,10 +13,10 @@ from crawler.scheduler import RedisScheduler, redis_scheduler
 class RedisItemPipeline:
     """Stores items in Redis with the commit that acknowledges their request.
 
-    Runs last (order 999 by default), so it stores what the other pipelines
-    let through, as they left it. An item with the same identity is stored
-    once (see ``CRAWLER_ITEM_KEY``), which keeps re-processing after a crash
-    from duplicating it in ``scrapy export``.
+    Runs last (order 999, or after the project's last pipeline), so it
+    stores what the other pipelines let through, as they left it. An item
+    with the same identity is stored once (see ``CRAWLER_ITEM_KEY``), which
+    keeps re-processing after a crash from duplicating it in ``scrapy export``.
     """
 
     def __init__(self, crawler: Crawler) -> None:

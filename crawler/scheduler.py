@@ -530,4 +530,6 @@ def redis_scheduler(crawler: Crawler) -> RedisScheduler | None:
     """The crawl's RedisScheduler, or None (no engine yet, or another scheduler)."""
     engine = crawler.engine
     scheduler = engine.scheduler if engine is not None else None
-    return scheduler if isinstance(scheduler, RedisScheduler) else None
+    # Not isinstance(): Scrapy's BaseSchedulerMeta makes it true for any
+    # scheduler (its methods are looked for, not its class).
+    return scheduler if RedisScheduler in type(scheduler).__mro__ else None

@@ -9,7 +9,7 @@ import time
 
 from crawler.connection import redact
 from crawler.redact import redact_text
-from tests.conftest import ROOT, SCRAPY, run_scrapy, scrapy_env, start_node
+from tests.conftest import ROOT, SCRAPY, read_jsonl, run_scrapy, scrapy_env, start_node
 from tests.test_faults import wait_for
 
 FAST_LEASES = ("CRAWLER_LEASE_TIME=3", "CRAWLER_LEASE_RENEW_INTERVAL=1")
@@ -225,3 +225,37 @@ def test_a_crawl_that_cannot_even_dead_letter_does_not_end_as_a_success(
     assert "Spider closed (finished)" in log
     assert "the dead-letter list cannot be read" in log
     assert "This node dropped 1 writes Redis refused" in log
+
+
+def test_a_project_scheduler_is_replaced_or_refused(make_site, redis_url, tmp_path):
+    """A project's SCHEDULER outranks the add-on. Before, the node ran
+    with it, crawled nothing (AttributeError tracebacks, close reason
+    start_error) and exited 0. Scrapy's own scheduler named there is
+    replaced, as its default is; another one is refused by name."""
+    site = make_site(3)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    other = "scrapy.core.scheduler.BaseScheduler"
+    refused = run_scrapy(["crawl", "site", "-s", f"SCHEDULER={other}"], redis_url)
+    assert refused.returncode == 1
+    assert f"SCHEDULER = '{other}' replaces the framework's scheduler" in refused.stderr
+    assert "Remove SCHEDULER from the project's settings" in refused.stderr
+    assert site.page_counts() == {}
+    own = "SCHEDULER=scrapy.core.scheduler.Scheduler"
+    node = start_node("site", redis_url, tmp_path / "n.log", own)
+    assert node.wait(timeout=120) == 0
+    assert site.page_counts() == {f"/page/{i}.html": 1 for i in range(3)}
+
+
+def test_a_pipeline_ordered_after_999_runs_before_items_are_stored(make_site, redis_url, tmp_path):
+    """The item store ran at order 999: a project pipeline at 1000 ran after
+    it, so the items it dropped were exported and its changes were not
+    (2 nodes: 31 items where plain Scrapy has 20, none with its field)."""
+    site = make_site(4)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    late = 'ITEM_PIPELINES={"tests.late_pipeline.LatePipeline": 1000}'
+    assert start_node("site", redis_url, tmp_path / "n.log", late).wait(timeout=120) == 0
+    out = tmp_path / "items.jsonl"
+    assert run_scrapy(["export", "site", "-o", str(out)], redis_url).returncode == 0
+    items = read_jsonl(out)
+    assert sorted(i["url"].rsplit("/", 1)[1] for i in items) == ["0.html", "2.html", "3.html"]
+    assert all(i["late"] is True for i in items), items

@@ -9,6 +9,7 @@ from typing import Any
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
 
+from crawler.addon import take_scheduler
 from crawler.commands._common import CommandFailed, run_guarded, spider_class
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url, sync_client
@@ -38,6 +39,7 @@ class Command(ScrapyCrawl):
             url = resolve_url(self.settings)
             check_reachable(url)
             config = CrawlConfig.from_settings(settings, spidercls.name)
+            take_scheduler(settings.copy())
             check_metrics_port(settings)
             with sync_client(url) as client:
                 check_seen_config(client, config.keys, config.seen)
