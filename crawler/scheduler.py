@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any
+from typing import Any, cast
 from weakref import WeakSet
 
 from scrapy import Request, Spider, signals
@@ -532,4 +532,6 @@ def redis_scheduler(crawler: Crawler) -> RedisScheduler | None:
     scheduler = engine.scheduler if engine is not None else None
     # Not isinstance(): Scrapy's BaseSchedulerMeta makes it true for any
     # scheduler (its methods are looked for, not its class).
-    return scheduler if RedisScheduler in type(scheduler).__mro__ else None
+    if RedisScheduler in type(scheduler).__mro__:
+        return cast(RedisScheduler, scheduler)
+    return None
