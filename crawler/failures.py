@@ -22,7 +22,7 @@ from weakref import WeakSet
 
 from itemadapter import is_item
 from scrapy import Request
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import IgnoreRequest, StopDownload
 from twisted.python.failure import Failure
 
 from crawler.itemids import origin_id
@@ -50,6 +50,8 @@ class FailureWatch:
         if isinstance(exc, IgnoreRequest) and not str(exc).startswith(_LIMITS):
             self.scheduler.worker.count("crawler/ignored_requests")
             return
+        if isinstance(exc, StopDownload):
+            return  # the spider stopped it (its errback has the response)
         self.lettered.add(request)
         self.scheduler.dead_letter(request, reason)
 

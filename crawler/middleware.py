@@ -11,6 +11,7 @@ from scrapy.http import Response
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
 from crawler.codec import START_META
+from crawler.deadletters import FailedResponses
 from crawler.itemids import origin_id
 from crawler.scheduler import RedisScheduler, redis_scheduler
 
@@ -42,6 +43,7 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         # Per response being processed: [fingerprint of its request, items so far].
         self._items: WeakKeyDictionary[Response, list[Any]] = WeakKeyDictionary()
         self._start_items = 0  # items start() yielded so far
+        self._failed = FailedResponses(crawler)
         crawler.signals.connect(self._forget, signal=signals.item_dropped)
         crawler.signals.connect(self._forget, signal=signals.item_error)
 
@@ -60,10 +62,12 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
 
     def process_spider_input(self, response: Response) -> None:
         """The callback never sees the start mark (nor would the requests
-        made with ``meta=response.meta`` carry it)."""
+        made with ``meta=response.meta`` carry it). A response that failed
+        for good is dead-lettered here (``crawler.deadletters``)."""
         request = response.request
         if request is not None:
             request.meta.pop(START_META, None)
+        self._failed.check(response)
 
     def get_processed_item(self, item: Any, response: Response | None) -> Any:
         scheduler = self._scheduler()

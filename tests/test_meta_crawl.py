@@ -12,7 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
 
 from crawler.politeness import make_entry
 from tests.conftest import read_jsonl, run_scrapy, start_node
@@ -175,3 +179,68 @@ def test_csv_export_has_every_field_not_only_the_first_item_s(make_site, redis_u
     assert len(rows) == PAGES
     assert {row["note"] for row in rows} == {"", "the only note"}
     assert [r["url"] for r in rows if r["note"]] == [site.url("/page/7.html")]
+
+
+class FlakySite:
+    """Pages that answer 500 the first time each is asked for, then 200."""
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[str, int]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                first = all(path != self.path for path, _ in outer.hits)
+                status = 500 if first and self.path.startswith("/flaky/") else 200
+                outer.hits.append((self.path, status))
+                body = f"<html><title>{self.path}</title></html>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("spider", ["noretry", "myretry", "stopdl"])
+def test_failures_a_spider_owns_are_not_dead_letters(spider, redis_url, tmp_path):
+    """A spider that handles 500s itself with retries off, a project's own
+    retry middleware, and StopDownload(fail=True): plain Scrapy gets every
+    page's item and exits 0. Before, each got 3 to 5 dead letters and exit
+    status 3, and `scrapy requeue`, as the warning advised, then stored
+    every item twice (helper 34)."""
+    site = FlakySite()
+    try:
+        urls = [site.url(f"/flaky/{i}") for i in range(3)]
+        logs = [tmp_path / f"node{i}.log" for i in range(2)]
+        args = ["urls=" + ",".join(urls)] if spider == "stopdl" else None
+        if args is None:
+            assert run_scrapy(["seed", spider, *urls], redis_url, cwd=META).returncode == 0
+        nodes = [start_node(spider, redis_url, log, cwd=META, spider_args=args) for log in logs]
+        codes = [node.wait(timeout=120) for node in nodes]
+        texts = [log.read_text() for log in logs]
+        assert codes == [0, 0], texts
+        assert not any("Dead-lettering" in text for text in texts), texts
+        items = exported(redis_url, tmp_path, spider)
+        assert sorted(items) == ["0", "1", "2"], items
+        if spider != "stopdl":
+            pages = [hit for hit in site.hits if hit[0] != "/robots.txt"]
+            assert sorted(pages) == sorted(
+                [(f"/flaky/{i}", 500) for i in range(3)] + [(f"/flaky/{i}", 200) for i in range(3)]
+            )
+        else:
+            assert all(item["type"] == "text/html" for item in items.values()), items
+    finally:
+        site.close()
