@@ -223,11 +223,21 @@ class RedisScheduler(BaseScheduler):
             client.close()
 
     def has_pending_requests(self) -> bool:
-        return bool(self.worker and self.worker.leases.ready)
+        """Work anywhere in the crawl counts: Scrapy's engine sends
+        ``spider_idle`` (and may close) only once the whole crawl is
+        finished, as one Scrapy process would. Before, a node out of work
+        of its own sent it, and a spider's handler scheduling a second
+        phase from there started it early."""
+        worker = self.worker
+        return bool(worker and (worker.leases.ready or not self.cluster_finished))
 
     def enqueue_request(self, request: Request) -> bool:
         worker = self.worker
         assert worker is not None and self.spider is not None
+        if worker.completion.finished:
+            # Scheduled once the crawl was finished (a spider_idle handler):
+            # it is not finished any more, until Redis says so again.
+            worker.completion.work_arrived()
         fp: bytes | None = None
         # What its items' ids derive from, if not its fingerprint: a start
         # request's seen-set key, a dont_filter request's content (each is

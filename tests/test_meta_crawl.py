@@ -244,3 +244,32 @@ def test_failures_a_spider_owns_are_not_dead_letters(spider, redis_url, tmp_path
             assert all(item["type"] == "text/html" for item in items.values()), items
     finally:
         site.close()
+
+
+def test_spider_idle_comes_once_the_whole_crawl_is_finished(make_site, redis_url, tmp_path):
+    """A spider_idle handler scheduling a second phase (Scrapy's idiom) ran
+    on a node as soon as that node ran out of work, while the crawl went
+    on elsewhere (helper 34: 65 items where plain Scrapy has 120, phase 2
+    begun after 1 and 4 pages). It now runs once the whole crawl is done:
+    every page's phase-1 item is stored before any phase-2 request is
+    fetched."""
+    site = make_site(PAGES, tree=True)
+    seeded = run_scrapy(["seed", "phases", site.url("/page/0.html")], redis_url, cwd=META)
+    assert seeded.returncode == 0, seeded.stderr
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes = [start_node("phases", redis_url, log, cwd=META) for log in logs]
+    assert [node.wait(timeout=120) for node in nodes] == [0, 0], [
+        log.read_text()[-3000:] for log in logs
+    ]
+    out = tmp_path / "items.jsonl"
+    assert run_scrapy(["export", "phases", "-o", str(out)], redis_url, cwd=META).returncode == 0
+    items = read_jsonl(out)
+    phase1 = sorted(i["url"] for i in items if i["phase"] == 1)
+    phase2 = sorted(i["url"].split("?")[0] for i in items if i["phase"] == 2)
+    assert phase1 == sorted(site.url(f"/page/{n}.html") for n in range(PAGES))
+    assert phase2 == phase1, (len(phase1), len(phase2))
+    # Each node's handler ran once at most (a node that found nothing has
+    # nothing to schedule), with every page it had crawled.
+    said = [re.findall(r"phase 2: (\d+) detail requests", log.read_text()) for log in logs]
+    assert all(len(s) <= 1 for s in said), said
+    assert sum(int(n) for s in said for n in s) == PAGES, said
