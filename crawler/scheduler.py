@@ -25,6 +25,7 @@ from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.asyncio import is_asyncio_available
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.defer import Deferred
@@ -45,11 +46,15 @@ from crawler.jobs import expire_crawl, persist_if_expiring
 from crawler.localseen import LocalSeen
 from crawler.partfrontier import make_frontier
 from crawler.politeness import request_entry, slot_of
+from crawler.scrapy_redis_settings import component_path, from_scrapy_redis
 from crawler.seenrecord import check_seen_config
 from crawler.topology import fit_to_redis, with_partitions
 from crawler.worker import Worker
 
 logger = logging.getLogger(__name__)
+
+_SCRAPY_DUPEFILTER = "scrapy.dupefilters.RFPDupeFilter"
+_SCRAPY_REDIS_DUPEFILTER = "scrapy_redis.dupefilter.RFPDupeFilter"
 
 #: The close reason of a node whose Redis user lacks a permission.
 PERMISSION_DENIED = "redis_permission_denied"
@@ -154,6 +159,7 @@ class RedisScheduler(BaseScheduler):
         await worker.limits.start()
         worker.start()
         logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
+        _unused_dupefilter(self.crawler.settings)
 
     def _keep(self) -> None:
         """A crawl set to expire (CRAWLER_CRAWL_TTL) that a node joins is kept."""
@@ -534,6 +540,22 @@ class RedisScheduler(BaseScheduler):
             self.failures.done(request)
         if finished:
             worker.wakeup.set()
+
+
+def _unused_dupefilter(settings: Any) -> None:
+    """A project's own DUPEFILTER_CLASS is not used (the seen-set dedupes
+    for the whole crawl): said, so a custom rule is not dropped in silence."""
+    if (settings.getpriority("DUPEFILTER_CLASS") or 0) <= SETTINGS_PRIORITIES["default"]:
+        return
+    path = component_path(settings.get("DUPEFILTER_CLASS"))
+    if path in (_SCRAPY_DUPEFILTER, "") or from_scrapy_redis(path, _SCRAPY_REDIS_DUPEFILTER):
+        return  # the default, or scrapy-redis's (its settings report says so)
+    logger.warning(
+        "DUPEFILTER_CLASS = %s is not used: the frontier's seen-set dedupes requests "
+        "for the whole crawl by their fingerprint (REQUEST_FINGERPRINTER_CLASS, which "
+        "is honoured). Put a custom duplicate rule in a request fingerprinter.",
+        path,
+    )
 
 
 def redis_scheduler(crawler: Crawler) -> RedisScheduler | None:

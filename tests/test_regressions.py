@@ -259,3 +259,16 @@ def test_a_pipeline_ordered_after_999_runs_before_items_are_stored(make_site, re
     items = read_jsonl(out)
     assert sorted(i["url"].rsplit("/", 1)[1] for i in items) == ["0.html", "2.html", "3.html"]
     assert all(i["late"] is True for i in items), items
+
+
+def test_a_project_dupefilter_is_said_to_be_unused(make_site, redis_url, tmp_path):
+    """DUPEFILTER_CLASS was ignored in silence (helper 34: the docs'
+    query-ignoring filter, 31 pages in plain Scrapy, 129 on 2 nodes)."""
+    site = make_site(2)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    log = tmp_path / "n.log"
+    own = "DUPEFILTER_CLASS=scrapy.dupefilters.BaseDupeFilter"
+    assert start_node("site", redis_url, log, own).wait(timeout=120) == 0
+    text = log.read_text()
+    assert "DUPEFILTER_CLASS = scrapy.dupefilters.BaseDupeFilter is not used" in text, text
+    assert "Put a custom duplicate rule in a request fingerprinter" in text
