@@ -71,7 +71,14 @@ class BackoffMiddleware:
         return redis_scheduler(self.crawler)
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
-        if response.status not in BACKOFF_CODES or request.meta.get("dont_retry"):
+        if response.status not in BACKOFF_CODES:
+            scheduler = self._scheduler()
+            if scheduler is not None and request in scheduler.active:
+                scheduler.recovered(
+                    request
+                )  # a paused domain is back: its next backoff starts over
+            return response
+        if request.meta.get("dont_retry"):
             return response
         scheduler = self._scheduler()
         tries = request.meta.get("backoff_times", 0)

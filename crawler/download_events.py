@@ -85,6 +85,17 @@ class DownloadEvents:
     def paused(self, request: Request) -> bool:
         return self.worker.pauses.paused(slot_of(request))
 
+    def recovered(self, request: Request) -> None:
+        """A page of *request*'s domain came back fine after the domain's
+        pause ended: its next backoff starts over, for the whole cluster
+        (a 503 now and then, with pages fine between, doubled the pause up
+        to its maximum)."""
+        pauses = self.worker.pauses
+        slot = slot_of(request)
+        if slot in pauses.until and not pauses.paused(slot):
+            del pauses.until[slot]  # said once (other nodes may say it too)
+            self.worker.batch.backoffs.append((slot, -2))
+
 
 def _keyed_by_ip(request: Request) -> bool:
     """Whether *request*'s download_slot is its host's IP, as Scrapy's

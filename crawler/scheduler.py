@@ -519,6 +519,11 @@ class RedisScheduler(BaseScheduler):
         """True while *request*'s domain is paused after a 429/503 (as this node knows)."""
         return self.events is not None and self.events.paused(request)
 
+    def recovered(self, request: Request) -> None:
+        """*request*'s domain answered it fine (crawler.backoff)."""
+        if self.events is not None:
+            self.events.recovered(request)
+
     def _reap(self) -> None:
         """Acknowledge requests the engine has finished with."""
         if not self.active:

@@ -262,20 +262,33 @@ local function p_release(d)
   s.dirty = true
 end
 
--- Domain d answered 429/503: pause it for secs seconds, or (secs < 0) for an
--- exponential backoff that doubles while the answers keep coming.
+-- Domain d answered 429/503: pause it for secs seconds (a Retry-After), or
+-- (secs = -1) for an exponential backoff that doubles while the answers keep
+-- coming. The level rises only for an answer after the pause ended: answers
+-- to requests in flight together when the first came count as one (a burst
+-- of 8 raised it 8 levels: a 600 s pause of a site that was fine again at
+-- once), and a Retry-After keeps it. secs = -2: a page of d came back fine
+-- after its pause, so the next backoff starts over.
 local function p_backoff(d, secs)
   local s = p_state(d)
-  local level = 0
+  local paused_until, level = 0, -1
   local prev = redis.call('HGET', P_BACKOFF, d)
   if prev then
     local untl, lvl = string.match(prev, '^(%d+)|(%d+)')
-    if tonumber(untl) + P_BACKOFF_WINDOW >= P_now then level = tonumber(lvl) + 1 end
+    paused_until = tonumber(untl)
+    if paused_until + P_BACKOFF_WINDOW >= P_now then level = tonumber(lvl) end
+  end
+  if secs == -2 then
+    if prev and paused_until <= P_now then redis.call('HDEL', P_BACKOFF, d) end
+    return 0
   end
   local ms
   if secs >= 0 then
+    level = math.max(level, 0)
     ms = secs * 1000
   else
+    if paused_until <= P_now then level = level + 1 end
+    level = math.max(level, 0)
     ms = P.bb * 2 ^ level
   end
   ms = math.floor(math.min(ms, P.bx))
