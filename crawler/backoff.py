@@ -35,7 +35,7 @@ def retry_after(value: bytes | None, now: float | None = None) -> float | None:
     if not value:
         return None
     text = value.decode("latin-1").strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²" (0xB2) is a digit to isdigit()
         return float(text)
     try:
         when = parsedate_to_datetime(text)
