@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from typing import Any, cast
 from weakref import WeakSet
@@ -37,7 +38,7 @@ from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url, sync_client
 from crawler.decoding import EntryDecoder
 from crawler.download_events import DownloadEvents
-from crawler.exceptions import ConfigError
+from crawler.exceptions import ConfigError, RedisUnavailable
 from crawler.failures import FailureWatch
 from crawler.fingerprints import start_fingerprint
 from crawler.frontier import dead_letter, item_letter
@@ -46,12 +47,17 @@ from crawler.jobs import expire_crawl, persist_if_expiring
 from crawler.localseen import LocalSeen
 from crawler.partfrontier import make_frontier
 from crawler.politeness import request_entry, slot_of
+from crawler.redis_errors import is_permission, is_transient
 from crawler.scrapy_redis_settings import component_path, from_scrapy_redis
 from crawler.seenrecord import check_seen_config
 from crawler.topology import fit_to_redis, with_partitions
 from crawler.worker import Worker
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a starting node waits for a Redis that went away after the
+#: command's own check (crawler.commands.crawl).
+_START_WAIT = 60.0
 
 _SCRAPY_DUPEFILTER = "scrapy.dupefilters.RFPDupeFilter"
 _SCRAPY_REDIS_DUPEFILTER = "scrapy_redis.dupefilter.RFPDupeFilter"
@@ -121,12 +127,24 @@ class RedisScheduler(BaseScheduler):
             )
         config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
         url = resolve_url(crawler.settings)
-        check_reachable(url)
-        config = fit_to_redis(config, url, crawler.spidercls)
-        with sync_client(url) as client:
-            check_seen_config(client, config.keys, config.seen)
-        config = with_partitions(config, url, record=True)
-        return cls(crawler, config, url)
+
+        def checked() -> CrawlConfig:
+            check_reachable(url)
+            fitted = fit_to_redis(config, url, crawler.spidercls)
+            with sync_client(url) as client:
+                check_seen_config(client, fitted.keys, fitted.seen)
+            return with_partitions(fitted, url, record=True)
+
+        deadline, delay = time.monotonic() + _START_WAIT, 0.5
+        while True:
+            try:
+                return cls(crawler, checked(), url)
+            except Exception as exc:
+                if not _outage(exc) or time.monotonic() + delay > deadline:
+                    raise
+                _waiting(url, exc, deadline)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # -- Scrapy's scheduler interface --------------------------------------
 
@@ -153,10 +171,20 @@ class RedisScheduler(BaseScheduler):
         engine_hooks.on_send(self.crawler.engine, events.sending)
         engine_hooks.watch_close_spider(self.crawler.engine, self._spider_closes)
         self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
-        await asyncio.to_thread(self._keep)
-        await frontier.register()
-        await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
-        await worker.limits.start()
+        deadline, delay = time.monotonic() + _START_WAIT, 0.5
+        while True:
+            try:
+                await asyncio.to_thread(self._keep)
+                await frontier.register()
+                await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
+                await worker.limits.start()
+                break
+            except Exception as exc:
+                if not _outage(exc) or time.monotonic() + delay > deadline:
+                    raise
+                _waiting(self.url, exc, deadline)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         worker.start()
         logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
         _unused_dupefilter(self.crawler.settings)
@@ -548,6 +576,31 @@ class RedisScheduler(BaseScheduler):
             self.failures.done(request)
         if finished:
             worker.wakeup.set()
+
+
+def _outage(exc: BaseException) -> bool:
+    """Whether *exc* says Redis went away (not a setup error)."""
+    if isinstance(exc, RedisUnavailable):
+        return True  # reachable a moment ago, at the command's own check
+    return is_transient(exc) and not is_permission(exc)
+
+
+_said_waiting: set[str] = set()
+
+
+def _waiting(url: str, exc: BaseException, deadline: float) -> None:
+    """Say once that a starting node waits for Redis (a running one rides
+    out an outage in its worker; a starting one exited 1 in silence)."""
+    if url in _said_waiting:
+        return
+    _said_waiting.add(url)
+    logger.warning(
+        "Redis at %s went away while this node was starting (%s); waiting for it, "
+        "up to %.0f s more.",
+        redact(url),
+        str(exc).split(". Check", 1)[0],
+        max(0.0, deadline - time.monotonic()),
+    )
 
 
 def _unused_dupefilter(settings: Any) -> None:

@@ -4,10 +4,13 @@ holds exactly one item per page."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -389,3 +392,69 @@ def test_failover_that_loses_acknowledged_commits_loses_no_page(make_site, tmp_p
         assert lost == 0
     finally:
         server.stop()
+
+
+class GateProxy:
+    """A TCP proxy to Redis that forwards its first *passed* connections,
+    then closes new ones at once for *down* seconds (a Redis restart that
+    lands while a node is starting), then forwards again."""
+
+    def __init__(self, redis_port: int, passed: int, down: float) -> None:
+        self.count, self.refuse_until = 0, 0.0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.redis_port, self.passed, self.down = redis_port, passed, down
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.count += 1
+            now = time.monotonic()
+            if self.count == self.passed + 1:
+                self.refuse_until = now + self.down
+            if now < self.refuse_until:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.redis_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_node_waits_for_redis_gone_while_it_starts(make_site, redis_url, tmp_path):
+    """Redis went away for a few seconds after `scrapy crawl`'s own check,
+    while the node was starting: it exited 1 with nothing on stderr and a
+    RuntimeError ('Engine slot not assigned') in its log (helper 33, a
+    chaos run on a real doc tree: 2 of 3 nodes). It now waits, as a running
+    node does."""
+    site = make_site(5)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    proxy = GateProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]), passed=4, down=4)
+    try:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        log = tmp_path / "n.log"
+        assert start_node("site", url, log).wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        proxy.close()
+    text = log.read_text()
+    assert "went away while this node was starting" in text, text[-3000:]
+    assert "Spider closed (finished)" in text
+    assert site.page_counts() == {f"/page/{i}.html": 1 for i in range(5)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
@@ -59,6 +60,11 @@ class Command(ScrapyCrawl):
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:
             self.exitcode = 1
+            where = crawler.settings.get("LOG_FILE") or "the log above"
+            print(
+                f"error: the node failed to start; its error is in {where}.",
+                file=sys.stderr,
+            )
             return
         stats = crawler.stats
         assert stats is not None
