@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from crawler.connection import redact
 from crawler.redact import redact_text
@@ -63,31 +64,30 @@ def test_a_lease_whose_reply_was_lost_is_handed_back(make_site, redis_url, rclie
     assert int(rclient.hget("{site}:stats", "leased")) == 0
 
 
+def slow_close_node(
+    redis_url: str, marker: Path, feed: Path, log: Path, pipeline: str, stop_timeout: float
+) -> subprocess.Popen[bytes]:
+    """A node whose item pipeline (tests/slow_close_pipeline.py) closes slowly."""
+    settings = [
+        f"LOG_FILE={log}",
+        "CRAWLER_FINISH_GRACE=1",
+        f"CRAWLER_STOP_TIMEOUT={stop_timeout}",
+        f'ITEM_PIPELINES={{"tests.slow_close_pipeline.{pipeline}": 100}}',
+    ]
+    return subprocess.Popen(
+        [SCRAPY, "crawl", "site", "-o", str(feed), *(a for s in settings for a in ("-s", s))],
+        cwd=ROOT,
+        env={**scrapy_env(redis_url), "SLOW_CLOSE_MARKER": str(marker)},
+    )
+
+
 def test_stop_timeout_does_not_cut_a_normal_close_short(make_site, redis_url, tmp_path):
     """A pipeline whose close_spider takes longer than CRAWLER_STOP_TIMEOUT
     still closes, and the node's feed is written."""
     site = make_site(5)
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
     marker, feed, log = tmp_path / "closed", tmp_path / "feed.jsonl", tmp_path / "n.log"
-    proc = subprocess.Popen(
-        [
-            SCRAPY,
-            "crawl",
-            "site",
-            "-s",
-            f"LOG_FILE={log}",
-            "-s",
-            "CRAWLER_FINISH_GRACE=1",
-            "-s",
-            "CRAWLER_STOP_TIMEOUT=1",
-            "-o",
-            str(feed),
-            "-s",
-            'ITEM_PIPELINES={"tests.slow_close_pipeline.SlowClosePipeline": 100}',
-        ],
-        cwd=ROOT,
-        env={**scrapy_env(redis_url), "SLOW_CLOSE_MARKER": str(marker)},
-    )
+    proc = slow_close_node(redis_url, marker, feed, log, "SlowClosePipeline", 1)
     assert proc.wait(timeout=120) == 0
     assert marker.read_text() == "closed"
     assert len(feed.read_text().splitlines()) == 5
@@ -106,23 +106,7 @@ def test_a_graceful_stop_times_requests_not_scrapys_close(make_site, redis_url, 
     site = make_site(30, delays)
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
     marker, feed, log = tmp_path / "closed", tmp_path / "feed.jsonl", tmp_path / "n.log"
-    proc = subprocess.Popen(
-        [
-            SCRAPY,
-            "crawl",
-            "site",
-            "-s",
-            f"LOG_FILE={log}",
-            "-s",
-            "CRAWLER_STOP_TIMEOUT=2.5",
-            "-o",
-            str(feed),
-            "-s",
-            'ITEM_PIPELINES={"tests.slow_close_pipeline.AsyncSlowClosePipeline": 100}',
-        ],
-        cwd=ROOT,
-        env={**scrapy_env(redis_url), "SLOW_CLOSE_MARKER": str(marker)},
-    )
+    proc = slow_close_node(redis_url, marker, feed, log, "AsyncSlowClosePipeline", 2.5)
     wait_for(lambda: "/page/0.html" in site.served_at, 60, "page 0")
     time.sleep(0.7)  # its links are in flight (1.5 s each)
     proc.send_signal(signal.SIGTERM)
