@@ -63,19 +63,13 @@ def make_entry(slot: str, body: str, deliveries: int = 0) -> str:
 
 
 def request_entry(
-    request: Request,
-    spider: Spider,
-    origin: bytes | None = None,
-    by_content: bool = False,
-    again: bool = False,
+    request: Request, spider: Spider, origin: bytes | None = None, by_content: bool = False
 ) -> str:
     """The frontier entry of a new request (*origin*, *by_content*:
-    crawler.codec.encode_request). A page fetched *again* (a backoff's or a
-    retry's) is not its first delivery: page budgets and
-    CLOSESPIDER_PAGECOUNT counted it once already (_polite.lua p_first).
-    Raises ValueError/TypeError if it cannot be stored."""
+    crawler.codec.encode_request). Raises ValueError/TypeError if it cannot
+    be stored."""
     text = encode_request(request, spider, origin=origin, by_content=by_content)
-    return make_entry(slot_of(request), text, 1 if again else 0)
+    return make_entry(slot_of(request), text)
 
 
 def held_domain(value: bytes) -> str:

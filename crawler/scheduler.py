@@ -293,11 +293,8 @@ class RedisScheduler(BaseScheduler):
                 return False
         else:
             by_content = True
-        # Fetched again (a backoff's requeue, RetryMiddleware's copy): not a
-        # new page for the budgets (a 429 answered once counted twice).
-        again = bool(requeue) or (request.dont_filter and request.meta.get("retry_times", 0) > 0)
         try:
-            entry = request_entry(request, self.spider, origin, by_content, again)
+            entry = request_entry(request, self.spider, origin, by_content)
         except Exception as exc:  # never out of the engine's hands
             # Not dropped in silence: dead-lettered with the key path and
             # type, and `scrapy requeue` retries it once the spider is fixed.

@@ -76,24 +76,6 @@ def test_pages_per_domain_are_exact_across_nodes_and_a_crash(redis_url, tmp_path
     assert "past their domain's page budget" in run_scrapy(["status", "site"], redis_url).stdout
 
 
-def test_a_page_fetched_again_after_a_429_counts_once_against_its_budget(redis_url, tmp_path):
-    """A page answered 429 once, then fetched again after the pause (or
-    retried by RetryMiddleware), came back as a new request and counted
-    against the domain's budget twice (helper 32: 14 pages of a budget of
-    20 with six 429s; the clean domain got its 20)."""
-    throttled = {f"/page/{i}.html": "0" for i in range(0, 40, 3)}
-    sites = [HostSite(HOSTS[0], 60, throttle=throttled), HostSite(HOSTS[1], 60)]
-    try:
-        crawl(sites, redis_url, tmp_path, "CRAWLER_DOMAIN_MAX_PAGES=20", "CRAWLER_BACKOFF_BASE=0.1")
-        fetched = [len(pages(site)) for site in sites]
-        answered_429 = sum(1 for h in sites[0].page_hits() if h.status == 429)
-    finally:
-        for site in sites:
-            site.close()
-    assert answered_429 > 0
-    assert fetched == [20, 20], f"{answered_429} answered 429"
-
-
 def test_depth_limit_holds_across_nodes(redis_url, tmp_path):
     """Scrapy's DepthMiddleware reads the depth each request carries in its
     meta, so the limit holds whichever node fetched the parent page."""
