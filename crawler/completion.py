@@ -23,6 +23,9 @@ class ClusterCompletion:
         self.frontier = frontier
         self.finish_grace = finish_grace
         self.finished = False
+        # Requests scheduled once the crawl was finished (a spider_idle
+        # handler's) wait for their commit: new work, or duplicates.
+        self.unsettled = False
         self.queued = 0  # the frontier's size when last read (for metrics)
         self._quiet_since: float | None = None
         self._quiet_pushed = -1
@@ -34,12 +37,17 @@ class ClusterCompletion:
         self._quiet_since = None
         self._rest_until = 0.0
         self.finished = False
+        self.unsettled = False
 
     async def check(self) -> bool:
-        """Read the crawl's state; True when it has just become finished."""
+        """Read the crawl's state (with this node's writes committed); True
+        when it has just become finished, or stays finished after requests
+        scheduled since turned out to be duplicates (the engine looks again
+        and closes, as Scrapy's dupefilter would let it)."""
         now = time.monotonic()
-        if now < self._rest_until:
+        if now < self._rest_until and not self.unsettled:
             return False
+        unsettled, self.unsettled = self.unsettled, False
         state = await self.frontier.state()
         self.queued = state.queued
         if state.due and not (state.queued > 0 or state.leased > 0 or state.start_urls > 0):
@@ -51,6 +59,8 @@ class ClusterCompletion:
             self._quiet_pushed = state.pushed
             self.finished = False
             return False
+        if unsettled and self.finished:
+            return True
         if self._quiet_since is None:
             self._quiet_since = now
         if now - self._quiet_since >= self.finish_grace and not self.finished:

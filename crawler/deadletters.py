@@ -88,10 +88,11 @@ class FailedResponses:
             return False
         if "handle_httpstatus_list" in meta:
             return response.status not in meta["handle_httpstatus_list"]
-        if self.allow_all or response.status in self.allowed:
+        if self.allow_all:
             return False
-        spider = self.crawler.spider
-        return response.status not in getattr(spider, "handle_httpstatus_list", [])
+        # As HttpErrorMiddleware: the spider's list replaces the setting's.
+        allowed = getattr(self.crawler.spider, "handle_httpstatus_list", self.allowed)
+        return response.status not in allowed
 
 
 def _enabled(settings: Any, name: str, path: str) -> bool:

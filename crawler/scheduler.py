@@ -268,10 +268,6 @@ class RedisScheduler(BaseScheduler):
     def enqueue_request(self, request: Request) -> bool:
         worker = self.worker
         assert worker is not None and self.spider is not None
-        if worker.completion.finished:
-            # Scheduled once the crawl was finished (a spider_idle handler):
-            # it is not finished any more, until Redis says so again.
-            worker.completion.work_arrived()
         fp: bytes | None = None
         # What its items' ids derive from, if not its fingerprint: a start
         # request's seen-set key, a dont_filter request's content (each is
@@ -306,6 +302,10 @@ class RedisScheduler(BaseScheduler):
         if fp is not None:
             # Seen locally once its commit succeeded (crawler.localseen).
             self.local_seen.add_pending(fp)
+        if worker.completion.finished:
+            # Scheduled once the crawl was finished (a spider_idle handler):
+            # not finished until Redis says whether it queued anything.
+            worker.completion.unsettled = True
         worker.batch.pushes.append((fp, request.priority, entry))
         if len(worker.batch) >= self.config.batch_size:
             worker.wakeup.set()
@@ -453,7 +453,11 @@ class RedisScheduler(BaseScheduler):
 
     @property
     def cluster_finished(self) -> bool:
-        return bool(self.worker and self.worker.completion.finished and not self.active)
+        completion = self.worker.completion if self.worker else None
+        return (
+            bool(completion and completion.finished and not completion.unsettled)
+            and not self.active
+        )
 
     def origin_of(self, request: Request) -> bytes | None:
         """The item origin stored with the leased *request*'s entry, if any."""

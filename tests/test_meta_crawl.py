@@ -273,3 +273,22 @@ def test_spider_idle_comes_once_the_whole_crawl_is_finished(make_site, redis_url
     said = [re.findall(r"phase 2: (\d+) detail requests", log.read_text()) for log in logs]
     assert all(len(s) <= 1 for s in said), said
     assert sum(int(n) for s in said for n in s) == PAGES, said
+
+
+def test_a_spider_idle_handler_scheduling_a_duplicate_lets_the_crawl_end(
+    make_site, redis_url, tmp_path
+):
+    """A handler scheduling a page crawled already at every idle: Scrapy's
+    dupefilter drops it and the process closes. The review of the change
+    above found that such a request kept the crawl unfinished for good (a
+    new round at every finish grace)."""
+    site = make_site(PAGES, tree=True)
+    seeded = run_scrapy(["seed", "idleagain", site.url("/page/0.html")], redis_url, cwd=META)
+    assert seeded.returncode == 0, seeded.stderr
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes = [start_node("idleagain", redis_url, log, cwd=META) for log in logs]
+    assert [node.wait(timeout=60) for node in nodes] == [0, 0], [
+        log.read_text()[-3000:] for log in logs
+    ]
+    assert set(site.page_counts().values()) == {1}
+    assert len(site.page_counts()) == PAGES

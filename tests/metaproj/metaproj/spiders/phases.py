@@ -36,3 +36,27 @@ class PhasesSpider(scrapy.Spider):
 
     def detail(self, response):
         yield {"url": response.url, "phase": 2, "phase1_done": True}
+
+
+class IdleAgainSpider(scrapy.Spider):
+    """A spider_idle handler that schedules a page crawled already, at every
+    idle, relying on the duplicate filter to let the crawl end (as it does
+    in one Scrapy process)."""
+
+    name = "idleagain"
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.on_idle, signal=signals.spider_idle)
+        spider.first = None
+        return spider
+
+    def parse(self, response):
+        self.first = self.first or response.url
+        yield {"url": response.url}
+        yield from response.follow_all(css="a")
+
+    def on_idle(self, spider):
+        if self.first:
+            self.crawler.engine.crawl(scrapy.Request(self.first))
