@@ -71,23 +71,22 @@ class BackoffMiddleware:
         return redis_scheduler(self.crawler)
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
+        scheduler = self._scheduler()
+        # Only frontier requests: robots.txt, fetched beside the frontier, is
+        # left to Scrapy (a 4xx/5xx robots.txt allows everything, as there).
+        if scheduler is None or request not in scheduler.active:
+            return response
         if response.status not in BACKOFF_CODES:
-            scheduler = self._scheduler()
-            if scheduler is not None and request in scheduler.active:
-                scheduler.recovered(
-                    request
-                )  # a paused domain is back: its next backoff starts over
+            # A paused domain is back: its next backoff starts over.
+            scheduler.recovered(request)
             return response
         if request.meta.get("dont_retry"):
             return response
-        scheduler = self._scheduler()
         tries = request.meta.get("backoff_times", 0)
         seconds = retry_after(response.headers.get(b"Retry-After"))
         # A 503 that names no time may be a broken page, not a busy site.
         most = self.max_tries_503 if response.status == 503 and seconds is None else self.max_tries
-        # Only frontier requests: robots.txt, fetched beside the frontier, is
-        # left to Scrapy (a 4xx/5xx robots.txt allows everything, as there).
-        if scheduler is None or request not in scheduler.active or tries >= most:
+        if tries >= most:
             return response
         scheduler.backoff(request, -1 if seconds is None else seconds)
         self.crawler.stats.inc_value(f"crawler/backoff/{response.status}")

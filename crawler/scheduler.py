@@ -51,7 +51,7 @@ from crawler.redis_errors import is_permission, is_transient
 from crawler.scrapy_redis_settings import component_path, from_scrapy_redis
 from crawler.seenrecord import check_seen_config
 from crawler.topology import fit_to_redis, with_partitions
-from crawler.worker import Worker
+from crawler.worker import Worker, retry_for
 
 logger = logging.getLogger(__name__)
 
@@ -171,20 +171,16 @@ class RedisScheduler(BaseScheduler):
         engine_hooks.on_send(self.crawler.engine, events.sending)
         engine_hooks.watch_close_spider(self.crawler.engine, self._spider_closes)
         self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
-        deadline, delay = time.monotonic() + _START_WAIT, 0.5
-        while True:
-            try:
-                await asyncio.to_thread(self._keep)
-                await frontier.register()
-                await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
-                await worker.limits.start()
-                break
-            except Exception as exc:
-                if not _outage(exc) or time.monotonic() + delay > deadline:
-                    raise
-                _waiting(self.url, exc, deadline)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        async def join() -> None:
+            await asyncio.to_thread(self._keep)
+            await frontier.register()
+            await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
+            await worker.limits.start()
+
+        await retry_for(
+            _START_WAIT, join, _outage, lambda exc, deadline: _waiting(self.url, exc, deadline)
+        )
         worker.start()
         logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
         _unused_dupefilter(self.crawler.settings)

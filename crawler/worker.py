@@ -374,9 +374,9 @@ class Worker:
         Redis is waited for (with backoff) for at most a minute."""
         holds = self.leases.drop_ready()
         try:
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.commits.flush_all)
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, lambda: self.frontier.release_all(holds))
-            await _retry_for(_CLOSE_FLUSH_TIMEOUT, self.report.leave)
+            await retry_for(_CLOSE_FLUSH_TIMEOUT, self.commits.flush_all)
+            await retry_for(_CLOSE_FLUSH_TIMEOUT, lambda: self.frontier.release_all(holds))
+            await retry_for(_CLOSE_FLUSH_TIMEOUT, self.report.leave)
             await self._report_outcome()
         except Exception as exc:
             logger.error(
@@ -413,7 +413,15 @@ class Worker:
             )
 
 
-async def _retry_for(seconds: float, op: Callable[[], Awaitable[object]]) -> None:
+async def retry_for(
+    seconds: float,
+    op: Callable[[], Awaitable[object]],
+    retry: Callable[[Exception], bool] = is_transient,
+    waiting: Callable[[Exception, float], None] | None = None,
+) -> None:
+    """Run *op*, again with backoff (0.5 s doubling to 5 s) while it raises
+    what *retry* accepts, for at most *seconds*; *waiting* hears of each
+    wait (the error and the deadline)."""
     deadline = time.monotonic() + seconds
     delay = 0.5
     while True:
@@ -421,7 +429,9 @@ async def _retry_for(seconds: float, op: Callable[[], Awaitable[object]]) -> Non
             await op()
             return
         except Exception as exc:
-            if not is_transient(exc) or time.monotonic() + delay > deadline:
+            if not retry(exc) or time.monotonic() + delay > deadline:
                 raise
+            if waiting is not None:
+                waiting(exc, deadline)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
