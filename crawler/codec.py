@@ -397,10 +397,33 @@ def spider_method(spider: Spider, name: Any) -> Any:
 def encode_item(item: Any) -> str:
     """JSON of *item* as Scrapy's exporters see it (dates and Decimals as
     strings); a lone surrogate is kept as a ``\\u`` escape."""
-    text = _encoder.encode(ItemAdapter(item).asdict())
+    fields = exported_fields(item)
+    text = _encoder.encode(fields)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = _ascii_encoder.encode(ItemAdapter(item).asdict())
+            text = _ascii_encoder.encode(fields)
     return text
+
+
+def exported_fields(item: Any) -> dict[str, Any]:
+    """*item*'s fields as Scrapy's feed exporters write them: declared
+    fields first, in declaration order, then the others in item order
+    (``BaseItemExporter._get_populated_field_names``), each through its
+    field's ``serializer`` if it declares one (``serialize_field``). Items
+    are stored this way, as plain JSON, so a field's serializer is applied
+    on the node that scraped the item, where its class is."""
+    adapter = ItemAdapter(item)
+    fields = adapter.asdict()
+    if type(item) is dict:  # no declared fields, no field metadata
+        return fields
+    order = [name for name in adapter.field_names() if name in fields]
+    if len(order) < len(fields) or order != list(fields):
+        order += [name for name in fields if name not in order]
+        fields = {name: fields[name] for name in order}
+    for name in fields:
+        serializer = adapter.get_field_meta(name).get("serializer")
+        if serializer is not None:
+            fields[name] = serializer(adapter[name])
+    return fields

@@ -4,12 +4,19 @@ and each node's own FEEDS still work."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import xml.etree.ElementTree as ET
 
 import pytest
-from scrapy.exporters import JsonLinesItemExporter
+import scrapy
+from scrapy.exporters import (
+    CsvItemExporter,
+    JsonItemExporter,
+    JsonLinesItemExporter,
+    XmlItemExporter,
+)
 
 from crawler.codec import encode_item
 from crawler.commands.export import _decode_page, _export
@@ -111,6 +118,55 @@ def test_jsonl_fast_path_writes_what_scrapys_exporter_writes(encoding):
 
     assert write(fast=True) == write(fast=False)
     assert len(write(fast=True).splitlines()) == len(items)
+
+
+def serialize_price(value):  # as in Scrapy's docs ("Declaring a serializer in the field")
+    return f"$ {value}"
+
+
+class Product(scrapy.Item):
+    name = scrapy.Field()
+    price = scrapy.Field(serializer=serialize_price)
+    tags = scrapy.Field()
+
+
+@dataclasses.dataclass
+class Offer:
+    shop: str
+    price: int = dataclasses.field(metadata={"serializer": serialize_price})
+
+
+@pytest.mark.parametrize(
+    "exporter_cls", [JsonLinesItemExporter, JsonItemExporter, XmlItemExporter, CsvItemExporter]
+)
+def test_items_are_exported_as_plain_scrapys_exporters_write_them(exporter_cls):
+    """An item is stored as JSON, without its class: a field's serializer
+    and the declaration order of its fields are applied when it is stored,
+    so ``scrapy export`` writes the bytes plain Scrapy's exporter writes for
+    the item itself (they were left out: "100" for "$ 100", fields in the
+    order they were set)."""
+    items: list = [
+        Product(tags=["a", "b"], price=100, name="Desk"),
+        Product(price=7, name="Lamp", tags=["c"]),
+    ]
+    if exporter_cls is not CsvItemExporter:  # one item class per CSV file
+        items += [Offer(shop="x", price=3), {"z": 1, "a": [2]}]
+
+    def write(stored: bool) -> bytes:
+        out = io.BytesIO()
+        exporter = exporter_cls(out)
+        exporter.start_exporting()
+        if stored:
+            data = [encode_item(item).encode() for item in items]
+            assert _export(exporter, iter(_decode_page(data))) == len(items)
+        else:
+            for item in items:
+                exporter.export_item(item)
+        exporter.finish_exporting()
+        return out.getvalue()
+
+    assert b"$ 100" in write(stored=False)
+    assert write(stored=True) == write(stored=False)
 
 
 def test_a_page_of_stored_items_decodes_as_each_item_does():
