@@ -131,19 +131,14 @@ local function p_has(key)
   return h
 end
 
--- The state of domain d, read once per script run.
-local function p_state(d)
-  local s = P_S[d]
-  if s then return s end
+-- The state of domain d from what was read for it (dnext, dbusy, dcrawl).
+local function p_make(d, v, busy, crawl)
   local delay, conc = p_conf(d)
-  local v = p_has(P_NEXT) and redis.call('HGET', P_NEXT, d)
-  local busy = p_has(P_BUSY) and redis.call('HGET', P_BUSY, d)
-  local crawl = p_has(P_CRAWL) and redis.call('HGET', P_CRAWL, d)
   -- With ROBOTSTXT_OBEY, a domain whose robots.txt is not known yet gets
   -- one request at a time, so its Crawl-delay holds from the first request.
   local n = tonumber(v or '0')
   -- held: next is a hold, not a time the domain is known to be ready at
-  s = {next = math.abs(n), held = n < 0, busy = tonumber(busy or '0'), base = delay,
+  local s = {next = math.abs(n), held = n < 0, busy = tonumber(busy or '0'), base = delay,
        -- as read: p_save writes only what changed, deletes only what is there
        next0 = v and tonumber(v), busy0 = busy and tonumber(busy),
        delay = delay, crawl = tonumber(crawl or '0'), conc = conc, bo = 0,
@@ -164,6 +159,41 @@ local function p_state(d)
   end
   P_S[d] = s
   return s
+end
+
+-- The state of domain d, read once per script run.
+local function p_state(d)
+  local s = P_S[d]
+  if s then return s end
+  local v = p_has(P_NEXT) and redis.call('HGET', P_NEXT, d)
+  local busy = p_has(P_BUSY) and redis.call('HGET', P_BUSY, d)
+  local crawl = p_has(P_CRAWL) and redis.call('HGET', P_CRAWL, d)
+  return p_make(d, v, busy, crawl)
+end
+
+-- The states of the domains of a batch (nil entries skipped), read with
+-- one HMGET per key rather than one HGET per domain and key.
+local function p_states(domains)
+  local want, once = {}, {}
+  for _, d in pairs(domains) do
+    if not P_S[d] and not once[d] then
+      once[d] = true
+      want[#want + 1] = d
+    end
+  end
+  if #want < 2 then
+    if want[1] then p_state(want[1]) end
+    return
+  end
+  for first = 1, #want, 1000 do
+    local part = {unpack(want, first, math.min(first + 999, #want))}
+    local vs = p_has(P_NEXT) and redis.call('HMGET', P_NEXT, unpack(part))
+    local bs = p_has(P_BUSY) and redis.call('HMGET', P_BUSY, unpack(part))
+    local cs = p_has(P_CRAWL) and redis.call('HMGET', P_CRAWL, unpack(part))
+    for j, d in ipairs(part) do
+      p_make(d, vs and vs[j], bs and bs[j], cs and cs[j])
+    end
+  end
 end
 
 local function p_delayed(s)
@@ -322,32 +352,48 @@ end
 -- a hash table for good; it also keeps the key when no domain is in it.
 local P_TABLE = string.rep('-', 80)
 local P_MADE = {}
-local function p_hset(key, d, value)
+local function p_hset(key, fields)
+  if #fields == 0 then return end
   if not P_MADE[key] then
     redis.call('HSETNX', key, '\0', P_TABLE)
     P_MADE[key] = true
   end
-  redis.call('HSET', key, d, value)
+  for first = 1, #fields, 1000 do
+    redis.call('HSET', key, unpack(fields, first, math.min(first + 999, #fields)))
+  end
+end
+
+local function p_hdel(key, fields)
+  for first = 1, #fields, 1000 do
+    redis.call('HDEL', key, unpack(fields, first, math.min(first + 999, #fields)))
+  end
 end
 
 -- Write back what changed, and reschedule parked domains. A field is
 -- written only when its value changed and deleted only when it was there
 -- (a domain without a delay has no dnext field: a call per page saved in
 -- each of lease.lua and commit.lua); a past dnext is deleted when its
--- domain is next written.
+-- domain is next written. One HSET and one HDEL per key for all domains.
 local function p_save()
+  local next_set, next_del, busy_set, busy_del = {}, {}, {}, {}
   for d, s in pairs(P_S) do
     if s.dirty then
       if s.next > P_now then
         local stored = s.held and -s.next or s.next
-        if stored ~= s.next0 then p_hset(P_NEXT, d, stored) end
+        if stored ~= s.next0 then
+          next_set[#next_set + 1] = d
+          next_set[#next_set + 1] = stored
+        end
       elseif s.next0 then
-        redis.call('HDEL', P_NEXT, d)
+        next_del[#next_del + 1] = d
       end
       if s.busy > 0 then
-        if s.busy ~= s.busy0 then p_hset(P_BUSY, d, s.busy) end
+        if s.busy ~= s.busy0 then
+          busy_set[#busy_set + 1] = d
+          busy_set[#busy_set + 1] = s.busy
+        end
       elseif s.busy0 then
-        redis.call('HDEL', P_BUSY, d)
+        busy_del[#busy_del + 1] = d
       end
     end
     if s.parked then
@@ -357,6 +403,10 @@ local function p_save()
       redis.call('HINCRBY', P_PAGES, d, s.granted)
     end
   end
+  p_hset(P_NEXT, next_set)
+  p_hdel(P_NEXT, next_del)
+  p_hset(P_BUSY, busy_set)
+  p_hdel(P_BUSY, busy_del)
   if P_UNGRANTED > 0 then redis.call('HINCRBY', KEYS[1], 'granted', -P_UNGRANTED) end
 end
 

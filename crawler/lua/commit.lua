@@ -341,6 +341,11 @@ end
 local t = redis.call('TIME')
 p_init(ARGV[i], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)); i = i + 1
 n = tonumber(ARGV[i]); i = i + 1
+if n > 1 then
+  local domains = {}
+  for j = 0, n - 1 do domains[j + 1] = ARGV[i + 4 * j] end
+  p_states(domains)
+end
 for _ = 1, n do
   p_started(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
   i = i + 4
@@ -383,15 +388,17 @@ local function finish_all(first, count)
   for s = 1, #ids, 1000 do
     local part = {unpack(ids, s, math.min(s + 999, #ids))}
     local values = redis.call('HMGET', held, unpack(part))
-    local found = {}
+    local found, domains = {}, {}
     for j, id in ipairs(part) do
       local value = values[j]
       if value then
         found[#found + 1] = id
-        local d = p_held_domain(value)
-        if d and string.sub(value, 1, 2) ~= '@|' then p_release(d) end
+        -- raw seeds hold no slot
+        if string.sub(value, 1, 2) ~= '@|' then domains[#domains + 1] = p_held_domain(value) end
       end
     end
+    p_states(domains)
+    for _, d in pairs(domains) do p_release(d) end
     if #found > 0 then done = done + redis.call('HDEL', held, unpack(found)) end
   end
   return done

@@ -175,9 +175,12 @@ for k = 6, #ARGV do
   while got < want and scanned < limit do
     local entries = redis.call('LPOP', queue, math.min(want - got, limit - scanned))
     if not entries then break end
-    for _, entry in ipairs(entries) do
+    local domains = {}
+    for j, entry in ipairs(entries) do domains[j] = p_entry_domain(entry) end
+    p_states(domains)
+    for j, entry in ipairs(entries) do
       scanned = scanned + 1
-      local d = p_entry_domain(entry)
+      local d = domains[j]
       if d == nil then
         lease_one(prio, entry, 0)  -- not an entry the node can read: it dead-letters it
       else
