@@ -35,12 +35,16 @@ class DownloadEvents:
         if lease_id is None:
             return
         worker = self.worker
-        domain = worker.leases.slots.get(lease_id)
-        if domain is not None and _keyed_by_ip(request) and slot_of(request) != domain:
-            # Scrapy's downloader keyed it by IP (CONCURRENT_REQUESTS_PER_IP)
-            # and is done with the key. Kept, its 429s would pause the IP, not
-            # the domain, and its retries and redirects would queue under the
-            # IP, a second domain for the same site.
+        if _keyed_by_scrapy(request):
+            # Scrapy's downloader keyed it by its host name (or by IP, with
+            # CONCURRENT_REQUESTS_PER_IP) and is done with the key. Kept,
+            # RedirectMiddleware copies it to a redirect to another host,
+            # whose Crawl-delay, 429 pauses and page budget would then be the
+            # first host's (http://a.example redirecting to https://www.a.example:
+            # the Crawl-delay of www's robots.txt went to a.example, and www
+            # was fetched without it); keyed by IP, its 429s would pause the
+            # IP, and its retries and redirects queue under the IP, a second
+            # domain for the same site. A slot a middleware set is kept.
             del request.meta["download_slot"]
         started = worker.leases.started(lease_id)
         if started is not None:
@@ -97,10 +101,10 @@ class DownloadEvents:
             self.worker.batch.backoffs.append((slot, -2))
 
 
-def _keyed_by_ip(request: Request) -> bool:
-    """Whether *request*'s download_slot is its host's IP, as Scrapy's
-    downloader sets it with CONCURRENT_REQUESTS_PER_IP (a slot a middleware
-    set, e.g. to group subdomains, is not)."""
+def _keyed_by_scrapy(request: Request) -> bool:
+    """Whether *request*'s download_slot is the key Scrapy's downloader
+    gives it: its host name, or its host's IP with CONCURRENT_REQUESTS_PER_IP
+    (a slot a middleware set, e.g. to group subdomains, is not)."""
     slot = request.meta.get("download_slot")
     host = urlparse_cached(request).hostname
-    return slot is not None and host is not None and slot == dnscache.get(host)
+    return slot is not None and host is not None and slot in (host, dnscache.get(host))

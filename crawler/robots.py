@@ -35,6 +35,7 @@ from crawler.config import CrawlConfig
 from crawler.keys import Keys
 from crawler.politeness import slot_of, with_send_margin
 from crawler.scheduler import redis_scheduler
+from crawler.scripts import script_source
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
     def __init__(self, crawler: Any) -> None:
         super().__init__(crawler)
         self.config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
+        self._delay_script: tuple[Any, Any] | None = None
 
     def _keys(self, request: Request) -> Keys:
         """The key names of the partition of *request*'s domain."""
@@ -114,10 +116,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
                 self._stats.inc_value("robotstxt/shared")
                 body = bytes(value[1:])
                 # This domain (download slot) may not have its Crawl-delay yet.
-                delay = self._crawl_delay(body, request)
-                await client.hsetnx(
-                    self._keys(request).crawl_delays, slot_of(request), int(delay * 1000)
-                )
+                await self._keep_crawl_delay(client, request, self._crawl_delay(body, request))
                 return body
             if value == b"E":
                 return None
@@ -160,20 +159,15 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             # A failed fetch allows everything; in Redis only for a while,
             # so one network error does not lift the rules for a whole TTL.
             ttl = max(1, int(min(self.config.robots_ttl, _FAILED_TTL)))
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.set(key, b"E", ex=ttl)
-                pipe.hset(self._keys(request).crawl_delays, slot_of(request), 0)
-                await pipe.execute()
+            await client.set(key, b"E", ex=ttl)
+            await self._keep_crawl_delay(client, request, 0)
             return None
         ttl = max(1, int(self.config.robots_ttl))
         delay = self._crawl_delay(body, request)
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.set(key, b"B" + body, ex=ttl)
-            domain = slot_of(request)
-            # 0 too: the frontier holds a domain to one request at a time
-            # until its robots.txt (and Crawl-delay) is known.
-            pipe.hset(self._keys(request).crawl_delays, domain, int(delay * 1000))
-            await pipe.execute()
+        await client.set(key, b"B" + body, ex=ttl)
+        # 0 too: the frontier holds a domain to one request at a time
+        # until its robots.txt (and Crawl-delay) is known.
+        await self._keep_crawl_delay(client, request, delay)
         if delay:
             logger.info(
                 "%s/robots.txt asks for a Crawl-delay of %gs; the whole cluster keeps it.",
@@ -191,6 +185,16 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
         if wait > 0:
             await asyncio.sleep(with_send_margin(wait))
         return body
+
+    async def _keep_crawl_delay(self, client: Any, request: Request, delay: float) -> None:
+        """Record *delay* (s) as the Crawl-delay of *request*'s domain, unless
+        another robots.txt of the domain (another scheme or port) asked for
+        a longer one (crawler/lua/crawl_delay.lua)."""
+        if self._delay_script is None or self._delay_script[0] is not client:
+            self._delay_script = (client, client.register_script(script_source("crawl_delay")))
+        await self._delay_script[1](
+            keys=[self._keys(request).crawl_delays], args=[slot_of(request), int(delay * 1000)]
+        )
 
     def _crawl_delay(self, body: bytes, request: Request) -> float:
         agent = self._robotstxt_useragent or request.headers.get(

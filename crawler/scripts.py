@@ -12,10 +12,11 @@ from redis.commands.core import AsyncScript
 _POLITE = {"commit", "lease", "requeue_held"}
 
 
-def _source(name: str) -> str:
+def script_source(name: str) -> str:
+    """The source of script *name*, led by the politeness functions if it uses them."""
     text = resources.files("crawler").joinpath("lua", f"{name}.lua").read_text()
     if name in _POLITE:
-        return _source("_polite") + "\n" + text
+        return script_source("_polite") + "\n" + text
     return text
 
 
@@ -36,4 +37,4 @@ class Scripts:
     @classmethod
     def register(cls, client: aioredis.Redis) -> Scripts:
         names = cls.__dataclass_fields__
-        return cls(**{name: client.register_script(_source(name)) for name in names})
+        return cls(**{name: client.register_script(script_source(name)) for name in names})

@@ -83,8 +83,11 @@ class HostSite:
         robots: str = "User-agent: *\nDisallow: /private/\n",
         throttle: dict[str, str] | None = None,
         broken: frozenset[str] = frozenset(),
+        redirects: dict[str, str] | None = None,
     ) -> None:
         self.host = host
+        # path -> URL: answered 301 to it.
+        self.redirects = dict(redirects or {})
         self.pages = pages
         self.latency = latency
         self.robots = robots
@@ -140,6 +143,8 @@ class HostSite:
     def render(self, path: str, retry_after: str | None) -> tuple[int, str, dict[str, str]]:
         if path in self.broken:
             return 503, "broken", {}
+        if path in self.redirects:
+            return 301, "moved", {"Location": self.redirects[path]}
         if retry_after is not None:
             headers = {"Retry-After": retry_after} if retry_after else {}
             return 429, "slow down", headers

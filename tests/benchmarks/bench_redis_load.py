@@ -329,7 +329,7 @@ def _use_lua_dir(lua_dir: str) -> None:
         text = (Path(lua_dir) / f"{name}.lua").read_text()
         return source("_polite") + "\n" + text if name in scripts._POLITE else text
 
-    scripts._source = source
+    scripts.script_source = source
 
 
 # -- the driver -------------------------------------------------------------------
@@ -341,7 +341,7 @@ def script_names(lua_dir: str = "") -> dict[str, str]:
 
     _use_lua_dir(lua_dir)
     return {
-        hashlib.sha1(scripts._source(n).encode()).hexdigest(): n
+        hashlib.sha1(scripts.script_source(n).encode()).hexdigest(): n
         for n in scripts.Scripts.__dataclass_fields__
     }
 
