@@ -35,7 +35,7 @@ class DownloadEvents:
         if lease_id is None:
             return
         worker = self.worker
-        if _keyed_by_scrapy(request):
+        if keyed_by_scrapy(request):
             # Scrapy's downloader keyed it by its host name (or by IP, with
             # CONCURRENT_REQUESTS_PER_IP) and is done with the key. Kept,
             # RedirectMiddleware copies it to a redirect to another host,
@@ -101,7 +101,7 @@ class DownloadEvents:
             self.worker.batch.backoffs.append((slot, -2))
 
 
-def _keyed_by_scrapy(request: Request) -> bool:
+def keyed_by_scrapy(request: Request) -> bool:
     """Whether *request*'s download_slot is the key Scrapy's downloader
     gives it: its host name, or its host's IP with CONCURRENT_REQUESTS_PER_IP
     (a slot a middleware set, e.g. to group subdomains, is not)."""

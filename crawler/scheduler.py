@@ -29,6 +29,7 @@ from scrapy.exceptions import DropItem
 from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.asyncio import is_asyncio_available
 from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.python import to_bytes
 from twisted.internet.defer import Deferred
 from w3lib.url import canonicalize_url
 
@@ -37,7 +38,7 @@ from crawler.codec import START_META, START_ORIGIN, encode_item, encode_request
 from crawler.config import CrawlConfig
 from crawler.connection import async_client, check_reachable, redact, resolve_url, sync_client
 from crawler.decoding import EntryDecoder
-from crawler.download_events import DownloadEvents
+from crawler.download_events import DownloadEvents, keyed_by_scrapy
 from crawler.exceptions import ConfigError, RedisUnavailable
 from crawler.failures import FailureWatch
 from crawler.fingerprints import start_fingerprint
@@ -68,6 +69,10 @@ PERMISSION_DENIED = "redis_permission_denied"
 
 #: Meta key of a request going back to the frontier past the seen-set.
 REQUEUE = "_crawler_requeue"
+# Meta keys Scrapy's downloader middlewares set as they send a request, left
+# out of its dead letter (RedirectMiddleware's redirect_ttl would end a
+# requeued request's chain at its first redirect).
+_SENT_META = frozenset(("retry_times", "redirect_ttl", "redirect_times", "download_latency"))
 
 
 def _redirected_start(request: Request) -> bool:
@@ -526,7 +531,7 @@ class RedisScheduler(BaseScheduler):
         that `scrapy requeue` reports instead of queuing."""
         worker = self.worker
         assert worker is not None and self.spider is not None
-        retry = request.replace(meta={k: v for k, v in request.meta.items() if k != "retry_times"})
+        retry = self._as_made(request)
         try:
             # With its item origin: `scrapy requeue` keeps its items' ids.
             origin = self._stored_origin(request, self.origin_of(request))
@@ -537,6 +542,32 @@ class RedisScheduler(BaseScheduler):
         logger.warning("Dead-lettering %s: %s", request, reason)
         worker.count("crawler/dead_lettered")
         worker.batch.deads.append(("", dead_letter(reason, entry, self.node, request.url)))
+
+    def _as_made(self, request: Request) -> Request:
+        """*request* without what Scrapy's downloader and its middlewares
+        gave it from the settings as they sent it: a dead letter is queued
+        again (`scrapy requeue`) once the cause is fixed, often by a setting
+        (a longer DOWNLOAD_TIMEOUT, more REDIRECT_MAX_TIMES, another
+        USER_AGENT), which a value kept with it would outrank: the retry
+        count, the redirect counters (a fresh chain), the download_slot
+        Scrapy wrote, the latency, the download_timeout and the default
+        headers the settings gave it. Values a spider set otherwise stay."""
+        settings, spider = self.crawler.settings, self.spider
+        meta = {k: v for k, v in request.meta.items() if k not in _SENT_META}
+        timeout = getattr(spider, "download_timeout", settings.getfloat("DOWNLOAD_TIMEOUT"))
+        if meta.get("download_timeout") == timeout:
+            del meta["download_timeout"]
+        if keyed_by_scrapy(request):
+            del meta["download_slot"]
+        headers = request.headers.copy()
+        defaults = dict(settings.getdict("DEFAULT_REQUEST_HEADERS"))
+        agent = getattr(spider, "user_agent", None) or settings.get("USER_AGENT")
+        if agent:
+            defaults["User-Agent"] = agent
+        for name, value in defaults.items():
+            if headers.getlist(name) == [to_bytes(value)]:
+                del headers[name]
+        return request.replace(meta=meta, headers=headers)
 
     def backoff(self, request: Request, seconds: float) -> None:
         """Pause *request*'s domain cluster-wide (seconds < 0: exponential)."""

@@ -210,6 +210,19 @@ def test_failing_requests_are_dead_lettered_and_requeued(make_site, redis_url, r
     assert len(rclient.lrange("{site}:dead", 0, -1)) == 5
     print("dead letters:", sorted({letter["reason"].split(":")[0] for letter in letters}))
 
+    # The timeouts fixed the way a user would: a longer DOWNLOAD_TIMEOUT,
+    # then `scrapy requeue`. The letter kept the download_timeout (1 s) the
+    # middleware had given the request, which outranked the new setting:
+    # the pages timed out again, dead letters again, exit 3 (helper 39).
+    requeued = run_scrapy(["requeue", "site", "--reason", "DownloadTimeoutError"], redis_url)
+    assert "requeued 2 dead letters" in requeued.stdout
+    fixed = ("RETRY_TIMES=1", "DOWNLOAD_TIMEOUT=10", "CRAWLER_DEAD_LETTER_EXIT_CODE=0")
+    node = start_node("site", redis_url, tmp_path / "fixed.log", *fixed)
+    assert finish([node]) == [0]
+    counts = site.counts()
+    assert all(counts[f"/slow/{i}.html"] == 3 for i in range(2)), counts
+    assert len(rclient.lrange("{site}:dead", 0, -1)) == 3  # the 500s' only
+
 
 def test_killed_seeder_rerun_queues_each_url_once(redis_url, rclient, tmp_path):
     total = 300_000
