@@ -187,3 +187,46 @@ def test_reset_asks_then_deletes_the_crawl(make_site, redis_url, rclient, tmp_pa
     assert [k for k in rclient.scan_iter() if k.startswith(b"{site}")] == []
     again = run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url)
     assert "1 queued, 0 already seen" in again.stdout
+
+
+def test_scrapys_page_commands_run_as_plain_scrapy(make_site, redis_url, rclient, tmp_path):
+    """Scrapy's shell, fetch, parse and check look at one page on this
+    machine. With the add-on they joined the spider's crawl as a node, their
+    requests (a callback of the command's own, a SequenceExclude in meta)
+    were dead-lettered, and shell hung, fetch printed nothing with exit 0,
+    parse crawled the whole frontier and printed no item, check reported
+    "0 contracts, OK" (helper 37). They run as plain Scrapy now, and
+    leave Redis alone; so does a crawl with the add-on set to None."""
+    site = make_site(10)
+    url = site.url("/page/1.html")
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    before = sorted(rclient.keys("*"))
+
+    fetched = run_scrapy(["fetch", "--nolog", url], redis_url, timeout=60)
+    assert fetched.returncode == 0, fetched.stderr
+    assert "<title>" in fetched.stdout
+
+    shell = run_scrapy(["shell", url, "--nolog", "-c", "response.status"], redis_url, timeout=60)
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.strip() == "200"
+
+    parsed = run_scrapy(["parse", url, "--spider", "site", "-c", "parse", "--nolog"], redis_url)
+    assert parsed.returncode == 0, parsed.stderr
+    scraped = parsed.stdout.split("# Scraped Items", 1)[1].split("# Requests")[0]
+    assert "'title': 'Page 1'" in scraped and f"'url': '{url}'" in scraped, parsed.stdout
+
+    checked = run_scrapy(["check", "site"], redis_url, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    assert "Ran 0 contracts" in checked.stderr
+
+    off = '{"crawler.addon.DistributedCrawl": null}'
+    plain = run_scrapy(
+        ["crawl", "site", "-a", f"start_url={url}", "-s", f"ADDONS={off}", "-s", "DEPTH_LIMIT=1"],
+        "redis://127.0.0.1:1/0",  # never used
+        timeout=60,
+    )
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "'item_scraped_count': 6" in plain.stderr  # page 1 and its 5 links
+
+    assert sorted(rclient.keys("*")) == before
+    assert site.counts()["/page/1.html"] == 4

@@ -12,6 +12,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 
 from crawler.addon import take_scheduler
 from crawler.commands._common import CommandFailed, run_guarded, spider_class
+from crawler.commands._plain import ADDON, addon_path
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
@@ -79,9 +80,9 @@ class Command(ScrapyCrawl):
 
 
 def _distributed(settings: Any) -> bool:
-    """True if the crawl runs with the framework's add-on."""
-    for addon in settings.getdict("ADDONS"):
-        path = addon if isinstance(addon, str) else f"{addon.__module__}.{addon.__qualname__}"
-        if path == "crawler.addon.DistributedCrawl":
-            return True
-    return False
+    """True if the crawl runs with the framework's add-on (not turned off
+    with ``None``, as Scrapy's components are)."""
+    return any(
+        addon_path(addon) == ADDON and order is not None
+        for addon, order in settings.getdict("ADDONS").items()
+    )
