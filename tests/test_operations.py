@@ -182,11 +182,20 @@ def test_reset_asks_then_deletes_the_crawl(make_site, redis_url, rclient, tmp_pa
     assert refused.returncode == 1 and "not confirmed; nothing deleted" in refused.stderr
     assert "This deletes crawl 'site': 0 queued, 20 seen, 20 items" in refused.stderr
     assert rclient.exists("{site}:items")
+    # Seeds pushed the scrapy-redis way for the next run are kept: the
+    # README's stand-in for SCHEDULER_FLUSH_ON_START, which keeps them (they
+    # were deleted, and the next crawl fetched nothing; helper 38).
+    rclient.lpush("site:start_urls", site.url("/page/1.html"))
     done = run_scrapy(["reset", "site", "--yes"], redis_url)
     assert done.returncode == 0 and "reset crawl 'site'" in done.stdout
+    assert "1 start URLs waiting in site:start_urls are kept" in done.stderr
     assert [k for k in rclient.scan_iter() if k.startswith(b"{site}")] == []
+    assert rclient.llen("site:start_urls") == 1
     again = run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url)
     assert "1 queued, 0 already seen" in again.stdout
+    everything = run_scrapy(["reset", "site", "--yes", "--start-urls"], redis_url)
+    assert "1 start URLs waiting in site:start_urls are deleted too" in everything.stderr
+    assert not rclient.exists("site:start_urls")
 
 
 def test_scrapys_page_commands_run_as_plain_scrapy(make_site, redis_url, rclient, tmp_path):

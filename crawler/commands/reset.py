@@ -28,18 +28,33 @@ class Command(CrawlCommand):
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        parser.add_argument(
+            "--start-urls",
+            action="store_true",
+            help="also delete the start URLs waiting in SPIDER:start_urls (kept by default)",
+        )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("name one spider")
-        run_guarded(self, lambda: self._run(args[0], opts.yes))
+        run_guarded(self, lambda: self._run(args[0], opts.yes, opts.start_urls))
 
-    def _run(self, name: str, yes: bool) -> None:
+    def _run(self, name: str, yes: bool, start_urls: bool) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, name)
         keys = crawl.config.keys
         client: Any = sync_client(crawl.url)
         snap = snapshot(client, keys)
+        # Seeds pushed the scrapy-redis way wait there for the nodes to come:
+        # kept, as scrapy-redis's SCHEDULER_FLUSH_ON_START keeps them (the
+        # README's way to start afresh; deleting them lost the crawl's seeds).
+        waiting = snap["start_urls"]
+        if waiting:
+            fate = "deleted too" if start_urls else "kept (--start-urls deletes them too)"
+            print(
+                f"{waiting:,} start URLs waiting in {keys.start_urls} are {fate}.",
+                file=sys.stderr,
+            )
         if not yes:
             running = snap["live_nodes"]
             print(
@@ -50,7 +65,13 @@ class Command(CrawlCommand):
             )
             if not sys.stdin.isatty() or input("Type the crawl name to confirm: ") != keys.name:
                 raise CommandFailed("not confirmed; nothing deleted (use --yes to skip asking)")
-        names = [name for part in crawl.config.partitions() for name in crawl_keys(client, part)]
+        kept = set() if start_urls else {part.start_urls for part in crawl.config.partitions()}
+        names = [
+            name
+            for part in crawl.config.partitions()
+            for name in crawl_keys(client, part)
+            if name not in kept
+        ]
         deleted = 0
         for start in range(0, len(names), _CHUNK):
             deleted += client.unlink(*names[start : start + _CHUNK])
