@@ -91,3 +91,30 @@ def test_a_write_refused_inside_a_script_is_an_outage(rclient):
     assert "NOREPLICAS" in str(refused.value)
     assert is_transient(refused.value)
     assert not is_transient(redis.ResponseError("Error running script: -ERR wrong number"))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"REDIS_PORT": 7781},
+        {"REDIS_HOST": "10.0.0.5"},
+        {"REDIS_HOST": "10.0.0.5", "REDIS_PORT": "7781"},
+        {"REDIS_PARAMS": {"host": "10.0.0.5", "port": 7781}},
+        {"REDIS_PARAMS": {"port": 7781}},
+        {"REDIS_PARAMS": {"host": "10.0.0.6"}, "REDIS_HOST": "10.0.0.5"},
+        {"REDIS_PARAMS": {"url": "redis://10.0.0.7:7000/0"}},
+    ],
+)
+def test_the_redis_settings_name_the_server_scrapy_redis_connects_to(settings, monkeypatch):
+    """REDIS_PORT alone, or REDIS_PARAMS's host, port or url, named no
+    server here: the node started the private local Redis, crawled nothing
+    and exited 0, where scrapy-redis connects to the server they name
+    (helper 38)."""
+    from scrapy_redis.connection import get_redis_from_settings
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    ours = redis.Redis.from_url(configured_url(Settings(settings)))
+    theirs = get_redis_from_settings(Settings(settings))
+    want = theirs.connection_pool.connection_kwargs
+    got = ours.connection_pool.connection_kwargs
+    assert (got["host"], int(got["port"])) == (want["host"], int(want["port"]))
