@@ -36,7 +36,7 @@ from crawler.connection import (
     resolve_url,
     sync_client,
 )
-from crawler.exceptions import BadSeed
+from crawler.exceptions import BadSeed, ConfigError
 from crawler.scrapy_redis_settings import (
     component_path,
     from_scrapy_redis,
@@ -82,17 +82,31 @@ def adopt(settings: BaseSettings, crawler: Crawler | None) -> None:
         _seed_key(settings, spidercls, spider)
     if uses_scrapy_redis(settings, spidercls):
         _share_redis(settings)
-    _idle_grace(settings)
+    _idle_grace(settings, spidercls, spider)
     if crawler is not None and spider is not None:
         if isinstance(spider, RedisMixin):
             _tame(spider, crawler, settings)
         report(settings, spider, path)
 
 
-def _idle_grace(settings: BaseSettings) -> None:
-    """scrapy-redis's MAX_IDLE_TIME_BEFORE_CLOSE > 0 (close after that long
-    idle) is the cluster's finish grace, unless CRAWLER_FINISH_GRACE is set."""
-    idle = settings.getint("MAX_IDLE_TIME_BEFORE_CLOSE", 0)
+def _idle_grace(
+    settings: BaseSettings, spidercls: type[Spider] | None, spider: Spider | None
+) -> None:
+    """scrapy-redis's idle time (close after that long idle) > 0 is the
+    cluster's finish grace, unless CRAWLER_FINISH_GRACE is set: a RedisSpider's
+    ``max_idle_time`` (``-a max_idle_time=N`` too), else
+    MAX_IDLE_TIME_BEFORE_CLOSE, as scrapy-redis's setup_redis reads them
+    (the attribute was ignored: a node told to wait 20 s for seeds exited
+    after 2, leaving them unfetched)."""
+    idle: Any = None
+    if spidercls is not None and issubclass(spidercls, RedisMixin):
+        idle = getattr(spider if spider is not None else spidercls, "max_idle_time", None)
+    if idle is None:
+        idle = settings.getint("MAX_IDLE_TIME_BEFORE_CLOSE", 0)
+    try:
+        idle = int(idle)
+    except (TypeError, ValueError):
+        raise ConfigError(f"max_idle_time = {idle!r} is not a number of seconds.") from None
     priority = settings.getpriority("CRAWLER_FINISH_GRACE") or 0
     if idle > 0 and priority <= SETTINGS_PRIORITIES["addon"]:
         settings.set("CRAWLER_FINISH_GRACE", idle, "addon")

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -274,6 +275,25 @@ def test_start_urls_as_set(
     assert dict(site.counts) == dict.fromkeys(SITES, 1)
     assert len(export("myspider_redis", redis_url, cwd, tmp_path)) == len(SITES)
     assert rclient.exists("myspider:start_urls") == 0
+
+
+def test_a_spiders_max_idle_time_waits_for_seeds_pushed_later(
+    site: Site, redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    """A RedisSpider's ``max_idle_time`` (here ``-a max_idle_time=10``)
+    outranks MAX_IDLE_TIME_BEFORE_CLOSE, as in scrapy-redis: it was ignored,
+    and a node waiting for seeds exited after 2 s without the ones pushed
+    6 s after it started (helper 38)."""
+    cwd = project(tmp_path)
+    log = tmp_path / "idle.log"
+    command = [SCRAPY, "crawl", "myspider_redis", "-a", "domain=127.0.0.1"]
+    command += ["-a", "max_idle_time=10", "-s", "DOWNLOAD_DELAY=0", "-s", f"LOG_FILE={log}"]
+    node = subprocess.Popen(command, cwd=cwd, env=scrapy_env(redis_url))
+    time.sleep(6)
+    assert node.poll() is None, log.read_text()[-3000:]
+    redis_cli(redis_server, "lpush", "myspider:start_urls", *(site.url(p) for p in SITES))
+    assert node.wait(timeout=120) == 0
+    assert dict(site.counts) == dict.fromkeys(SITES, 1)
 
 
 def test_make_request_from_data_override_with_json_seeds(
