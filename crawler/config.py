@@ -23,6 +23,13 @@ def _get(settings: BaseSettings, name: str) -> Any:
     return settings.get(name, getattr(default_settings, name))
 
 
+def _names(settings: BaseSettings, name: str) -> frozenset[str]:
+    """A list setting, given as a list or, as on the command line
+    (``-s NAME=a,b``), as comma-separated text: a frozenset of the text
+    was a set of its characters, and every name refused."""
+    return frozenset(n.strip() for n in settings.getlist(name, getattr(default_settings, name)))
+
+
 def _positive(settings: BaseSettings, name: str, kind: type = float) -> Any:
     return _number(settings, name, kind, zero=False)
 
@@ -159,8 +166,8 @@ class CrawlConfig:
             max_deliveries=_positive(settings, "CRAWLER_MAX_DELIVERIES", int),
             meta_classes=allow_list_entries(settings),
             prefetch=max(1, prefetch),
-            request_classes=frozenset(_get(settings, "CRAWLER_REQUEST_CLASSES")),
-            seed_allowed_meta=frozenset(_get(settings, "CRAWLER_SEED_ALLOWED_META")),
+            request_classes=_names(settings, "CRAWLER_REQUEST_CLASSES"),
+            seed_allowed_meta=_names(settings, "CRAWLER_SEED_ALLOWED_META"),
             seed_max_url_length=_positive(settings, "CRAWLER_SEED_MAX_URL_LENGTH", int),
             seen=_seen(settings),
             stop_timeout=_positive(settings, "CRAWLER_STOP_TIMEOUT"),

@@ -42,3 +42,15 @@ def test_a_setting_that_is_not_a_finite_number_is_named(name, value):
     Crawl-delay cut to an infinite CRAWLER_MAX_CRAWL_DELAY never ended."""
     with pytest.raises(ConfigError, match=rf"{name}='{value}' is not a finite number"):
         CrawlConfig.from_settings(Settings({name: value}), "t")
+
+
+@pytest.mark.parametrize(
+    "value", ["dont_obey_robotstxt,depth", ["dont_obey_robotstxt", "depth"], " dont_obey_robotstxt"]
+)
+def test_a_list_setting_reads_as_it_does_on_the_command_line(value):
+    """``-s CRAWLER_SEED_ALLOWED_META=dont_obey_robotstxt`` is text: read as
+    a set of its characters, every seed carrying that key was refused and
+    dead-lettered (helper 38). Read as Scrapy's getlist reads it."""
+    config = CrawlConfig.from_settings(Settings({"CRAWLER_SEED_ALLOWED_META": value}), "t")
+    assert "dont_obey_robotstxt" in config.seed_allowed_meta
+    assert "d" not in config.seed_allowed_meta
