@@ -239,3 +239,20 @@ def test_scrapys_page_commands_run_as_plain_scrapy(make_site, redis_url, rclient
 
     assert sorted(rclient.keys("*")) == before
     assert site.counts()["/page/1.html"] == 4
+
+
+def test_a_crawl_run_again_says_why_it_fetches_nothing(make_site, redis_url, tmp_path):
+    """Run again as plain Scrapy runs a spider, a finished crawl fetches
+    nothing (its start URLs are in its seen-set) and a -O feed is written
+    empty: it exited 0 with only a stat to show for it (helper 37). The node
+    says so, with the way to crawl it afresh."""
+    site = make_site(5)
+    args = [f"start_url={site.url('/page/0.html')}"]
+    first = start_node("site", redis_url, tmp_path / "first.log", spider_args=args)
+    assert first.wait(timeout=120) == 0
+    assert "fetched nothing" not in (tmp_path / "first.log").read_text()
+    again = start_node("site", redis_url, tmp_path / "again.log", spider_args=args)
+    assert again.wait(timeout=120) == 0
+    log = (tmp_path / "again.log").read_text()
+    assert "This node fetched nothing: its start requests were fetched before in crawl" in log
+    assert "`scrapy reset site`" in log

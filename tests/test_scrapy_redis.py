@@ -347,6 +347,30 @@ def test_bad_seed_lines_are_dead_lettered(
     ]
 
 
+@pytest.mark.parametrize("persist", ["False", "True"])
+def test_redis_stats_collector_keeps_the_exit_status(
+    persist: str, site: Site, redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    """scrapy-redis's RedisStatsCollector (kept, as the README says) deletes
+    its values when the spider closes unless SCHEDULER_PERSIST, and int()s
+    every value it reads: the nodes exited 0 over a dead letter, or 1 with a
+    traceback on "finished" (helper 38). They exit 3, as with Scrapy's own."""
+    cwd = project(tmp_path)
+    redis_cli(redis_server, "lpush", "myspider:start_urls", site.url(SITES[0]), "not a url")
+    codes, logs = crawl(
+        "myspider_redis",
+        redis_url,
+        cwd,
+        tmp_path,
+        "DOWNLOAD_DELAY=0",
+        "STATS_CLASS=scrapy_redis.stats.RedisStatsCollector",
+        f"SCHEDULER_PERSIST={persist}",
+        args=("domain=127.0.0.1",),
+    )
+    assert codes == [3, 3], logs
+    assert dict(site.counts) == {SITES[0]: 1}
+
+
 def test_leftover_scrapy_redis_settings_are_reported_once(
     site: Site, redis_server: RedisServer, redis_url: str, tmp_path: Path
 ) -> None:

@@ -4,10 +4,12 @@ status that tells a crawl which finished with dead letters from a clean one."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
 
+from scrapy import signals
 from scrapy.commands.crawl import Command as ScrapyCrawl
 
 from crawler.addon import take_scheduler
@@ -19,6 +21,8 @@ from crawler.exceptions import CrawlerError
 from crawler.metrics import check_metrics_port
 from crawler.scheduler import PERMISSION_DENIED
 from crawler.seenrecord import check_seen_config
+
+logger = logging.getLogger(__name__)
 
 
 class Command(ScrapyCrawl):
@@ -57,6 +61,22 @@ class Command(ScrapyCrawl):
         """Scrapy's crawl, keeping the crawler to read how it ended."""
         assert self.crawler_process is not None
         crawler = self._create_crawler(name)
+        # Read as the spider closes, not from the stats afterwards: a
+        # project's STATS_CLASS may be scrapy-redis's RedisStatsCollector,
+        # which deletes its values when the spider closes (the exit status
+        # said 0 over dead letters) and int()s every value it reads (a
+        # traceback on "finished").
+        ended: dict[str, Any] = {}
+
+        def closed(spider: Any, reason: str) -> None:
+            ended["reason"] = reason
+            for stat in ("crawler/dead_letters", "downloader/response_count"):
+                ended[stat] = _stat(crawler.stats, stat)
+            ended["duplicates"] = _stat(crawler.stats, "crawler/duplicates") + _stat(
+                crawler.stats, "crawler/duplicates_local"
+            )
+
+        crawler.signals.connect(closed, signals.spider_closed)
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:
@@ -67,16 +87,32 @@ class Command(ScrapyCrawl):
                 file=sys.stderr,
             )
             return
-        stats = crawler.stats
-        assert stats is not None
-        if stats.get_value("finish_reason") == PERMISSION_DENIED:
+        reason = ended.get("reason")
+        if reason == PERMISSION_DENIED:
             self.exitcode = 1
             return
-        code = crawler.settings.getint("CRAWLER_DEAD_LETTER_EXIT_CODE")
-        if stats.get_value("finish_reason") == "finished" and stats.get_value(
-            "crawler/dead_letters"
-        ):
-            self.exitcode = code
+        if reason == "finished" and ended["crawler/dead_letters"]:
+            self.exitcode = crawler.settings.getint("CRAWLER_DEAD_LETTER_EXIT_CODE")
+        if reason == "finished" and not ended["downloader/response_count"] and ended["duplicates"]:
+            # A crawl run again as plain Scrapy runs it: its start URLs are
+            # in the crawl's seen-set, so nothing is fetched (a -O feed is
+            # written empty). Said, with the way to start afresh.
+            logger.warning(
+                "This node fetched nothing: its start requests were fetched before in "
+                "crawl %r (its seen-set keeps every URL it crawled; `scrapy status %s`). "
+                "To crawl it again from scratch: `scrapy reset %s`.",
+                crawler.settings.get("CRAWLER_CRAWL_NAME") or name,
+                name,
+                name,
+            )
+
+
+def _stat(stats: Any, name: str) -> int:
+    """A numeric stat, 0 if missing or unreadable."""
+    try:
+        return int(stats.get_value(name) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _distributed(settings: Any) -> bool:
