@@ -36,6 +36,7 @@ _CONNECT = (
 )
 _READ = (
     "exists",
+    "get",  # robots.txt copies (the dashboard's domains table)
     "hget",
     "hgetall",
     "hlen",
@@ -54,7 +55,7 @@ _READ = (
     "zrangebyscore",
 )
 _SCRIPTS = ("evalsha", "script|load")
-_NODE_PY: tuple[str, ...] = ("get", "set", "hset", "hsetnx", "hkeys", "sadd", "multi", "exec")
+_NODE_PY: tuple[str, ...] = ("set", "hset", "hsetnx", "hkeys", "sadd", "multi", "exec")
 _NODE_PY += ("watch", "discard")
 # The dashboard's time series (crawler.timeseries).
 _NODE_PY += ("rpush", "ltrim", "pexpire")
@@ -75,6 +76,7 @@ _NODE_LUA = (
     "_polite",
     "due_peek",
     "due_move",
+    "crawl_delay",
 )
 _ROLE_LUA = {
     "node": _NODE_LUA,
