@@ -175,9 +175,16 @@ def test_a_taken_metrics_port_stops_the_node_with_a_clear_message(make_site, red
 
 
 def test_reset_asks_then_deletes_the_crawl(make_site, redis_url, rclient, tmp_path):
-    site = make_site(20)
+    site = make_site(20, delays={"/page/1.html": 3.0})
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
-    assert start_node("site", redis_url, tmp_path / "r.log").wait(timeout=120) == 0
+    node = start_node("site", redis_url, tmp_path / "r.log")
+    # Not under a running node: its next commits wrote into the deleted
+    # crawl (queued -7, a crawl export --follow waited on for good; helper 40).
+    wait_for(lambda: status(redis_url, "site")["in_flight"] > 0, 60, "a page in flight")
+    busy = run_scrapy(["reset", "site", "--yes"], redis_url)
+    assert busy.returncode == 1, busy.stderr
+    assert "1 nodes are running on crawl 'site': nothing deleted" in busy.stderr
+    assert node.wait(timeout=120) == 0
     refused = run_scrapy(["reset", "site"], redis_url, input="")
     assert refused.returncode == 1 and "not confirmed; nothing deleted" in refused.stderr
     assert "This deletes crawl 'site': 0 queued, 20 seen, 20 items" in refused.stderr
@@ -256,3 +263,23 @@ def test_a_crawl_run_again_says_why_it_fetches_nothing(make_site, redis_url, tmp
     log = (tmp_path / "again.log").read_text()
     assert "This node fetched nothing: its start requests were fetched before in crawl" in log
     assert "`scrapy reset site`" in log
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("CRAWLER_PARTITIONS=100000", "CRAWLER_PARTITIONS=100000 is more than 1024"),
+        ("CRAWLER_PARTITIONS=abc", "CRAWLER_PARTITIONS='abc' is not a number"),
+        ("CRAWLER_LEASE_TIME=nan", "CRAWLER_LEASE_TIME='nan' is not a finite number"),
+    ],
+)
+def test_a_bad_setting_is_an_error_line_for_every_command(setting, message, redis_url):
+    """`scrapy crawl` said `error: ...`; status, seed and export printed a
+    traceback (the settings were first checked where Scrapy builds the
+    extensions). CRAWLER_PARTITIONS=100000 made a crawl every `scrapy
+    crawls` read for 51 s, and `scrapy reset` ran out of memory (helper 40)."""
+    for command in (["status", "site"], ["seed", "site", "http://127.0.0.1:1/"], ["crawl", "site"]):
+        result = run_scrapy([*command, "-s", setting], redis_url)
+        assert result.returncode == 1, (command, result.stderr[-2000:])
+        assert f"error: {message}" in result.stderr, (command, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, (command, result.stderr[-2000:])

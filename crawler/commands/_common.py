@@ -60,10 +60,11 @@ def open_crawl(settings: Settings, name: str, record: bool = False) -> Crawl:
     # with aiohttp) would only add start-up time.
     settings.set("EXTENSIONS_BASE", {}, "cmdline")
     crawler = Crawler(cls, settings)
-    # Applies add-ons and builds crawler.request_fingerprinter, as a crawl does.
-    crawler._apply_settings()
-    spider = cls.from_crawler(crawler)
     try:
+        # Applies add-ons and builds crawler.request_fingerprinter, as a
+        # crawl does; the extensions built there check the settings (a bad
+        # one raised a traceback here, where `scrapy crawl` says `error:`).
+        crawler._apply_settings()
         config = CrawlConfig.from_settings(crawler.settings, cls.name)
         url = resolve_url(crawler.settings)
         check_reachable(url)
@@ -71,6 +72,7 @@ def open_crawl(settings: Settings, name: str, record: bool = False) -> Crawl:
         config = with_partitions(config, url, record)
     except CrawlerError as exc:
         raise CommandFailed(str(exc)) from None
+    spider = cls.from_crawler(crawler)
     return Crawl(crawler, spider, config, url)
 
 

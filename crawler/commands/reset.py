@@ -55,12 +55,19 @@ class Command(CrawlCommand):
                 f"{waiting:,} start URLs waiting in {keys.start_urls} are {fate}.",
                 file=sys.stderr,
             )
+        running = snap["live_nodes"]
+        if running:
+            # Their next commits would write into the deleted crawl: counters
+            # below zero, and a crawl that `export --follow` waits on for good.
+            raise CommandFailed(
+                f"{running} nodes are running on crawl {keys.name!r}: nothing deleted. Stop "
+                "them first (SIGTERM; a node killed -9 counts as running until its lease "
+                f"ends, {int(crawl.config.lease_ms / 1000)} s), then reset."
+            )
         if not yes:
-            running = snap["live_nodes"]
             print(
                 f"This deletes crawl {keys.name!r}: {snap['queued']:,} queued, {snap['seen']:,} "
-                f"seen, {snap['items']:,} items, {snap['dead']:,} dead letters"
-                + (f", and {running} nodes are running on it." if running else "."),
+                f"seen, {snap['items']:,} items, {snap['dead']:,} dead letters.",
                 file=sys.stderr,
             )
             if not sys.stdin.isatty() or input("Type the crawl name to confirm: ") != keys.name:
