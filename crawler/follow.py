@@ -41,6 +41,7 @@ from typing import Any
 
 from crawler.keys import Keys
 from crawler.partitions import partition_keys, recorded_tags
+from crawler.redis_errors import is_permission, is_transient
 
 #: Log entries read per partition per round.
 _READ = 1000
@@ -115,6 +116,7 @@ class Follower:
         self.state = state  # the crawl's (crawler.jobs.crawl_state)
         self.ended = ""  # the crawl's state when following ended by itself
         self.written = 0
+        self._stored_written = 0  # written when the cursor was last stored
         self.stop = False
         self._handle: Any = None
         self._exporter: Any = None
@@ -144,14 +146,26 @@ class Follower:
         last_check, last_said, done = 0.0, time.monotonic(), False
         try:
             while not self.stop:
-                got = self._round(cursor)
+                try:
+                    got = self._round(cursor)
+                    state = ""
+                    if not got and time.monotonic() - last_check >= _FINISHED_EVERY:
+                        state = self.state()
+                except Exception as exc:
+                    if not is_transient(exc) or is_permission(exc):
+                        raise
+                    # A failover the nodes ride out: so does the follower.
+                    recovered = self._recover(exc)
+                    if recovered is None:
+                        break  # stopped while waiting
+                    cursor = recovered
+                    continue
                 if got:
                     continue
                 if done:
                     break  # finished, and a last round found nothing more
-                if time.monotonic() - last_check >= _FINISHED_EVERY:
+                if state:
                     last_check = time.monotonic()
-                    state = self.state()
                     # Closed by a spider's CloseSpider: over, as a Scrapy
                     # process would be (nodes started again begin a new run).
                     done = state in ("finished", "closed")
@@ -169,6 +183,41 @@ class Follower:
         finally:
             self._close()
         return self.written
+
+    def _recover(self, exc: BaseException) -> Cursor | None:
+        """After Redis failed mid-round: wait until it answers, then go on
+        from the cursor stored in Redis, as a follower started again does
+        (the file is cut back to it: every item once). None if stopped
+        while waiting."""
+        self._close()
+        self.written = self._stored_written  # what is past the cursor is written again
+        print(
+            f"Redis failed ({type(exc).__name__}: {exc}); following on from the stored "
+            "cursor once it answers again (Ctrl-C stops)",
+            file=sys.stderr,
+        )
+        delay = _IDLE
+        while not self.stop:
+            time.sleep(delay)
+            try:
+                raw = self.client.hget(self.keys.export, self.cursor_name)
+                if raw is None:
+                    raise RuntimeError(
+                        f"the cursor {self.cursor_name!r} is gone from Redis (lost with the "
+                        "writes a failover lost?): follow again with a new --cursor and output"
+                    )
+                cursor = Cursor(raw, len(self.parts))
+                if self.trim:
+                    self._trim_upto(cursor)
+            except Exception as again:
+                if not is_transient(again) or is_permission(again):
+                    raise
+                delay = min(delay * 2, 5.0)
+                continue
+            self._open(cursor)
+            print("Redis answers again: following on", file=sys.stderr)
+            return cursor
+        return None
 
     def _refuse_existing(self) -> None:
         """A new cursor writes from the start: it never cuts an existing file."""
@@ -243,6 +292,7 @@ class Follower:
             cursor.positions[p] = entries[-1][0].decode()
             cursor.length = self._handle.tell()
             self.client.hset(self.keys.export, self.cursor_name, cursor.dumps())
+            self._stored_written = self.written
             if self.trim:
                 self._trim(part, exported, _versioned(entries), cursor.positions[p])
             read += len(entries)

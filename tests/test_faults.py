@@ -414,6 +414,7 @@ class GateProxy:
 
     def __init__(self, redis_port: int, passed: int, down: float) -> None:
         self.count, self.refuse_until = 0, 0.0
+        self.open: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.redis_port, self.passed, self.down = redis_port, passed, down
@@ -433,6 +434,7 @@ class GateProxy:
                 client.close()
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.redis_port))
+            self.open += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -447,6 +449,15 @@ class GateProxy:
             for s in (source, sink):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self, down: float) -> None:
+        """Cut every connection now and refuse new ones for *down* seconds
+        (Redis gone mid-command, as in a failover)."""
+        self.refuse_until = time.monotonic() + down
+        for s in self.open:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        self.open.clear()
 
     def close(self) -> None:
         self.listener.close()
