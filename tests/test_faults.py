@@ -482,3 +482,31 @@ def test_a_node_waits_for_redis_gone_while_it_starts(make_site, redis_url, tmp_p
     assert "went away while this node was starting" in text, text[-3000:]
     assert "Spider closed (finished)" in text
     assert site.page_counts() == {f"/page/{i}.html": 1 for i in range(5)}
+
+
+def test_seed_cut_off_by_redis_says_so_in_one_line(redis_url, tmp_path):
+    """Redis gone mid-seed (a failover): the clear `error: Redis failed`
+    line was followed by 2-3 "Task exception was never retrieved"
+    tracebacks, ~160 lines of stderr (helper 40). Run again, the seed
+    queues the rest, each URL once."""
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("".join(f"http://127.0.0.1:1/p/{i}.html\n" for i in range(300_000)))
+    proxy = GateProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]), passed=10**6, down=0)
+    try:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        command = [SCRAPY, "seed", "site", "-i", str(seeds)]
+        seeder = subprocess.Popen(
+            command, cwd=ROOT, env=scrapy_env(url), stderr=subprocess.PIPE, text=True
+        )
+        client = redis.Redis.from_url(redis_url)
+        wait_for(lambda: int(client.hget("{site}:stats", "queued") or 0) > 0, 60, "a commit")
+        proxy.cut(5)
+        _, stderr = seeder.communicate(timeout=60)
+    finally:
+        proxy.close()
+    assert seeder.returncode == 1, stderr
+    assert "error: Redis failed" in stderr
+    assert "Traceback" not in stderr and "never retrieved" not in stderr, stderr
+    again = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url)
+    assert again.returncode == 0, again.stderr
+    assert int(client.hget("{site}:stats", "queued")) == 300_000

@@ -130,6 +130,12 @@ class Seeder:
             for task in pending:
                 await task
         finally:
+            # A commit that failed (Redis gone) ends the command: the others
+            # in flight are cancelled and awaited before the client closes,
+            # not left to print "Task exception was never retrieved".
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             if gc_was_enabled:
                 gc.enable()
             await client.aclose()
