@@ -175,6 +175,24 @@ class Migration:
                 # An empty entry marks the fingerprint seen without queuing anything.
                 batch.pushes.append((bytes.fromhex(member.decode()), 0, ""))
             if batch.pushes:
-                result = await self.frontier.commit(batch)
-                counts.fingerprints_new += len(batch.pushes) - result.duplicates
+                counts.fingerprints_new += await self._mark_seen(batch)
         counts.fingerprints_imported = True
+
+    async def _mark_seen(self, batch: Batch) -> int:
+        """Mark *batch*'s fingerprints seen; how many were new. A crawl split
+        into partitions keeps a URL's fingerprint in its domain's partition,
+        and a scrapy-redis fingerprint does not say its domain: each goes to
+        every partition (routed by its empty entry's domain, all went to the
+        first, and the nodes fetched again every page scrapy-redis had
+        fetched of the others' domains). New: the fewest any partition took
+        (the partition of a one-domain crawl's domain: as with one)."""
+        parts = getattr(self.frontier, "parts", None)
+        if not parts or len(parts) == 1:
+            result = await self.frontier.commit(batch)
+            return len(batch.pushes) - result.duplicates
+        new: int | None = None
+        for part in parts:
+            result = await part.commit(batch)
+            fresh = len(batch.pushes) - result.duplicates
+            new = fresh if new is None else min(new, fresh)
+        return new or 0
