@@ -187,12 +187,18 @@ def resolve_url(settings: BaseSettings) -> str:
     return url
 
 
+#: URLs this process reached with check_reachable (``scrapy crawl`` checks
+#: before the node starts; a node waits for such a Redis gone meanwhile).
+REACHED: set[str] = set()
+
+
 def check_reachable(url: str) -> None:
     """Ping Redis once, raising a clear error naming the (redacted) URL."""
     try:
         client = sync_client(url, socket_connect_timeout=5, socket_timeout=5)
         client.ping()
         client.close()
+        REACHED.add(url)
     except (redis.RedisError, ValueError, OSError) as exc:
         raise RedisUnavailable(
             f"cannot reach Redis at {redact(url)}: {str(exc).rstrip('.')}. Check that the "

@@ -36,7 +36,14 @@ from w3lib.url import canonicalize_url
 from crawler import engine_hooks
 from crawler.codec import START_META, START_ORIGIN, encode_item, encode_request
 from crawler.config import CrawlConfig
-from crawler.connection import async_client, check_reachable, redact, resolve_url, sync_client
+from crawler.connection import (
+    REACHED,
+    async_client,
+    check_reachable,
+    redact,
+    resolve_url,
+    sync_client,
+)
 from crawler.decoding import EntryDecoder
 from crawler.download_events import DownloadEvents, keyed_by_scrapy
 from crawler.exceptions import ConfigError, RedisUnavailable
@@ -146,6 +153,11 @@ class RedisScheduler(BaseScheduler):
                 return cls(crawler, checked(), url)
             except Exception as exc:
                 if not _outage(exc) or time.monotonic() + delay > deadline:
+                    raise
+                if url not in REACHED:
+                    # Never reached (runspider, a script: no `scrapy crawl`
+                    # check before): a wrong URL, said at once. It waited
+                    # 60 s, deaf to Ctrl-C, saying Redis "went away".
                     raise
                 _waiting(url, exc, deadline)
                 time.sleep(delay)

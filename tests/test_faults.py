@@ -510,3 +510,32 @@ def test_seed_cut_off_by_redis_says_so_in_one_line(redis_url, tmp_path):
     again = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url)
     assert again.returncode == 0, again.stderr
     assert int(client.hget("{site}:stats", "queued")) == 300_000
+
+
+def test_a_never_reached_redis_fails_a_runspider_node_at_once(tmp_path):
+    """`scrapy runspider` (or a script) has no `scrapy crawl` check before
+    the node starts: a wrong REDIS_URL waited 60 s, deaf to Ctrl-C, saying
+    Redis "went away while this node was starting" (helper 37). The wait is
+    for a Redis reached and gone meanwhile; a never-reached one fails now."""
+    spider = tmp_path / "one.py"
+    spider.write_text(
+        "import scrapy\n"
+        "class One(scrapy.Spider):\n"
+        "    name = 'one'\n"
+        "    start_urls = ['http://127.0.0.1:9/']\n"
+        "    custom_settings = {'ADDONS': {'crawler.addon.DistributedCrawl': 0}}\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [SCRAPY, "runspider", str(spider)],
+        cwd=tmp_path,
+        env=scrapy_env(f"redis://127.0.0.1:{free_port()}/0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 1
+    assert "cannot reach Redis at redis://127.0.0.1:" in result.stderr, result.stderr[-3000:]
+    assert "went away while this node was starting" not in result.stderr
+    assert took < 30, took
