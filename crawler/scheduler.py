@@ -56,7 +56,7 @@ from crawler.localseen import LocalSeen
 from crawler.partfrontier import make_frontier
 from crawler.politeness import request_entry, slot_of
 from crawler.redis_errors import is_permission, is_transient
-from crawler.scrapy_redis_settings import component_path, from_scrapy_redis
+from crawler.scrapy_redis_settings import component_path
 from crawler.seenrecord import check_seen_config
 from crawler.topology import fit_to_redis, with_partitions
 from crawler.worker import Worker, retry_for
@@ -68,7 +68,6 @@ logger = logging.getLogger(__name__)
 _START_WAIT = 60.0
 
 _SCRAPY_DUPEFILTER = "scrapy.dupefilters.RFPDupeFilter"
-_SCRAPY_REDIS_DUPEFILTER = "scrapy_redis.dupefilter.RFPDupeFilter"
 
 #: The close reason of a node whose Redis user lacks a permission.
 PERMISSION_DENIED = "redis_permission_denied"
@@ -201,6 +200,7 @@ class RedisScheduler(BaseScheduler):
         worker.start()
         logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
         _unused_dupefilter(self.crawler.settings)
+        _unused_queues(self.crawler.settings)
 
     def _keep(self) -> None:
         """A crawl set to expire (CRAWLER_CRAWL_TTL) that a node joins is kept."""
@@ -649,14 +649,38 @@ def _unused_dupefilter(settings: Any) -> None:
     if (settings.getpriority("DUPEFILTER_CLASS") or 0) <= SETTINGS_PRIORITIES["default"]:
         return
     path = component_path(settings.get("DUPEFILTER_CLASS"))
-    if path in (_SCRAPY_DUPEFILTER, "") or from_scrapy_redis(path, _SCRAPY_REDIS_DUPEFILTER):
-        return  # the default, or scrapy-redis's (its settings report says so)
+    if path in (_SCRAPY_DUPEFILTER, "") or path.startswith("scrapy_redis."):
+        return  # the default, or scrapy-redis's own (its settings report says so)
+    # A subclass of scrapy-redis's with a rule of its own is warned about
+    # too: the settings report's "not used" did not say where the rule goes.
     logger.warning(
         "DUPEFILTER_CLASS = %s is not used: the frontier's seen-set dedupes requests "
         "for the whole crawl by their fingerprint (REQUEST_FINGERPRINTER_CLASS, which "
         "is honoured). Put a custom duplicate rule in a request fingerprinter.",
         path,
     )
+
+
+#: Scrapy's settings for its own queues, which the frontier replaces.
+_QUEUE_SETTINGS = ("SCHEDULER_MEMORY_QUEUE", "SCHEDULER_DISK_QUEUE", "SCHEDULER_PRIORITY_QUEUE")
+
+
+def _unused_queues(settings: Any) -> None:
+    """Scrapy's queue settings (its recipe for a breadth-first crawl) are
+    not used: said, with what orders the frontier (they were ignored in
+    silence, and Scrapy's depth-first default order became another)."""
+    named = [
+        f"{name} = {component_path(settings.get(name))}"
+        for name in _QUEUE_SETTINGS
+        if (settings.getpriority(name) or 0) > SETTINGS_PRIORITIES["default"]
+    ]
+    if named:
+        logger.warning(
+            "%s not used: the frontier in Redis hands requests out by priority, first in "
+            "first out within one (Scrapy's own default is last in first out: depth-first). "
+            "Order a crawl with Request.priority; DEPTH_PRIORITY = 1 gives breadth-first.",
+            " and ".join(named) + (" is" if len(named) == 1 else " are"),
+        )
 
 
 def redis_scheduler(crawler: Crawler) -> RedisScheduler | None:

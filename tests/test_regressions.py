@@ -252,7 +252,12 @@ def test_a_project_dupefilter_is_said_to_be_unused(make_site, redis_url, tmp_pat
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
     log = tmp_path / "n.log"
     own = "DUPEFILTER_CLASS=scrapy.dupefilters.BaseDupeFilter"
-    assert start_node("site", redis_url, log, own).wait(timeout=120) == 0
+    # Scrapy's queue settings, its breadth-first recipe, were ignored in
+    # silence too (helper 37: plain Scrapy reached depth 15, the frontier 6).
+    fifo = "SCHEDULER_MEMORY_QUEUE=scrapy.squeues.FifoMemoryQueue"
+    assert start_node("site", redis_url, log, own, fifo).wait(timeout=120) == 0
     text = log.read_text()
     assert "DUPEFILTER_CLASS = scrapy.dupefilters.BaseDupeFilter is not used" in text, text
     assert "Put a custom duplicate rule in a request fingerprinter" in text
+    assert "SCHEDULER_MEMORY_QUEUE = scrapy.squeues.FifoMemoryQueue is not used" in text
+    assert "DEPTH_PRIORITY = 1 gives breadth-first" in text
