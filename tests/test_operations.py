@@ -7,13 +7,14 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, read_jsonl, run_scrapy, start_node
+from tests.conftest import ROOT, SCRAPY, free_port, read_jsonl, run_scrapy, scrapy_env, start_node
 from tests.test_faults import finish, wait_for
 
 FAST_LEASES = ("CRAWLER_LEASE_TIME=3", "CRAWLER_LEASE_RENEW_INTERVAL=1")
@@ -283,3 +284,18 @@ def test_a_bad_setting_is_an_error_line_for_every_command(setting, message, redi
         assert result.returncode == 1, (command, result.stderr[-2000:])
         assert f"error: {message}" in result.stderr, (command, result.stderr[-2000:])
         assert "Traceback" not in result.stderr, (command, result.stderr[-2000:])
+
+
+def test_output_piped_into_head_ends_quietly(redis_url, rclient):
+    """`scrapy deadletters SPIDER --json | head` ended in a BrokenPipeError
+    traceback (helper 40)."""
+    from crawler.frontier import dead_letter
+
+    letters = [dead_letter("HTTP 500", "", "n1", f"http://x.test/{i}") for i in range(5000)]
+    rclient.rpush("{site}:dead", *letters)
+    command = f"'{SCRAPY}' deadletters site --json | head -1"
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, env=scrapy_env(redis_url), capture_output=True, text=True
+    )
+    assert json.loads(result.stdout)["reason"] == "HTTP 500"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,11 @@ def run_guarded(command: Any, body: Any, role: str = "") -> None:
     *role*: the ACL role a refused permission names (by default the command's)."""
     try:
         body()
+    except BrokenPipeError:
+        # Output piped into `head` (or a pager quit early): what was wanted
+        # was read. Python's exit would try to flush stdout again and print
+        # a traceback; point it at nothing instead.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except CommandFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         command.exitcode = 1
