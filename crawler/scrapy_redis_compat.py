@@ -183,7 +183,16 @@ def seed_requests(raw: bytes, spider: Spider, config: CrawlConfig) -> list[Reque
     pass the offsite filter). Other spiders' seeds are the framework's seed
     lines. Either way the seen-set dedupes them (:func:`seed_fingerprint`)."""
     if not isinstance(spider, RedisMixin):
-        request = parse_seed(raw.decode("utf-8", "replace"), spider, config)
+        # REDIS_ENCODING as scrapy-redis's spiders read it (UTF-8 by
+        # default); bytes it cannot decode are a bad seed, not U+FFFD in a
+        # URL that is then fetched (helper 38: ?q=é in latin-1 fetched as
+        # ?q=%EF%BF%BD, the wrong page, in silence).
+        encoding = spider.settings.get("REDIS_ENCODING") or scrapy_redis_defaults.REDIS_ENCODING
+        try:
+            line = raw.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise BadSeed(f"cannot decode the seed as {encoding} (REDIS_ENCODING): {exc}") from None
+        request = parse_seed(line, spider, config)
         return [] if request is None else [request]
     if type(spider).make_request_from_data is not RedisMixin.make_request_from_data:
         requests = _from_override(raw, spider)

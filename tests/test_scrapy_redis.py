@@ -506,3 +506,28 @@ def test_private_local_redis_is_scrapy_redis_s_too(site: Site, tmp_path: Path) -
         assert local.llen("override_redis:items") == 2
     finally:
         local.shutdown(nosave=True)
+
+
+def test_a_plain_spiders_raw_seeds_are_decoded_with_redis_encoding() -> None:
+    """A latin-1 seed of a plain spider was decoded as UTF-8 with U+FFFD for
+    what did not fit, and that URL fetched: ?q=é became ?q=%EF%BF%BD, the
+    wrong page, in silence (helper 38). REDIS_ENCODING is honoured, as the
+    settings report says; bytes it cannot decode are a bad seed."""
+    from scrapy.utils.test import get_crawler
+
+    from crawler.config import CrawlConfig
+    from crawler.exceptions import BadSeed
+    from crawler.scrapy_redis_compat import seed_requests
+    from spiders.site import SiteSpider
+
+    raw = b"http://127.0.0.1:8/p?q=\xe9"
+    for settings, want in (({"REDIS_ENCODING": "latin-1"}, "?q=%C3%A9"), ({}, None)):
+        crawler = get_crawler(SiteSpider, settings)
+        spider = SiteSpider.from_crawler(crawler)
+        config = CrawlConfig.from_settings(crawler.settings, "site")
+        if want is None:
+            with pytest.raises(BadSeed, match=r"cannot decode the seed as utf-8"):
+                seed_requests(raw, spider, config)
+        else:
+            [request] = seed_requests(raw, spider, config)
+            assert request.url.endswith(want), request.url
