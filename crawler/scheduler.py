@@ -190,6 +190,7 @@ class RedisScheduler(BaseScheduler):
 
         async def join() -> None:
             await asyncio.to_thread(self._keep)
+            await self._check_seed_key(client)
             await frontier.register()
             await frontier.heartbeat(cfg.lease_ms, worker.report.describe("running"))
             await worker.limits.start()
@@ -201,6 +202,23 @@ class RedisScheduler(BaseScheduler):
         logger.info("Node %s joined crawl %r on Redis %s", self.node, cfg.name, redact(self.url))
         _unused_dupefilter(self.crawler.settings)
         _unused_queues(self.crawler.settings)
+
+    async def _check_seed_key(self, client: Any) -> None:
+        """Seeds pushed the scrapy-redis way are read from a list, a set or
+        a sorted set: a key of another type was passed over in silence
+        (helper 38: `redis-cli set`, exit 0, nothing fetched), where
+        scrapy-redis raises WRONGTYPE. Said, naming the key."""
+        key = self.config.keys.start_urls
+        kind = await client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind not in ("none", "list", "set", "zset"):
+            logger.warning(
+                "%s is a %s: seeds are read from a list (LPUSH), a set (SADD) or a sorted "
+                "set (ZADD), so its value is not read. Push the seeds into a key of one of "
+                "those types, or use `scrapy seed`.",
+                key,
+                kind,
+            )
 
     def _keep(self) -> None:
         """A crawl set to expire (CRAWLER_CRAWL_TTL) that a node joins is kept."""

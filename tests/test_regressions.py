@@ -261,3 +261,15 @@ def test_a_project_dupefilter_is_said_to_be_unused(make_site, redis_url, tmp_pat
     assert "Put a custom duplicate rule in a request fingerprinter" in text
     assert "SCHEDULER_MEMORY_QUEUE = scrapy.squeues.FifoMemoryQueue is not used" in text
     assert "DEPTH_PRIORITY = 1 gives breadth-first" in text
+
+
+def test_a_seed_key_of_the_wrong_type_is_named(make_site, redis_url, rclient, tmp_path):
+    """Seeds `redis-cli set` into the seed key (a string) were passed over in
+    silence: exit 0, nothing fetched, status "start urls 0" (helper 38;
+    scrapy-redis raises WRONGTYPE). The node says what the key must be."""
+    site = make_site(2)
+    rclient.set("site:start_urls", site.url("/page/0.html"))
+    log = tmp_path / "n.log"
+    assert start_node("site", redis_url, log).wait(timeout=120) == 0
+    text = log.read_text()
+    assert "site:start_urls is a string: seeds are read from a list (LPUSH)" in text, text
