@@ -539,3 +539,31 @@ def test_a_never_reached_redis_fails_a_runspider_node_at_once(tmp_path):
     assert "cannot reach Redis at redis://127.0.0.1:" in result.stderr, result.stderr[-3000:]
     assert "went away while this node was starting" not in result.stderr
     assert took < 30, took
+
+
+def test_runspider_exits_3_over_dead_letters_as_crawl_does(make_site, redis_url, tmp_path):
+    """`scrapy runspider` in a project (as scrapy-redis's example project
+    runs its spiders) exited 0 over a crawl holding dead letters, where
+    `scrapy crawl` exits 3 (helper 38)."""
+    site = make_site(1)
+    spider = tmp_path / "one.py"
+    spider.write_text(
+        "import scrapy\n"
+        "class One(scrapy.Spider):\n"
+        "    name = 'one'\n"
+        f"    start_urls = [{site.url('/fail/0.html')!r}, {site.url('/page/0.html')!r}]\n"
+        "    custom_settings = {'ADDONS': {'crawler.addon.DistributedCrawl': 0},\n"
+        "                       'RETRY_TIMES': 0}\n"
+        "    def parse(self, response):\n"
+        "        yield {'url': response.url}\n"
+    )
+    result = subprocess.run(
+        [SCRAPY, "runspider", str(spider)],
+        cwd=ROOT,
+        env=scrapy_env(redis_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Crawl 'one' holds 1 dead letters" in result.stderr

@@ -37,7 +37,7 @@ class Command(ScrapyCrawl):
         spidercls = spider_class(self.settings, args[0])
         settings = self.settings.copy()
         spidercls.update_settings(settings)  # its custom_settings
-        if not _distributed(settings):
+        if not distributed(settings):
             # The add-on is off (e.g. `-s ADDONS={}`): plain Scrapy, no Redis.
             super().run(args, opts)
             return
@@ -61,38 +61,43 @@ class Command(ScrapyCrawl):
         """Scrapy's crawl, keeping the crawler to read how it ended."""
         assert self.crawler_process is not None
         crawler = self._create_crawler(name)
-        # Read as the spider closes, not from the stats afterwards: a
-        # project's STATS_CLASS may be scrapy-redis's RedisStatsCollector,
-        # which deletes its values when the spider closes (the exit status
-        # said 0 over dead letters) and int()s every value it reads (a
-        # traceback on "finished").
-        ended: dict[str, Any] = {}
-
-        def closed(spider: Any, reason: str) -> None:
-            ended["reason"] = reason
-            for stat in ("crawler/dead_letters", "downloader/response_count"):
-                ended[stat] = _stat(crawler.stats, stat)
-            ended["duplicates"] = _stat(crawler.stats, "crawler/duplicates") + _stat(
-                crawler.stats, "crawler/duplicates_local"
-            )
-
-        crawler.signals.connect(closed, signals.spider_closed)
+        outcome = NodeOutcome(crawler)
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
-        if self.crawler_process.bootstrap_failed:
-            self.exitcode = 1
+        self.exitcode = outcome.exit_code(self.crawler_process.bootstrap_failed, name)
+
+
+class NodeOutcome:
+    """How a node's crawl ended, read as its spider closes, not from the
+    stats afterwards: a project's STATS_CLASS may be scrapy-redis's
+    RedisStatsCollector, which deletes its values when the spider closes
+    (the exit status said 0 over dead letters) and int()s every value it
+    reads (a traceback on "finished")."""
+
+    def __init__(self, crawler: Any) -> None:
+        self.crawler = crawler
+        self.ended: dict[str, Any] = {}
+        crawler.signals.connect(self._closed, signals.spider_closed)
+
+    def _closed(self, spider: Any, reason: str) -> None:
+        stats, ended = self.crawler.stats, self.ended
+        ended["reason"] = reason
+        for stat in ("crawler/dead_letters", "downloader/response_count"):
+            ended[stat] = _stat(stats, stat)
+        ended["duplicates"] = _stat(stats, "crawler/duplicates") + _stat(
+            stats, "crawler/duplicates_local"
+        )
+
+    def exit_code(self, bootstrap_failed: bool, name: str) -> int:
+        """The node's exit status (saying why, where it is not 0)."""
+        crawler, ended = self.crawler, self.ended
+        if bootstrap_failed:
             where = crawler.settings.get("LOG_FILE") or "the log above"
-            print(
-                f"error: the node failed to start; its error is in {where}.",
-                file=sys.stderr,
-            )
-            return
+            print(f"error: the node failed to start; its error is in {where}.", file=sys.stderr)
+            return 1
         reason = ended.get("reason")
         if reason == PERMISSION_DENIED:
-            self.exitcode = 1
-            return
-        if reason == "finished" and ended["crawler/dead_letters"]:
-            self.exitcode = crawler.settings.getint("CRAWLER_DEAD_LETTER_EXIT_CODE")
+            return 1
         if reason == "finished" and not ended["downloader/response_count"] and ended["duplicates"]:
             # A crawl run again as plain Scrapy runs it: its start URLs are
             # in the crawl's seen-set, so nothing is fetched (a -O feed is
@@ -105,6 +110,9 @@ class Command(ScrapyCrawl):
                 name,
                 name,
             )
+        if reason == "finished" and ended["crawler/dead_letters"]:
+            return int(crawler.settings.getint("CRAWLER_DEAD_LETTER_EXIT_CODE"))
+        return 0
 
 
 def _stat(stats: Any, name: str) -> int:
@@ -115,7 +123,7 @@ def _stat(stats: Any, name: str) -> int:
         return 0
 
 
-def _distributed(settings: Any) -> bool:
+def distributed(settings: Any) -> bool:
     """True if the crawl runs with the framework's add-on (not turned off
     with ``None``, as Scrapy's components are)."""
     return any(
