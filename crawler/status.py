@@ -99,7 +99,11 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
         **totals,
         "pages_per_min": round(rate, 1),
         "items_per_min": round(sum(n["items_per_min"] for n in live), 1),
-        "eta_seconds": round(totals["queued"] / (rate / 60)) if rate > 0 else None,
+        # None while paused: the last minute's rate says nothing of when a
+        # crawl that fetches nothing drains (a paused crawl showed ~1m42s).
+        "eta_seconds": round(totals["queued"] / (rate / 60))
+        if rate > 0 and paused != b"1"
+        else None,
         "recrawl": due_summary(client, parts, now_ms),
         "live_nodes": len(live),
         "nodes": sorted(nodes, key=lambda n: (n["state"] != "running", n["node"])),

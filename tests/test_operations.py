@@ -94,6 +94,8 @@ def test_pause_stops_fetching_and_resume_continues(make_site, redis_url, tmp_pat
     assert all(n.poll() is None for n in nodes), "nodes must stay up while paused"
     snap = status(redis_url, "site")
     assert snap["paused"] and snap["queued"] > 0
+    # No time to drain while nothing is fetched (helper 40: ~1m42s shown).
+    assert snap["pages_per_min"] > 0 and snap["eta_seconds"] is None
     assert "resumed" in run_scrapy(["resume", "site"], redis_url).stdout
     assert finish(nodes) == [0, 0]
     counts = site.page_counts()
