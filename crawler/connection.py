@@ -201,11 +201,29 @@ def check_reachable(url: str) -> None:
         REACHED.add(url)
     except (redis.RedisError, ValueError, OSError) as exc:
         raise RedisUnavailable(
-            f"cannot reach Redis at {redact(url)}: {str(exc).rstrip('.')}. Check that the "
+            f"cannot reach Redis at {redact(url)}: {_why(exc, url)}. Check that the "
             "server is running and reachable from this machine, and the REDIS_URL's host, port, "
             "user and password (rediss:// for TLS; redis+sentinel://host:port,.../SERVICE "
             "for Sentinel)."
         ) from None
+
+
+def _why(exc: BaseException, url: str) -> str:
+    """What went wrong, said shortly (redis-py's own text for a Sentinel
+    without a master carries the repr of every sentinel client)."""
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        service = urlsplit(url).path.strip("/").split("/")[0]
+        return (
+            f"no sentinel named a master for service {service!r} (none answered, the "
+            "service name is wrong, or a failover is under way: try again in a few seconds)"
+        )
+    text = str(exc).rstrip(".")
+    if urlsplit(url).scheme.startswith("rediss") and "EOF occurred in violation" in text:
+        text += (
+            " (the server closed the TLS handshake: it may want a client certificate, "
+            "CRAWLER_REDIS_SSL_CERTFILE and CRAWLER_REDIS_SSL_KEYFILE)"
+        )
+    return text
 
 
 def sync_client(url: str, **overrides: Any) -> Any:

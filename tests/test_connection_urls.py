@@ -118,3 +118,17 @@ def test_the_redis_settings_name_the_server_scrapy_redis_connects_to(settings, m
     want = theirs.connection_pool.connection_kwargs
     got = ours.connection_pool.connection_kwargs
     assert (got["host"], int(got["port"])) == (want["host"], int(want["port"]))
+
+
+def test_no_sentinel_answering_is_said_shortly():
+    """redis-py's text for a Sentinel without a master carries the repr of
+    every sentinel client (helper 40); said in one line instead."""
+    from crawler.connection import check_reachable
+    from crawler.exceptions import RedisUnavailable
+    from tests.conftest import free_port
+
+    with pytest.raises(RedisUnavailable) as raised:
+        check_reachable(f"redis+sentinel://127.0.0.1:{free_port()}/mymaster")
+    message = str(raised.value)
+    assert "no sentinel named a master for service 'mymaster'" in message
+    assert "ConnectionPool" not in message and "<redis" not in message
