@@ -93,16 +93,17 @@ def _chosen_url(settings: BaseSettings) -> str | None:
         return os.environ["REDIS_URL"]
     if setting:
         return str(setting)
-    # Then as scrapy-redis's get_redis_from_settings: REDIS_HOST and
-    # REDIS_PORT over REDIS_PARAMS's url, host and port, each alone naming a
+    # Then as scrapy-redis's get_redis_from_settings: REDIS_PARAMS's url
+    # (redis-py lets a URL outrank host and port), then REDIS_HOST and
+    # REDIS_PORT over REDIS_PARAMS's host and port, each alone naming a
     # server (localhost, port 6379 by default). Only REDIS_HOST was read: a
     # project with REDIS_PORT alone, or REDIS_PARAMS, crawled a private
     # local Redis with nothing in it and exited 0.
     params = settings.getdict("REDIS_PARAMS")
+    if params.get("url"):
+        return str(params["url"])
     host = settings.get("REDIS_HOST") or params.get("host")
     port = settings.get("REDIS_PORT") or params.get("port")
-    if not (host or port) and params.get("url"):
-        return str(params["url"])
     if host or port:
         try:
             port = int(port or 6379)

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from scrapy import Request, Spider
 from scrapy.resolver import dnscache
@@ -35,16 +36,12 @@ class DownloadEvents:
         if lease_id is None:
             return
         worker = self.worker
-        if keyed_by_scrapy(request):
-            # Scrapy's downloader keyed it by its host name (or by IP, with
-            # CONCURRENT_REQUESTS_PER_IP) and is done with the key. Kept,
-            # RedirectMiddleware copies it to a redirect to another host,
-            # whose Crawl-delay, 429 pauses and page budget would then be the
-            # first host's (http://a.example redirecting to https://www.a.example:
-            # the Crawl-delay of www's robots.txt went to a.example, and www
-            # was fetched without it); keyed by IP, its 429s would pause the
-            # IP, and its retries and redirects queue under the IP, a second
-            # domain for the same site. A slot a middleware set is kept.
+        domain = worker.leases.slots.get(lease_id)
+        if domain is not None and _keyed_by_ip(request) and slot_of(request) != domain:
+            # Scrapy's downloader keyed it by IP (CONCURRENT_REQUESTS_PER_IP)
+            # and is done with the key. Kept, its 429s would pause the IP, not
+            # the domain, and its retries and redirects would queue under the
+            # IP, a second domain for the same site.
             del request.meta["download_slot"]
         started = worker.leases.started(lease_id)
         if started is not None:
@@ -101,10 +98,36 @@ class DownloadEvents:
             self.worker.batch.backoffs.append((slot, -2))
 
 
+def _keyed_by_ip(request: Request) -> bool:
+    """Whether *request*'s download_slot is its host's IP, as Scrapy's
+    downloader sets it with CONCURRENT_REQUESTS_PER_IP (a slot a middleware
+    set, e.g. to group subdomains, is not)."""
+    slot = request.meta.get("download_slot")
+    host = urlparse_cached(request).hostname
+    return slot is not None and host is not None and slot == dnscache.get(host)
+
+
 def keyed_by_scrapy(request: Request) -> bool:
     """Whether *request*'s download_slot is the key Scrapy's downloader
-    gives it: its host name, or its host's IP with CONCURRENT_REQUESTS_PER_IP
-    (a slot a middleware set, e.g. to group subdomains, is not)."""
+    gives it: its host name, or its host's IP with CONCURRENT_REQUESTS_PER_IP."""
     slot = request.meta.get("download_slot")
     host = urlparse_cached(request).hostname
     return slot is not None and host is not None and slot in (host, dnscache.get(host))
+
+
+def redirect_slot(request: Request) -> None:
+    """Drop the download_slot a redirect to another host carries over from
+    the request it came from: Scrapy's downloader wrote that request's host
+    there, and RedirectMiddleware copies meta. Kept, the new host's
+    Crawl-delay, 429 pauses and page budget were the first host's
+    (http://a.example redirecting to https://www.a.example: the Crawl-delay
+    of www's robots.txt went to a.example, and www was fetched without it).
+    A slot a middleware set (not the source's host) is kept; so is the key
+    on responses, where spiders may read it."""
+    slot = request.meta.get("download_slot")
+    urls = request.meta.get("redirect_urls")
+    if slot is None or not urls:
+        return
+    source = urlsplit(str(urls[-1])).hostname
+    if slot == source and urlparse_cached(request).hostname != source:
+        del request.meta["download_slot"]

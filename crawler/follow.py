@@ -39,6 +39,8 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from crawler.keys import Keys
 from crawler.partitions import partition_keys, recorded_tags
 from crawler.redis_errors import is_permission, is_transient
@@ -117,6 +119,7 @@ class Follower:
         self.ended = ""  # the crawl's state when following ended by itself
         self.written = 0
         self._stored_written = 0  # written when the cursor was last stored
+        self._had_cursor = False  # Redis holds (or held) this follower's cursor
         self.stop = False
         self._handle: Any = None
         self._exporter: Any = None
@@ -137,6 +140,7 @@ class Follower:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         raw = self.client.hget(self.keys.export, self.cursor_name)
+        self._had_cursor = raw is not None
         cursor = Cursor(raw, len(self.parts))
         if raw is None:
             self._refuse_existing()
@@ -151,7 +155,8 @@ class Follower:
                     state = ""
                     if not got and time.monotonic() - last_check >= _FINISHED_EVERY:
                         state = self.state()
-                except Exception as exc:
+                except redis.RedisError as exc:
+                    # Redis's errors only: a file error is not a failover.
                     if not is_transient(exc) or is_permission(exc):
                         raise
                     # A failover the nodes ride out: so does the follower.
@@ -201,15 +206,17 @@ class Follower:
             time.sleep(delay)
             try:
                 raw = self.client.hget(self.keys.export, self.cursor_name)
-                if raw is None:
+                if raw is None and self._had_cursor:
                     raise RuntimeError(
                         f"the cursor {self.cursor_name!r} is gone from Redis (lost with the "
                         "writes a failover lost?): follow again with a new --cursor and output"
                     )
+                # None before this follower stored one: from the start, in
+                # the file it began (empty when it started).
                 cursor = Cursor(raw, len(self.parts))
                 if self.trim:
                     self._trim_upto(cursor)
-            except Exception as again:
+            except redis.RedisError as again:
                 if not is_transient(again) or is_permission(again):
                     raise
                 delay = min(delay * 2, 5.0)
@@ -292,7 +299,7 @@ class Follower:
             cursor.positions[p] = entries[-1][0].decode()
             cursor.length = self._handle.tell()
             self.client.hset(self.keys.export, self.cursor_name, cursor.dumps())
-            self._stored_written = self.written
+            self._stored_written, self._had_cursor = self.written, True
             if self.trim:
                 self._trim(part, exported, _versioned(entries), cursor.positions[p])
             read += len(entries)

@@ -26,10 +26,10 @@ from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from scrapy.http import Headers
 from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.asyncio import is_asyncio_available
 from scrapy.utils.defer import deferred_from_coro
-from scrapy.utils.python import to_bytes
 from twisted.internet.defer import Deferred
 from w3lib.url import canonicalize_url
 
@@ -45,7 +45,7 @@ from crawler.connection import (
     sync_client,
 )
 from crawler.decoding import EntryDecoder
-from crawler.download_events import DownloadEvents, keyed_by_scrapy
+from crawler.download_events import DownloadEvents, keyed_by_scrapy, redirect_slot
 from crawler.exceptions import ConfigError, RedisUnavailable
 from crawler.failures import FailureWatch
 from crawler.fingerprints import start_fingerprint
@@ -305,6 +305,7 @@ class RedisScheduler(BaseScheduler):
         # another request, as in plain Scrapy; crawler.codec.decode_entry).
         origin: bytes | None = None
         by_content = False
+        redirect_slot(request)
         requeue = request.meta.pop(REQUEUE, False)
         if requeue:
             # Seen already: back to the frontier as it is (crawler.backoff),
@@ -561,7 +562,10 @@ class RedisScheduler(BaseScheduler):
         that `scrapy requeue` reports instead of queuing."""
         worker = self.worker
         assert worker is not None and self.spider is not None
-        retry = self._as_made(request)
+        try:
+            retry = self._as_made(request)
+        except Exception:  # never lose the letter over what it leaves out
+            retry = request
         try:
             # With its item origin: `scrapy requeue` keeps its items' ids.
             origin = self._stored_origin(request, self.origin_of(request))
@@ -595,7 +599,9 @@ class RedisScheduler(BaseScheduler):
         if agent:
             defaults["User-Agent"] = agent
         for name, value in defaults.items():
-            if headers.getlist(name) == [to_bytes(value)]:
+            # As Scrapy stores a header (DEFAULT_REQUEST_HEADERS may hold an
+            # int: {"DNT": 1} is sent as b"1").
+            if headers.getlist(name) == Headers({name: value}).getlist(name):
                 del headers[name]
         return request.replace(meta=meta, headers=headers)
 

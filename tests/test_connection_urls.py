@@ -103,6 +103,8 @@ def test_a_write_refused_inside_a_script_is_an_outage(rclient):
         {"REDIS_PARAMS": {"port": 7781}},
         {"REDIS_PARAMS": {"host": "10.0.0.6"}, "REDIS_HOST": "10.0.0.5"},
         {"REDIS_PARAMS": {"url": "redis://10.0.0.7:7000/0"}},
+        {"REDIS_PARAMS": {"url": "redis://10.0.0.7:7000/0"}, "REDIS_HOST": "10.0.0.5"},
+        {"REDIS_PARAMS": {"url": "redis://10.0.0.7:7000/0", "port": 7001}},
     ],
 )
 def test_the_redis_settings_name_the_server_scrapy_redis_connects_to(settings, monkeypatch):

@@ -567,3 +567,17 @@ def test_runspider_exits_3_over_dead_letters_as_crawl_does(make_site, redis_url,
     )
     assert result.returncode == 3, result.stderr[-3000:]
     assert "Crawl 'one' holds 1 dead letters" in result.stderr
+
+
+def test_a_default_header_that_is_a_number_keeps_the_dead_letter(make_site, redis_url, tmp_path):
+    """DEFAULT_REQUEST_HEADERS = {"DNT": 1} (Scrapy sends b"1"): storing a
+    dead letter without the settings' default headers raised TypeError on
+    the int, and the failed page was acknowledged with no letter, exit 0
+    (review of 3677e07)."""
+    site = make_site(1)
+    assert run_scrapy(["seed", "site", site.url("/fail/0.html")], redis_url).returncode == 0
+    headers = 'DEFAULT_REQUEST_HEADERS={"Accept": "text/html", "DNT": 1}'
+    node = start_node("site", redis_url, tmp_path / "n.log", "RETRY_TIMES=0", headers)
+    assert finish([node]) == [3], (tmp_path / "n.log").read_text()[-3000:]
+    letters = run_scrapy(["deadletters", "site", "--json"], redis_url).stdout.splitlines()
+    assert len(letters) == 1 and json.loads(letters[0])["url"] == site.url("/fail/0.html")

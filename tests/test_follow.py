@@ -200,3 +200,26 @@ def test_follow_refuses_what_it_cannot_resume(redis_url, tmp_path):
     assert got.returncode == 1
     assert "exists and Redis holds no cursor" in got.stderr, got.stderr
     assert (tmp_path / "x.jsonl").read_text() == '{"kept": true}\n'
+
+
+def test_follow_rides_out_redis_gone_before_its_first_cursor(make_site, redis_url, tmp_path):
+    """Cut before any item (so before the follower stored a cursor), it
+    took the missing cursor for one a failover lost and exited 1 with 0
+    items (review of the change above). It starts from the beginning of
+    its own file."""
+    site = make_site(50)
+    out = str(tmp_path / "items-%(batch_id)d.jsonl")
+    log = tmp_path / "follow.log"
+    proxy = GateProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]), passed=10**6, down=0)
+    try:
+        assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+        follower = follow(f"redis://127.0.0.1:{proxy.port}/0", out, log)
+        time.sleep(3)
+        proxy.cut(3)
+        time.sleep(4)
+        assert wait_nodes([start_node("site", redis_url, tmp_path / "n.log")], 120) == [0]
+        assert follower.wait(timeout=60) == 0, log.read_text()
+    finally:
+        proxy.close()
+    urls = [str(item["url"]) for item in lines(tmp_path)]
+    assert len(urls) == len(set(urls)) == 50
