@@ -264,7 +264,7 @@ def test_a_crawl_run_again_says_why_it_fetches_nothing(make_site, redis_url, tmp
     again = start_node("site", redis_url, tmp_path / "again.log", spider_args=args)
     assert again.wait(timeout=120) == 0
     log = (tmp_path / "again.log").read_text()
-    assert "This node fetched nothing: its start requests were fetched before in crawl" in log
+    assert "This node fetched nothing: its start requests were in crawl 'site'" in log
     assert "`scrapy reset site`" in log
 
 

@@ -103,9 +103,9 @@ class NodeOutcome:
             # in the crawl's seen-set, so nothing is fetched (a -O feed is
             # written empty). Said, with the way to start afresh.
             logger.warning(
-                "This node fetched nothing: its start requests were fetched before in "
-                "crawl %r (its seen-set keeps every URL it crawled; `scrapy status %s`). "
-                "To crawl it again from scratch: `scrapy reset %s`.",
+                "This node fetched nothing: its start requests were in crawl %r's seen-set "
+                "already (fetched before, or by another node; `scrapy status %s`). If the "
+                "crawl had finished before, `scrapy reset %s` crawls it again from scratch.",
                 crawler.settings.get("CRAWLER_CRAWL_NAME") or name,
                 name,
                 name,
