@@ -300,3 +300,17 @@ def test_start_urls_stay_where_the_nodes_read_them(redis_url, rclient):
     assert "but this crawl reads seeds: set CRAWLER_START_URLS_KEY = 'site:start_urls'" in (
         elsewhere.stdout
     )
+
+
+def test_migrate_refused_by_acl_says_what_else_it_reads(redis_url, rclient):
+    """As the admin ACL user, migrate was refused and told to use the rules
+    of `scrapy acl SPIDER --role admin`, which do not cover scrapy-redis's
+    keys (helper 40): the message says what else it reads."""
+    rclient.sadd("site:dupefilter", "ab" * 20)
+    printed = run_scrapy(["acl", "site", "--role", "admin"], redis_url).stdout.split()
+    rules = printed[printed.index("resetkeys") :]  # after ACL SETUSER NAME on >PASSWORD
+    rclient.execute_command("ACL", "SETUSER", "migrator", "reset", "on", ">pw", *rules)
+    user_url = redis_url.replace("redis://", "redis://migrator:pw@", 1)
+    refused = migrate(user_url)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "migrate also reads the scrapy-redis crawl's keys" in refused.stderr, refused.stderr

@@ -107,8 +107,18 @@ def run_guarded(command: Any, body: Any, role: str = "") -> None:
         command.exitcode = 1
     except redis.RedisError as exc:
         if is_permission(exc):
-            role = role or _ROLES.get(type(command).__module__.rpartition(".")[2], "admin")
+            name = type(command).__module__.rpartition(".")[2]
+            role = role or _ROLES.get(name, "admin")
             print(f"error: {permission_message(exc, role)}", file=sys.stderr)
+            if name == "migrate":
+                # The admin role covers the crawl's keys, not scrapy-redis's
+                # (helper 40: the advice alone could not be followed).
+                print(
+                    "migrate also reads the scrapy-redis crawl's keys (its queue, "
+                    "dupefilter and start URLs, e.g. SPIDER:requests, SPIDER:dupefilter): run "
+                    "it as a user that may read those too, such as the one scrapy-redis used.",
+                    file=sys.stderr,
+                )
         elif is_transient(exc):
             print(
                 f"error: Redis failed ({type(exc).__name__}: {exc}); nothing "
