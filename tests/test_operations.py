@@ -178,7 +178,9 @@ def test_a_taken_metrics_port_stops_the_node_with_a_clear_message(make_site, red
 
 
 def test_reset_asks_then_deletes_the_crawl(make_site, redis_url, rclient, tmp_path):
-    site = make_site(20, delays={"/page/1.html": 3.0})
+    # A page that takes long enough that the node is surely still running
+    # when `reset` looks (with 3 s, it could finish between the two calls).
+    site = make_site(20, delays={"/page/1.html": 10.0})
     assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
     node = start_node("site", redis_url, tmp_path / "r.log")
     # Not under a running node: its next commits wrote into the deleted
