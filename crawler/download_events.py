@@ -111,8 +111,7 @@ def keyed_by_scrapy(request: Request) -> bool:
     """Whether *request*'s download_slot is the key Scrapy's downloader
     gives it: its host name, or its host's IP with CONCURRENT_REQUESTS_PER_IP."""
     slot = request.meta.get("download_slot")
-    host = urlparse_cached(request).hostname
-    return slot is not None and host is not None and slot in (host, dnscache.get(host))
+    return (slot is not None and slot == urlparse_cached(request).hostname) or _keyed_by_ip(request)
 
 
 def redirect_slot(request: Request) -> None:

@@ -151,12 +151,10 @@ class RedisScheduler(BaseScheduler):
             try:
                 return cls(crawler, checked(), url)
             except Exception as exc:
-                if not _outage(exc) or time.monotonic() + delay > deadline:
-                    raise
-                if url not in REACHED:
-                    # Never reached (runspider, a script: no `scrapy crawl`
-                    # check before): a wrong URL, said at once. It waited
-                    # 60 s, deaf to Ctrl-C, saying Redis "went away".
+                # A Redis never reached (runspider, a script: no `scrapy
+                # crawl` check before) is a wrong URL, said at once: it
+                # waited 60 s, deaf to Ctrl-C, saying Redis "went away".
+                if not _outage(exc) or url not in REACHED or time.monotonic() + delay > deadline:
                     raise
                 _waiting(url, exc, deadline)
                 time.sleep(delay)

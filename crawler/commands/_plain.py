@@ -17,19 +17,16 @@ from typing import Any
 
 from scrapy.settings import BaseSettings
 
+from crawler.scrapy_redis_settings import component_path
+
 ADDON = "crawler.addon.DistributedCrawl"
-
-
-def addon_path(addon: Any) -> str:
-    """An ``ADDONS`` key (a class or its import path) as an import path."""
-    return addon if isinstance(addon, str) else f"{addon.__module__}.{addon.__qualname__}"
 
 
 def without_addon(settings: BaseSettings) -> None:
     """Turn the framework's add-on off in *settings*, as ``None`` does."""
     addons = settings["ADDONS"]
     for addon in list(addons):
-        if addon_path(addon) == ADDON:
+        if component_path(addon) == ADDON:
             addons.set(addon, None, "cmdline")
 
 

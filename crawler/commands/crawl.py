@@ -14,12 +14,13 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 
 from crawler.addon import take_scheduler
 from crawler.commands._common import CommandFailed, run_guarded, spider_class
-from crawler.commands._plain import ADDON, addon_path
+from crawler.commands._plain import ADDON
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url, sync_client
 from crawler.exceptions import CrawlerError
 from crawler.metrics import check_metrics_port
 from crawler.scheduler import PERMISSION_DENIED
+from crawler.scrapy_redis_settings import component_path
 from crawler.seenrecord import check_seen_config
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,6 @@ def distributed(settings: Any) -> bool:
     """True if the crawl runs with the framework's add-on (not turned off
     with ``None``, as Scrapy's components are)."""
     return any(
-        addon_path(addon) == ADDON and order is not None
+        component_path(addon) == ADDON and order is not None
         for addon, order in settings.getdict("ADDONS").items()
     )
