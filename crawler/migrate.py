@@ -185,7 +185,9 @@ class Migration:
         every partition (routed by its empty entry's domain, all went to the
         first, and the nodes fetched again every page scrapy-redis had
         fetched of the others' domains). New: the fewest any partition took
-        (the partition of a one-domain crawl's domain: as with one)."""
+        (the partition of a one-domain crawl's domain: as with one), which
+        is also what the crawl's ``seen`` counter gets, not a count per
+        partition."""
         parts = getattr(self.frontier, "parts", None)
         if not parts or len(parts) == 1:
             result = await self.frontier.commit(batch)
@@ -195,4 +197,8 @@ class Migration:
             result = await part.commit(batch)
             fresh = len(batch.pushes) - result.duplicates
             new = fresh if new is None else min(new, fresh)
+            if fresh:
+                await part.client.hincrby(part.keys.stats, "seen", -fresh)
+        if new:
+            await parts[0].client.hincrby(parts[0].keys.stats, "seen", new)
         return new or 0

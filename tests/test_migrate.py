@@ -86,6 +86,12 @@ def assert_every_page_fetched_once(site: SiteServer) -> None:
     assert {p: n for p, n in fetched.items() if n != 1} == {}
 
 
+def status_json(redis_url: str) -> dict[str, Any]:
+    result = run_scrapy(["status", "site", "--json"], redis_url)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def queued_priorities(client: redis.Redis) -> set[int]:
     return {int(p) for p in client.zrange("{site}:prios", 0, -1)}
 
@@ -124,6 +130,8 @@ def test_json_queue_is_imported_and_the_nodes_finish_the_crawl(
     assert "start URLs    0 in site:start_urls" in first.stdout
     if partitions == 1:
         assert queued_priorities(rclient) == source_priorities(rclient)
+    # Every fingerprint once, not once per partition (it was 3x with 3).
+    assert status_json(redis_url)["seen"] == fps
 
     again = migrate(redis_url, *split)
     assert again.returncode == 0, again.stderr
