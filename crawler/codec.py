@@ -17,6 +17,7 @@ import base64
 import hashlib
 import inspect
 import json
+import sys
 import types
 from typing import Any
 
@@ -45,9 +46,12 @@ _DEFAULTS: dict[str, Any] = {
 }
 _encoder = ScrapyJSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ascii_encoder = ScrapyJSONEncoder(separators=(",", ":"))
-# Scrapy's HttpCacheMiddleware keeps this node's cached Response here while
-# it revalidates; it means nothing on another node.
-_LOCAL_META = "cached_response"
+# Live objects of this node that a retry or redirect copies with the meta:
+# Scrapy's HttpCacheMiddleware keeps the cached Response in "cached_response"
+# while it revalidates; scrapy-playwright keeps the open browser tab in
+# "playwright_page" (``playwright_include_page``). They mean nothing on
+# another node, which opens its own.
+_LOCAL_META = frozenset({"cached_response", "playwright_page"})
 #: The entry field of a request's item origin (``decode_entry``).
 _ORIGIN = "_o"
 #: The origin of a start request (``start_urls``, ``start()``, a seed): its
@@ -134,9 +138,19 @@ def _request_fields(request: Request, spider: Spider, lenient: bool) -> dict[str
     return d
 
 
+def _injected(value: Any) -> bool:
+    """A page object scrapy-poet put into ``cb_kwargs`` on this node (a retry,
+    web_poet's ``Retry`` included, copies them): the node that fetches the
+    request again builds its own from its response."""
+    web_poet = sys.modules.get("web_poet")
+    return web_poet is not None and isinstance(value, web_poet.Injectable)
+
+
 def _values(value: dict[str, Any], key: str, spider: Spider, lenient: bool) -> Any:
-    if key == "meta" and (_LOCAL_META in value or START_META in value):
-        value = {k: v for k, v in value.items() if k != _LOCAL_META and k != START_META}
+    if key == "meta" and (START_META in value or not _LOCAL_META.isdisjoint(value)):
+        value = {k: v for k, v in value.items() if k not in _LOCAL_META and k != START_META}
+    elif key == "cb_kwargs" and "web_poet" in sys.modules:
+        value = {k: v for k, v in value.items() if not _injected(v)}
     return encode_value(value, key, allow_list(spider), lenient)
 
 

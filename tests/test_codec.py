@@ -328,6 +328,34 @@ def test_what_scrapy_puts_in_meta_round_trips():
     assert same(back.meta, expected)
 
 
+def test_live_objects_plugins_leave_in_a_retried_request_are_not_stored(monkeypatch):
+    """A retry (RetryMiddleware, web_poet's Retry) copies meta and cb_kwargs:
+    scrapy-playwright's open tab (``playwright_include_page``) and the page
+    objects scrapy-poet injected were dead-lettered as unstorable, so a
+    transient 500 or a page object's Retry lost the page (exit 3). They are
+    this node's; the node that fetches the retry opens or builds its own."""
+
+    class Injectable:  # web_poet.Injectable, without installing web-poet
+        pass
+
+    class BookPage(Injectable):
+        def __init__(self) -> None:
+            self.response = object()  # a live response: not storable
+
+    monkeypatch.setitem(sys.modules, "web_poet", type(sys)("web_poet"))
+    monkeypatch.setattr(sys.modules["web_poet"], "Injectable", Injectable, raising=False)
+    spider = make(PlainSpider)
+    request = Request(
+        "http://a/",
+        callback=spider.parse_page,
+        meta={"playwright": True, "playwright_include_page": True, "playwright_page": object()},
+        cb_kwargs={"page": BookPage(), "n": 1},
+    )
+    back = round_trip(request.copy(), spider)
+    assert back.meta == {"playwright": True, "playwright_include_page": True}
+    assert back.cb_kwargs == {"n": 1}
+
+
 def test_values_that_cannot_be_stored_name_their_key_path_and_type():
     spider = make(PlainSpider)
     cases = {
