@@ -194,6 +194,7 @@ CRAWLER_REQUEST_CLASSES = [
     "scrapy.http.request.Request",
     "scrapy.http.request.form.FormRequest",
     "scrapy.http.request.json_request.JsonRequest",
+    "scrapy.http.request.rpc.XmlRpcRequest",
 ]
 
 #: Seconds a domain's robots.txt, fetched once for the whole cluster, is

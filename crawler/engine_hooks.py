@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from scrapy import Request
+from scrapy.core.downloader import Slot, _slot_jitter
 from scrapy.exceptions import CloseSpider
 from twisted.python.failure import Failure
 
@@ -44,12 +45,19 @@ def check_engine(engine: Any) -> None:
         )
 
 
-def cluster_politeness(engine: Any) -> None:
-    """Turn off the node's own per-domain delay and concurrency limit: the
-    frontier applies DOWNLOAD_DELAY, CONCURRENT_REQUESTS_PER_DOMAIN and
-    DOWNLOAD_SLOTS to the whole cluster, and a request it hands out must be
-    sent at once (its start is what times the domain's next request).
-    CONCURRENT_REQUESTS (per node) and CONCURRENT_REQUESTS_PER_IP still apply."""
+def cluster_politeness(engine: Any, leased: Callable[[Request], bool]) -> None:
+    """Turn off the node's own per-domain delay and concurrency limit for
+    the requests the frontier hands out (*leased*): the frontier applies
+    DOWNLOAD_DELAY, CONCURRENT_REQUESTS_PER_DOMAIN and DOWNLOAD_SLOTS to the
+    whole cluster, and a request it hands out must be sent at once (its
+    start is what times the domain's next request).
+    CONCURRENT_REQUESTS (per node) and CONCURRENT_REQUESTS_PER_IP still apply.
+
+    A request the frontier never saw (``engine.download()``: FilesPipeline
+    and ImagesPipeline, a callback's own downloads, robots.txt) keeps
+    Scrapy's own per-domain delay and concurrency on its node, in a slot of
+    its own: with the limits lifted for every request, a polite crawl's
+    files went to the site all at once."""
     downloader = getattr(engine, "downloader", None)
     names = (
         "_delay",
@@ -60,16 +68,47 @@ def cluster_politeness(engine: Any) -> None:
         "ip_concurrency",
         "slots",
         "get_slot_key",
+        "_get_slot",
+        "_start_slot_gc",
     )
     if downloader is None or not all(hasattr(downloader, n) for n in names):
         raise ConfigError(
             f"this Scrapy version's downloader has no {'/'.join(names)}; "
             "install a Scrapy version allowed by requirements.txt."
         )
+    own = (
+        downloader._delay,
+        downloader._jitter,
+        downloader.per_slot_settings,
+        downloader.domain_concurrency,
+    )
     downloader._delay = 0.0
     downloader._jitter = 0.0
     downloader.per_slot_settings = {}
     downloader.domain_concurrency = downloader.total_concurrency or 1_000_000
+    cluster_slot = downloader._get_slot
+
+    def get_slot(request: Request, spider: Any = None) -> tuple[str, Any]:
+        if leased(request):
+            return cluster_slot(request)
+        key = downloader.get_slot_key(request)
+        local = f"{key}{_LOCAL_SLOT}"  # never a host name: a key of its own
+        if local not in downloader.slots:
+            delay, jitter, per_slot, concurrency = own
+            slot_settings = per_slot.get(key, {})
+            downloader.slots[local] = Slot(
+                slot_settings.get("concurrency", downloader.ip_concurrency or concurrency),
+                slot_settings.get("delay", delay),
+                _slot_jitter(slot_settings, jitter),
+            )
+            downloader._start_slot_gc()
+        return key, downloader.slots[local]
+
+    downloader._get_slot = get_slot
+
+
+#: Suffix of the downloader slot keys of requests the frontier never saw.
+_LOCAL_SLOT = "\x00local"
 
 
 def would_wait(engine: Any, request: Request) -> bool:

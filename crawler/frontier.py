@@ -411,8 +411,9 @@ class Frontier:
         self.closed = closed.decode("utf-8", "replace") if closed else ""
         return bool(known), bool(paused)
 
-    async def add_stats(self, deltas: dict[str, int | float]) -> None:
-        """Add this node's stats deltas to the cluster's stats, atomically."""
+    async def add_stats(self, deltas: dict[str, int | float | str]) -> None:
+        """Add this node's stats deltas to the cluster's stats, atomically
+        (a value marked ``M``: keep the highest)."""
         args: list[str | int | float] = []
         for name, delta in deltas.items():
             args += [name, delta]

@@ -17,6 +17,8 @@ from crawler.scheduler import RedisScheduler, redis_scheduler
 
 #: Set this meta key on a start request to fetch it on every node and crawl.
 DONT_DEDUPE_START = "crawler_dont_dedupe_start"
+#: Scrapy's meta key that lets a request past OffsiteMiddleware.
+ALLOW_OFFSITE = "allow_offsite"
 
 
 class DistributedSpiderMiddleware(BaseSpiderMiddleware):
@@ -54,6 +56,12 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         if response is None and request.dont_filter and not request.meta.get(DONT_DEDUPE_START):
             start = request.replace(dont_filter=False)
             start.meta[START_META] = True  # and so a redirect of it (RedirectMiddleware)
+            if not start.meta.get(ALLOW_OFFSITE):
+                # What dont_filter also meant: OffsiteMiddleware lets a start
+                # request through, and the redirects that copy it. Without
+                # it, a start URL off allowed_domains (or redirected off
+                # them) was filtered in silence.
+                start.meta[ALLOW_OFFSITE] = START_META
             scheduler = self._scheduler()
             if scheduler is not None:
                 scheduler.start_requests.add(start)
@@ -67,6 +75,8 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         request = response.request
         if request is not None:
             request.meta.pop(START_META, None)
+            if request.meta.get(ALLOW_OFFSITE) == START_META:
+                del request.meta[ALLOW_OFFSITE]
         self._failed.check(response)
 
     def get_processed_item(self, item: Any, response: Response | None) -> Any:

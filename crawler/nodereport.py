@@ -15,6 +15,15 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.partfrontier import AnyFrontier
 
+#: Prefix of a stat sent as a value the cluster keeps the highest of.
+MAX_MARK = "M"
+
+
+def is_max_stat(name: str) -> bool:
+    """Whether Scrapy keeps stat *name* with ``max_value`` (the deepest
+    request, ``request_depth_max``; the peak memory, ``memusage/max``)."""
+    return name.endswith(("_max", "/max"))
+
 
 class NodeReport:
     def __init__(self, frontier: AnyFrontier, stats: StatsCollector, lease_ms: int) -> None:
@@ -65,16 +74,27 @@ class NodeReport:
 
     async def push_stats(self) -> None:
         """Add what this node's Scrapy stats gained since last time to the cluster's."""
-        deltas: dict[str, int | float] = {}
+        deltas: dict[str, int | float | str] = {}
+        highs: dict[str, int | float] = {}
         for name, value in self.stats.get_stats().items():
             if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if is_max_stat(name):
+                # A highest value (Scrapy's max_value): the cluster's is the
+                # highest of the nodes', not their sum.
+                if value != self._sent_stats.get(name):
+                    deltas[name] = f"{MAX_MARK}{value}"
+                    highs[name] = value
                 continue
             delta = value - self._sent_stats.get(name, 0)
             if delta:
                 deltas[name] = delta
         await self.frontier.add_stats(deltas)
-        for name, delta in deltas.items():
-            self._sent_stats[name] = self._sent_stats.get(name, 0) + delta
+        for name, sent in deltas.items():
+            if name in highs:
+                self._sent_stats[name] = highs[name]
+            elif not isinstance(sent, str):
+                self._sent_stats[name] = self._sent_stats.get(name, 0) + sent
         if self.sampler is not None:
             await self.sampler()
 

@@ -285,7 +285,7 @@ class PartitionedFrontier:
             merged.update(part)
         return merged
 
-    async def add_stats(self, deltas: dict[str, int | float]) -> None:
+    async def add_stats(self, deltas: dict[str, int | float | str]) -> None:
         await self.parts[0].add_stats(deltas)
 
     async def register(self) -> None:

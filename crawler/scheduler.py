@@ -168,7 +168,7 @@ class RedisScheduler(BaseScheduler):
     async def _open(self, spider: Spider) -> None:
         self.spider = spider
         engine_hooks.check_engine(self.crawler.engine)
-        engine_hooks.cluster_politeness(self.crawler.engine)
+        engine_hooks.cluster_politeness(self.crawler.engine, self.active.__contains__)
         engine_hooks.watch_spider_calls(self.crawler.engine, self.failures)
         cfg = self.config
         client = async_client(self.url, cfg.lease_ms / 1000)

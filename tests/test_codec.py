@@ -623,3 +623,26 @@ def test_retry_after_reads_seconds_and_ignores_what_is_not(header, seconds):
     float() raised: the page's first 429 was dead-lettered, its subtree lost
     (helper 32: 0 of 30 pages, plain Scrapy 30)."""
     assert retry_after(header) == seconds
+
+
+def test_scrapys_own_request_classes_are_read_back_by_default():
+    """Each request class scrapy.http offers is one a node reads back with
+    the default CRAWLER_REQUEST_CLASSES: an XmlRpcRequest (Scrapy's docs)
+    was dead-lettered on the node that leased it as a malformed entry."""
+    from scrapy.http import FormRequest, JsonRequest, XmlRpcRequest
+
+    spider = make(PlainSpider)
+    classes = CrawlConfig.from_settings(spider.settings, "plain").request_classes
+    made = [
+        FormRequest("http://a/", formdata={"q": "x"}),
+        JsonRequest("http://a/", data={"n": 1}),
+        XmlRpcRequest("http://a/", methodname="get", params=(1,)),
+    ]
+    for request in made:
+        back = decode_request(encode_request(request, spider).encode("utf-8"), spider, classes)
+        assert type(back) is type(request)
+        assert (back.method, back.body, back.dont_filter) == (
+            request.method,
+            request.body,
+            request.dont_filter,
+        )

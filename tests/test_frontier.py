@@ -354,3 +354,33 @@ def test_a_domain_ready_within_a_second_is_leased_ahead_in_send_order(redis_url)
         await f.client.aclose()
 
     run(scenario())
+
+
+def test_cluster_stats_keep_the_highest_of_a_max_stat(redis_url, rclient):
+    """`scrapy status --stats` adds the nodes' stats up; one Scrapy keeps
+    with max_value (request_depth_max, memusage/max) is the highest of the
+    nodes', not their sum (3 nodes of depth 3 showed request_depth_max 9)."""
+    from crawler.nodereport import NodeReport
+
+    class Stats:  # what NodeReport reads of Scrapy's stats collector
+        def __init__(self, values: dict[str, int]) -> None:
+            self.values = values
+
+        def get_stats(self) -> dict[str, int]:
+            return self.values
+
+    async def go() -> None:
+        a = NodeReport(await frontier(redis_url, "a"), Stats({"request_depth_max": 3}), 1000)
+        b = NodeReport(await frontier(redis_url, "b"), Stats({"request_depth_max": 2}), 1000)
+        a.stats.values["item_scraped_count"] = 5
+        b.stats.values["item_scraped_count"] = 4
+        await a.push_stats()
+        await b.push_stats()
+        b.stats.values.update(request_depth_max=4, item_scraped_count=6)
+        await b.push_stats()
+        await a.push_stats()  # nothing new from a
+
+    run(go())
+    stats = rclient.hgetall(KEYS.clusterstats)
+    assert stats[b"request_depth_max"] == b"4"
+    assert stats[b"item_scraped_count"] == b"11"

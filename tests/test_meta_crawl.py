@@ -292,3 +292,41 @@ def test_a_spider_idle_handler_scheduling_a_duplicate_lets_the_crawl_end(
     ]
     assert set(site.page_counts().values()) == {1}
     assert len(site.page_counts()) == PAGES
+
+
+def test_start_urls_off_allowed_domains_are_fetched_as_in_scrapy(make_site, redis_url, tmp_path):
+    """Scrapy's start requests are dont_filter, so OffsiteMiddleware lets
+    them (and their redirects) through; the nodes dedupe them instead, and
+    OffsiteMiddleware filtered them: nothing fetched, exit 0."""
+    site = make_site(PAGES, tree=True)
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    args = [f"site={site.base}"]
+    nodes = [start_node("offstart", redis_url, log, cwd=META, spider_args=args) for log in logs]
+    assert [node.wait(timeout=120) for node in nodes] == [0, 0]
+    # As plain Scrapy: the start page once, its links filtered as off-site.
+    assert site.page_counts() == {"/page/0.html": 1}
+    items = exported(redis_url, tmp_path, "offstart")
+    assert list(items) == ["0.html"]
+
+
+def test_commands_take_the_spider_arguments_crawl_takes(make_site, redis_url, tmp_path):
+    """A spider whose __init__ needs an argument: `scrapy crawl -a` gives it,
+    and so must the commands that make the spider (export, seed, status,
+    ...): they raised a TypeError traceback, and the items could not be
+    exported at all."""
+    site = make_site(PAGES, tree=True)
+    args = [f"site={site.base}"]
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes = [start_node("needsarg", redis_url, log, cwd=META, spider_args=args) for log in logs]
+    assert [node.wait(timeout=120) for node in nodes] == [0, 0]
+
+    out = tmp_path / "items.jsonl"
+    export = ["export", "needsarg", "-o", str(out)]
+    missing = run_scrapy(export, redis_url, cwd=META)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr, missing.stderr
+    assert "with -a NAME=VALUE" in missing.stderr, missing.stderr
+    result = run_scrapy([*export, "-a", f"site={site.base}"], redis_url, cwd=META)
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out)) == PAGES
+    status = run_scrapy(["status", "needsarg", "--json", "-a", "site=x"], redis_url, cwd=META)
+    assert status.returncode == 0, status.stderr

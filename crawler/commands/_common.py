@@ -49,7 +49,9 @@ def open_redis(settings: Settings) -> str:
     return url
 
 
-def open_crawl(settings: Settings, name: str, record: bool = False) -> Crawl:
+def open_crawl(
+    settings: Settings, name: str, record: bool = False, spider_args: dict[str, str] | None = None
+) -> Crawl:
     """Build the crawler, spider and config for *name* and check Redis.
     *record*: the command writes to the crawl, so a new crawl's partitions
     are recorded (``crawler.partitions``)."""
@@ -73,7 +75,15 @@ def open_crawl(settings: Settings, name: str, record: bool = False) -> Crawl:
         config = with_partitions(config, url, record)
     except CrawlerError as exc:
         raise CommandFailed(str(exc)) from None
-    spider = cls.from_crawler(crawler)
+    try:
+        spider = cls.from_crawler(crawler, **(spider_args or {}))
+    except TypeError as exc:
+        # A spider whose __init__ needs an argument (Scrapy's spider
+        # arguments): a traceback here before, and no way to pass it.
+        raise CommandFailed(
+            f"cannot make spider {name!r}: {exc}. Give it the arguments `scrapy crawl` "
+            "gets, with -a NAME=VALUE."
+        ) from None
     return Crawl(crawler, spider, config, url)
 
 

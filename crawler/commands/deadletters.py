@@ -58,7 +58,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str, opts: argparse.Namespace) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name)
         client = sync_client(crawl.url)
         letters = [
             letter

@@ -85,7 +85,7 @@ class Command(CrawlCommand):
         assert self.settings is not None
         # It writes (its cursor): like seed, it records a new crawl's
         # partitions, so it reads every partition the nodes will write.
-        crawl = open_crawl(self.settings, name, record=True)
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name, record=True)
         settings = crawl.crawler.settings
         fmt = fmt or Path(output).suffix.lstrip(".").lower()
         try:
@@ -163,7 +163,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str, output: str, fmt: str | None) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name)
         settings = crawl.crawler.settings
         exporters = settings.getwithbase("FEED_EXPORTERS")
         fmt = fmt or Path(output).suffix.lstrip(".").lower()

@@ -76,7 +76,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str, options: Options) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name, record=True)
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name, record=True)
         if options.fingerprints and not matches_scrapy_redis(crawl.crawler.request_fingerprinter):
             raise CommandFailed(
                 "scrapy-redis's dupefilter holds its own fingerprints, not Scrapy's (SHA1 of "

@@ -30,7 +30,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name)
         client: Any = sync_client(crawl.url)
         set_paused(client, crawl.config.partitions(), self.paused)
         client.close()

@@ -56,7 +56,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str, reason: str | None) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name)
         moved, skipped = requeue_letters(crawl, reason)
         _report(moved, skipped, crawl.config.name)
 

@@ -41,7 +41,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str, yes: bool, start_urls: bool) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name)
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name)
         keys = crawl.config.keys
         client: Any = sync_client(crawl.url)
         snap = snapshot(client, keys)

@@ -59,7 +59,7 @@ class Command(CrawlCommand):
 
     def _run(self, name: str, urls: list[str], path: str | None) -> None:
         assert self.settings is not None
-        crawl = open_crawl(self.settings, name, record=True)
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name, record=True)
         check_seen(crawl)
         with contextlib.ExitStack() as stack:
             lines = _lines(urls, path, stack)

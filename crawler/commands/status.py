@@ -36,7 +36,7 @@ class Command(CrawlCommand):
     def _run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         if args:
-            crawl = open_crawl(self.settings, args[0])
+            crawl = open_crawl(self.settings, spider_args=self.spider_args, name=args[0])
             url, targets = crawl.url, [crawl.config.keys]
         else:
             url = open_redis(self.settings)
