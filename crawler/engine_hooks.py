@@ -170,6 +170,21 @@ def in_progress(engine: Any) -> set[Request]:
     return slot.inprogress if slot is not None else set()
 
 
+def abandon_in_progress(engine: Any) -> bool:
+    """Let a closing engine finish its close (spider_closed, feeds, the
+    pipelines' close_spider, stats) without waiting for the requests it is
+    processing, which were handed back: a download that ends later is
+    forgotten (and does not fire the close a second time). False if the
+    engine is not closing."""
+    slot = getattr(engine, "_slot", None)
+    if slot is None or slot.closing is None:
+        return False
+    slot.inprogress = set()
+    slot.remove_request = lambda request: None
+    slot._maybe_fire_closing()
+    return True
+
+
 def wake(engine: Any) -> None:
     slot = getattr(engine, "_slot", None)
     if slot is not None and slot.closing is None:

@@ -116,3 +116,10 @@ def start_fingerprint(fingerprint: bytes) -> bytes:
     with its ``dont_filter`` start requests (a CrawlSpider's start page goes
     to ``parse_start_url`` first, then to the rule that links to it)."""
     return hashlib.sha1(b"start request\0" + fingerprint).digest()
+
+
+def redirected_start_fingerprint(start_url: str, fingerprint: bytes) -> bytes:
+    """The seen-set key of a start request's redirect: keyed apart from a
+    start request for its target (another start URL), as plain Scrapy
+    fetches both, and the same on every node that started *start_url*."""
+    return hashlib.sha1(b"start redirect\0" + start_url.encode() + b"\0" + fingerprint).digest()

@@ -48,7 +48,7 @@ from crawler.decoding import EntryDecoder
 from crawler.download_events import DownloadEvents, keyed_by_scrapy, redirect_slot
 from crawler.exceptions import ConfigError, RedisUnavailable
 from crawler.failures import FailureWatch
-from crawler.fingerprints import start_fingerprint
+from crawler.fingerprints import redirected_start_fingerprint, start_fingerprint
 from crawler.frontier import dead_letter, item_letter
 from crawler.itemids import AFTER, STATE, ItemIds
 from crawler.jobs import expire_crawl, persist_if_expiring
@@ -96,6 +96,13 @@ def _redirected_start(request: Request) -> bool:
         return False
     here = canonicalize_url(request.url)
     return all(canonicalize_url(url) != here for url in chain)
+
+
+def _stop_reactor() -> None:
+    from twisted.internet import reactor
+
+    if reactor.running:
+        reactor.stop()  # type: ignore[misc]
 
 
 class RedisScheduler(BaseScheduler):
@@ -312,8 +319,16 @@ class RedisScheduler(BaseScheduler):
             origin = self._stored_origin(request, origin)
         elif not request.dont_filter:
             fp = self.crawler.request_fingerprinter.fingerprint(request)
-            if request in self.start_requests or _redirected_start(request):
+            if request in self.start_requests:
                 fp, origin = start_fingerprint(fp), START_ORIGIN
+            elif _redirected_start(request):
+                # Keyed by the start URL it came from too: a start URL that
+                # redirects to another start URL (/docs -> /docs/) is fetched
+                # again, with items of its own, as plain Scrapy's dont_filter
+                # redirect is; its items' ids derive from this key.
+                fp = origin = redirected_start_fingerprint(
+                    canonicalize_url(request.meta["redirect_urls"][0]), fp
+                )
             if fp in self.local_seen:
                 worker.count("crawler/duplicates_local")
                 return False
@@ -454,10 +469,13 @@ class RedisScheduler(BaseScheduler):
                 "to the frontier when its leases expire.",
                 exc,
             )
-        from twisted.internet import reactor
-
-        if reactor.running:
-            reactor.stop()  # type: ignore[misc]
+            _stop_reactor()
+            return
+        # Close as Scrapy does (spider_closed: feeds, pipelines, stats, this
+        # node leaving the crawl), without the requests handed back. (Scrapy's
+        # own close is not timed: a second Ctrl-C forces it, as in Scrapy.)
+        if not engine_hooks.abandon_in_progress(self.crawler.engine):
+            _stop_reactor()
 
     def page_count_reached(self) -> None:
         self.limit_reached(

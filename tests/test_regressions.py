@@ -273,3 +273,41 @@ def test_a_seed_key_of_the_wrong_type_is_named(make_site, redis_url, rclient, tm
     assert start_node("site", redis_url, log).wait(timeout=120) == 0
     text = log.read_text()
     assert "site:start_urls is a string: seeds are read from a list (LPUSH)" in text, text
+
+
+def test_a_stop_timeout_still_closes_the_spider_as_scrapy_does(
+    make_site, redis_url, rclient, tmp_path
+):
+    """SIGTERM while a page takes longer than CRAWLER_STOP_TIMEOUT: the
+    node hands it back and stops, but through Scrapy's close (reason
+    ``shutdown``): its feed is finished, its pipelines' close_spider runs,
+    and it leaves the crawl. Before, it stopped the reactor: the feed was
+    left empty (the items it had scraped were missing from it), no
+    close_spider, no stats, and `scrapy status` showed the node LOST
+    (found crawling a 6 MB page served at 400 kB/s)."""
+    site = make_site(3, {"/page/2.html": 60})
+    seeds = [site.url(f"/page/{i}.html") for i in range(3)]
+    assert run_scrapy(["seed", "site", *seeds], redis_url).returncode == 0
+    marker, feed, log = tmp_path / "closed", tmp_path / "feed.json", tmp_path / "n.log"
+    settings = [
+        f"LOG_FILE={log}",
+        "CRAWLER_STOP_TIMEOUT=2",
+        "CLOSESPIDER_TIMEOUT=0",
+        'ITEM_PIPELINES={"tests.slow_close_pipeline.AsyncSlowClosePipeline": 100}',
+    ]
+    proc = subprocess.Popen(
+        [SCRAPY, "crawl", "site", "-o", str(feed), *(a for s in settings for a in ("-s", s))],
+        cwd=ROOT,
+        env={**scrapy_env(redis_url), "SLOW_CLOSE_MARKER": str(marker)},
+    )
+    wait_for(lambda: "/page/0.html" in site.served_at, 60, "page 0")
+    time.sleep(1.5)  # page 0 stored; page 2 still on the wire
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    text = log.read_text()
+    assert "Still processing 1 requests" in text, text[-3000:]
+    assert "Spider closed (shutdown)" in text, text[-3000:]
+    assert marker.read_text() == "closed"
+    assert len(json.loads(feed.read_text())) >= 1
+    status = json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)
+    assert [n["state"] for n in status["nodes"]] == ["left"], status["nodes"]
