@@ -22,15 +22,20 @@
 -- Then ARGV, in groups, each group led by its count:
 --   bloom:  count of layer keys passed, then their KEYS indexes (layers 0..),
 --           then base capacity and error rate (used when creating a layer)
---   pushes: count of requests to check in the Bloom filter, then one
---           JSON document [queues, pushes]:
---           queues is [[queue key index, priority (text)], ...] and pushes
---           a flat array of 4 values per request, in the batch's order:
---           position in queues, x, y, entry ("<deliveries>|<domain>|<json>").
---           x is "" for dont_filter; in exact mode x is the KEYS index of
+--   pushes: count of requests to check in the Bloom filter, then the
+--           JSON document of queues, [[queue key index, priority (text)],
+--           ...], then the requests' heads and their strings: heads is 13
+--           bytes per request, in the batch's order, four unsigned
+--           big-endian numbers: position in queues (4 bytes), x (4), the
+--           length of y (1) and of its entry (4); the strings follow as one
+--           string, y then entry ("<deliveries>|<domain>|<json>") of each
+--           request in that order (no number is parsed from text, and only
+--           a new request's entry is cut out: a duplicate's never becomes a
+--           Lua string).
+--           y is "" for dont_filter; in exact mode x is the KEYS index of
 --           the seen shard and y the int64 member (text); in Bloom mode
---           (layer keys passed) h1, h2.
---           An entry "" only marks its fingerprint seen, queuing nothing
+--           (layer keys passed) x is h1 and y h2 (text).
+--           An entry "" (length 0) only marks its fingerprint seen, queuing nothing
 --           (scrapy migrate); one already seen counts in the returned
 --           duplicates, not in the duplicates stat.
 --   items:  count, the KEYS index of {N}:itemlog (0 when count is 0), then
@@ -85,11 +90,11 @@ end
 -- before anything is written: a refused commit changes nothing.
 local function items_at()
   local j = 4
-  return j + tonumber(ARGV[j]) + 3 + 2
+  return j + tonumber(ARGV[j]) + 3 + 4
 end
 local function sections()
   local j = 4
-  j = j + tonumber(ARGV[j]) + 3 + 2  -- bloom layers, capacity, rate; pushes
+  j = j + tonumber(ARGV[j]) + 3 + 4  -- bloom layers, capacity, rate; pushes
   local nitems = tonumber(ARGV[j]); j = j + 2 + 2 * nitems + 1  -- items, policy
   j = j + 1 + 4 * tonumber(ARGV[j])  -- starts
   j = j + 1 + 2 * tonumber(ARGV[j])  -- unblocks
@@ -239,8 +244,8 @@ for l = 1, layers do
 end
 
 local bloom_pushes = tonumber(ARGV[i])
-local doc = cjson.decode(ARGV[i + 1]); i = i + 2
-local queues, pushes = doc[1], doc[2]
+local queues = cjson.decode(ARGV[i + 1])
+local heads, blob = ARGV[i + 2], ARGV[i + 3]; i = i + 4
 -- Growth must fit in the layer keys passed: check before writing anything.
 if bloom_pushes > 0 then
   local room, l = 0, layers
@@ -263,23 +268,30 @@ end
 local use_bloom = nkeys > 0
 local fresh_entries = {}
 for q = 1, #queues do fresh_entries[q] = {} end
-for j = 1, #pushes, 4 do
-  local x = pushes[j + 1]
+local at = 1  -- where the next request's y starts in blob
+local byte, sub = string.byte, string.sub
+for h = 1, #heads, 13 do
+  local q1, q2, q3, q4, x1, x2, x3, x4, ylen, e1, e2, e3, e4 = byte(heads, h, h + 12)
+  local len = ((e1 * 256 + e2) * 256 + e3) * 256 + e4
+  local from = at + ylen
+  at = from + len
   local fresh = 1
-  if x ~= '' then
+  if ylen > 0 then
+    local x = ((x1 * 256 + x2) * 256 + x3) * 256 + x4
+    local y = sub(blob, from - ylen, from - 1)
     if use_bloom then
-      fresh = bloom_check_add(x, pushes[j + 2])
+      fresh = bloom_check_add(x, y)
     else
-      fresh = redis.call('SADD', KEYS[x], pushes[j + 2])
+      fresh = redis.call('SADD', KEYS[x], y)
     end
     new_fps = new_fps + fresh
   end
   if fresh == 0 then
     dups = dups + 1
-    if pushes[j + 3] == '' then marks_dup = marks_dup + 1 end
-  elseif pushes[j + 3] ~= '' then
-    local list = fresh_entries[pushes[j]]
-    list[#list + 1] = pushes[j + 3]
+    if len == 0 then marks_dup = marks_dup + 1 end
+  elseif len > 0 then
+    local list = fresh_entries[((q1 * 256 + q2) * 256 + q3) * 256 + q4]
+    list[#list + 1] = sub(blob, from, at - 1)
   end
 end
 for q, list in ipairs(fresh_entries) do

@@ -67,23 +67,28 @@ redis.call('ZADD', nodes, now + lease_ms, node)
 -- take every slot back at once and leave the others nothing to fetch.
 local live = redis.call('ZCOUNT', nodes, now, '+inf')
 local mine = nil  -- this node's leases per domain, read when first needed
--- The leases of this call, {value, entry, hold, wait, order}: numbered and
--- written to the held hash at the end (ids follow lease_seq, written once).
-local taken = {}
+-- The leases of this call: held value, entry, hold, wait and domain of
+-- each, numbered and written to the held hash at the end (ids follow
+-- lease_seq, written once).
+local t_value, t_entry, t_hold, t_wait, t_dom = {}, {}, {}, {}, {}
+local waits = false  -- some lease of this call waits (they are then sorted)
 local function my_turn(d, s)
   if live <= 1 then return true end
+  local share = math.max(1, math.ceil(s.conc / live))
+  -- This node's leases of d are among d's busy ones (this call's included):
+  -- under its share without reading the held hash.
+  if s.busy < share then return true end
   if not mine then
     mine = {}
     for _, v in ipairs(redis.call('HVALS', held)) do
       local hd = string.sub(v, 1, 2) ~= '@|' and p_held_domain(v)
       if hd then mine[hd] = (mine[hd] or 0) + 1 end
     end
-    for _, t in ipairs(taken) do
-      local hd = p_held_domain(t[1])
-      if hd then mine[hd] = (mine[hd] or 0) + 1 end
+    for _, hd in pairs(t_dom) do
+      mine[hd] = (mine[hd] or 0) + 1
     end
   end
-  return (mine[d] or 0) < math.max(1, math.ceil(s.conc / live))
+  return (mine[d] or 0) < share
 end
 
 local out = {0, live, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), now}
@@ -91,7 +96,9 @@ local got = 0
 local function lease_one(prio, entry, report, d, wait, holds)
   wait = wait or 0
   got = got + 1
-  taken[got] = {prio .. '|' .. entry, entry, wait * 4 + (holds or 0) * 2 + report, wait, got}
+  t_value[got], t_entry[got] = prio .. '|' .. entry, entry
+  t_hold[got], t_wait[got], t_dom[got] = wait * 4 + (holds or 0) * 2 + report, wait, d
+  if wait > 0 then waits = true end
   if mine and d then mine[d] = (mine[d] or 0) + 1 end
   if P.pc > 0 and p_first(entry) then granted = granted + 1 end
 end
@@ -214,19 +221,23 @@ for _, d in ipairs(domains) do out[#out + 1] = d end
 if got > 0 then
   -- Numbered in the order they may be sent (soonest first, then as leased):
   -- a node hands its requests out in lease order (crawler.starts).
-  table.sort(taken, function(a, b)
-    if a[4] ~= b[4] then return a[4] < b[4] end
-    return a[5] < b[5]
-  end)
+  local order = {}
+  for j = 1, got do order[j] = j end
+  if waits then
+    table.sort(order, function(a, b)
+      if t_wait[a] ~= t_wait[b] then return t_wait[a] < t_wait[b] end
+      return a < b
+    end)
+  end
   local seq0 = tonumber(redis.call('HGET', stats, 'lease_seq') or '0')
   local pending = {}
-  for j, t in ipairs(taken) do
+  for j, k in ipairs(order) do
     local id = tostring(seq0 + j)
     pending[#pending + 1] = id
-    pending[#pending + 1] = t[1]
+    pending[#pending + 1] = t_value[k]
     out[#out + 1] = id
-    out[#out + 1] = t[2]
-    out[#out + 1] = t[3]
+    out[#out + 1] = t_entry[k]
+    out[#out + 1] = t_hold[k]
   end
   for j = 1, #pending, 1000 do
     redis.call('HSET', held, unpack(pending, j, math.min(j + 999, #pending)))
