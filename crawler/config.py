@@ -54,6 +54,22 @@ def _number(settings: BaseSettings, name: str, kind: type, zero: bool) -> Any:
     return value
 
 
+def _count(settings: BaseSettings, name: str) -> int:
+    """An int setting of 0 or more (a typo was a ValueError traceback)."""
+    return int(_number(settings, name, int, zero=True))
+
+
+def _recrawl_domains(settings: BaseSettings) -> dict[Any, Any]:
+    try:
+        return settings.getdict("CRAWLER_RECRAWL_DOMAINS")
+    except ValueError:
+        raw = settings.get("CRAWLER_RECRAWL_DOMAINS")
+        raise ConfigError(
+            f"CRAWLER_RECRAWL_DOMAINS={raw!r} is not a JSON object; map domains to "
+            "seconds, e.g. -s 'CRAWLER_RECRAWL_DOMAINS={\"example.com\": 3600}'."
+        ) from None
+
+
 #: Most partitions a crawl may be split into: a few per Redis Cluster master
 #: spread it; 100,000 made a 2 MB config that every `scrapy crawls` read for
 #: 51 s, and `scrapy reset` ran out of memory listing their keys.
@@ -164,21 +180,21 @@ class CrawlConfig:
                 f"CRAWLER_LEASE_RENEW_INTERVAL={renew} must be shorter than "
                 f"CRAWLER_LEASE_TIME={lease}, or live nodes lose their leases."
             )
-        prefetch = int(_get(settings, "CRAWLER_PREFETCH")) or settings.getint(
+        prefetch = _count(settings, "CRAWLER_PREFETCH") or settings.getint(
             "CONCURRENT_REQUESTS", 16
         )
         return cls(
             name=name,
             keys=crawl_keys(settings, name),
             batch_size=_positive(settings, "CRAWLER_BATCH_SIZE", int),
-            finish_grace=float(_get(settings, "CRAWLER_FINISH_GRACE")),
+            finish_grace=_non_negative(settings, "CRAWLER_FINISH_GRACE"),
             flush_interval=_positive(settings, "CRAWLER_FLUSH_INTERVAL"),
             commit_wait=_non_negative(settings, "CRAWLER_COMMIT_WAIT"),
             item_key=str(_get(settings, "CRAWLER_ITEM_KEY") or ""),
             keep_alive=settings.getbool("CRAWLER_KEEP_ALIVE", default_settings.CRAWLER_KEEP_ALIVE),
             lease_ms=int(lease * 1000),
             renew_interval=renew,
-            local_seen_cache=int(_get(settings, "CRAWLER_LOCAL_SEEN_CACHE")),
+            local_seen_cache=_count(settings, "CRAWLER_LOCAL_SEEN_CACHE"),
             max_deliveries=_positive(settings, "CRAWLER_MAX_DELIVERIES", int),
             meta_classes=allow_list_entries(settings),
             prefetch=max(1, prefetch),
@@ -190,12 +206,12 @@ class CrawlConfig:
             policy=Policy.from_settings(settings),
             robots_ttl=_positive(settings, "CRAWLER_ROBOTSTXT_TTL"),
             max_crawl_delay=_non_negative(settings, "CRAWLER_MAX_CRAWL_DELAY"),
-            backoff_retries=int(_get(settings, "CRAWLER_BACKOFF_RETRIES")),
-            backoff_retries_503=int(_get(settings, "CRAWLER_BACKOFF_RETRIES_503")),
+            backoff_retries=_count(settings, "CRAWLER_BACKOFF_RETRIES"),
+            backoff_retries_503=_count(settings, "CRAWLER_BACKOFF_RETRIES_503"),
             concurrency=settings.getint("CONCURRENT_REQUESTS", 16),
             partition_count=_partitions(settings),
             close_limits=CloseLimits.from_settings(settings),
-            crawl_ttl=max(float(_get(settings, "CRAWLER_CRAWL_TTL")), 0.0),
-            recrawl=float(_get(settings, "CRAWLER_RECRAWL_AFTER") or 0) > 0
-            or bool(settings.getdict("CRAWLER_RECRAWL_DOMAINS")),
+            crawl_ttl=_non_negative(settings, "CRAWLER_CRAWL_TTL"),
+            recrawl=_non_negative(settings, "CRAWLER_RECRAWL_AFTER") > 0
+            or bool(_recrawl_domains(settings)),
         )

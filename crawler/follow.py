@@ -147,6 +147,12 @@ class Follower:
         elif self.trim:
             self._trim_upto(cursor)  # a follower stopped before trimming
         self._open(cursor)
+        if raw is None:
+            # The file is this cursor's from now on: a follower stopped before
+            # its first round stored one (disk full) goes on in it when run
+            # again, where it was refused as "exists and Redis holds no cursor".
+            self.client.hset(self.keys.export, self.cursor_name, cursor.dumps())
+            self._had_cursor = True
         last_check, last_said, done = 0.0, time.monotonic(), False
         try:
             while not self.stop:

@@ -21,6 +21,8 @@ from crawler.exceptions import BadSeed
 from crawler.politeness import slot_of
 
 SEED_FIELDS = ("url", "priority", "meta", "headers", "method", "body", "callback")
+# What a byte that is not UTF-8 decodes to with errors="surrogateescape".
+_UNDECODED = re.compile("[\udc80-\udcff]")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
@@ -88,6 +90,12 @@ def parse_seed(line: str, spider: Spider, config: CrawlConfig) -> Request | None
     line = line.strip()
     if not line:
         return None
+    undecoded = _UNDECODED.search(line)
+    if undecoded:
+        raise BadSeed(
+            f"not UTF-8 text: byte 0x{ord(undecoded.group()) - 0xDC00:02x} at column "
+            f"{undecoded.start() + 1}; save the seed file as UTF-8"
+        )
     obj = _from_json(line) if line.startswith("{") else {"url": line}
     kwargs: dict[str, Any] = {"url": check_url(obj["url"], config.seed_max_url_length)}
     if "priority" in obj:

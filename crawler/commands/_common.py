@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -136,9 +137,23 @@ def run_guarded(command: Any, body: Any, role: str = "") -> None:
                 "that write, like seed and requeue, skip what is already done).",
                 file=sys.stderr,
             )
+        elif unknown_command(exc):
+            print(
+                f"error: Redis does not know the command {unknown_command(exc)} (disabled or "
+                "renamed with rename-command in its configuration?); the crawler needs "
+                "it, and EVAL, EVALSHA and SCRIPT for its Lua scripts: enable them on "
+                "the server.",
+                file=sys.stderr,
+            )
         else:
             raise
         command.exitcode = 1
+
+
+def unknown_command(exc: BaseException) -> str:
+    """The command Redis answered "unknown command" to, or ""."""
+    match = re.match(r"unknown command [`'](\S+?)[`']", str(exc))
+    return match.group(1) if isinstance(exc, redis.ResponseError) and match else ""
 
 
 def check_seen(crawl: Crawl) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -151,6 +152,14 @@ class Command(CrawlCommand):
             count = follower.run()
         except (RuntimeError, ValueError) as exc:
             raise CommandFailed(str(exc)) from None
+        except OSError as exc:
+            # Disk full, a directory in the way, no permission: the cursor
+            # in Redis counts only what was written and fsynced.
+            raise CommandFailed(
+                f"cannot write {exc.filename or output!r}: {exc.strerror or exc}; the "
+                f"cursor in Redis counts only what was written: fix it and run the same "
+                f"command again to go on"
+            ) from None
         finally:
             client.close()
         if follower.stop:
@@ -164,6 +173,7 @@ class Command(CrawlCommand):
     def _run(self, name: str, output: str, fmt: str | None) -> None:
         assert self.settings is not None
         crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name)
+        _check_known(crawl, output)
         settings = crawl.crawler.settings
         exporters = settings.getwithbase("FEED_EXPORTERS")
         fmt = fmt or Path(output).suffix.lstrip(".").lower()
@@ -188,31 +198,15 @@ class Command(CrawlCommand):
                 )
             finally:
                 client.close()
-        target = Path(output).resolve()
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                exporter = exporter_cls(
-                    handle,
-                    encoding=settings.get("FEED_EXPORT_ENCODING"),
-                    fields_to_export=fields,
-                    indent=settings.getint("FEED_EXPORT_INDENT"),
-                )
-                exporter.start_exporting()
-                client = sync_client(crawl.url)
-                trimmed = [0]
-                stored = (
-                    item
-                    for keys in crawl.config.partitions()
-                    for item in _stored_items(client, keys.items, trimmed)
-                )
-                count = _export(exporter, stored)
-                client.close()
-                exporter.finish_exporting()
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+            count, trimmed = self._write(crawl, exporter_cls, fields, output)
+        except BrokenPipeError:
+            raise  # piped into `head`: run_guarded stops quietly, as elsewhere
+        except OSError as exc:
+            raise CommandFailed(
+                f"cannot write {output!r}: {exc.strerror or exc}; items in Redis are "
+                "unchanged, and an existing file is left as it was"
+            ) from None
         print(
             f"exported {count} items of crawl {crawl.config.name!r} from "
             f"{redact(crawl.url)} to {output} ({fmt})",
@@ -225,6 +219,80 @@ class Command(CrawlCommand):
                 "files, not in this one",
                 file=sys.stderr,
             )
+
+    def _write(
+        self, crawl: Any, exporter_cls: Any, fields: list[str] | None, output: str
+    ) -> tuple[int, list[int]]:
+        """Write the feed to *output*; (items written, [items trimmed])."""
+        try:
+            mode = os.stat(output).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            # A device or pipe (/dev/null, /dev/stdout): written as it is,
+            # as Scrapy's -o does; replacing it would put a file in its place.
+            with open(output, "wb") as handle:
+                return self._fill(crawl, exporter_cls, fields, handle)
+        target = Path(output).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)  # as Scrapy's -o
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            # mkstemp's 0600, not the replaced file's mode (or the umask's).
+            if mode is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)
+            else:
+                os.chmod(tmp, stat.S_IMODE(mode))
+            with os.fdopen(fd, "wb") as handle:
+                result = self._fill(crawl, exporter_cls, fields, handle)
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return result
+
+    def _fill(
+        self, crawl: Any, exporter_cls: Any, fields: list[str] | None, handle: Any
+    ) -> tuple[int, list[int]]:
+        settings = crawl.crawler.settings
+        exporter = exporter_cls(
+            handle,
+            encoding=settings.get("FEED_EXPORT_ENCODING"),
+            fields_to_export=fields,
+            indent=settings.getint("FEED_EXPORT_INDENT"),
+        )
+        exporter.start_exporting()
+        client = sync_client(crawl.url)
+        trimmed = [0]
+        stored = (
+            item
+            for keys in crawl.config.partitions()
+            for item in _stored_items(client, keys.items, trimmed)
+        )
+        count = _export(exporter, stored)
+        client.close()
+        exporter.finish_exporting()
+        return count, trimmed
+
+
+def _check_known(crawl: Any, output: str) -> None:
+    """Stop before *output* is touched if this Redis holds nothing of the
+    crawl: a wrong db number or crawl name exported "0 items" over the file."""
+    client = sync_client(crawl.url)
+    try:
+        keys = crawl.config.keys
+        if client.exists(keys.stats, keys.config, keys.nodeinfo, keys.start_urls) or any(
+            client.exists(part.items) for part in crawl.config.partitions()
+        ):
+            return
+    finally:
+        client.close()
+    raise CommandFailed(
+        f"no crawl {crawl.config.name!r} in {redact(crawl.url)} (`scrapy crawls` lists the "
+        f"crawls there): check REDIS_URL, its db number, and CRAWLER_CRAWL_NAME; "
+        f"{output} was not touched"
+    )
 
 
 def _all_fields(items: Iterator[Any]) -> list[str] | None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import io
 import itertools
 import os
 import sys
@@ -74,10 +75,15 @@ def _lines(urls: list[str], path: str | None, stack: contextlib.ExitStack) -> It
     """The arguments, then the lines of *path* (``-`` for stdin), closed by *stack*."""
     if path is None:
         return iter(urls)
+    # UTF-8 whatever the locale, a byte-order mark dropped; bytes that are
+    # not UTF-8 are kept (surrogateescape) for parse_seed to reject the
+    # line: "replace" turned them into U+FFFD and queued another URL.
     if path == "-":
+        if isinstance(sys.stdin, io.TextIOWrapper):
+            sys.stdin.reconfigure(encoding="utf-8-sig", errors="surrogateescape")
         return itertools.chain(urls, sys.stdin)
     try:
-        handle: TextIO = open(path, encoding="utf-8", errors="replace")
+        handle: TextIO = open(path, encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise CommandFailed(f"cannot read seed file {path!r}: {exc.strerror}") from None
     return itertools.chain(urls, stack.enter_context(handle))

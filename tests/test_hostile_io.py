@@ -1,0 +1,188 @@
+"""Bad input and a hostile environment: a clear ``error:`` naming the
+input, exit status 1, and nothing the user had is lost or changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import stat
+import subprocess
+
+import pytest
+
+from tests.conftest import (
+    ROOT,
+    SCRAPY,
+    RedisServer,
+    free_port,
+    read_jsonl,
+    run_scrapy,
+    scrapy_env,
+    start_node,
+)
+
+
+def _store_items(rclient, count: int) -> None:
+    rclient.hset(
+        "{site}:items",
+        mapping={f"id{i}": json.dumps({"url": f"http://x/{i}"}) for i in range(count)},
+    )
+
+
+def test_export_onto_a_device_writes_to_it_and_keeps_it(redis_url, rclient, tmp_path):
+    _store_items(rclient, 3)
+    device = tmp_path / "null.jsonl"
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null
+    except PermissionError:
+        pytest.skip("needs permission to make a device node")
+    result = run_scrapy(["export", "site", "-o", str(device)], redis_url)
+    assert result.returncode == 0, result.stderr
+    # Before: the device node was replaced by a regular file (as root,
+    # `-o /dev/null` replaced the system's /dev/null).
+    assert stat.S_ISCHR(device.stat().st_mode)
+
+
+def test_export_keeps_the_mode_of_the_file_it_replaces(redis_url, rclient, tmp_path):
+    _store_items(rclient, 3)
+    out = tmp_path / "items.jsonl"
+    out.write_text("")
+    out.chmod(0o644)
+    assert run_scrapy(["export", "site", "-o", str(out)], redis_url).returncode == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # was 0o600 (mkstemp's)
+    assert len(read_jsonl(out)) == 3
+
+
+def test_export_makes_missing_directories_as_scrapy_does(redis_url, rclient, tmp_path):
+    _store_items(rclient, 3)
+    out = tmp_path / "new" / "dir" / "items.jsonl"
+    result = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out)) == 3
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_export_to_a_path_it_cannot_write_is_an_error(redis_url, rclient, tmp_path, follow):
+    _store_items(rclient, 3)
+    blocker = tmp_path / "items"
+    blocker.write_text("mine\n")  # a file where a directory should be
+    out = blocker / "items.jsonl"
+    args = ["export", "site", "-o", str(out)] + (["--follow"] if follow else [])
+    result = run_scrapy(args, redis_url, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "error: cannot write " in result.stderr and str(blocker) in result.stderr
+    assert blocker.read_text() == "mine\n"
+
+
+def test_export_onto_a_directory_is_an_error(redis_url, rclient, tmp_path):
+    _store_items(rclient, 3)
+    out = tmp_path / "items.jsonl"
+    out.mkdir()
+    result = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"error: cannot write {str(out)!r}: Is a directory" in result.stderr
+
+
+def test_seed_file_not_in_utf8_is_rejected_not_changed(redis_url, rclient, tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_bytes(
+        "http://example.com/caf\u00e9.html\nhttp://example.com/ok.html\n".encode("latin-1")
+    )
+    result = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url)
+    # Before: the é became U+FFFD and http://example.com/caf%EF%BF%BD.html
+    # was queued, with exit status 0.
+    assert result.returncode == 1
+    assert "line 1: rejected: not UTF-8 text" in result.stderr
+    assert "1 queued, 0 already seen, 1 rejected (2 lines read)" in result.stdout
+    queued = b"".join(rclient.lrange("{site}:q:0", 0, -1))
+    assert b"EF%BF%BD" not in queued and b"ok.html" in queued
+
+
+def test_seed_file_with_a_utf8_bom_queues_its_first_line(redis_url, tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("http://example.com/1\r\nhttp://example.com/2\r\n", encoding="utf-8-sig")
+    text = seeds.read_text(encoding="utf-8")  # keeps the BOM
+    for args, stdin in ((["-i", str(seeds)], None), (["-i", "-"], text)):
+        result = run_scrapy(["seed", "site", *args], redis_url, input=stdin)
+        assert result.returncode == 0, result.stderr
+        assert "0 rejected (2 lines read)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "CRAWLER_CRAWL_TTL=abc",
+        "CRAWLER_CRAWL_TTL=-3",
+        "CRAWLER_CRAWL_TTL=1e400",
+        "CRAWLER_FINISH_GRACE=abc",
+        "CRAWLER_PREFETCH=x",
+        "CRAWLER_LOCAL_SEEN_CACHE=-1",
+        "CRAWLER_BACKOFF_RETRIES=many",
+        "CRAWLER_RECRAWL_AFTER=daily",
+        "CRAWLER_RECRAWL_DOMAINS=abc",
+    ],
+)
+def test_bad_setting_values_are_named(redis_url, setting):
+    result = run_scrapy(["status", "site", "-s", setting], redis_url)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    name = setting.split("=")[0]
+    assert f"error: {name}=" in result.stderr
+
+
+def test_redis_without_a_command_the_crawler_needs_is_an_error(tmp_path):
+    server = RedisServer(free_port(), tmp_path, extra=["--rename-command", "EVALSHA", ""])
+    server.start()
+    try:
+        result = run_scrapy(["seed", "site", "http://example.com/"], server.url)
+    finally:
+        server.stop()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "error: Redis does not know the command EVALSHA" in result.stderr
+
+
+def test_export_of_a_crawl_not_in_this_redis_keeps_the_file(redis_url, rclient, tmp_path):
+    _store_items(rclient, 3)
+    out = tmp_path / "items.jsonl"
+    assert run_scrapy(["export", "site", "-o", str(out)], redis_url).returncode == 0
+    # The wrong db number (or CRAWLER_CRAWL_NAME): before, "exported 0
+    # items", exit status 0, and the file of 3 items replaced by an empty one.
+    wrong_db = redis_url.rsplit("/", 1)[0] + "/9"
+    result = run_scrapy(["export", "site", "-o", str(out)], wrong_db)
+    assert result.returncode == 1
+    assert "error: no crawl 'site' in redis://" in result.stderr, result.stderr
+    assert len(read_jsonl(out)) == 3
+
+
+def test_follower_stopped_by_a_full_disk_goes_on_when_run_again(make_site, redis_url, tmp_path):
+    """A follower whose disk filled (here: a file size limit) before it
+    stored its first cursor was refused when run again, "exists and Redis
+    holds no cursor", for the file it had begun itself."""
+    site = make_site(30)
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
+    assert start_node("site", redis_url, tmp_path / "node.log").wait(timeout=120) == 0
+    out = tmp_path / "items.jsonl"
+    args = [SCRAPY, "export", "site", "-o", str(out), "--follow"]
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    full = subprocess.run(
+        args,
+        cwd=ROOT,
+        env=scrapy_env(redis_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=small_files,
+    )
+    assert full.returncode == 1
+    assert f"error: cannot write {str(out)!r}: File too large" in full.stderr, full.stderr
+    again = run_scrapy(args[1:], redis_url, timeout=60)
+    assert again.returncode == 0, again.stderr
+    urls = [item["url"] for item in read_jsonl(out)]
+    assert len(urls) == len(set(urls)) == 30
