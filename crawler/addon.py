@@ -46,6 +46,8 @@ class DistributedCrawl:
         settings["DOWNLOADER_MIDDLEWARES"]["crawler.backoff.BackoffMiddleware"] = 555
         # Sees the final response (after redirects, retries, decompression).
         settings["DOWNLOADER_MIDDLEWARES"]["crawler.recrawl.RecrawlMiddleware"] = 530
+        # Sees a redirect before RedirectMiddleware (600) follows it.
+        settings["DOWNLOADER_MIDDLEWARES"]["crawler.recrawl.RecrawlRedirectMiddleware"] = 610
         settings["DOWNLOADER_MIDDLEWARES"][_SCRAPY_ROBOTS] = None
         settings["DOWNLOADER_MIDDLEWARES"]["crawler.robots.SharedRobotsTxtMiddleware"] = 100
         settings["EXTENSIONS"]["scrapy.extensions.throttle.AutoThrottle"] = None

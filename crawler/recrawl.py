@@ -223,6 +223,9 @@ class RecrawlMiddleware:
             _, previous = self._previous(request)
             for name, value in conditional_headers(previous).items():
                 request.headers[name] = value
+            # A revisit asks the site, not Scrapy's HTTP cache (whose default
+            # DummyPolicy answers every request from the copy it stored).
+            request.meta["dont_cache"] = True
 
     def process_response(self, request: Request, response: Response) -> Response:
         if STATE not in request.meta and not self.policy.base_interval(request):
@@ -232,7 +235,13 @@ class RecrawlMiddleware:
             return response  # a redirect: the page it leads to is revisited
         fp, previous = self._previous(request)
         if response.status >= 400:
-            self._keep_schedule(scheduler, request, fp, previous)
+            if previous:
+                # The error is the page's version now: the items a spider
+                # yields for it (handle_httpstatus_list) replace the old, and
+                # the page coming back (asked unconditionally) has changed.
+                broken = {"f": fp, "h": body_hash(response.body), "i": previous.get("i")}
+                self._keep_schedule(scheduler, request, fp, broken)
+                scheduler.items.mark_changed(request)
             return response
         digest = previous.get("h") if response.status == 304 else body_hash(response.body)
         changed = bool(previous) and digest != previous.get("h")
@@ -279,3 +288,23 @@ class RecrawlMiddleware:
         stats.inc_value("recrawl/changed" if changed else "recrawl/unchanged")
         if status == 304:
             stats.inc_value("recrawl/not_modified")
+
+
+class RecrawlRedirectMiddleware(RecrawlMiddleware):
+    """Downloader middleware, before RedirectMiddleware: a revisit answered
+    with a redirect stays on the schedule as it was (a 302 to a maintenance
+    or login page is not the end of a page; the page it leads to is
+    revisited on its own)."""
+
+    def process_request(self, request: Request) -> None:
+        return None
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        if 300 <= response.status < 400 and response.status != 304 and STATE in request.meta:
+            scheduler = self._frontier(request)
+            if scheduler is not None:
+                self._keep_schedule(scheduler, request, *self._previous(request))
+        return response
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        return None

@@ -124,6 +124,10 @@ class RedisScheduler(BaseScheduler):
         self.active: dict[Request, str] = {}
         #: Leased requests as they were leased (crawler.recrawl).
         self.leased_as: dict[Request, tuple[Any, dict[str, Any], int, bool]] = {}
+        #: Revisits of leased requests, committed with their ack (not before:
+        #: a node killed between the two would store the page twice).
+        #: (domain, seconds, entry, when noted: the interval counts from then).
+        self._revisits: dict[Request, list[tuple[str, float, str, float]]] = {}
         #: A request on its last delivery, to run alone: (lease id, started).
         self._alone: tuple[str, bool] | None = None
         self.local_seen = LocalSeen(config.local_seen_cache)
@@ -461,6 +465,7 @@ class RedisScheduler(BaseScheduler):
             self.config.stop_timeout,
         )
         self.active.clear()
+        self._revisits.clear()
         try:
             await worker.hand_back()
         except Exception as exc:  # stop all the same: the leases expire
@@ -569,7 +574,11 @@ class RedisScheduler(BaseScheduler):
             logger.warning("Cannot store %s to fetch it again: %s", request, exc)
             return
         value = f"{request.priority}|{entry}"
-        worker.batch.revisits.append((slot_of(request), seconds, value))
+        if leased not in self.active:  # acked already: nothing to wait for
+            worker.batch.revisits.append((slot_of(request), seconds, value))
+            return
+        noted = (slot_of(request), seconds, value, time.monotonic())
+        self._revisits.setdefault(leased, []).append(noted)
 
     def dead_letter(self, request: Request, reason: str) -> None:
         """Record that the cluster gave up on *request* (or could not store
@@ -646,6 +655,9 @@ class RedisScheduler(BaseScheduler):
         for request in finished:
             lease_id = self.active.pop(request)
             self.leased_as.pop(request, None)
+            for domain, seconds, value, noted in self._revisits.pop(request, ()):
+                left = max(0.0, seconds - (time.monotonic() - noted))
+                worker.batch.revisits.append((domain, left, value))
             worker.batch.acks.append(lease_id)
             unsent = worker.leases.started(lease_id)
             if unsent is not None:

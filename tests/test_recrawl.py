@@ -369,3 +369,143 @@ def test_crawlspider_revisits_python_docs_conditionally(redis_url, tmp_path):
     for page in changed:
         if f"/{page}" in revisited:
             assert titles[page].startswith("CHANGED "), titles[page]
+
+
+class OverriddenSite(VersionedSite):
+    """A VersionedSite whose pages in ``override`` give another answer
+    (status, body, headers): a 404, a redirect."""
+
+    def __init__(self, pages: int, volatile: frozenset[int] = frozenset()) -> None:
+        self.override: dict[int, tuple[int, str, dict[str, str]]] = {}
+        super().__init__(pages, volatile)
+
+    def answer(self, path: str, headers: object) -> tuple[int, str, dict[str, str]]:
+        i = int(path[3:-5]) if path.startswith("/p/") else -1
+        answer = self.override.get(i)
+        if answer is None:
+            return super().answer(path, headers)
+        with self.lock:
+            self.hits.append(Hit(path, time.time(), answer[0], None, None))
+        return answer
+
+
+def test_revisit_answered_404_replaces_items(redis_url, tmp_path):
+    """A page that answers 404 on a revisit, to a spider that handles 404
+    (the project's `site`): the item it yields for it is the page's new
+    version (in the store and once in the follower's output), and the page
+    stays on the schedule."""
+    site = OverriddenSite(3)
+    try:
+        nodes, follower, out = _run(site, redis_url, tmp_path, 12, "CRAWLER_RECRAWL_AFTER=2")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and min(len(site.fetches(i)) for i in range(3)) < 2:
+            time.sleep(0.1)
+        for i in (1, 2):  # one with a Last-Modified, one without validators
+            site.override[i] = (404, "<html><title>gone</title></html>", {})
+        items, _ = _finish(nodes, follower, out, tmp_path)
+    finally:
+        site.close()
+    for i in (1, 2):
+        statuses = [h.status for h in site.fetches(i)]
+        assert statuses.count(404) >= 2, statuses  # still revisited
+    versions = sorted((item["url"].rsplit("/", 1)[1], item["status"]) for item in items)
+    pairs = [("0.html", 200), ("1.html", 200), ("1.html", 404), ("2.html", 200), ("2.html", 404)]
+    assert versions == pairs, versions
+    exported = tmp_path / "all.jsonl"
+    done = run_scrapy(["export", "site", "-o", str(exported)], redis_url)
+    assert done.returncode == 0, done.stderr
+    latest = sorted(
+        (item["url"].rsplit("/", 1)[1], item["status"]) for item in read_jsonl(exported)
+    )
+    assert latest == [("0.html", 200), ("1.html", 404), ("2.html", 404)], latest
+
+
+def test_kill_before_ack_stores_one_revisit(redis_url, rclient, tmp_path):
+    """A node killed -9 while its pages' items are still in the pipelines
+    (fetched, not acknowledged): each page, fetched again by another node,
+    waits once to be revisited, even one that differs at every fetch (a
+    CSRF token, a timestamp), so it is not fetched twice per interval."""
+    site = VersionedSite(4, volatile=frozenset(range(4)))
+    slow = 'ITEM_PIPELINES={"tests.slow_item_pipeline.SlowItemPipeline": 100}'
+    common = (
+        "ROBOTSTXT_OBEY=False",
+        "CRAWLER_RECRAWL_AFTER=60",
+        "CRAWLER_LEASE_TIME=3",
+        "CRAWLER_LEASE_RENEW_INTERVAL=1",
+    )
+    try:
+        seeded = run_scrapy(["seed", "site", site.url(0)], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        victim = start_node("site", redis_url, tmp_path / "victim.log", *common, slow)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not site.fetches(3):
+            time.sleep(0.05)
+        assert site.fetches(3)
+        time.sleep(2)  # page 3's items in the pipeline, its commits sent
+        victim.kill()
+        victim.wait()
+        node = start_node("site", redis_url, tmp_path / "n.log", *common, "CLOSESPIDER_TIMEOUT=10")
+        assert wait_nodes([node], 60) == [0]
+    finally:
+        site.close()
+    assert len(site.fetches(3)) == 2  # fetched again after the kill
+    waiting = _waiting_pages(rclient)
+    assert waiting["held"] == [], waiting
+    assert sorted(waiting["due"] + waiting["queued"]) == [0, 1, 2, 3], waiting
+
+
+def test_revisit_redirected_for_a_while_stays_on_schedule(redis_url, tmp_path):
+    """A page that redirects for a while (302 to a page crawled already, a
+    maintenance or login page, say) is revisited after as before: once it
+    answers again, its new version replaces the old."""
+    site = OverriddenSite(3)
+    try:
+        nodes, follower, out = _run(site, redis_url, tmp_path, 16, "CRAWLER_RECRAWL_AFTER=2")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(site.fetches(1)) < 2:
+            time.sleep(0.1)
+        site.override[1] = (302, "", {"Location": site.url(0)})
+        while time.monotonic() < deadline and site.fetches(1)[-1].status != 302:
+            time.sleep(0.1)
+        del site.override[1]
+        site.bump([1])
+        items, _ = _finish(nodes, follower, out, tmp_path)
+    finally:
+        site.close()
+    statuses = [h.status for h in site.fetches(1)]
+    assert 302 in statuses, statuses
+    after = statuses[statuses.index(302) + 1 :]
+    assert 200 in after, statuses  # revisited, unconditionally changed
+    assert sorted(i["title"] for i in items if i["url"] == site.url(1)) == [
+        "page 1 v1",
+        "page 1 v2",
+    ]
+
+
+def test_revisits_ask_the_site_with_scrapys_http_cache_on(redis_url, tmp_path):
+    """Scrapy's HttpCacheMiddleware on, with its default policy (which
+    answers every request it stored from the cache): a revisit still goes to
+    the site, so a change is found."""
+    site = VersionedSite(3)
+    try:
+        nodes, follower, out = _run(
+            site,
+            redis_url,
+            tmp_path,
+            12,
+            "CRAWLER_RECRAWL_AFTER=2",
+            "HTTPCACHE_ENABLED=True",
+            f"HTTPCACHE_DIR={tmp_path / 'cache'}",
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and min(len(site.fetches(i)) for i in range(3)) < 1:
+            time.sleep(0.1)
+        time.sleep(2.5)  # a revisit or the cache's answer since
+        site.bump([0, 1, 2])
+        items, _ = _finish(nodes, follower, out, tmp_path)
+    finally:
+        site.close()
+    for i in range(3):
+        assert len(site.fetches(i)) >= 3, site.fetches(i)
+    titles = sorted(item["title"] for item in items)
+    assert titles == sorted(f"page {i} v{v}" for i in range(3) for v in (1, 2)), titles

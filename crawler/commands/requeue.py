@@ -16,6 +16,7 @@ from crawler.commands.deadletters import letter_url, read_letters
 from crawler.connection import async_client, sync_client
 from crawler.exceptions import BadEntry, BadSeed
 from crawler.frontier import Frontier
+from crawler.itemids import STATE
 from crawler.politeness import slot_of, split_entry
 from crawler.seeds import parse_seed
 
@@ -92,6 +93,7 @@ def _choose(
     parts = crawl.config.partitions()
     chosen: list[list[tuple[bytes, str, int]]] = [[] for _ in parts]
     skipped = []
+    revisits = 0
     for n, keys in enumerate(parts):
         for raw, letter in read_letters(client, keys.dead):
             if reason and reason not in str(letter.get("reason", "")):
@@ -101,9 +103,30 @@ def _choose(
             except (ValueError, TypeError, BadSeed, BadEntry) as exc:
                 skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
                 continue
+            if _revisit(letter):
+                # Its page stayed on the revisit schedule when it failed:
+                # queued again it was on it twice, for good (each failing
+                # cycle added one more).
+                revisits += 1
+                continue
             chosen[n].append((raw, entry, priority))
     client.close()
+    if revisits:
+        skipped.append(
+            f"{revisits} revisit(s) of recrawled pages: still on the revisit schedule, "
+            "fetched again when due (scrapy status shows what is due)"
+        )
     return chosen, skipped
+
+
+def _revisit(letter: dict[str, Any]) -> bool:
+    """Whether the letter is a recrawl's revisit (its recrawl state in meta)."""
+    try:
+        stored = json.loads(_request_json(letter))
+    except ValueError:
+        return False
+    meta = stored.get("meta") if isinstance(stored, dict) else None
+    return isinstance(meta, dict) and isinstance(meta.get(STATE), dict)
 
 
 _SHOWN = 20
