@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from scrapy import Request
 from scrapy.core.downloader import Slot, _slot_jitter
 from scrapy.exceptions import CloseSpider
+from twisted.internet.defer import succeed
 from twisted.python.failure import Failure
 
 from crawler.exceptions import ConfigError
@@ -89,7 +90,9 @@ def cluster_politeness(engine: Any, leased: Callable[[Request], bool]) -> None:
     cluster_slot = downloader._get_slot
 
     def get_slot(request: Request, spider: Any = None) -> tuple[str, Any]:
-        if leased(request):
+        if leased(request) or downloader.ip_concurrency:
+            # Keyed by IP (CONCURRENT_REQUESTS_PER_IP): one slot per IP, so
+            # the node keeps that limit (a slot of their own doubled it).
             return cluster_slot(request)
         key = downloader.get_slot_key(request)
         local = f"{key}{_LOCAL_SLOT}"  # never a host name: a key of its own
@@ -179,6 +182,20 @@ def abandon_in_progress(engine: Any) -> bool:
     slot = getattr(engine, "_slot", None)
     if slot is None or slot.closing is None:
         return False
+    abandoned = set(slot.inprogress)
+    scraper = getattr(engine, "scraper", None)
+    if scraper is not None:
+        enqueue = scraper.enqueue_scrape
+
+        def enqueue_scrape(result: Any, request: Request) -> Any:
+            # Handed back: another node fetches and scrapes it. A response
+            # arriving during the close was scraped into this node's feed
+            # and items too (and raised AlreadyCalledError).
+            if request in abandoned:
+                return succeed(None)
+            return enqueue(result, request)
+
+        scraper.enqueue_scrape = enqueue_scrape
     slot.inprogress = set()
     slot.remove_request = lambda request: None
     slot._maybe_fire_closing()

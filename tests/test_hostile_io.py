@@ -211,3 +211,14 @@ def test_requeue_leaves_a_revisit_s_dead_letter_on_its_schedule(redis_url, rclie
     assert "still on the revisit schedule" in result.stdout, result.stdout
     left = [json.loads(raw)["entry"] for raw in rclient.lrange("{site}:dead", 0, -1)]
     assert len(left) == 1 and "/r" in left[0]
+    # A revisit the frontier set aside (a poison request) left the schedule
+    # with its letter: queued again like any other.
+    poison = dead_letter(
+        "delivered 5 times to nodes that died holding it (poison request?)",
+        encode_request(revisit, spider, lenient=True),
+        "n1",
+    )
+    rclient.delete("{site}:dead")
+    rclient.rpush("{site}:dead", poison)
+    again = run_scrapy(["requeue", "site"], redis_url)
+    assert "requeued 1 dead letters" in again.stdout, again.stdout

@@ -103,10 +103,12 @@ def _choose(
             except (ValueError, TypeError, BadSeed, BadEntry) as exc:
                 skipped.append(f"{_url(letter)}: {_why(exc, letter)}")
                 continue
-            if _revisit(letter):
-                # Its page stayed on the revisit schedule when it failed:
-                # queued again it was on it twice, for good (each failing
-                # cycle added one more).
+            if _revisit(letter) and not str(letter.get("reason", "")).startswith(_UNSCHEDULED):
+                # Its page stayed on the revisit schedule when its fetch
+                # failed: queued again it was on it twice, for good (each
+                # failing cycle added one more). Not one the frontier set
+                # aside (a poison request, an entry no node could read):
+                # that letter is the page's only place in the schedule.
                 revisits += 1
                 continue
             chosen[n].append((raw, entry, priority))
@@ -117,6 +119,11 @@ def _choose(
             "fetched again when due (scrapy status shows what is due)"
         )
     return chosen, skipped
+
+
+# Reasons of letters the frontier or a node wrote instead of the entry
+# itself: a revisit among them left the schedule with it.
+_UNSCHEDULED = ("delivered ", "malformed", "bad seed", "cannot store")
 
 
 def _revisit(letter: dict[str, Any]) -> bool:
