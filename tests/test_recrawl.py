@@ -25,6 +25,7 @@ import pytest
 from crawler.demosite import QuietServer
 from tests.conftest import ROOT, SCRAPY, read_jsonl, run_scrapy, scrapy_env, start_node, wait_nodes
 from tests.hosts import send_html
+from tests.test_faults import wait_for
 from tests.test_realsite import DOCS
 from tests.test_zoo import ZOO
 
@@ -169,7 +170,12 @@ def test_revisits_conditional_gets_and_changed_items(
             f"CRAWLER_PARTITIONS={partitions}",
             trim=trim,
         )
-        time.sleep(5)
+        # Changed once every page was revisited (a fixed 5 s was too short
+        # for a node slow to start on a busy machine: its first fetch came
+        # after the change).
+        wait_for(
+            lambda: all(len(site.fetches(i)) >= 2 for i in range(PAGES)), 60, "a revisit of each"
+        )
         changed = [0, 1, 2, 5]  # one of each kind of page, and one more
         site.bump(changed)
         items, _ = _finish(nodes, follower, out, tmp_path)
