@@ -22,10 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scrapy.settings import Settings
-
-from crawler.config import crawl_keys
-from crawler.dashboard.data import detail
 from crawler.timeseries import Sample
 from tests.conftest import (
     SCRAPY,
@@ -381,20 +377,3 @@ def test_read_only_offers_no_actions(crawl, browser):
         proc.terminate()
         proc.wait(timeout=30)
 
-
-def test_robots_column_finds_a_site_on_another_port(redis_url, rclient):
-    """The robots.txt of a site on a non-default port is kept under its
-    ``scheme://host:port``; the domain table named it "none cached" because
-    it looked only at the default ports of the domain."""
-    site = SiteServer(3)
-    try:
-        assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
-        settings = Settings({"REDIS_URL": redis_url})
-        keys = crawl_keys(settings, "site")
-        origin = site.url("/").rstrip("/")
-        assert ":" in origin.partition("://")[2], origin  # a port of its own
-        rclient.set(keys.robots(origin), b"BUser-agent: *\nDisallow:\n")
-        top = detail(rclient, settings, "site")["domains"]["top"]  # type: ignore[index]
-        assert [(row["domain"], row["robots"]) for row in top] == [("127.0.0.1", "fetched")]
-    finally:
-        site.close()
