@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from crawler.timeseries import Sample
 from tests.conftest import (
     SCRAPY,
@@ -376,4 +377,3 @@ def test_read_only_offers_no_actions(crawl, browser):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
