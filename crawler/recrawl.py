@@ -164,15 +164,23 @@ def conditional_headers(state: dict[str, Any]) -> dict[bytes, bytes]:
     return out
 
 
-def revisit_request(request: Request, leased: Leased | None, state: dict[str, Any]) -> Request:
+def revisit_request(
+    request: Request, leased: Leased | None, state: dict[str, Any], retry_adjust: int = -1
+) -> Request:
     """*request* as it is sent next time: as it was leased (not as the
     downloader middlewares left it: no cookies, credentials, proxy, download
     slot or lowered retry priority), with its recrawl *state* (validators
-    included: the headers are added when it is sent)."""
+    included: the headers are added when it is sent). A retry is leased with
+    its priority lowered by RETRY_PRIORITY_ADJUST (*retry_adjust*) per retry:
+    the page's own is restored, or it sank one level each failing cycle."""
     if leased is None:  # not noted at lease time: strip what we know of
         meta = {k: v for k, v in request.meta.items() if k not in _ADDED_META}
         leased = (request.headers, meta, request.priority, request.dont_filter)
     headers0, meta0, priority, dont_filter = leased
+    retries = meta0.get("retry_times")
+    adjust = meta0.get("priority_adjust", retry_adjust)  # as RetryMiddleware reads it
+    if type(retries) is int and retries > 0 and type(adjust) is int:
+        priority -= adjust * retries
     headers = Headers(headers0)
     for name in _NOT_KEPT:
         headers.pop(name, None)
@@ -193,6 +201,7 @@ class RecrawlMiddleware:
     def __init__(self, crawler: Crawler, policy: RecrawlPolicy) -> None:
         self.crawler = crawler
         self.policy = policy
+        self.retry_adjust = crawler.settings.getint("RETRY_PRIORITY_ADJUST")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RecrawlMiddleware:
@@ -252,7 +261,8 @@ class RecrawlMiddleware:
             state = {"f": fp, "h": digest, "i": int(every) if every == int(every) else every}
             state.update(validators(response, previous))
             leased = scheduler.leased_as.get(request)
-            scheduler.revisit(revisit_request(request, leased, state), interval, request)
+            again = revisit_request(request, leased, state, self.retry_adjust)
+            scheduler.revisit(again, interval, request)
         if previous and not changed:
             # 304, or the same body: its items stand, its links are known.
             why = "304" if response.status == 304 else "same content"
@@ -275,7 +285,7 @@ class RecrawlMiddleware:
         """A revisit that failed: tried again after its interval, as it was."""
         if previous:
             leased = scheduler.leased_as.get(request)
-            again = revisit_request(request, leased, previous)
+            again = revisit_request(request, leased, previous, self.retry_adjust)
             after = float(previous.get("i") or 0) or self.policy.after or 60
             scheduler.revisit(again, after, request)
 

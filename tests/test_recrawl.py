@@ -21,8 +21,10 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from scrapy import Request
 
 from crawler.demosite import QuietServer
+from crawler.recrawl import revisit_request
 from tests.conftest import ROOT, SCRAPY, read_jsonl, run_scrapy, scrapy_env, start_node, wait_nodes
 from tests.hosts import send_html
 from tests.test_faults import wait_for
@@ -515,3 +517,21 @@ def test_revisits_ask_the_site_with_scrapys_http_cache_on(redis_url, tmp_path):
         assert len(site.fetches(i)) >= 3, site.fetches(i)
     titles = sorted(item["title"] for item in items)
     assert titles == sorted(f"page {i} v{v}" for i in range(3) for v in (1, 2)), titles
+
+
+@pytest.mark.parametrize(
+    ("meta", "leased_priority"),
+    [
+        ({"retry_times": 2}, 1),  # two retries at RETRY_PRIORITY_ADJUST=-1
+        ({"retry_times": 1, "priority_adjust": -5}, -2),  # the request's own adjust
+        ({}, 3),  # not a retry
+    ],
+)
+def test_a_revisit_made_from_a_retry_keeps_the_page_s_priority(meta, leased_priority):
+    """A retry is leased with its priority lowered per retry: a revisit made
+    from it sank one level each failing cycle (helper 47: -1, -2, -3, -4)."""
+    request = Request("http://a.example/p", priority=leased_priority, meta=meta)
+    leased = (request.headers, dict(meta), leased_priority, False)
+    again = revisit_request(request, leased, {"f": "00"}, -1)
+    assert again.priority == 3
+    assert "retry_times" not in again.meta
