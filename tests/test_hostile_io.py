@@ -222,3 +222,14 @@ def test_requeue_leaves_a_revisit_s_dead_letter_on_its_schedule(redis_url, rclie
     rclient.rpush("{site}:dead", poison)
     again = run_scrapy(["requeue", "site"], redis_url)
     assert "requeued 1 dead letters" in again.stdout, again.stdout
+
+
+def test_status_of_a_crawl_not_in_this_redis_says_so(redis_url, rclient):
+    """A wrong db number or crawl name showed a crawl of zeros and nothing else."""
+    result = run_scrapy(["status", "site", "--json"], redis_url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["queued"] == 0
+    assert "this Redis holds nothing of crawl 'site'" in result.stderr, result.stderr
+    _store_items(rclient, 1)
+    known = run_scrapy(["status", "site", "--json"], redis_url)
+    assert "holds nothing" not in known.stderr, known.stderr

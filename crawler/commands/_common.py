@@ -156,6 +156,20 @@ def unknown_command(exc: BaseException) -> str:
     return match.group(1) if isinstance(exc, redis.ResponseError) and match else ""
 
 
+def crawl_known(crawl: Crawl) -> bool:
+    """Whether this Redis holds anything of *crawl* (its counters, record,
+    nodes, seeds or items): a wrong db number or crawl name holds nothing."""
+    client = sync_client(crawl.url)
+    try:
+        keys = crawl.config.keys
+        return bool(
+            client.exists(keys.stats, keys.config, keys.nodeinfo, keys.start_urls)
+            or any(client.exists(part.items) for part in crawl.config.partitions())
+        )
+    finally:
+        client.close()
+
+
 def check_seen(crawl: Crawl) -> None:
     """Record the crawl's seen-set settings, or stop if they differ from the
     crawl's record (``crawler.seenrecord``): for commands that write to it."""

@@ -24,7 +24,7 @@ from scrapy.exporters import (
 from scrapy.utils.misc import load_object
 
 from crawler.commandbase import CrawlCommand
-from crawler.commands._common import CommandFailed, open_crawl, run_guarded
+from crawler.commands._common import CommandFailed, crawl_known, open_crawl, run_guarded
 from crawler.connection import redact, sync_client
 from crawler.follow import Follower
 from crawler.follow import trimmed as is_trimmed
@@ -279,20 +279,12 @@ class Command(CrawlCommand):
 def _check_known(crawl: Any, output: str) -> None:
     """Stop before *output* is touched if this Redis holds nothing of the
     crawl: a wrong db number or crawl name exported "0 items" over the file."""
-    client = sync_client(crawl.url)
-    try:
-        keys = crawl.config.keys
-        if client.exists(keys.stats, keys.config, keys.nodeinfo, keys.start_urls) or any(
-            client.exists(part.items) for part in crawl.config.partitions()
-        ):
-            return
-    finally:
-        client.close()
-    raise CommandFailed(
-        f"no crawl {crawl.config.name!r} in {redact(crawl.url)} (`scrapy crawls` lists the "
-        f"crawls there): check REDIS_URL, its db number, and CRAWLER_CRAWL_NAME; "
-        f"{output} was not touched"
-    )
+    if not crawl_known(crawl):
+        raise CommandFailed(
+            f"no crawl {crawl.config.name!r} in {redact(crawl.url)} (`scrapy crawls` lists "
+            f"the crawls there): check REDIS_URL, its db number, and CRAWLER_CRAWL_NAME; "
+            f"{output} was not touched"
+        )
 
 
 def _all_fields(items: Iterator[Any]) -> list[str] | None:

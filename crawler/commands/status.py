@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from crawler.commandbase import CrawlCommand
-from crawler.commands._common import open_crawl, open_redis, run_guarded
+from crawler.commands._common import crawl_known, open_crawl, open_redis, run_guarded
 from crawler.config import crawl_keys
 from crawler.connection import redact, sync_client
 from crawler.keys import CRAWLS_KEY, Keys
@@ -38,6 +38,13 @@ class Command(CrawlCommand):
         if args:
             crawl = open_crawl(self.settings, spider_args=self.spider_args, name=args[0])
             url, targets = crawl.url, [crawl.config.keys]
+            if not crawl_known(crawl):
+                print(
+                    f"note: this Redis holds nothing of crawl {crawl.config.name!r} yet (zeros "
+                    "below): check REDIS_URL, its db number, and CRAWLER_CRAWL_NAME "
+                    "(`scrapy crawls` lists the crawls there)",
+                    file=sys.stderr,
+                )
         else:
             url = open_redis(self.settings)
             targets = []
