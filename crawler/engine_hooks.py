@@ -100,7 +100,7 @@ def cluster_politeness(engine: Any, leased: Callable[[Request], bool]) -> None:
             delay, jitter, per_slot, concurrency = own
             slot_settings = per_slot.get(key, {})
             downloader.slots[local] = Slot(
-                slot_settings.get("concurrency", downloader.ip_concurrency or concurrency),
+                slot_settings.get("concurrency", concurrency),
                 slot_settings.get("delay", delay),
                 _slot_jitter(slot_settings, jitter),
             )

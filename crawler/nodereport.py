@@ -75,7 +75,7 @@ class NodeReport:
     async def push_stats(self) -> None:
         """Add what this node's Scrapy stats gained since last time to the cluster's."""
         deltas: dict[str, int | float | str] = {}
-        highs: dict[str, int | float] = {}
+        sent: dict[str, int | float] = {}  # what the cluster has of each, once added
         for name, value in self.stats.get_stats().items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
@@ -84,17 +84,14 @@ class NodeReport:
                 # highest of the nodes', not their sum.
                 if value != self._sent_stats.get(name):
                     deltas[name] = f"{MAX_MARK}{value}"
-                    highs[name] = value
+                    sent[name] = value
                 continue
             delta = value - self._sent_stats.get(name, 0)
             if delta:
                 deltas[name] = delta
+                sent[name] = value
         await self.frontier.add_stats(deltas)
-        for name, sent in deltas.items():
-            if name in highs:
-                self._sent_stats[name] = highs[name]
-            elif not isinstance(sent, str):
-                self._sent_stats[name] = self._sent_stats.get(name, 0) + sent
+        self._sent_stats.update(sent)
         if self.sampler is not None:
             await self.sampler()
 

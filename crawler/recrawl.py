@@ -193,6 +193,11 @@ def revisit_request(
     return request.replace(headers=headers, meta=meta, priority=priority, dont_filter=dont_filter)
 
 
+def _redirect(response: Response) -> bool:
+    """A 3xx that sends the request elsewhere (not a 304)."""
+    return 300 <= response.status < 400 and response.status != 304
+
+
 class RecrawlMiddleware:
     """Downloader middleware: writes each fetched frontier page back as due
     again, tells changed pages from unchanged ones, and ends an unchanged one
@@ -240,7 +245,7 @@ class RecrawlMiddleware:
         if STATE not in request.meta and not self.policy.base_interval(request):
             return response  # not revisited
         scheduler = self._frontier(request)
-        if scheduler is None or (300 <= response.status < 400 and response.status != 304):
+        if scheduler is None or _redirect(response):
             return response  # a redirect: the page it leads to is revisited
         fp, previous = self._previous(request)
         if response.status >= 400:
@@ -310,7 +315,7 @@ class RecrawlRedirectMiddleware(RecrawlMiddleware):
         return None
 
     def process_response(self, request: Request, response: Response) -> Response:
-        if 300 <= response.status < 400 and response.status != 304 and STATE in request.meta:
+        if _redirect(response) and STATE in request.meta:
             scheduler = self._frontier(request)
             if scheduler is not None:
                 self._keep_schedule(scheduler, request, *self._previous(request))
