@@ -6,6 +6,7 @@ A line is a URL, or a JSON object with ``url`` and optionally ``priority``,
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -21,8 +22,22 @@ from crawler.exceptions import BadSeed
 from crawler.politeness import slot_of
 
 SEED_FIELDS = ("url", "priority", "meta", "headers", "method", "body", "callback")
-# What a byte that is not UTF-8 decodes to with errors="surrogateescape".
-_UNDECODED = re.compile("[\udc80-\udcff]")
+# What a byte that is not UTF-8 decodes to with errors="surrogateescape"
+# (and, in a UTF-16 or UTF-32 file, with errors=UNDECODED_BYTES).
+_UNDECODED = re.compile("[\udc00-\udcff]")
+UNDECODED_BYTES = "crawler-seed-bytes"
+
+
+def _keep_bytes(exc: UnicodeError) -> tuple[str, int]:
+    """Each byte the codec cannot decode becomes U+DC00 + the byte, which
+    parse_seed rejects naming the byte (surrogateescape refuses bytes below
+    0x80, which UTF-16 and UTF-32 can leave undecoded)."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return "".join(chr(0xDC00 + b) for b in exc.object[exc.start : exc.end]), exc.end
+
+
+codecs.register_error(UNDECODED_BYTES, _keep_bytes)
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
@@ -93,8 +108,9 @@ def parse_seed(line: str, spider: Spider, config: CrawlConfig) -> Request | None
     undecoded = _UNDECODED.search(line)
     if undecoded:
         raise BadSeed(
-            f"not UTF-8 text: byte 0x{ord(undecoded.group()) - 0xDC00:02x} at column "
-            f"{undecoded.start() + 1}; save the seed file as UTF-8"
+            f"not UTF-8 text (nor UTF-16 or UTF-32 after a byte-order mark): byte "
+            f"0x{ord(undecoded.group()) - 0xDC00:02x} at column {undecoded.start() + 1}; "
+            "save the seed file as UTF-8"
         )
     obj = _from_json(line) if line.startswith("{") else {"url": line}
     kwargs: dict[str, Any] = {"url": check_url(obj["url"], config.seed_max_url_length)}

@@ -233,3 +233,140 @@ def test_status_of_a_crawl_not_in_this_redis_says_so(redis_url, rclient):
     _store_items(rclient, 1)
     known = run_scrapy(["status", "site", "--json"], redis_url)
     assert "holds nothing" not in known.stderr, known.stderr
+
+
+_SEED_LINES = "http://example.com/caf\u00e9\nhttp://example.com/2\n"
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["gzip", "xz", "bzip2", "utf-16", "utf-16-be", "utf-32", "gzip+utf-16"],
+)
+def test_seed_file_compressed_or_in_utf16_is_read_as_it_is(redis_url, rclient, tmp_path, kind):
+    """Before: every line of these files was rejected as not UTF-8 (1000
+    "rejected" lines for a big file), and nothing was queued."""
+    import bz2
+    import codecs
+    import gzip
+    import lzma
+
+    encode = {
+        "utf-16": lambda t: t.encode("utf-16"),  # with its byte-order mark
+        "utf-16-be": lambda t: codecs.BOM_UTF16_BE + t.encode("utf-16-be"),
+        "utf-32": lambda t: t.encode("utf-32"),
+        "gzip+utf-16": lambda t: gzip.compress(t.encode("utf-16")),
+    }.get(kind, lambda t: {"gzip": gzip, "xz": lzma, "bzip2": bz2}[kind].compress(t.encode()))
+    seeds = tmp_path / "seeds"
+    seeds.write_bytes(encode(_SEED_LINES))
+    for args, stdin in ((["-i", str(seeds)], None), (["-i", "-"], seeds.read_bytes())):
+        rclient.flushall()
+        result = subprocess.run(
+            [SCRAPY, "seed", "site", *args],
+            cwd=ROOT,
+            env=scrapy_env(redis_url),
+            input=stdin,
+            capture_output=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        assert b"2 queued, 0 already seen, 0 rejected (2 lines read)" in result.stdout
+        queued = b"".join(rclient.lrange("{site}:q:0", 0, -1))
+        assert b"http://example.com/caf%C3%A9" in queued and b"example.com/2" in queued
+
+
+def test_seed_file_cut_short_queues_what_came_before_and_says_so(redis_url, rclient, tmp_path):
+    import gzip
+
+    whole = gzip.compress("".join(f"http://example.com/{i}\n" for i in range(5000)).encode())
+    seeds = tmp_path / "seeds.txt.gz"
+    seeds.write_bytes(whole[: len(whole) * 3 // 4])  # a download that stopped
+    result = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"error: seed file {str(seeds)!r} is not a whole gzip file" in result.stderr
+    queued = rclient.hget("{site}:stats", "queued")
+    assert queued is not None and 2000 <= int(queued) < 5000
+    assert f"{int(queued)} queued" in result.stdout
+
+
+def test_seed_file_in_utf16_with_a_bad_unit_rejects_that_line_only(redis_url, rclient, tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    good = "http://example.com/1\n".encode("utf-16-le")
+    # A lone low surrogate (0xDC00) on line 2: not UTF-16 text.
+    bad = "http://example.com/".encode("utf-16-le") + b"\x00\xdc" + "\n".encode("utf-16-le")
+    seeds.write_bytes(codecs_bom_le() + good + bad + good.replace(b"1", b"3"))
+    result = run_scrapy(["seed", "site", "-i", str(seeds)], redis_url)
+    assert result.returncode == 1, result.stderr
+    assert "line 2: rejected: not UTF-8 text (nor UTF-16 or UTF-32" in result.stderr
+    assert "2 queued, 0 already seen, 1 rejected (3 lines read)" in result.stdout
+
+
+def codecs_bom_le() -> bytes:
+    import codecs
+
+    return codecs.BOM_UTF16_LE
+
+
+def _interrupt_when(proc: subprocess.Popen, ready) -> tuple[int, str, str]:
+    import signal
+    import time
+
+    deadline = time.monotonic() + 60
+    while not ready() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None and ready(), "the command did not get to where it waits"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def test_ctrl_c_in_seed_says_what_was_queued_without_a_traceback(redis_url, rclient, tmp_path):
+    import re
+
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("".join(f"http://example.com/{i}\n" for i in range(2_000_000)))
+    proc = subprocess.Popen(
+        [SCRAPY, "seed", "site", "-i", str(seeds)],
+        cwd=ROOT,
+        env=scrapy_env(redis_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    code, out, err = _interrupt_when(
+        proc, lambda: int(rclient.hget("{site}:stats", "queued") or 0) >= 2000
+    )
+    # Before: a KeyboardInterrupt traceback, exit status -2, no summary.
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "interrupted (Ctrl-C): seeding was interrupted" in err
+    said = re.search(r"(\d+) queued, 0 already seen, 0 rejected \((\d+) lines read\)", out)
+    assert said, out
+    in_redis = int(rclient.hget("{site}:stats", "queued"))
+    # What it says was queued was; a batch in flight may be queued too.
+    assert 0 < int(said[1]) <= in_redis <= int(said[2]) < 2_000_000
+
+
+def test_ctrl_c_in_export_leaves_the_file_and_says_so(redis_url, rclient, tmp_path):
+    _store_items(rclient, 10)
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [SCRAPY, "export", "site", "-o", str(fifo), "-t", "jsonl"],
+        cwd=ROOT,
+        env=scrapy_env(redis_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def opening_the_fifo() -> bool:  # nobody reads it: open() waits
+        try:
+            return open(f"/proc/{proc.pid}/wchan").read() in ("fifo_open", "wait_for_partner")
+        except OSError:
+            return False
+
+    code, _, err = _interrupt_when(proc, opening_the_fifo)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert f"interrupted (Ctrl-C): {fifo} was left as it was" in err

@@ -92,6 +92,14 @@ class CommandFailed(Exception):
     """Raised to stop a command with a message for the user and exit status 1."""
 
 
+class CommandInterrupted(Exception):
+    """Raised when Ctrl-C stopped a command: what it says of the work done."""
+
+
+#: Exit status of a command stopped by Ctrl-C (the shells' 128 + SIGINT).
+INTERRUPTED = 130
+
+
 # The ACL role (crawler.acl) each command's user needs; the rest: admin.
 _ROLES = {
     "crawl": "node",
@@ -116,6 +124,12 @@ def run_guarded(command: Any, body: Any, role: str = "") -> None:
     except CommandFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         command.exitcode = 1
+    except (KeyboardInterrupt, CommandInterrupted) as exc:
+        # Ctrl-C: one line, not a traceback (seed and export say what they
+        # had done).
+        said = str(exc) if isinstance(exc, CommandInterrupted) else ""
+        print(f"interrupted (Ctrl-C){': ' + said if said else ''}", file=sys.stderr)
+        command.exitcode = INTERRUPTED
     except redis.RedisError as exc:
         if is_permission(exc):
             name = type(command).__module__.rpartition(".")[2]

@@ -24,7 +24,13 @@ from scrapy.exporters import (
 from scrapy.utils.misc import load_object
 
 from crawler.commandbase import CrawlCommand
-from crawler.commands._common import CommandFailed, crawl_known, open_crawl, run_guarded
+from crawler.commands._common import (
+    CommandFailed,
+    CommandInterrupted,
+    crawl_known,
+    open_crawl,
+    run_guarded,
+)
 from crawler.connection import redact, sync_client
 from crawler.follow import Follower
 from crawler.follow import trimmed as is_trimmed
@@ -202,6 +208,11 @@ class Command(CrawlCommand):
             count, trimmed = self._write(crawl, exporter_cls, fields, output)
         except BrokenPipeError:
             raise  # piped into `head`: run_guarded stops quietly, as elsewhere
+        except KeyboardInterrupt:
+            raise CommandInterrupted(
+                f"{output} was left as it was (a device or pipe has what was written); "
+                "items in Redis are unchanged"
+            ) from None
         except OSError as exc:
             raise CommandFailed(
                 f"cannot write {output!r}: {exc.strerror or exc}; items in Redis are "

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bz2
+import codecs
 import contextlib
 import gc
+import gzip
 import io
 import itertools
+import lzma
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any
 
 from scrapy.exceptions import UsageError
 
 from crawler.commandbase import CrawlCommand
-from crawler.commands._common import CommandFailed, Crawl, check_seen, open_crawl, run_guarded
+from crawler.commands._common import (
+    CommandFailed,
+    CommandInterrupted,
+    Crawl,
+    check_seen,
+    open_crawl,
+    run_guarded,
+)
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
 from crawler.frontier import Batch
 from crawler.partfrontier import AnyFrontier, make_frontier
 from crawler.politeness import make_entry, request_entry
-from crawler.seeds import parse_seed, simple_path_agrees, simple_seed
+from crawler.seeds import UNDECODED_BYTES, parse_seed, simple_path_agrees, simple_seed
 
 _BATCH = 2000
 _SHOWN_REJECTS = 1000
@@ -62,10 +74,35 @@ class Command(CrawlCommand):
         assert self.settings is not None
         crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name, record=True)
         check_seen(crawl)
-        with contextlib.ExitStack() as stack:
-            lines = _lines(urls, path, stack)
-            seeder = Seeder(crawl, progress=sys.stderr.isatty())
-            asyncio.run(seeder.run(lines))
+        seeder = Seeder(crawl, progress=sys.stderr.isatty())
+        # Ctrl-C stops the seeding at its next batch of lines (a second one
+        # at once). asyncio.run's own handler cancels the main task, and that
+        # cancellation was lost now and then: 4 of 12 Ctrl-C under load were
+        # ignored, the whole file was seeded and the exit status was 0.
+        # Raising KeyboardInterrupt wherever the signal lands left the event
+        # loop waiting for ever, once.
+
+        def interrupt(signum: int, frame: Any) -> None:
+            if seeder.interrupted:
+                raise KeyboardInterrupt
+            seeder.interrupted = True
+
+        previous = signal.signal(signal.SIGINT, interrupt)
+        try:
+            with contextlib.ExitStack() as stack:
+                asyncio.run(seeder.run(_lines(urls, path, stack)))
+        except KeyboardInterrupt:
+            print(seeder.summary(), flush=True)
+            raise CommandInterrupted(
+                "seeding was interrupted; a batch in flight may have been queued too. Run "
+                "the same command again to queue the rest: seeds queued already are "
+                "counted as already seen, not queued twice."
+            ) from None
+        except CommandFailed:
+            print(seeder.summary(), flush=True)
+            raise
+        finally:
+            signal.signal(signal.SIGINT, previous)
         print(seeder.summary(), flush=True)
         if seeder.rejected:
             self.exitcode = 1
@@ -75,18 +112,67 @@ def _lines(urls: list[str], path: str | None, stack: contextlib.ExitStack) -> It
     """The arguments, then the lines of *path* (``-`` for stdin), closed by *stack*."""
     if path is None:
         return iter(urls)
-    # UTF-8 whatever the locale, a byte-order mark dropped; bytes that are
-    # not UTF-8 are kept (surrogateescape) for parse_seed to reject the
-    # line: "replace" turned them into U+FFFD and queued another URL.
     if path == "-":
-        if isinstance(sys.stdin, io.TextIOWrapper):
-            sys.stdin.reconfigure(encoding="utf-8-sig", errors="surrogateescape")
-        return itertools.chain(urls, sys.stdin)
+        raw: Any = sys.stdin.buffer if isinstance(sys.stdin, io.TextIOWrapper) else None
+        if raw is None:  # stdin replaced by a text stream (tests, embedding)
+            return itertools.chain(urls, sys.stdin)
+        return itertools.chain(urls, _decoded(raw, "standard input", stack))
     try:
-        handle: TextIO = open(path, encoding="utf-8-sig", errors="surrogateescape")
+        handle = stack.enter_context(open(path, "rb"))
     except OSError as exc:
         raise CommandFailed(f"cannot read seed file {path!r}: {exc.strerror}") from None
-    return itertools.chain(urls, stack.enter_context(handle))
+    return itertools.chain(urls, _decoded(handle, f"seed file {path!r}", stack))
+
+
+#: Compressed seed files are read as they are: (magic bytes, name, opener).
+_COMPRESSED: tuple[tuple[bytes, str, Any], ...] = (
+    (b"\x1f\x8b", "gzip", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (b"\xfd7zXZ\x00", "xz", lambda raw: lzma.LZMAFile(raw)),
+    (b"BZh", "bzip2", lambda raw: bz2.BZ2File(raw)),
+)
+#: Byte-order marks other than UTF-8's, longest first (UTF-32 LE's begins
+#: with UTF-16 LE's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _decoded(raw: Any, name: str, stack: contextlib.ExitStack) -> Iterator[str]:
+    """The lines of the binary stream *raw*: gzip, xz and bzip2 are
+    decompressed; text is UTF-8 (a byte-order mark dropped), or UTF-16 or
+    UTF-32 when a byte-order mark says so. Bytes that do not decode are kept
+    as lone surrogates for parse_seed to reject their line ("replace" made
+    them U+FFFD and queued another URL)."""
+    stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+    head = stream.peek(6)[:6]
+    for magic, kind, opener in _COMPRESSED:
+        if head.startswith(magic):
+            inner = stack.enter_context(opener(stream))
+            return _checked(_decoded(inner, name, stack), name, kind)
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return stack.enter_context(
+                io.TextIOWrapper(stream, encoding=encoding, errors=UNDECODED_BYTES)
+            )
+    return stack.enter_context(
+        io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape")
+    )
+
+
+def _checked(lines: Iterator[str], name: str, kind: str) -> Iterator[str]:
+    """*lines* of a compressed file; a damaged or cut file is an error naming
+    it (the lines before the damage are queued)."""
+    try:
+        yield from lines
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise CommandFailed(
+            f"{name} is not a whole {kind} file ({exc}); the lines before the damage "
+            "were read: fix or recompress the file and seed it again (what is queued "
+            "already is counted as already seen, not queued twice)"
+        ) from None
 
 
 class Seeder:
@@ -96,6 +182,8 @@ class Seeder:
         self.crawl = crawl
         self.progress = progress
         self.read = self.queued = self.seen = self.rejected = 0
+        # Set by Ctrl-C: the seeding stops at the next batch of lines.
+        self.interrupted = False
         self._last_progress = 0.0
         config = crawl.config
         self._max_url = config.seed_max_url_length
@@ -115,26 +203,41 @@ class Seeder:
         simple = simple_seed if self._simple else None
         max_url = self._max_url
         lineno = 0
+        damaged: CommandFailed | None = None
         try:
-            for lineno, line in enumerate(lines, 1):
-                hit = simple(line.strip(), max_url) if simple else None
-                if hit is None:
-                    self._add(lineno, line, batch)
-                else:
-                    batch.pushes.append((hit[0], 0, make_entry(hit[1], hit[2])))
-                if len(batch.pushes) >= _BATCH:
-                    self.read = lineno
-                    pending.append(asyncio.create_task(self._commit(frontier, batch)))
-                    batch = Batch()
-                    # A few commits in flight keep the pipe full without
-                    # holding more than a few batches in memory.
-                    if len(pending) >= 4:
-                        await pending.pop(0)
-                    self._show_progress()
+            try:
+                for lineno, line in enumerate(lines, 1):
+                    hit = simple(line.strip(), max_url) if simple else None
+                    if hit is None:
+                        self._add(lineno, line, batch)
+                    else:
+                        batch.pushes.append((hit[0], 0, make_entry(hit[1], hit[2])))
+                    if len(batch.pushes) >= _BATCH:
+                        if self.interrupted:
+                            raise KeyboardInterrupt
+                        self.read = lineno
+                        pending.append(asyncio.create_task(self._commit(frontier, batch)))
+                        batch = Batch()
+                        # A few commits in flight keep the pipe full without
+                        # holding more than a few batches in memory.
+                        if len(pending) >= 4:
+                            await pending.pop(0)
+                        self._show_progress()
+            except CommandFailed as exc:
+                # A damaged compressed file: what was read before is queued.
+                damaged = exc
             self.read = lineno
             pending.append(asyncio.create_task(self._commit(frontier, batch)))
             for task in pending:
                 await task
+            if damaged is not None:
+                raise damaged
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # Ctrl-C: the commits already sent are let finish (briefly), so
+            # the summary counts what they queued.
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+            raise
         finally:
             # A commit that failed (Redis gone) ends the command: the others
             # in flight are cancelled and awaited before the client closes,
