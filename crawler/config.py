@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,28 @@ from crawler.fingerprints import SeenConfig
 from crawler.keys import Keys, make_keys
 from crawler.partitions import partition_keys, partition_of
 from crawler.politeness import Policy
+
+logger = logging.getLogger(__name__)
+#: The unknown CRAWLER_ names warned of already (once per process).
+_WARNED: set[str] = set()
+
+
+def warn_unknown(settings: BaseSettings) -> list[str]:
+    """Warn of each CRAWLER_ setting the framework does not know (a typo
+    such as CRAWLER_RECRAWL_AFTR was ignored in silence, as Scrapy ignores
+    unknown names, and the crawl ran without what it asked for); the
+    warnings given."""
+    known = {n for n in dir(default_settings) if n.startswith("CRAWLER_")}
+    said = []
+    for name in sorted(str(n) for n in settings):
+        if not name.startswith("CRAWLER_") or name in known or name in _WARNED:
+            continue
+        _WARNED.add(name)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else "the settings are listed in the README"
+        said.append(f"unknown setting {name} is ignored: {hint}")
+        logger.warning(said[-1])
+    return said
 
 
 def _get(settings: BaseSettings, name: str) -> Any:
@@ -167,6 +191,7 @@ class CrawlConfig:
 
     @classmethod
     def from_settings(cls, settings: BaseSettings, spider_name: str) -> CrawlConfig:
+        warn_unknown(settings)
         name = _get(settings, "CRAWLER_CRAWL_NAME") or spider_name
         if not name or any(c in name for c in "{}\r\n "):
             raise ConfigError(

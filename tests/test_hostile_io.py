@@ -370,3 +370,24 @@ def test_ctrl_c_in_export_leaves_the_file_and_says_so(redis_url, rclient, tmp_pa
     assert code == 130, err
     assert "Traceback" not in err
     assert f"interrupted (Ctrl-C): {fifo} was left as it was" in err
+
+
+def test_a_misspelt_framework_setting_is_named_with_the_right_one(redis_url, rclient, tmp_path):
+    # Before: ignored in silence, as Scrapy ignores unknown names; the crawl
+    # ran without recrawling.
+    result = run_scrapy(
+        ["seed", "site", "http://example.com/", "-s", "CRAWLER_RECRAWL_AFTR=3600"], redis_url
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "unknown setting CRAWLER_RECRAWL_AFTR is ignored: did you mean CRAWLER_RECRAWL_AFTER?"
+        in result.stderr
+    )
+    rclient.flushall()  # nothing to crawl: the node starts and finishes
+    log = tmp_path / "node.log"
+    node = start_node("site", redis_url, log, "CRAWLER_PARTITONS=2")
+    assert node.wait(timeout=120) == 0
+    text = log.read_text()
+    assert "unknown setting CRAWLER_PARTITONS is ignored: did you mean CRAWLER_PARTITIONS?" in text
+    # Known names are not warned of (the settings of this node, the seed's).
+    assert text.count("unknown setting") == 1
