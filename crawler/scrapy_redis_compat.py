@@ -160,6 +160,15 @@ def _no_requests() -> Iterable[Request]:
     return iter(())
 
 
+def quiet_redis_spider(spider: Any, crawler: Crawler) -> None:
+    """Switch off a scrapy-redis spider's own loop: its ``spider_idle``
+    handler (pops ``redis_key``, raises ``DontCloseSpider``) and
+    ``next_requests`` (pops without a lease). Other spiders: nothing."""
+    if isinstance(spider, RedisMixin):
+        crawler.signals.disconnect(spider.spider_idle, signal=signals.spider_idle)
+        spider.next_requests = _no_requests
+
+
 def _tame(spider: Any, crawler: Crawler, settings: BaseSettings) -> None:
     """Switch off the spider's own Redis loop; its seeds come through the frontier.
 
@@ -167,8 +176,7 @@ def _tame(spider: Any, crawler: Crawler, settings: BaseSettings) -> None:
     ``DontCloseSpider`` for ever (with the default
     ``MAX_IDLE_TIME_BEFORE_CLOSE = 0``); ``next_requests`` (also behind
     ``start_requests``) pops without a lease."""
-    crawler.signals.disconnect(spider.spider_idle, signal=signals.spider_idle)
-    spider.next_requests = _no_requests
+    quiet_redis_spider(spider, crawler)
     # Built with the settings as they were before the add-ons ran.
     spider.server = scrapy_redis_connection.get_redis_from_settings(settings)
 

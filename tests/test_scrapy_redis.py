@@ -531,3 +531,41 @@ def test_a_plain_spiders_raw_seeds_are_decoded_with_redis_encoding() -> None:
         else:
             [request] = seed_requests(raw, spider, config)
             assert request.url.endswith(want), request.url
+
+
+def test_scrapys_page_commands_take_no_seed_from_a_redis_spiders_key(
+    site: Site, redis_server: RedisServer, rclient: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """``scrapy parse``, ``fetch`` and ``check`` run without the add-on
+    (test_operations), but a RedisSpider's own loop stayed on: once their
+    page was done, its ``spider_idle`` popped the crawl's seeds from its
+    ``redis_key`` (fetched there, their items thrown away: lost to the
+    crawl) and waited for more for ever (helper 49). It is off, as on a
+    crawl: the seeds stay for the nodes and each command ends with its page."""
+    cwd = project(tmp_path)
+    settings = cwd / "example" / "settings.py"  # a scrapy-redis project names its Redis
+    settings.write_text(settings.read_text() + f"REDIS_URL = {redis_url!r}\n")
+    # A RedisSpider with a contract (upstream's example spiders have none).
+    (cwd / "example" / "spiders" / "checked_redis.py").write_text(
+        "from scrapy_redis.spiders import RedisSpider\n\n\n"
+        "class CheckedSpider(RedisSpider):\n"
+        '    name = "checked_redis"\n'
+        '    redis_key = "myspider:start_urls"\n\n'
+        "    def parse(self, response):\n"
+        f'        """@url {site.url(SITES[1])}\n'
+        "        @returns items 1 1\n"
+        '        @scrapes url\n        """\n'
+        '        yield {"url": response.url}\n'
+    )
+    seeds = [site.url(p) for p in SITES[2:]]
+    redis_cli(redis_server, "lpush", "myspider:start_urls", *seeds)
+    url = site.url(SITES[0])
+    for args in (
+        ["parse", url, "--spider", "checked_redis", "-c", "parse"],
+        ["fetch", "--nolog", "--spider", "checked_redis", url],
+        ["check", "checked_redis"],
+    ):
+        result = run_scrapy(args, redis_url, cwd=cwd, timeout=40)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert rclient.llen("myspider:start_urls") == len(seeds), args
+    assert dict(site.counts) == {SITES[0]: 2, SITES[1]: 1}
