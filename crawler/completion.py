@@ -32,6 +32,13 @@ class ClusterCompletion:
         # Only pages due later were left (crawler.recrawl): look again then.
         self._rest_until = 0.0
 
+    @property
+    def winding_up(self) -> bool:
+        """The crawl looked finished when last read (nothing queued, held
+        or waiting in the start URL key) and only ``CRAWLER_FINISH_GRACE``
+        is left to wait out."""
+        return self._quiet_since is not None and not self.finished
+
     def work_arrived(self) -> None:
         """This node got work: whatever was observed before no longer holds."""
         self._quiet_since = None

@@ -87,6 +87,10 @@ class NodeEngine(Protocol):
         """The cluster reached a CLOSESPIDER_* limit (crawler.closelimits):
         close with Scrapy's *reason*."""
 
+    def winding_up(self) -> None:
+        """The crawl is out of work and waits out CRAWLER_FINISH_GRACE
+        before it is finished."""
+
 
 class Worker:
     def __init__(
@@ -367,6 +371,8 @@ class Worker:
             return
         if await self.completion.check():
             self.engine.wake()
+        elif self.completion.winding_up:
+            self.engine.winding_up()
 
     async def close(self) -> None:
         """The node leaves: write what is pending, hand back what it holds

@@ -320,3 +320,29 @@ def test_a_stop_timeout_still_closes_the_spider_as_scrapy_does(
     assert "Error while enqueuing scrape" not in text, text[-3000:]
     status = json.loads(run_scrapy(["status", "site", "--json"], redis_url).stdout)
     assert [n["state"] for n in status["nodes"]] == ["left"], status["nodes"]
+
+
+def test_closespider_timeout_no_item_does_not_end_a_finished_crawl(make_site, redis_url, tmp_path):
+    """CLOSESPIDER_TIMEOUT_NO_ITEM no longer than CRAWLER_FINISH_GRACE: the
+    node, out of work and waiting out the grace, was closed by Scrapy's
+    extension as producing no items, so every such crawl ended
+    ``closespider_timeout_no_item`` and exited 0 over its dead letters,
+    where one Scrapy process closes ``finished`` at once (helper 49)."""
+    site = make_site(10)
+    seeded = run_scrapy(
+        ["seed", "site", site.url("/page/0.html"), "http://127.0.0.1:1/"], redis_url
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    log = tmp_path / "n.log"
+    node = start_node(
+        "site",
+        redis_url,
+        log,
+        "CLOSESPIDER_TIMEOUT_NO_ITEM=1",
+        "CRAWLER_FINISH_GRACE=3",
+        "RETRY_TIMES=0",
+    )
+    assert node.wait(timeout=120) == 3, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "Spider closed (finished)" in text, text[-3000:]
+    assert "'item_scraped_count': 10," in text
