@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -67,6 +68,36 @@ def test_node_feeds_keep_working(crawled):
     assert {i["url"] for i in read_jsonl(node_feed)} == {
         site.url(f"/page/{i}.html") for i in range(30)
     }
+
+
+def test_feed_uri_parameters_and_batches_as_scrapys_o(crawled, redis_url, tmp_path):
+    """``%(name)s``, ``%(time)s`` and ``%(batch_id)d`` in the output name, and
+    FEED_EXPORT_BATCH_ITEM_COUNT, as ``scrapy crawl -o`` fills them in and
+    rotates: the export went to one file named with the placeholders
+    themselves (helper 49)."""
+    expected = {crawled[0].url(f"/page/{i}.html") for i in range(30)}
+    out = tmp_path / "%(name)s-%(batch_id)02d.csv"
+    batched = ["-s", "FEED_EXPORT_BATCH_ITEM_COUNT=12"]
+    result = run_scrapy(["export", "site", "-o", str(out), *batched], redis_url)
+    assert result.returncode == 0, result.stderr
+    assert "(csv, 3 files of at most 12)" in result.stderr
+    files = sorted(p.name for p in tmp_path.glob("*.csv"))
+    assert files == ["site-01.csv", "site-02.csv", "site-03.csv"]
+    rows = [list(csv.DictReader((tmp_path / name).open())) for name in files]
+    assert [len(r) for r in rows] == [12, 12, 6]
+    assert {r["url"] for batch in rows for r in batch} == expected
+
+    result = run_scrapy(["export", "site", "-o", str(tmp_path / "t" / "%(time)s.jsonl")], redis_url)
+    assert result.returncode == 0, result.stderr
+    [timed] = (tmp_path / "t").glob("*.jsonl")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\+00-00\.jsonl", timed.name)
+
+    # A batch size with nothing to number the files by: refused, as Scrapy's
+    # feed export refuses it, the file untouched.
+    out = tmp_path / "items.jsonl"
+    result = run_scrapy(["export", "site", "-o", str(out), *batched], redis_url)
+    assert result.returncode == 1 and "put %(batch_id)d" in result.stderr
+    assert not out.exists()
 
 
 def test_unknown_format_keeps_existing_file(crawled, redis_url, tmp_path):

@@ -9,7 +9,9 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,6 +23,7 @@ from scrapy.exporters import (
     JsonItemExporter,
     JsonLinesItemExporter,
 )
+from scrapy.extensions.feedexport import apply_uri_params
 from scrapy.utils.misc import load_object
 
 from crawler.commandbase import CrawlCommand
@@ -189,6 +192,13 @@ class Command(CrawlCommand):
                 f"{', '.join(sorted(exporters))} (by file extension or -t FORMAT)"
             )
         exporter_cls = load_object(exporters[fmt])
+        batch = settings.getint("FEED_EXPORT_BATCH_ITEM_COUNT")
+        if batch and not ("%(batch_id)" in output or "%(batch_time)" in output):
+            raise CommandFailed(
+                f"FEED_EXPORT_BATCH_ITEM_COUNT={batch} writes one file per batch: put "
+                f"%(batch_id)d (or %(batch_time)s) in the output name, e.g. "
+                f"items-%(batch_id)d.jsonl ({output!r})"
+            )
         fields = settings.getlist("FEED_EXPORT_FIELDS") or None
         if fields is None and issubclass(exporter_cls, CsvItemExporter):
             # Scrapy's CSV header is the first item's fields: the declared
@@ -204,23 +214,30 @@ class Command(CrawlCommand):
                 )
             finally:
                 client.close()
+        written: list[str] = []
         try:
-            count, trimmed = self._write(crawl, exporter_cls, fields, output)
+            count, trimmed = self._write_batches(
+                crawl, exporter_cls, fields, output, batch, written
+            )
         except BrokenPipeError:
             raise  # piped into `head`: run_guarded stops quietly, as elsewhere
         except KeyboardInterrupt:
+            # With batches, the files finished before stay as written.
+            before = f" ({len(written)} batch files before it were written)" if written else ""
             raise CommandInterrupted(
-                f"{output} was left as it was (a device or pipe has what was written); "
-                "items in Redis are unchanged"
+                f"{output} was left as it was{before} (a device or pipe has what was "
+                "written); items in Redis are unchanged"
             ) from None
         except OSError as exc:
             raise CommandFailed(
                 f"cannot write {output!r}: {exc.strerror or exc}; items in Redis are "
                 "unchanged, and an existing file is left as it was"
             ) from None
+        where = written[0] if len(written) == 1 else f"{written[0]} … {written[-1]}"
+        files = f", {len(written)} files of at most {batch}" if len(written) > 1 else ""
         print(
             f"exported {count} items of crawl {crawl.config.name!r} from "
-            f"{redact(crawl.url)} to {output} ({fmt})",
+            f"{redact(crawl.url)} to {where} ({fmt}{files})",
             file=sys.stderr,
         )
         if trimmed[0]:
@@ -231,10 +248,50 @@ class Command(CrawlCommand):
                 file=sys.stderr,
             )
 
-    def _write(
-        self, crawl: Any, exporter_cls: Any, fields: list[str] | None, output: str
+    def _write_batches(
+        self,
+        crawl: Any,
+        exporter_cls: Any,
+        fields: list[str] | None,
+        output: str,
+        batch: int,
+        written: list[str],
     ) -> tuple[int, list[int]]:
-        """Write the feed to *output*; (items written, [items trimmed])."""
+        """Write the feed to *output* with Scrapy's feed URI parameters
+        filled in (``%(name)s``, ``%(time)s``, the spider's attributes,
+        ``%(batch_id)d``, ``%(batch_time)s``), one file per *batch* items if
+        *batch* (FEED_EXPORT_BATCH_ITEM_COUNT), as ``scrapy crawl -o`` names
+        and rotates its files: they were written to a file named with the
+        placeholders themselves (helper 49). The paths written go to
+        *written*; returns (items written, [items trimmed])."""
+        settings = crawl.crawler.settings
+        client = sync_client(crawl.url)
+        trimmed = [0]
+        stored = (
+            item
+            for keys in crawl.config.partitions()
+            for item in _stored_items(client, keys.items, trimmed)
+        )
+        count = 0
+        try:
+            for batch_id, items in enumerate(_batches(stored, batch), start=1):
+                params = _uri_params(crawl.spider, batch_id, settings.get("FEED_URI_PARAMS"))
+                path = apply_uri_params(output, params)
+                count += self._write(crawl, exporter_cls, fields, path, items)
+                written.append(path)
+        finally:
+            client.close()
+        return count, trimmed
+
+    def _write(
+        self,
+        crawl: Any,
+        exporter_cls: Any,
+        fields: list[str] | None,
+        output: str,
+        items: Iterable[Any],
+    ) -> int:
+        """Write *items* as a feed to *output*; the number written."""
         try:
             mode = os.stat(output).st_mode
         except FileNotFoundError:
@@ -243,7 +300,7 @@ class Command(CrawlCommand):
             # A device or pipe (/dev/null, /dev/stdout): written as it is,
             # as Scrapy's -o does; replacing it would put a file in its place.
             with open(output, "wb") as handle:
-                return self._fill(crawl, exporter_cls, fields, handle)
+                return self._fill(crawl, exporter_cls, fields, handle, items)
         target = Path(output).resolve()
         target.parent.mkdir(parents=True, exist_ok=True)  # as Scrapy's -o
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -256,7 +313,7 @@ class Command(CrawlCommand):
             else:
                 os.chmod(tmp, stat.S_IMODE(mode))
             with os.fdopen(fd, "wb") as handle:
-                result = self._fill(crawl, exporter_cls, fields, handle)
+                result = self._fill(crawl, exporter_cls, fields, handle, items)
             os.replace(tmp, target)
         except BaseException:
             os.unlink(tmp)
@@ -264,8 +321,13 @@ class Command(CrawlCommand):
         return result
 
     def _fill(
-        self, crawl: Any, exporter_cls: Any, fields: list[str] | None, handle: Any
-    ) -> tuple[int, list[int]]:
+        self,
+        crawl: Any,
+        exporter_cls: Any,
+        fields: list[str] | None,
+        handle: Any,
+        items: Iterable[Any],
+    ) -> int:
         settings = crawl.crawler.settings
         exporter = exporter_cls(
             handle,
@@ -274,17 +336,40 @@ class Command(CrawlCommand):
             indent=settings.getint("FEED_EXPORT_INDENT"),
         )
         exporter.start_exporting()
-        client = sync_client(crawl.url)
-        trimmed = [0]
-        stored = (
-            item
-            for keys in crawl.config.partitions()
-            for item in _stored_items(client, keys.items, trimmed)
-        )
-        count = _export(exporter, stored)
-        client.close()
+        count = _export(exporter, iter(items))
         exporter.finish_exporting()
-        return count, trimmed
+        return count
+
+
+def _batches(items: Iterator[Any], size: int) -> Iterator[Iterator[Any]]:
+    """*items* in runs of *size* (all in one if 0), at least one run (an
+    empty feed is written, as Scrapy's FEED_STORE_EMPTY does)."""
+    if not size:
+        yield items
+        return
+    first = True
+    while True:
+        run = list(islice(items, size))
+        if run or first:
+            yield iter(run)
+        if len(run) < size:
+            return
+        first = False
+
+
+def _uri_params(spider: Any, batch_id: int, function: str | None) -> dict[str, Any]:
+    """Scrapy's feed URI parameters (FeedExporter._get_uri_params): the
+    spider's attributes, ``time``, ``batch_time``, ``batch_id``, through
+    FEED_URI_PARAMS if set."""
+    params = {k: getattr(spider, k, None) for k in dir(spider)}
+    now = datetime.now(tz=UTC)
+    params["time"] = now.replace(microsecond=0).isoformat().replace(":", "-")
+    params["batch_time"] = now.isoformat().replace(":", "-")
+    params["batch_id"] = batch_id
+    if function:
+        changed = load_object(function)(params, spider)
+        params = changed if changed is not None else params
+    return params
 
 
 def _check_known(crawl: Any, output: str) -> None:
