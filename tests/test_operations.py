@@ -253,6 +253,49 @@ def test_scrapys_page_commands_run_as_plain_scrapy(make_site, redis_url, rclient
     assert site.counts()["/page/1.html"] == 4
 
 
+def test_page_commands_run_plain_when_a_spider_enables_the_addon(
+    make_site, redis_url, rclient, tmp_path
+):
+    """A spider may enable the add-on in its ``custom_settings`` (Scrapy's
+    ADDONS at spider priority), which replaces the project's whole ADDONS
+    dict, the add-on the commands had turned off included: ``parse``
+    printed no item and ``check`` "Ran 0 contracts, OK", both having joined
+    the crawl and left a dead letter in it (helper 49)."""
+    site = make_site(10)
+    url = site.url("/page/1.html")
+    project = tmp_path / "proj"
+    spiders = project / "proj" / "spiders"
+    spiders.mkdir(parents=True)
+    (project / "scrapy.cfg").write_text("[settings]\ndefault = proj.settings\n")
+    (project / "proj" / "__init__.py").write_text("")
+    (spiders / "__init__.py").write_text("")
+    (project / "proj" / "settings.py").write_text(
+        'BOT_NAME = "proj"\nSPIDER_MODULES = ["proj.spiders"]\n'
+        'COMMANDS_MODULE = "crawler.commands"\nADDONS = {}\n'
+    )
+    (spiders / "pages.py").write_text(
+        "import scrapy\n\n\n"
+        "class PagesSpider(scrapy.Spider):\n"
+        '    name = "pages"\n'
+        '    custom_settings = {"ADDONS": {"crawler.addon.DistributedCrawl": 0}}\n\n'
+        "    def parse(self, response):\n"
+        f'        """@url {url}\n'
+        "        @returns items 1 1\n"
+        "        @returns requests 1\n"
+        '        @scrapes title url\n        """\n'
+        '        yield {"title": response.css("title::text").get(), "url": response.url}\n'
+        '        yield from response.follow_all(css="a", callback=self.parse)\n'
+    )
+    parsed = run_scrapy(["parse", url, "--spider", "pages", "-c", "parse"], redis_url, cwd=project)
+    assert parsed.returncode == 0, parsed.stderr[-3000:]
+    scraped = parsed.stdout.split("# Scraped Items", 1)[1].split("# Requests")[0]
+    assert "'title': 'Page 1'" in scraped, parsed.stdout
+    checked = run_scrapy(["check", "pages"], redis_url, cwd=project, timeout=60)
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    assert "Ran 3 contracts" in checked.stderr, checked.stderr[-3000:]
+    assert rclient.keys("*") == []
+
+
 def test_a_crawl_run_again_says_why_it_fetches_nothing(make_site, redis_url, tmp_path):
     """Run again as plain Scrapy runs a spider, a finished crawl fetches
     nothing (its start URLs are in its seen-set) and a -O feed is written

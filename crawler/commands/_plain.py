@@ -35,10 +35,10 @@ LOOK_ONLY = "crawler.commands._plain.LookOnly"
 def without_addon(settings: BaseSettings) -> None:
     """Turn the framework's add-on off in *settings*, as ``None`` does."""
     addons = settings["ADDONS"]
-    for addon in list(addons):
-        if component_path(addon) == ADDON:
-            addons.set(addon, None, "cmdline")
-            addons.set(LOOK_ONLY, 0, "cmdline")
+    named = [addon for addon in addons if component_path(addon) == ADDON]
+    for addon in named or [ADDON]:
+        addons.set(addon, None, "cmdline")
+    addons.set(LOOK_ONLY, 0, "cmdline")
 
 
 class LookOnly:
@@ -65,6 +65,24 @@ class OnThisMachine:
 
     settings: Any
 
+    crawler_process: Any
+
     def process_options(self, args: list[str], opts: Any) -> None:
         super().process_options(args, opts)  # type: ignore[misc]
         without_addon(self.settings)
+
+    def run(self, args: list[str], opts: Any) -> None:
+        # Again in each crawler's settings, once the spider's custom_settings
+        # are in: an ADDONS there (spider priority) replaces the project's
+        # whole dict, the add-on turned off above included.
+        process = self.crawler_process
+        if process is not None:
+            create = process._create_crawler
+
+            def create_without_addon(spidercls: Any) -> Any:
+                crawler = create(spidercls)
+                without_addon(crawler.settings)
+                return crawler
+
+            process._create_crawler = create_without_addon
+        super().run(args, opts)  # type: ignore[misc]
