@@ -18,8 +18,9 @@ limit in all) and time out N times over as nodes join late. Here:
   nodes restarted within it continue its run.
 
 A spider that raises CloseSpider closes the run too: its node records the
-reason in the run's record, and every node closes with it at its next
-heartbeat, as one Scrapy process would close (``Worker._heartbeat``).
+reason in the run's record, and every node reads it within a second and
+closes with it, as one Scrapy process would close (``Worker._check_closed``,
+and with each heartbeat).
 
 Every node closes with Scrapy's reason (``closespider_itemcount``, …). What
 was in progress then finishes, as with Scrapy's extension, so the totals

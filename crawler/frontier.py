@@ -454,9 +454,16 @@ class Frontier:
         field a run reads is written (no DEL: a node's ACL rules need none)."""
         await self._rt(self.client.hset(self.keys.run, mapping={**record, "closed": ""}))
 
+    async def read_closed(self) -> str:
+        """The reason a spider's CloseSpider closed the run with ("": open),
+        read now rather than with the next heartbeat."""
+        closed = await self._rt(self.client.hget(self.keys.run, "closed"))
+        self.closed = closed.decode("utf-8", "replace") if closed else ""
+        return self.closed
+
     async def close_run(self, reason: str) -> None:
         """A spider raised CloseSpider(*reason*): the whole crawl's run closes
-        (every node, at its next heartbeat; crawler.closelimits)."""
+        (every node, within a second; crawler.closelimits)."""
         await self._rt(self.client.hset(self.keys.run, "closed", reason))
 
     async def register(self) -> None:

@@ -275,6 +275,9 @@ class PartitionedFrontier:
             sum(s.due for s in got),
         )
 
+    async def read_closed(self) -> str:
+        return await self.parts[0].read_closed()  # the run's record is partition 0's
+
     async def move_due(self) -> int:
         moved = await asyncio.gather(*(part.move_due() for part in self.parts))
         return sum(moved)

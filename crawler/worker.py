@@ -249,6 +249,7 @@ class Worker:
         if now - self._last_due >= _DUE_INTERVAL:
             self._last_due = now
             await self._stage(self._move_due)
+            await self._stage(self._check_closed)
         if self.leases.holding:
             await self._stage(self.leases.release_unsent)
         if self.leases.wants_more():
@@ -327,6 +328,15 @@ class Worker:
             self.engine.limit_reached(reason, f"a node's spider raised CloseSpider({reason!r})")
         await self._check_limits()
         self.completion.queued = (await self.frontier.state()).queued
+
+    async def _check_closed(self) -> None:
+        """A spider's CloseSpider on another node closes this one within a
+        second, as it stops one Scrapy process at once: at the next
+        heartbeat (CRAWLER_LEASE_RENEW_INTERVAL, 10 s) the other nodes
+        crawled on meanwhile, to the crawl's end if it came first (helper 49)."""
+        reason = await self.frontier.read_closed()
+        if reason:
+            self.engine.limit_reached(reason, f"a node's spider raised CloseSpider({reason!r})")
 
     async def _check_limits(self) -> None:
         """Add this node's stats to the cluster's; close at a CLOSESPIDER_* total."""

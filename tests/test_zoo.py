@@ -444,3 +444,24 @@ def test_close_spider_raised_on_one_node_closes_the_whole_crawl(
     assert len([p for p in counts if p.startswith("/bandwidth/")]) > len(fetched)
     assert queued() == 0
     assert status()["closed_by"] is None
+
+
+def test_close_spider_reaches_the_other_nodes_within_a_second(
+    zoo_site: ZooServer, redis_url: str, tmp_path: Path
+) -> None:
+    """With the default heartbeat (CRAWLER_LEASE_RENEW_INTERVAL = 10 s) the
+    other node learnt of a CloseSpider only at its next heartbeat: it
+    crawled on for up to 10 s, here to the end of the site, and exited
+    'finished' (helper 49). It closes within a second, with the reason."""
+    logs = [tmp_path / f"n{i}.log" for i in range(2)]
+    nodes = [
+        start_node("bandwidth", redis_url, log, "CONCURRENT_REQUESTS=2", cwd=ZOO) for log in logs
+    ]
+    codes = wait_nodes(nodes, NODE_TIMEOUT)
+    texts = [log.read_text() if log.exists() else "" for log in logs]
+    assert codes == [0, 0], f"exit codes {codes}\n{problems(texts)}"
+    for text in texts:
+        assert "Spider closed (bandwidth_exceeded)" in text, problems(texts)
+    fetched = [p for p in zoo_site.counts() if p.startswith("/bandwidth/")]
+    print(f"closed after {len(fetched)} of {BANDWIDTH_PAGES} pages (default heartbeat)")
+    assert len(fetched) < BANDWIDTH_PAGES // 2
