@@ -346,3 +346,15 @@ def test_closespider_timeout_no_item_does_not_end_a_finished_crawl(make_site, re
     text = log.read_text()
     assert "Spider closed (finished)" in text, text[-3000:]
     assert "'item_scraped_count': 10," in text
+
+
+def test_another_reactor_is_one_error_line(redis_url):
+    """A TWISTED_REACTOR other than the asyncio one was refused by the
+    scheduler once the node started, with two tracebacks (the second
+    Scrapy's "Engine slot not assigned"); it is one error line before
+    anything starts, as the other setup errors are (helper 49)."""
+    epoll = "TWISTED_REACTOR=twisted.internet.epollreactor.EPollReactor"
+    result = run_scrapy(["crawl", "site", "-s", epoll], redis_url)
+    assert result.returncode == 1
+    assert "error: the Redis scheduler needs the asyncio reactor" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -17,13 +17,15 @@ from crawler.commands._common import CommandFailed, run_guarded, spider_class
 from crawler.commands._plain import ADDON
 from crawler.config import CrawlConfig
 from crawler.connection import check_reachable, resolve_url, sync_client
-from crawler.exceptions import CrawlerError
+from crawler.exceptions import ConfigError, CrawlerError
 from crawler.metrics import check_metrics_port
 from crawler.scheduler import PERMISSION_DENIED
 from crawler.scrapy_redis_settings import component_path
 from crawler.seenrecord import check_seen_config
 
 logger = logging.getLogger(__name__)
+
+ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 
 
 class Command(ScrapyCrawl):
@@ -43,6 +45,7 @@ class Command(ScrapyCrawl):
             super().run(args, opts)
             return
         try:
+            check_reactor(settings)
             url = resolve_url(self.settings)
             check_reachable(url)
             config = CrawlConfig.from_settings(settings, spidercls.name)
@@ -122,6 +125,18 @@ def _stat(stats: Any, name: str) -> int:
         return int(stats.get_value(name) or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def check_reactor(settings: Any) -> None:
+    """The node runs on the asyncio reactor (Scrapy's default): with another
+    TWISTED_REACTOR it said so from the scheduler with two tracebacks, one
+    of them Scrapy's "Engine slot not assigned" (helper 49)."""
+    reactor = settings.get("TWISTED_REACTOR")
+    if settings.getbool("TWISTED_REACTOR_ENABLED", True) and reactor != ASYNCIO_REACTOR:
+        raise ConfigError(
+            f"the Redis scheduler needs the asyncio reactor (TWISTED_REACTOR is {reactor!r}): "
+            f"set TWISTED_REACTOR = {ASYNCIO_REACTOR!r}, Scrapy's default."
+        )
 
 
 def distributed(settings: Any) -> bool:
