@@ -296,6 +296,49 @@ def test_page_commands_run_plain_when_a_spider_enables_the_addon(
     assert rclient.keys("*") == []
 
 
+def test_a_spiders_own_addons_without_the_framework_are_refused(
+    make_site, redis_url, rclient, tmp_path
+):
+    """Scrapy replaces a dict setting as a whole: a spider enabling another
+    add-on in its ``custom_settings`` ADDONS dropped the project's add-on,
+    and ``scrapy crawl`` ran it as plain Scrapy, each node crawling
+    everything, exit 0, Redis untouched (helper 49). It is refused with the
+    way out; naming the add-on there (None: plain on purpose) is honoured."""
+    site = make_site(5)
+    project = tmp_path / "proj"
+    spiders = project / "proj" / "spiders"
+    spiders.mkdir(parents=True)
+    (project / "scrapy.cfg").write_text("[settings]\ndefault = proj.settings\n")
+    (project / "proj" / "__init__.py").write_text("class NoopAddon:\n    pass\n")
+    (spiders / "__init__.py").write_text("")
+    (project / "proj" / "settings.py").write_text(
+        'BOT_NAME = "proj"\nSPIDER_MODULES = ["proj.spiders"]\n'
+        'COMMANDS_MODULE = "crawler.commands"\n'
+        'ADDONS = {"crawler.addon.DistributedCrawl": 0}\n'
+    )
+    spider = (
+        "import scrapy\n\n\n"
+        "class PagesSpider(scrapy.Spider):\n"
+        '    name = "pages"\n'
+        f"    start_urls = [{site.url('/page/0.html')!r}]\n"
+        '    custom_settings = {"ADDONS": ADDONS}\n\n'
+        "    def parse(self, response):\n"
+        '        yield {"url": response.url}\n'
+    )
+    (spiders / "pages.py").write_text(spider.replace("ADDONS}", '{"proj.NoopAddon": 10}}'))
+    refused = run_scrapy(["crawl", "pages"], redis_url, cwd=project)
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    assert "error: spider 'pages' sets ADDONS in its custom_settings without" in refused.stderr
+    assert rclient.keys("*") == [] and site.page_counts() == {}
+
+    on_purpose = '{"proj.NoopAddon": 10, "crawler.addon.DistributedCrawl": None}}'
+    (spiders / "pages.py").write_text(spider.replace("ADDONS}", on_purpose))
+    plain = run_scrapy(["crawl", "pages"], redis_url, cwd=project)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert "'item_scraped_count': 1," in plain.stderr
+    assert rclient.keys("*") == []
+
+
 def test_a_crawl_run_again_says_why_it_fetches_nothing(make_site, redis_url, tmp_path):
     """Run again as plain Scrapy runs a spider, a finished crawl fetches
     nothing (its start URLs are in its seen-set) and a -O feed is written

@@ -41,6 +41,7 @@ class Command(ScrapyCrawl):
         settings = self.settings.copy()
         spidercls.update_settings(settings)  # its custom_settings
         if not distributed(settings):
+            dropped_by_spider(self.settings, spidercls)
             # The add-on is off (e.g. `-s ADDONS={}`): plain Scrapy, no Redis.
             super().run(args, opts)
             return
@@ -125,6 +126,25 @@ def _stat(stats: Any, name: str) -> int:
         return int(stats.get_value(name) or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def dropped_by_spider(project: Any, spidercls: Any) -> None:
+    """Refuse a spider whose ``custom_settings`` ADDONS leaves out the add-on
+    the project enables: Scrapy replaces a dict setting as a whole, so a
+    spider enabling another add-on there ran as plain Scrapy, on each node
+    the whole crawl, in silence (helper 49). Naming the add-on there (``None``
+    to run plain on purpose) is the way out."""
+    own = (getattr(spidercls, "custom_settings", None) or {}).get("ADDONS")
+    if own is None or not distributed(project):
+        return
+    if any(component_path(addon) == ADDON for addon in dict(own)):
+        return  # named by the spider: on, or None on purpose
+    raise CommandFailed(
+        f"spider {spidercls.name!r} sets ADDONS in its custom_settings without "
+        f"{ADDON}, and Scrapy replaces the project's ADDONS with it: the spider would "
+        f'run as plain Scrapy, each node crawling everything. Add "{ADDON}": 0 to its '
+        "ADDONS (or None there, to run it plain on purpose)."
+    )
 
 
 def check_reactor(settings: Any) -> None:
