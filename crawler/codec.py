@@ -62,6 +62,19 @@ START_ORIGIN = b"s"
 #: redirect of it (RedirectMiddleware copies meta) is a start request too,
 #: as plain Scrapy's keeps ``dont_filter``. Removed before its callback runs.
 START_META = "_crawler_start"
+#: Scrapy's meta key that lets a request past OffsiteMiddleware; a start
+#: request's is START_META while a node has it (crawler.middleware).
+ALLOW_OFFSITE = "allow_offsite"
+
+
+def drop_start_mark(meta: dict[str, Any]) -> None:
+    """Take the start mark (and the ``allow_offsite`` it set) off a request
+    whose callback or errback is about to run: neither sees it, nor do the
+    requests they make with its meta (``meta=response.meta``), which plain
+    Scrapy dedupes and filters as any other."""
+    meta.pop(START_META, None)
+    if meta.get(ALLOW_OFFSITE) == START_META:
+        del meta[ALLOW_OFFSITE]
 
 
 def _text(value: bytes | str) -> str:

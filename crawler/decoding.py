@@ -15,11 +15,12 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from scrapy import Request, Spider
+from w3lib.url import canonicalize_url
 
 from crawler.codec import START_META, START_ORIGIN, decode_entry
 from crawler.config import CrawlConfig
 from crawler.exceptions import BadEntry
-from crawler.fingerprints import start_fingerprint
+from crawler.fingerprints import redirected_start_fingerprint, start_fingerprint
 from crawler.frontier import Batch, dead_letter
 from crawler.politeness import request_entry
 from crawler.scrapy_redis_compat import seed_fingerprint, seed_requests
@@ -44,6 +45,13 @@ class EntryDecoder:
             if origin == START_ORIGIN:
                 origin = start_fingerprint(self.fingerprinter.fingerprint(request))
                 request.meta[START_META] = True
+            elif origin is not None and self._redirected_start(request, origin):
+                # A hop of a start request's redirect chain: its next hop is
+                # one too (crawler.scheduler._redirected_start), as plain
+                # Scrapy's redirects of a dont_filter request keep it. The
+                # mark is never stored; without it, the hop after a stored
+                # one was keyed as a link and dropped if that URL was seen.
+                request.meta[START_META] = True
             if origin is not None:
                 self.origins[request] = origin
             return request
@@ -52,6 +60,17 @@ class EntryDecoder:
             text = body.decode("utf-8", "replace")
             batch.deads.append((lease_id, dead_letter(f"malformed entry: {exc}", text, self.node)))
             return None
+
+    def _redirected_start(self, request: Request, origin: bytes) -> bool:
+        """Whether *origin* is the seen-set key the scheduler gave a redirect
+        of a start request (``redirected_start_fingerprint``)."""
+        chain = request.meta.get("redirect_urls")
+        if len(origin) != 20 or not isinstance(chain, list) or not chain:
+            return False
+        if not isinstance(chain[0], str):  # not Scrapy's (a spider's own value)
+            return False
+        fp = self.fingerprinter.fingerprint(request)
+        return origin == redirected_start_fingerprint(canonicalize_url(chain[0]), fp)
 
     def decode_raw(self, lease_id: str, raw: bytes, batch: Batch) -> None:
         """Turn a scrapy-redis style seed into queued requests (all or none)."""

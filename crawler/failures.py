@@ -25,6 +25,7 @@ from scrapy import Request
 from scrapy.exceptions import IgnoreRequest, StopDownload
 from twisted.python.failure import Failure
 
+from crawler.codec import drop_start_mark
 from crawler.itemids import origin_id
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ class FailureWatch:
         self._positions: dict[bytes, int] = {}
 
     def failed(self, failure: Failure, request: Request) -> None:
+        # Its errback runs next: as a callback (crawler.middleware), it does
+        # not see the start mark, nor pass it on with the meta. (A hop of a
+        # start URL's redirect chain has one: a request its errback made
+        # with its meta was keyed as another hop of the chain.)
+        drop_start_mark(request.meta)
         if request in self.lettered or request not in self.scheduler.active:
             return
         exc = failure.value

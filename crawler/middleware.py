@@ -10,15 +10,13 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.spidermiddlewares.base import BaseSpiderMiddleware
 
-from crawler.codec import START_META
+from crawler.codec import ALLOW_OFFSITE, START_META, drop_start_mark
 from crawler.deadletters import FailedResponses
 from crawler.itemids import origin_id
 from crawler.scheduler import RedisScheduler, redis_scheduler
 
 #: Set this meta key on a start request to fetch it on every node and crawl.
 DONT_DEDUPE_START = "crawler_dont_dedupe_start"
-#: Scrapy's meta key that lets a request past OffsiteMiddleware.
-ALLOW_OFFSITE = "allow_offsite"
 
 
 class DistributedSpiderMiddleware(BaseSpiderMiddleware):
@@ -74,9 +72,7 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         for good is dead-lettered here (``crawler.deadletters``)."""
         request = response.request
         if request is not None:
-            request.meta.pop(START_META, None)
-            if request.meta.get(ALLOW_OFFSITE) == START_META:
-                del request.meta[ALLOW_OFFSITE]
+            drop_start_mark(request.meta)
         self._failed.check(response)
 
     def get_processed_item(self, item: Any, response: Response | None) -> Any:

@@ -85,7 +85,8 @@ _SENT_META = frozenset(("retry_times", "redirect_ttl", "redirect_times", "downlo
 def _redirected_start(request: Request) -> bool:
     """Whether *request* is a redirect of a start request (RedirectMiddleware
     copies the start mark, crawler.codec.START_META, as plain Scrapy's copy
-    keeps ``dont_filter``): keyed as a start request, so a later link to the
+    keeps ``dont_filter``; a hop leased from Redis gets it back from its
+    origin, crawler.decoding): keyed as a start request, so a later link to the
     page it leads to is fetched for its own callback. Not one that leads
     back into its own chain (a cookie wall bouncing to the start URL): its
     start key is seen already, so it is keyed as a link, as before. Nor a
