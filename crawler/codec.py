@@ -77,6 +77,19 @@ def drop_start_mark(meta: dict[str, Any]) -> None:
         del meta[ALLOW_OFFSITE]
 
 
+def closable_local_objects(request: Request) -> list[Any]:
+    """The live objects in *request*'s meta that a stored copy of it leaves
+    out (``_LOCAL_META``) and that have a ``close`` method: scrapy-playwright's
+    open tab. Once the copy is stored, nothing on this node uses them again
+    (the node that fetches it opens its own), so they are to be closed here
+    (``crawler.scheduler``)."""
+    meta = request.meta
+    if _LOCAL_META.isdisjoint(meta):
+        return []
+    found = (meta[key] for key in _LOCAL_META if key in meta)
+    return [value for value in found if callable(getattr(value, "close", None))]
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 

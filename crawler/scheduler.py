@@ -14,6 +14,7 @@ Every method Scrapy calls works on memory only (see ``crawler.worker``):
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import socket
@@ -35,7 +36,13 @@ from twisted.internet.defer import Deferred
 from w3lib.url import canonicalize_url
 
 from crawler import engine_hooks
-from crawler.codec import START_META, START_ORIGIN, encode_item, encode_request
+from crawler.codec import (
+    START_META,
+    START_ORIGIN,
+    closable_local_objects,
+    encode_item,
+    encode_request,
+)
 from crawler.config import CrawlConfig
 from crawler.connection import (
     REACHED,
@@ -138,6 +145,11 @@ class RedisScheduler(BaseScheduler):
         #: The spider's start requests (crawler.middleware), keyed apart.
         self.start_requests: WeakSet[Request] = WeakSet()
         self._closing = False
+        #: Live objects (scrapy-playwright's open tab) left out of requests
+        #: stored in Redis (a retried copy), to close once no request this
+        #: node is processing holds them (``_close_left_behind``): by id.
+        self._left_behind: dict[int, Any] = {}
+        self._closing_tasks: set[asyncio.Future[Any]] = set()
         #: Telling the other nodes of a CloseSpider this node's spider
         #: raised: the whole crawl's run closes with it (crawler.closelimits).
         self._close_task: asyncio.Future[None] | None = None
@@ -349,7 +361,9 @@ class RedisScheduler(BaseScheduler):
             worker.count("crawler/unstorable_requests")
             why = str(exc) if isinstance(exc, ValueError | TypeError) else repr(exc)
             self.dead_letter(request, f"cannot store {request}: {why}")
+            self._leave_behind(request)
             return False
+        self._leave_behind(request)
         if fp is not None:
             # Seen locally once its commit succeeded (crawler.localseen).
             self.local_seen.add_pending(fp)
@@ -659,8 +673,12 @@ class RedisScheduler(BaseScheduler):
 
     def _reap(self) -> None:
         """Acknowledge requests the engine has finished with."""
-        if not self.active:
-            return
+        if self.active:
+            self._ack_finished()
+        if self._left_behind:
+            self._close_left_behind()
+
+    def _ack_finished(self) -> None:
         busy = engine_hooks.in_progress(self.crawler.engine)
         worker = self.worker
         assert worker is not None
@@ -681,6 +699,43 @@ class RedisScheduler(BaseScheduler):
             self.failures.done(request)
         if finished:
             worker.wakeup.set()
+
+    def _leave_behind(self, request: Request) -> None:
+        """*request* leaves this node (stored in Redis, or dead-lettered)
+        without its live objects (crawler.codec._LOCAL_META). In plain Scrapy
+        a retried or redirected copy carries scrapy-playwright's open tab
+        (``playwright_include_page``) and reuses it, and the callback closes
+        it; here the copy's node opens its own, and this one stayed open for
+        good: a leak, and with PLAYWRIGHT_MAX_PAGES_PER_CONTEXT a wedged
+        node once the leaked tabs held every slot."""
+        for value in closable_local_objects(request):
+            self._left_behind[id(value)] = value
+
+    def _close_left_behind(self) -> None:
+        """Close the objects left behind that no request this node is
+        processing holds any more (the request a retry was made from holds
+        its tab until its engine is done with it)."""
+        held = {id(value) for request in self.active for value in closable_local_objects(request)}
+        for key in [key for key in self._left_behind if key not in held]:
+            value = self._left_behind.pop(key)
+            try:
+                result = value.close()
+            except Exception as exc:
+                logger.debug("Could not close %r left out of a stored request: %s", value, exc)
+                continue
+            if self.worker is not None:
+                self.worker.count("crawler/local_objects_closed")
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._closing_tasks.add(task)
+                task.add_done_callback(self._closed_left_behind)
+
+    def _closed_left_behind(self, task: asyncio.Future[Any]) -> None:
+        self._closing_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug(
+                "Could not close an object left out of a stored request: %s", task.exception()
+            )
 
 
 def _outage(exc: BaseException) -> bool:
