@@ -60,8 +60,10 @@ class Batch:
     unblocks: list[tuple[str, int]] = field(default_factory=list)
     backoffs: list[tuple[str, float]] = field(default_factory=list)
     latencies: list[tuple[str, int, bool]] = field(default_factory=list)
-    # Pages due again (crawler.recrawl): (domain, seconds, "<priority>|<entry>").
-    revisits: list[tuple[str, float, str]] = field(default_factory=list)
+    # Pages due again (crawler.recrawl): (domain, seconds, "<priority>|<entry>",
+    # the lease id of the request it was made from, "" for none): stored only
+    # while this node holds that lease (commit.lua).
+    revisits: list[tuple[str, float, str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
@@ -320,8 +322,8 @@ class Frontier:
         args.append(len(batch.revisits))
         if batch.revisits:
             args.append(ref(k.due))
-        for _, seconds, value in batch.revisits:
-            args += [int(seconds * 1000), value]
+        for _, seconds, value, lease_id in batch.revisits:
+            args += [int(seconds * 1000), lease_id, value]
         return keys + polite_keys(k), args
 
     async def backoffs(self) -> dict[str, int]:

@@ -163,7 +163,13 @@ class PartitionedFrontier:
         for name in _EVENTS:
             for event in getattr(batch, name):
                 domain = event if isinstance(event, str) else event[0]
-                getattr(tails[self.part_of(domain)], name).append(event)
+                p = self.part_of(domain)
+                if name == "revisits" and event[3]:
+                    # The lease id as the partition's scripts know it ("" if
+                    # the lease is another partition's: stored as before).
+                    q, local = split_id(event[3])
+                    event = (*event[:3], local if q == p else "")
+                getattr(tails[p], name).append(event)
         return dict(outs), dict(tails)
 
     # -- leases --------------------------------------------------------------

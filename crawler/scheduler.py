@@ -602,7 +602,7 @@ class RedisScheduler(BaseScheduler):
             return
         value = f"{request.priority}|{entry}"
         if leased not in self.active:  # acked already: nothing to wait for
-            worker.batch.revisits.append((slot_of(request), seconds, value))
+            worker.batch.revisits.append((slot_of(request), seconds, value, ""))
             return
         noted = (slot_of(request), seconds, value, time.monotonic())
         self._revisits.setdefault(leased, []).append(noted)
@@ -688,7 +688,10 @@ class RedisScheduler(BaseScheduler):
             self.leased_as.pop(request, None)
             for domain, seconds, value, noted in self._revisits.pop(request, ()):
                 left = max(0.0, seconds - (time.monotonic() - noted))
-                worker.batch.revisits.append((domain, left, value))
+                # Stored only if this node still holds the lease: one that
+                # expired (a node paused or cut off from Redis) was handed
+                # to another node, whose fetch stores the page's revisit.
+                worker.batch.revisits.append((domain, left, value, lease_id))
             worker.batch.acks.append(lease_id)
             unsent = worker.leases.started(lease_id)
             if unsent is not None:

@@ -535,3 +535,46 @@ def test_a_revisit_made_from_a_retry_keeps_the_page_s_priority(meta, leased_prio
     again = revisit_request(request, leased, {"f": "00"}, -1)
     assert again.priority == 3
     assert "retry_times" not in again.meta
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_node_back_after_its_leases_expired_stores_no_second_revisit(
+    redis_url, rclient, tmp_path, partitions
+):
+    """A node stopped (SIGSTOP: a long GC pause, a VM frozen, cut off from
+    Redis) for longer than CRAWLER_LEASE_TIME while a page's items are in
+    its pipeline: its lease is reclaimed and another node fetches the page
+    again. Back, it finishes the page: the page must still wait once to be
+    revisited, not twice (a changed page's second entry would fetch it twice
+    each interval for good)."""
+    site = VersionedSite(1, volatile=frozenset({0}))  # a new version each fetch
+    slow = 'ITEM_PIPELINES={"tests.slow_item_pipeline.SlowItemPipeline": 100}'
+    common = (
+        "ROBOTSTXT_OBEY=False",
+        "CRAWLER_RECRAWL_AFTER=60",
+        "CRAWLER_LEASE_TIME=3",
+        "CRAWLER_LEASE_RENEW_INTERVAL=1",
+        "CLOSESPIDER_TIMEOUT=20",
+        f"CRAWLER_PARTITIONS={partitions}",
+    )
+    try:
+        seed = ["seed", "site", site.url(0), "-s", f"CRAWLER_PARTITIONS={partitions}"]
+        seeded = run_scrapy(seed, redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        zombie = start_node("site", redis_url, tmp_path / "zombie.log", *common, slow)
+        wait_for(lambda: site.fetches(0), 30, "the first fetch")
+        time.sleep(0.5)  # its item in the slow pipeline
+        zombie.send_signal(signal.SIGSTOP)
+        try:
+            other = start_node("site", redis_url, tmp_path / "other.log", *common)
+            wait_for(lambda: len(site.fetches(0)) >= 2, 30, "the page fetched again")
+            time.sleep(1)  # the other node's commit
+        finally:
+            zombie.send_signal(signal.SIGCONT)
+        assert wait_nodes([zombie, other], 60) == [0, 0]
+    finally:
+        site.close()
+    assert len(site.fetches(0)) == 2
+    waiting = _waiting_pages(rclient)
+    assert waiting["held"] == [], waiting
+    assert sorted(waiting["due"] + waiting["queued"]) == [0], waiting

@@ -54,8 +54,11 @@
 --   raws:   count, then lease ids of consumed raw seeds (start_urls)
 --   dead:   count, then per entry: lease id ("" for none), dead-letter JSON
 --   revisits: count, then (when not 0) the KEYS index of {N}:due, then per
---           page due again: milliseconds from now, "<prio>|<entry>"
---           (crawler.recrawl)
+--           page due again: milliseconds from now, the lease id of the
+--           request it was made from ("" for none), "<prio>|<entry>"
+--           (crawler.recrawl). One whose lease this node no longer held
+--           (expired and handed to another node, which fetches the page and
+--           stores its own revisit) is not stored: the page would wait twice.
 --
 -- An item JSON led by "!" replaces the stored one (a changed page's item,
 -- crawler.recrawl): when it differs, it is stored and logged with its value
@@ -379,9 +382,12 @@ for _ = 1, n do
 end
 
 -- Remove a lease from the node's held hash, freeing its domain's slot.
+-- Lease ids this commit finished (a revisit made from one is stored).
+local finished = {}
 local function finish(id)
   local value = redis.call('HGET', held, id)
   if not value then return 0 end
+  finished[id] = true
   local d = p_held_domain(value)
   if d and string.sub(value, 1, 2) ~= '@|' then p_release(d) end  -- raw seeds hold no slot
   return redis.call('HDEL', held, id)
@@ -405,6 +411,7 @@ local function finish_all(first, count)
       local value = values[j]
       if value then
         found[#found + 1] = id
+        finished[id] = true
         -- raw seeds hold no slot
         if string.sub(value, 1, 2) ~= '@|' then domains[#domains + 1] = p_held_domain(value) end
       end
@@ -422,7 +429,10 @@ if n > 0 then acked = finish_all(i, n) end
 i = i + n
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  released = released + redis.call('HDEL', held, ARGV[i])
+  if redis.call('HDEL', held, ARGV[i]) == 1 then
+    released = released + 1
+    finished[ARGV[i]] = true
+  end
   i = i + 1
 end
 local deads = 0
@@ -438,8 +448,11 @@ if n > 0 then
   local due = KEYS[tonumber(ARGV[i])]
   i = i + 1
   for _ = 1, n do
-    redis.call('ZADD', due, P_now + tonumber(ARGV[i]), ARGV[i + 1])
-    i = i + 2
+    local lease = ARGV[i + 1]
+    if lease == '' or finished[lease] or redis.call('HEXISTS', held, lease) == 1 then
+      redis.call('ZADD', due, P_now + tonumber(ARGV[i]), ARGV[i + 2])
+    end
+    i = i + 3
   end
 end
 p_save()
