@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from email.utils import formatdate, mktime_tz, parsedate_tz
 from typing import Any
@@ -135,17 +136,42 @@ def validators(response: Response, previous: dict[str, Any]) -> dict[str, Any]:
         out["e"] = etag.decode("latin-1")
     modified = response.headers.get(b"Last-Modified")
     if modified:
-        out["m"] = _modified(modified.decode("latin-1").strip())
+        value = _modified(modified.decode("latin-1").strip(), _date(response))
+        if value is not None:
+            out["m"] = value
     return out
 
 
-def _modified(text: str) -> int | str:
+def _date(response: Response) -> int:
+    """When the server sent *response* (its ``Date``; else now), epoch seconds."""
+    date = response.headers.get(b"Date")
+    parsed = parsedate_tz(date.decode("latin-1")) if date else None
+    if parsed is not None:
+        try:
+            return int(mktime_tz(parsed))
+        except (OverflowError, ValueError):
+            pass
+    return int(time.time())
+
+
+def _modified(text: str, sent: int) -> int | str | None:
     """A Last-Modified as epoch seconds when it is an IMF-fixdate that comes
-    back the same (the common case, 20 bytes fewer); else as it came."""
+    back the same (the common case, 20 bytes fewer); else as it came. None
+    (no validator) when it is later than the answer's Date (*sent*: a file
+    dated in the future, which RFC 9110 8.8.2.1 has the server replace with
+    the Date): sent back, servers that answer 304 to any If-Modified-Since
+    not before the file's date (Python's http.server) hid every change made
+    until then; capped at the Date, a change within the same second as the
+    first fetch was hidden. The body's hash tells a change instead."""
     parsed = parsedate_tz(text)
-    if parsed is not None and parsed[9] == 0:
-        epoch = mktime_tz(parsed)
-        if formatdate(epoch, usegmt=True) == text:
+    if parsed is not None:
+        try:
+            epoch = int(mktime_tz(parsed))
+        except (OverflowError, ValueError):
+            return text
+        if epoch > sent:
+            return None
+        if parsed[9] == 0 and formatdate(epoch, usegmt=True) == text:
             return epoch
     return text
 

@@ -340,8 +340,9 @@ def test_crawlspider_revisits_python_docs_conditionally(redis_url, tmp_path):
         time.sleep(1)
         for page in changed:
             path = root / page
+            # Dated now: a later Last-Modified (one in the future is no
+            # validator, and the revisit after it would not be conditional).
             path.write_text(path.read_text().replace("<title>", "<title>CHANGED ", 1))
-            os.utime(path, (time.time() + 5, time.time() + 5))  # a later Last-Modified
         codes = wait_nodes(nodes, 120)
     finally:
         server.shutdown()
@@ -578,3 +579,45 @@ def test_node_back_after_its_leases_expired_stores_no_second_revisit(
     waiting = _waiting_pages(rclient)
     assert waiting["held"] == [], waiting
     assert sorted(waiting["due"] + waiting["queued"]) == [0], waiting
+
+
+def test_last_modified_in_the_future_hides_no_change(redis_url, tmp_path):
+    """Python's http.server sends a file's mtime as Last-Modified even when
+    it is in the future (a clock skew, a file unpacked with its dates), and
+    answers 304 to an If-Modified-Since not before it. Sent back as it came,
+    that date made every revisit a 304 until then: the page's change was
+    never found. A date later than the answer's is no validator (RFC 9110
+    8.8.2.1): the revisits ask unconditionally, the body's hash finds the
+    change, and its item is replaced."""
+    root = tmp_path / "www"
+    root.mkdir()
+    page = root / "p.html"
+    page.write_text("<html><title>page v1</title></html>")
+    os.utime(page, (time.time() + 7200, time.time() + 7200))  # two hours ahead
+    answers: list[tuple[str, int, str | None]] = []
+    handler = type("Recording", (StatusDocServer,), {"answers": answers})
+    server = QuietServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/p.html"
+    try:
+        seeded = run_scrapy(["seed", "site", url], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        settings = ("ROBOTSTXT_OBEY=False", "CRAWLER_RECRAWL_AFTER=2", "CLOSESPIDER_TIMEOUT=12")
+        node = start_node("site", redis_url, tmp_path / "n.log", *settings)
+        wait_for(lambda: answers, 30, "the first fetch")
+        time.sleep(0.5)
+        page.write_text("<html><title>page v2</title></html>")  # mtime now: before the first
+        assert wait_nodes([node], 60) == [0]
+    finally:
+        server.shutdown()
+        server.server_close()
+    codes = [code for _, code, _ in answers]
+    assert len(codes) >= 3, answers
+    assert 200 in codes[1:], answers  # the change was found
+    # Asked unconditionally while the file's date was in the future; once
+    # changed (dated now), conditionally again.
+    assert answers[1][2] is None, answers
+    out = tmp_path / "items.jsonl"
+    done = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert done.returncode == 0, done.stderr
+    assert [item["title"] for item in read_jsonl(out)] == ["page v2"]
