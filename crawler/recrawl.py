@@ -335,16 +335,31 @@ class RecrawlRedirectMiddleware(RecrawlMiddleware):
     """Downloader middleware, before RedirectMiddleware: a revisit answered
     with a redirect stays on the schedule as it was (a 302 to a maintenance
     or login page is not the end of a page; the page it leads to is
-    revisited on its own)."""
+    revisited on its own). A first fetch answered with a redirect goes on
+    the schedule too: the URL was linked, and where it leads may change
+    (``/latest`` to today's article); the seen-set would keep it from being
+    fetched again for good."""
 
     def process_request(self, request: Request) -> None:
         return None
 
     def process_response(self, request: Request, response: Response) -> Response:
-        if _redirect(response) and STATE in request.meta:
-            scheduler = self._frontier(request)
-            if scheduler is not None:
-                self._keep_schedule(scheduler, request, *self._previous(request))
+        if not _redirect(response):
+            return response
+        scheduler = self._frontier(request)
+        if scheduler is None:
+            return response
+        fp, previous = self._previous(request)
+        if previous:
+            self._keep_schedule(scheduler, request, fp, previous)
+            return response
+        interval = self.policy.next_interval(request, None, False)
+        if interval > 0:
+            every = round(interval, 3)
+            state = {"f": fp, "i": int(every) if every == int(every) else every}
+            leased = scheduler.leased_as.get(request)
+            again = revisit_request(request, leased, state, self.retry_adjust)
+            scheduler.revisit(again, interval, request)
         return response
 
     def process_exception(self, request: Request, exception: Exception) -> None:

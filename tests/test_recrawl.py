@@ -621,3 +621,30 @@ def test_last_modified_in_the_future_hides_no_change(redis_url, tmp_path):
     done = run_scrapy(["export", "site", "-o", str(out)], redis_url)
     assert done.returncode == 0, done.stderr
     assert [item["title"] for item in read_jsonl(out)] == ["page v2"]
+
+
+def test_first_fetch_redirected_is_revisited_and_finds_a_new_target(redis_url, tmp_path):
+    """A linked URL that redirects (``/latest`` to today's article) from its
+    first fetch is revisited like any page: when it leads elsewhere later,
+    the new target is crawled. It was fetched once and then only ever a
+    duplicate in the seen-set, so the new target was never found."""
+    site = OverriddenSite(3)
+    site.version[7] = 1  # a page no other page links to
+    site.override[2] = (302, "", {"Location": site.url(1)})
+    settings = ("ROBOTSTXT_OBEY=False", "CRAWLER_RECRAWL_AFTER=2", "CLOSESPIDER_TIMEOUT=12")
+    try:
+        seeded = run_scrapy(["seed", "site", site.url(0)], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        node = start_node("site", redis_url, tmp_path / "n.log", *settings)
+        wait_for(lambda: site.fetches(2), 30, "the redirect")
+        site.override[2] = (302, "", {"Location": site.url(7)})
+        assert wait_nodes([node], 60) == [0]
+    finally:
+        site.close()
+    assert len(site.fetches(2)) >= 2, site.fetches(2)  # revisited
+    assert site.fetches(7), site.hits  # its new target crawled
+    out = tmp_path / "items.jsonl"
+    done = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert done.returncode == 0, done.stderr
+    urls = sorted(item["url"] for item in read_jsonl(out))
+    assert urls == sorted(site.url(i) for i in (0, 1, 7)), urls
