@@ -198,7 +198,8 @@ CRAWLER_REQUEST_CLASSES = [
 ]
 
 #: Seconds a domain's robots.txt, fetched once for the whole cluster, is
-#: kept in Redis before a node fetches it again.
+#: kept in Redis before a node fetches it again; each node reads it again
+#: after that long too (a node that recrawls for good follows a change).
 CRAWLER_ROBOTSTXT_TTL = 86400.0
 
 #: ``meta`` keys a seed may set. Keys that reroute traffic (``proxy``,

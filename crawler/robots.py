@@ -51,6 +51,10 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
         super().__init__(crawler)
         self.config = CrawlConfig.from_settings(crawler.settings, crawler.spidercls.name)
         self._delay_script: tuple[Any, Any] | None = None
+        #: When each site's parser was made (monotonic): a node that runs for
+        #: good (recrawl) reads robots.txt again once it is older than
+        #: CRAWLER_ROBOTSTXT_TTL, as the copy in Redis is.
+        self._parsed_at: dict[str, float] = {}
 
     def _keys(self, request: Request) -> Keys:
         """The key names of the partition of *request*'s domain."""
@@ -76,6 +80,14 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
         client = self._client()
         if client is None:
             return await super().robot_parser(request)
+        if pending is not None or netloc in self._parsers:
+            ttl = (
+                self.config.robots_ttl
+                if pending is not None
+                else min(self.config.robots_ttl, _FAILED_TTL)
+            )
+            if time.monotonic() - self._parsed_at.get(netloc, 0.0) > ttl:
+                del self._parsers[netloc]  # read again: the site may have changed it
         if netloc not in self._parsers:
             self._parsers[netloc] = Deferred()
             site = f"{url.scheme}://{netloc}"
@@ -99,6 +111,7 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
                     signal=signals.robots_parsed, robotparser=parsed, request=request
                 )
             self._parsers[netloc] = parsed
+            self._parsed_at[netloc] = time.monotonic()
             dfd.callback(parsed)
         parser = self._parsers[netloc]
         assert not isinstance(parser, Deferred)

@@ -648,3 +648,32 @@ def test_first_fetch_redirected_is_revisited_and_finds_a_new_target(redis_url, t
     assert done.returncode == 0, done.stderr
     urls = sorted(item["url"] for item in read_jsonl(out))
     assert urls == sorted(site.url(i) for i in (0, 1, 7)), urls
+
+
+def test_robots_txt_changed_while_recrawling_is_obeyed(redis_url, tmp_path):
+    """Nodes that recrawl run for good: robots.txt is read again once older
+    than CRAWLER_ROBOTSTXT_TTL, so a page the site disallows later is no
+    longer fetched. Each node kept the rules it read first until it was
+    restarted, and fetched the page at every revisit."""
+    site = OverriddenSite(3)
+    site.override[-1] = (200, "User-agent: *\nDisallow: /nothing\n", {})  # /robots.txt
+    settings = (
+        "ROBOTSTXT_OBEY=True",
+        "CRAWLER_ROBOTSTXT_TTL=2",
+        "CRAWLER_RECRAWL_AFTER=1",
+        "CLOSESPIDER_TIMEOUT=14",
+    )
+    try:
+        seeded = run_scrapy(["seed", "site", site.url(0)], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        node = start_node("site", redis_url, tmp_path / "n.log", *settings)
+        wait_for(lambda: len(site.fetches(2)) >= 2, 30, "a revisit of page 2")
+        site.override[-1] = (200, "User-agent: *\nDisallow: /p/2.html\n", {})
+        changed = time.time()
+        assert wait_nodes([node], 60) == [0]
+    finally:
+        site.close()
+    # Read again within two TTLs (the node's copy, then the one in Redis).
+    late = [h for h in site.fetches(2) if h.at > changed + 2 * 2 + 1]
+    assert late == [], late
+    assert [h for h in site.fetches(0) if h.at > changed + 2 * 2 + 1], site.hits  # still crawling
