@@ -111,12 +111,7 @@ class Command(CrawlCommand):
                 f"restarted after a crash can go on where it stopped; {output!r} asks "
                 f"for {fmt!r}: name a .jsonl file (or -t jsonlines)"
             )
-        batch = settings.getint("FEED_EXPORT_BATCH_ITEM_COUNT")
-        if batch and "%(batch_id)" not in output:
-            raise CommandFailed(
-                f"FEED_EXPORT_BATCH_ITEM_COUNT={batch} writes one file per batch: put "
-                f"%(batch_id)d in the output name, e.g. items-%(batch_id)d.jsonl ({output!r})"
-            )
+        batch = _batch_size(settings, output, ("%(batch_id)d",))
         client = sync_client(crawl.url)
         keys = crawl.config.keys
 
@@ -192,13 +187,7 @@ class Command(CrawlCommand):
                 f"{', '.join(sorted(exporters))} (by file extension or -t FORMAT)"
             )
         exporter_cls = load_object(exporters[fmt])
-        batch = settings.getint("FEED_EXPORT_BATCH_ITEM_COUNT")
-        if batch and not ("%(batch_id)" in output or "%(batch_time)" in output):
-            raise CommandFailed(
-                f"FEED_EXPORT_BATCH_ITEM_COUNT={batch} writes one file per batch: put "
-                f"%(batch_id)d (or %(batch_time)s) in the output name, e.g. "
-                f"items-%(batch_id)d.jsonl ({output!r})"
-            )
+        batch = _batch_size(settings, output, ("%(batch_id)d", "%(batch_time)s"))
         fields = settings.getlist("FEED_EXPORT_FIELDS") or None
         if fields is None and issubclass(exporter_cls, CsvItemExporter):
             # Scrapy's CSV header is the first item's fields: the declared
@@ -339,6 +328,20 @@ class Command(CrawlCommand):
         count = _export(exporter, iter(items))
         exporter.finish_exporting()
         return count
+
+
+def _batch_size(settings: Any, output: str, names: tuple[str, ...]) -> int:
+    """FEED_EXPORT_BATCH_ITEM_COUNT, refused unless *output* has one of the
+    placeholders *names* that tell one batch's file from the next."""
+    batch = settings.getint("FEED_EXPORT_BATCH_ITEM_COUNT")
+    if batch and not any(name[:-1] in output for name in names):
+        alternatives = "".join(f" (or {name})" for name in names[1:])
+        raise CommandFailed(
+            f"FEED_EXPORT_BATCH_ITEM_COUNT={batch} writes one file per batch: put "
+            f"{names[0]}{alternatives} in the output name, e.g. "
+            f"items-%(batch_id)d.jsonl ({output!r})"
+        )
+    return batch
 
 
 def _batches(items: Iterator[Any], size: int) -> Iterator[Iterator[Any]]:
