@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +20,13 @@ from scrapy import Request, Spider
 from scrapy.resolver import dnscache
 from scrapy.utils.httpobj import urlparse_cached
 
-from crawler.politeness import Policy, slot_of
+from crawler.politeness import Policy, domain_name, slot_of
 from crawler.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+# Seconds between two asks while a leased request's hold is on the domain.
+_HOLD_POLL = 0.1
 
 
 class DownloadEvents:
@@ -30,6 +36,7 @@ class DownloadEvents:
         self.policy = policy
         self.worker = worker
         self.lease_of = lease_of
+        self._reserve_failed = False
 
     def sending(self, request: Request) -> None:
         lease_id = self.lease_of(request)
@@ -74,6 +81,49 @@ class DownloadEvents:
         self.worker.batch.latencies.append(
             (slot_of(request), int(latency * 1000), response.status == 200)
         )
+
+    async def turn(self, request: Request) -> None:
+        """Wait until *request*, a download the frontier never handed out
+        (FilesPipeline, ImagesPipeline, a callback's ``engine.download()``),
+        may go to its domain, by the domain's delay, Crawl-delay and pause
+        for the whole cluster (crawler/lua/reserve.lua): with a node's own
+        slot only, each node sent its files one delay apart, so a fleet of N
+        sent N times as many. Its node's slot still applies (concurrency)."""
+        if not self._may_wait(request):
+            return
+        host = urlparse_cached(request).hostname
+        # Keyed by its IP (CONCURRENT_REQUESTS_PER_IP), it counts to its host.
+        slot = domain_name(host) if _keyed_by_ip(request) else slot_of(request)
+        if not self.policy.may_delay and not self.worker.pauses.paused(slot):
+            return
+        while True:
+            try:
+                wait, held = await self.worker.frontier.reserve(slot, self.policy.factor(slot))
+            except Exception as exc:
+                if not self._reserve_failed:
+                    logger.warning(
+                        "Could not ask Redis for %s's turn (%s): downloads the frontier did not "
+                        "hand out keep this node's own delay until it answers.",
+                        slot,
+                        exc,
+                    )
+                self._reserve_failed = True
+                return
+            self._reserve_failed = False
+            if wait <= 0:
+                return
+            # A hold ends when its request starts, usually within a commit.
+            await asyncio.sleep(min(wait, _HOLD_POLL) if held else wait)
+
+    def _may_wait(self, request: Request) -> bool:
+        if self.lease_of(request) is not None:
+            return False
+        url = urlparse_cached(request)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            return False
+        # robots.txt goes first: a leased page of its domain holds the
+        # domain while it waits for it.
+        return not (request.meta.get("dont_obey_robotstxt") and url.path == "/robots.txt")
 
     def backoff(self, request: Request, seconds: float) -> None:
         """Pause *request*'s domain cluster-wide (seconds < 0: exponential)."""

@@ -25,7 +25,7 @@ public API for, kept in one place and checked when a node starts.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from scrapy import Request
@@ -158,6 +158,26 @@ def on_send(engine: Any, sending: Callable[[Request], None]) -> None:
         )
     for name in names:
         setattr(handlers, name, _calling_first(sending, getattr(handlers, name)))
+
+
+def before_download(engine: Any, wait: Callable[[Request], Awaitable[None]]) -> None:
+    """Await *wait(request)* before each request's download handler is
+    called: after any wait in the downloader's queue, its node's slot taken
+    (``DownloadEvents.turn``: a download the frontier never handed out
+    waits for its domain's turn in the cluster)."""
+    handlers: Any = getattr(getattr(engine, "downloader", None), "handlers", None)
+    call = getattr(handlers, "download_request_async", None)
+    if not callable(call):
+        raise ConfigError(
+            "this Scrapy version's downloader has no handlers.download_request_async; "
+            "install a Scrapy version allowed by requirements.txt."
+        )
+
+    async def waiting_first(request: Request, *args: Any, **kwargs: Any) -> Any:
+        await wait(request)
+        return await call(request, *args, **kwargs)
+
+    handlers.download_request_async = waiting_first
 
 
 def _calling_first(sending: Callable[[Request], None], call: Callable[..., Any]) -> Any:

@@ -400,6 +400,16 @@ class Frontier:
         """Move the inbox to the park lists (a lease call of no requests)."""
         await self.lease(0, lease_ms)
 
+    async def reserve(self, domain: str, factor: float) -> tuple[float, bool]:
+        """Ask for *domain*'s next turn for a download the frontier never
+        handed out (crawler/lua/reserve.lua): (0, False) when it may go now,
+        else the seconds to wait before asking again and whether the wait is
+        a leased request's hold (which usually ends sooner)."""
+        keys = [self.keys.stats, *polite_keys(self.keys)]
+        args: list[Any] = [self._policy, domain, factor]
+        wait, held = await self._rt(self.scripts.reserve(keys=keys, args=args))
+        return int(wait) / 1000, bool(int(held))
+
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         """Lease raw seeds from the scrapy-redis style start_urls key (a list,
         set or sorted set), at most ``REDIS_START_URLS_BATCH_SIZE`` at once."""

@@ -238,6 +238,13 @@ class Policy:
         override = self.overrides.get(slot)
         return None if override is None else override[index]
 
+    @property
+    def may_delay(self) -> bool:
+        """Whether any domain may have a delay: the configured one, a
+        DOWNLOAD_SLOTS one, AutoThrottle's or a robots.txt Crawl-delay."""
+        delays = (o[0] for o in self.overrides.values())
+        return self.delay > 0 or self.autothrottle or self.robots or any(d for d in delays)
+
     def jitter_of(self, slot: str) -> float:
         jitter = self._override(slot, 2)
         return self.jitter if jitter is None else float(jitter)

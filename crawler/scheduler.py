@@ -208,6 +208,7 @@ class RedisScheduler(BaseScheduler):
         )
         self.events = events = DownloadEvents(cfg.policy, worker, self.active.get)
         engine_hooks.on_send(self.crawler.engine, events.sending)
+        engine_hooks.before_download(self.crawler.engine, events.turn)
         engine_hooks.watch_close_spider(self.crawler.engine, self._spider_closes)
         self.crawler.signals.connect(events.response_downloaded, signals.response_downloaded)
 

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 # Scripts that keep per-domain politeness state start with its functions.
-_POLITE = {"commit", "lease", "requeue_held"}
+_POLITE = {"commit", "lease", "requeue_held", "reserve"}
 
 
 def script_source(name: str) -> str:
@@ -33,6 +33,7 @@ class Scripts:
     bloom_grow: AsyncScript
     due_peek: AsyncScript
     due_move: AsyncScript
+    reserve: AsyncScript
 
     @classmethod
     def register(cls, client: aioredis.Redis) -> Scripts:

@@ -29,6 +29,7 @@ class FileSite:
 
     def __init__(self) -> None:
         self.file_times: list[float] = []
+        self.times: list[float] = []  # every request's
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +37,7 @@ class FileSite:
                 pass
 
             def do_GET(self) -> None:
+                outer.times.append(time.monotonic())
                 if self.path.startswith("/file/"):
                     outer.file_times.append(time.monotonic())
                     body, kind = self.path.encode() * 20, "application/octet-stream"
@@ -81,3 +83,33 @@ def test_files_a_pipeline_downloads_keep_the_download_delay(redis_url, tmp_path)
     items = read_jsonl(out)
     assert len(items) == PAGES
     assert all(f["status"] == "downloaded" for item in items for f in item["files"]), items
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_two_nodes_keep_the_delay_between_them_for_files_too(redis_url, tmp_path, partitions):
+    """The delay is the domain's, for the whole cluster: each node's own
+    slot kept it between its own files only, so two nodes sent theirs to
+    the site side by side (gaps of 0.000-0.01 s)."""
+    pages = 6
+    site = FileSite()
+    try:
+        seeds = [f"{site.base}/page/{n}.html" for n in range(pages)]
+        split = f"CRAWLER_PARTITIONS={partitions}"
+        seeded = run_scrapy(["seed", "media", "-s", split, *seeds], redis_url, cwd=META)
+        assert seeded.returncode == 0, seeded.stderr
+        logs = [tmp_path / f"node{i}.log" for i in range(2)]
+        store = f"FILES_STORE={tmp_path / 'files'}"
+        nodes = [start_node("media", redis_url, log, store, split, cwd=META) for log in logs]
+        for node, log in zip(nodes, logs, strict=True):
+            assert node.wait(timeout=120) == 0, log.read_text()[-3000:]
+        times = sorted(site.times)
+        files = len(site.file_times)
+    finally:
+        site.close()
+
+    assert files == pages * FILES_PER_PAGE
+    assert len(times) == pages + files + 1  # robots.txt, fetched once by the cluster
+    gaps = [round(b - a, 3) for a, b in pairwise(times[1:])]
+    assert min(gaps) >= DELAY * 0.7, gaps
+    for log in logs:  # both nodes downloaded files
+        assert "'file_status_count/downloaded'" in log.read_text(), log.read_text()[-3000:]
