@@ -210,3 +210,70 @@ def test_a_page_of_stored_items_decodes_as_each_item_does():
     for bad in ([b""], [b'{"a":1},{"b":2}']):
         with pytest.raises(json.JSONDecodeError):
             _decode_page(bad)
+
+
+def export_in(tmp_path, redis_url, *args):
+    """``scrapy export site ARGS`` run from *tmp_path* (the project found by
+    SCRAPY_SETTINGS_MODULE), so that a file named ``-`` lands there."""
+    env = {"SCRAPY_SETTINGS_MODULE": "spiders.settings"}
+    return run_scrapy(["export", "site", *args], redis_url, cwd=tmp_path, **env)
+
+
+def test_dash_writes_the_feed_to_stdout_as_scrapys_o(crawled, redis_url, tmp_path):
+    """``-o -:FORMAT`` is Scrapy's feed on standard output (and ``-o -`` with
+    ``-t FORMAT``): stdout holds the feed alone, the summary goes to stderr.
+    It wrote a file named ``-`` (or refused ``-:jsonl`` as format '')."""
+    expected = {crawled[0].url(f"/page/{i}.html") for i in range(30)}
+    tmp_path = tmp_path / "cwd"
+    tmp_path.mkdir()
+    result = export_in(tmp_path, redis_url, "-o", "-:jsonl")
+    assert result.returncode == 0, result.stderr
+    assert {json.loads(line)["url"] for line in result.stdout.splitlines()} == expected
+    assert len(result.stdout.splitlines()) == 30
+    assert "exported 30 items of crawl 'site'" in result.stderr
+    assert "to stdout (jsonl)" in result.stderr
+
+    result = export_in(tmp_path, redis_url, "-o", "-", "-t", "json")
+    assert result.returncode == 0, result.stderr
+    assert {i["url"] for i in json.loads(result.stdout)} == expected
+
+    result = export_in(tmp_path, redis_url, "-o", "-:csv")
+    assert result.returncode == 0, result.stderr
+    assert {r["url"] for r in csv.DictReader(io.StringIO(result.stdout))} == expected
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+    # With no format, refused as before (Scrapy refuses it too).
+    result = export_in(tmp_path, redis_url, "-o", "-")
+    assert result.returncode == 1 and "unknown feed format '' for '-'" in result.stderr
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+    # The follower cuts its file back after a crash, which a pipe cannot be.
+    result = export_in(tmp_path, redis_url, "-o", "-:jsonl", "--follow")
+    assert result.returncode == 1 and "--follow writes to a file" in result.stderr
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_file_colon_format_as_scrapys_o(crawled, redis_url, tmp_path):
+    """``-o FILE:FORMAT`` (Scrapy's ``-o items.dat:jsonlines``) writes FILE in
+    FORMAT; it wrote a file named ``items.dat:jsonlines``, or refused it."""
+    expected = {crawled[0].url(f"/page/{i}.html") for i in range(30)}
+    tmp_path = tmp_path / "cwd"
+    tmp_path.mkdir()
+    result = export_in(tmp_path, redis_url, "-o", "items.dat:jsonlines")
+    assert result.returncode == 0, result.stderr
+    assert {i["url"] for i in read_jsonl(tmp_path / "items.dat")} == expected
+    assert "to items.dat (jsonlines)" in result.stderr
+
+    result = export_in(tmp_path, redis_url, "-o", "feed.xml:csv")
+    assert result.returncode == 0, result.stderr
+    assert {r["url"] for r in csv.DictReader((tmp_path / "feed.xml").open())} == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feed.xml", "items.dat"]
+
+    # A colon that is no format: the whole name, by its extension, as Scrapy
+    # parses it; an unknown format is refused with the same message as before.
+    result = export_in(tmp_path, redis_url, "-o", "items.dat:nope")
+    assert result.returncode == 1, result.stderr
+    assert "unknown feed format 'dat:nope' for 'items.dat:nope'" in result.stderr
+    result = export_in(tmp_path, redis_url, "-o", "at:12.jsonl")
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(tmp_path / "at:12.jsonl")) == 30

@@ -24,6 +24,8 @@ from scrapy.exporters import (
     JsonLinesItemExporter,
 )
 from scrapy.extensions.feedexport import apply_uri_params
+from scrapy.settings import BaseSettings
+from scrapy.utils.conf import feed_process_params_from_cli
 from scrapy.utils.misc import load_object
 
 from crawler.commandbase import CrawlCommand
@@ -42,6 +44,9 @@ from crawler.status import snapshot
 
 _SCAN_COUNT = 2000
 
+#: The path :func:`feed_target` gives for standard output (Scrapy's URI).
+STDOUT = "stdout:"
+
 
 class Command(CrawlCommand):
     def syntax(self) -> str:
@@ -55,7 +60,9 @@ class Command(CrawlCommand):
             "Write the items all nodes stored in Redis to FILE, each once, through "
             "Scrapy's own exporters. The format comes from the extension as with "
             "'scrapy crawl -o' (.jsonl, .json, .csv, .xml, and any FEED_EXPORTERS "
-            "format), or from -t. The file is replaced only when the export succeeds. "
+            "format), from a colon at the end (-o FILE:FORMAT), or from -t. "
+            "-o -:FORMAT (or -o - -t FORMAT) writes the feed to standard output. "
+            "The file is replaced only when the export succeeds. "
             "With --follow, items are written as the nodes store them (JSON lines), "
             "each once across restarts of the follower (its cursor is kept in Redis), "
             "until the crawl is finished; FEED_EXPORT_BATCH_ITEM_COUNT with "
@@ -65,8 +72,16 @@ class Command(CrawlCommand):
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
-        parser.add_argument("-o", "--output", metavar="FILE", help="feed file to write")
-        parser.add_argument("-t", "--format", metavar="FORMAT", help="override the format")
+        parser.add_argument(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="feed file to write (- for stdout); FILE:FORMAT sets the format, as "
+            "with 'scrapy crawl -o'",
+        )
+        parser.add_argument(
+            "-t", "--format", "--output-format", metavar="FORMAT", help="override the format"
+        )
         parser.add_argument(
             "--follow",
             action="store_true",
@@ -97,7 +112,13 @@ class Command(CrawlCommand):
         # partitions, so it reads every partition the nodes will write.
         crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name, record=True)
         settings = crawl.crawler.settings
-        fmt = fmt or Path(output).suffix.lstrip(".").lower()
+        output, fmt = feed_target(settings, output, fmt)
+        if output == STDOUT:
+            raise CommandFailed(
+                "--follow writes to a file, not to stdout: a follower restarted after a "
+                "crash cuts the file back to its cursor in Redis, so that each item is "
+                "written once, and a pipe cannot be cut back; name a .jsonl file"
+            )
         try:
             output % {"batch_id": 1}
         except (KeyError, ValueError, TypeError) as exc:
@@ -180,11 +201,12 @@ class Command(CrawlCommand):
         _check_known(crawl, output)
         settings = crawl.crawler.settings
         exporters = settings.getwithbase("FEED_EXPORTERS")
-        fmt = fmt or Path(output).suffix.lstrip(".").lower()
+        given = output
+        output, fmt = feed_target(settings, output, fmt)
         if fmt not in exporters:
             raise CommandFailed(
-                f"unknown feed format {fmt!r} for {output!r}; use one of "
-                f"{', '.join(sorted(exporters))} (by file extension or -t FORMAT)"
+                f"unknown feed format {fmt!r} for {given!r}; use one of "
+                f"{', '.join(sorted(exporters))} (by file extension, -o FILE:FORMAT or -t FORMAT)"
             )
         exporter_cls = load_object(exporters[fmt])
         batch = _batch_size(settings, output, ("%(batch_id)d", "%(batch_time)s"))
@@ -214,7 +236,7 @@ class Command(CrawlCommand):
             # With batches, the files finished before stay as written.
             before = f" ({len(written)} batch files before it were written)" if written else ""
             raise CommandInterrupted(
-                f"{output} was left as it was{before} (a device or pipe has what was "
+                f"{_shown(output)} was left as it was{before} (a device or pipe has what was "
                 "written); items in Redis are unchanged"
             ) from None
         except OSError as exc:
@@ -264,6 +286,12 @@ class Command(CrawlCommand):
         count = 0
         try:
             for batch_id, items in enumerate(_batches(stored, batch), start=1):
+                if output == STDOUT:
+                    # Only the feed goes there: every message goes to stderr.
+                    count += self._fill(crawl, exporter_cls, fields, sys.stdout.buffer, items)
+                    sys.stdout.buffer.flush()
+                    written.append("stdout")
+                    continue
                 params = _uri_params(crawl.spider, batch_id, settings.get("FEED_URI_PARAMS"))
                 path = apply_uri_params(output, params)
                 count += self._write(crawl, exporter_cls, fields, path, items)
@@ -328,6 +356,35 @@ class Command(CrawlCommand):
         count = _export(exporter, iter(items))
         exporter.finish_exporting()
         return count
+
+
+def feed_target(settings: BaseSettings, output: str, fmt: str | None) -> tuple[str, str]:
+    """Where and in what format ``-o OUTPUT`` writes: (path, format), the
+    path :data:`STDOUT` for standard output. *output* is parsed by Scrapy's
+    own ``-o`` parser (``feed_process_params_from_cli``): ``FILE:FORMAT``
+    (``items.dat:jsonlines``) where FORMAT is one of FEED_EXPORTERS, else the
+    format by extension; ``-:FORMAT`` is stdout. It took ``-`` and
+    ``items.dat:jsonlines`` for file names. *fmt* (``-t``) overrides the
+    format, and with it ``-`` alone is stdout too. Output Scrapy refuses
+    (no known format) comes back whole, its extension as the format, for
+    the caller's message."""
+    exporters = dict(settings.getwithbase("FEED_EXPORTERS"))
+    try:
+        # Only the formats: the project's FEEDS (the nodes' own feeds),
+        # which Scrapy merges in, are no part of this export.
+        feeds = feed_process_params_from_cli(BaseSettings({"FEED_EXPORTERS": exporters}), [output])
+    except UsageError:
+        path, parsed = output, Path(output).suffix.lstrip(".").lower()
+    else:
+        [(path, options)] = feeds.items()
+        parsed = options["format"]
+    if fmt and path == "-":
+        path = STDOUT
+    return path, fmt or parsed
+
+
+def _shown(path: str) -> str:
+    return "stdout" if path == STDOUT else path
 
 
 def _batch_size(settings: Any, output: str, names: tuple[str, ...]) -> int:
