@@ -32,10 +32,16 @@ from crawler.starts import PartitionedStartReports, StartReports
 
 logger = logging.getLogger(__name__)
 
-#: What a commit's counters add to the node's Scrapy stats.
+#: What a commit's counters add to the node's Scrapy stats: the framework's
+#: own, and those Scrapy's scheduler and RFPDupeFilter (and scrapy-redis's
+#: scheduler, ``/redis``) record, with the same meaning: a request stored in
+#: the frontier is enqueued, a duplicate of one seen is filtered.
 _STATS = (
     ("crawler/queued", "queued"),
+    ("scheduler/enqueued", "queued"),
+    ("scheduler/enqueued/redis", "queued"),
     ("crawler/duplicates", "duplicates"),
+    ("dupefilter/filtered", "duplicates"),
     ("crawler/items_stored", "items_new"),
     ("crawler/items_already_stored", "items_dup"),
     ("crawler/acked", "acked"),

@@ -350,6 +350,7 @@ class RedisScheduler(BaseScheduler):
                 )
             if fp in self.local_seen:
                 worker.count("crawler/duplicates_local")
+                worker.count("dupefilter/filtered")  # as Scrapy's RFPDupeFilter
                 return False
         else:
             by_content = True
@@ -392,6 +393,9 @@ class RedisScheduler(BaseScheduler):
             return None
         lease_id, request = taken
         self.active[request] = lease_id
+        # As Scrapy's scheduler and scrapy-redis's count a request handed out.
+        worker.count("scheduler/dequeued")
+        worker.count("scheduler/dequeued/redis")
         if self.config.recrawl or request.meta.get(STATE) or request.meta.get(AFTER):
             # As leased, before the downloader middlewares add to it: what a
             # revisit stores (crawler.recrawl).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -12,7 +13,15 @@ import pytest
 
 from crawler.connection import redact
 from crawler.redact import redact_text
-from tests.conftest import ROOT, SCRAPY, read_jsonl, run_scrapy, scrapy_env, start_node
+from tests.conftest import (
+    ROOT,
+    SCRAPY,
+    read_jsonl,
+    run_scrapy,
+    scrapy_env,
+    start_node,
+    wait_nodes,
+)
 from tests.test_faults import wait_for
 
 FAST_LEASES = ("CRAWLER_LEASE_TIME=3", "CRAWLER_LEASE_RENEW_INTERVAL=1")
@@ -358,3 +367,51 @@ def test_another_reactor_is_one_error_line(redis_url):
     assert result.returncode == 1
     assert "error: the Redis scheduler needs the asyncio reactor" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
+def _dumped_stat(log: str, name: str) -> int | None:
+    """Stat *name* in the stats a crawl dumped as it closed."""
+    dump = log.rfind("Dumping Scrapy stats")
+    assert dump >= 0, log[-2000:]
+    found = re.search(rf"'{re.escape(name)}': (\d+)", log[dump:])
+    return int(found.group(1)) if found else None
+
+
+def test_scrapys_scheduler_and_dupefilter_stats_as_plain_scrapy_counts_them(
+    make_site, redis_url, tmp_path
+):
+    """Each node's closing stats have Scrapy's ``scheduler/enqueued``,
+    ``scheduler/dequeued`` and ``dupefilter/filtered`` (and scrapy-redis's
+    ``scheduler/enqueued/redis``, ``scheduler/dequeued/redis``); summed over
+    two nodes they are what plain Scrapy's scheduler and RFPDupeFilter count
+    for the same crawl, but for the second node's start request, filtered
+    as a duplicate of the first's. They were absent (only the framework's
+    ``crawler/*`` were there)."""
+    site = make_site(40)
+    start = f"start_url={site.url('/page/0.html')}"
+    plain = run_scrapy(
+        ["crawl", "site", "-a", start, "-s", "ADDONS={}", "-s", "LOG_LEVEL=INFO"], redis_url
+    )
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert "'scheduler/enqueued/memory'" in plain.stderr  # Scrapy's own scheduler ran
+    logs = [tmp_path / f"node{n}.log" for n in (1, 2)]
+    nodes = [start_node("site", redis_url, log, spider_args=[start]) for log in logs]
+    assert wait_nodes(nodes, 120) == [0, 0]
+    texts = [log.read_text() for log in logs]
+
+    def total(name: str) -> int:
+        return sum(_dumped_stat(text, name) or 0 for text in texts)
+
+    for text in texts:
+        assert _dumped_stat(text, "crawler/commits")  # the framework's scheduler ran
+        for name in ("scheduler/enqueued", "scheduler/dequeued"):
+            assert _dumped_stat(text, f"{name}/redis") == _dumped_stat(text, name), name
+        local = (_dumped_stat(text, "crawler/duplicates") or 0) + (
+            _dumped_stat(text, "crawler/duplicates_local") or 0
+        )
+        assert (_dumped_stat(text, "dupefilter/filtered") or 0) == local
+    assert total("crawler/duplicates") >= 1  # the second start request, in Redis
+    assert total("scheduler/enqueued") == _dumped_stat(plain.stderr, "scheduler/enqueued")
+    assert total("scheduler/dequeued") == _dumped_stat(plain.stderr, "scheduler/dequeued")
+    filtered = _dumped_stat(plain.stderr, "dupefilter/filtered")
+    assert filtered and total("dupefilter/filtered") == filtered + 1

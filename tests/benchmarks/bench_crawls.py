@@ -219,7 +219,10 @@ class CrawlBench:
         result.commands = sum(result.command_breakdown.values())
         logs = self._finish(result, run, mark, t0, t_end)
         for node, log in enumerate(logs, 1):
-            if log_stat(log, "scheduler/enqueued/redis") is None and node == 1:
+            # crawler/commits: the framework's scheduler, which records
+            # scheduler/enqueued/redis too.
+            ours = log_stat(log, "crawler/commits") is not None
+            if (log_stat(log, "scheduler/enqueued/redis") is None or ours) and node == 1:
                 result.checks.append("scrapy-redis's scheduler was not used")
         return _done(result)
 
