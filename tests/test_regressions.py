@@ -369,6 +369,42 @@ def test_another_reactor_is_one_error_line(redis_url):
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
 
 
+def test_runspider_makes_crawls_checks_before_the_node_starts(make_site, redis_url, tmp_path):
+    """``scrapy runspider`` in a project (as scrapy-redis's example project
+    runs its spiders) makes the checks ``scrapy crawl`` makes, with the same
+    code: another reactor is one error line (it was the scheduler's two
+    tracebacks, exit 1), and a spider whose own ADDONS leave the project's
+    add-on out is refused (it ran as plain Scrapy, each node crawling
+    everything, exit 0, Redis untouched)."""
+    site = make_site(3)
+    spider = tmp_path / "one.py"
+    spider.write_text(
+        "import scrapy\n\n\n"
+        "class NoopAddon:\n"
+        "    pass\n\n\n"
+        "class One(scrapy.Spider):\n"
+        "    name = 'one'\n"
+        f"    start_urls = [{site.url('/page/0.html')!r}]\n"
+        "    custom_settings = CUSTOM\n\n"
+        "    def parse(self, response):\n"
+        "        yield {'url': response.url}\n"
+    )
+    source = spider.read_text()
+    spider.write_text(source.replace("CUSTOM", "{}"))
+    epoll = "TWISTED_REACTOR=twisted.internet.epollreactor.EPollReactor"
+    result = run_scrapy(["runspider", str(spider), "-s", epoll], redis_url)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "error: the Redis scheduler needs the asyncio reactor" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert site.page_counts() == {}
+
+    spider.write_text(source.replace("CUSTOM", "{'ADDONS': {'one.NoopAddon': 10}}"))
+    result = run_scrapy(["runspider", str(spider), "-s", "LOG_LEVEL=INFO"], redis_url)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "error: spider 'one' sets ADDONS in its custom_settings without" in result.stderr
+    assert site.page_counts() == {}
+
+
 def _dumped_stat(log: str, name: str) -> int | None:
     """Stat *name* in the stats a crawl dumped as it closed."""
     dump = log.rfind("Dumping Scrapy stats")

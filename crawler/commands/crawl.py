@@ -38,28 +38,10 @@ class Command(ScrapyCrawl):
             super().run(args, opts)  # Scrapy's usage errors
             return
         spidercls = spider_class(self.settings, args[0])
-        settings = self.settings.copy()
-        spidercls.update_settings(settings)  # its custom_settings
-        if not distributed(settings):
-            dropped_by_spider(self.settings, spidercls)
+        if not prepare_node(self.settings, spidercls):
             # The add-on is off (e.g. `-s ADDONS={}`): plain Scrapy, no Redis.
             super().run(args, opts)
             return
-        try:
-            check_reactor(settings)
-            url = resolve_url(self.settings)
-            check_reachable(url)
-            config = CrawlConfig.from_settings(settings, spidercls.name)
-            take_scheduler(settings.copy())
-            check_metrics_port(settings)
-            with sync_client(url) as client:
-                check_seen_config(client, config.keys, config.seen)
-        except CrawlerError as exc:
-            raise CommandFailed(str(exc)) from None
-        # The node uses the server checked here (and the local one it may
-        # have started) rather than resolving it again. Not a setting:
-        # Scrapy logs overridden settings.
-        os.environ["REDIS_URL"] = url
         self._crawl(args[0], opts)
 
     def _crawl(self, name: str, opts: argparse.Namespace) -> None:
@@ -70,6 +52,37 @@ class Command(ScrapyCrawl):
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
         self.exitcode = outcome.exit_code(self.crawler_process.bootstrap_failed, name)
+
+
+def prepare_node(project: Any, spidercls: Any) -> bool:
+    """The checks ``scrapy crawl`` and ``scrapy runspider`` make before a
+    node starts, so that a bad setup is one ``error:`` line (CommandFailed)
+    rather than tracebacks from a started node: whether the spider runs
+    with the add-on (False: plain Scrapy, unless its ADDONS dropped the
+    project's add-on), the reactor, Redis reachable, the scheduler, the
+    metrics port, the crawl's seen-set settings. *project*: the command's
+    settings, without the spider's ``custom_settings``."""
+    settings = project.copy()
+    spidercls.update_settings(settings)  # its custom_settings
+    if not distributed(settings):
+        dropped_by_spider(project, spidercls)
+        return False
+    try:
+        check_reactor(settings)
+        url = resolve_url(project)
+        check_reachable(url)
+        config = CrawlConfig.from_settings(settings, spidercls.name)
+        take_scheduler(settings.copy())
+        check_metrics_port(settings)
+        with sync_client(url) as client:
+            check_seen_config(client, config.keys, config.seen)
+    except CrawlerError as exc:
+        raise CommandFailed(str(exc)) from None
+    # The node uses the server checked here (and the local one it may
+    # have started) rather than resolving it again. Not a setting:
+    # Scrapy logs overridden settings.
+    os.environ["REDIS_URL"] = url
+    return True
 
 
 class NodeOutcome:
