@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,15 @@ from crawler.localredis import redis_server_binary
 ROOT = Path(__file__).resolve().parents[1]
 SCRAPY = str(Path(sys.executable).with_name("scrapy"))
 REDIS_CLI = str(Path(redis_server_binary()).with_name("redis-cli"))
+
+#: A crawl's telnet console on any free port: crawls started together (two
+#: nodes of a test, or tests on other pytest -n workers) otherwise race for
+#: the first of Scrapy's range, and Twisted's listen() then fails with
+#: EADDRINUSE in one of them (an error and a traceback in its log).
+ANY_TELNET_PORT = ("-s", "TELNETCONSOLE_PORT=0")
+#: The commands that start a crawl (and with it the telnet console).
+_CRAWLING = ("crawl", "runspider")
+_TELNET = re.compile(r"Telnet console listening on [\d.]+:(\d+)")
 
 
 def free_port() -> int:
@@ -171,6 +181,8 @@ def run_scrapy(
     timeout: float = 120,
     **env: str,
 ) -> subprocess.CompletedProcess[str]:
+    if args[:1] and args[0] in _CRAWLING:
+        args = [args[0], *ANY_TELNET_PORT, *args[1:]]
     return subprocess.run(
         [SCRAPY, *args],
         cwd=cwd,
@@ -201,11 +213,7 @@ def start_node(
         "LOG_LEVEL=INFO",
         "-s",
         "CRAWLER_FINISH_GRACE=1",
-        # Any free port: nodes started together otherwise race for the
-        # first of Scrapy's range, and Twisted's listen() then fails with
-        # EADDRINUSE in one of them (an error and a traceback in its log).
-        "-s",
-        "TELNETCONSOLE_PORT=0",
+        *ANY_TELNET_PORT,
     ]
     for arg in spider_args or []:
         args += ["-a", arg]
@@ -230,3 +238,11 @@ def wait_nodes(nodes: list[subprocess.Popen[bytes]], timeout: float) -> list[int
             node.wait()
             codes.append(None)
     return codes
+
+
+def assert_any_telnet_port(log: str) -> None:
+    """The crawl that wrote *log* listened for telnet on a port the system
+    chose (ANY_TELNET_PORT), not on one of Scrapy's range (6023-6073)."""
+    ports = [int(port) for port in _TELNET.findall(log)]
+    assert ports, "no telnet console in the log"
+    assert all(not 6023 <= port <= 6073 for port in ports), ports

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import (
+    ANY_TELNET_PORT,
     ROOT,
     SCRAPY,
     RedisServer,
@@ -338,7 +339,7 @@ def test_crash_loop_dead_letters_only_the_poison(
     codes = []
     for run in range(int(os.environ.get("CRASH_RUNS", 6))):
         node = subprocess.Popen(
-            [SCRAPY, "crawl", "site", "-s", f"LOG_FILE={tmp_path}/r{run}.log"]
+            [SCRAPY, "crawl", "site", *ANY_TELNET_PORT, "-s", f"LOG_FILE={tmp_path}/r{run}.log"]
             + [arg for s in (*settings, "CRAWLER_FINISH_GRACE=1") for arg in ("-s", s)],
             cwd=ROOT,
             env=scrapy_env(redis_url, **env),
@@ -527,7 +528,7 @@ def test_a_never_reached_redis_fails_a_runspider_node_at_once(tmp_path):
     )
     started = time.monotonic()
     result = subprocess.run(
-        [SCRAPY, "runspider", str(spider)],
+        [SCRAPY, "runspider", str(spider), *ANY_TELNET_PORT],
         cwd=tmp_path,
         env=scrapy_env(f"redis://127.0.0.1:{free_port()}/0"),
         capture_output=True,
@@ -558,7 +559,7 @@ def test_runspider_exits_3_over_dead_letters_as_crawl_does(make_site, redis_url,
         "        yield {'url': response.url}\n"
     )
     result = subprocess.run(
-        [SCRAPY, "runspider", str(spider)],
+        [SCRAPY, "runspider", str(spider), *ANY_TELNET_PORT],
         cwd=ROOT,
         env=scrapy_env(redis_url),
         capture_output=True,

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, read_jsonl
+from tests.conftest import ANY_TELNET_PORT, ROOT, read_jsonl
+
+FINISH_GRACE = ("-s", "CRAWLER_FINISH_GRACE=1")
 
 PAGES = 12
 SPIDER = "pages"
@@ -143,7 +145,8 @@ def _crawl(installed: Installed, project: Path, site, **env: str) -> list[str]:
     logs = [project / f"node{i}.log" for i in (1, 2)]
     nodes = [
         subprocess.Popen(
-            [scrapy, "crawl", SPIDER, "-s", f"LOG_FILE={log}", "-s", "CRAWLER_FINISH_GRACE=1"],
+            # Any telnet port: the two nodes start together.
+            [scrapy, "crawl", SPIDER, "-s", f"LOG_FILE={log}", *ANY_TELNET_PORT, *FINISH_GRACE],
             cwd=project,
             env=_clean_env(**env),
         )

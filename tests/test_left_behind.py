@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from crawler.demosite import QuietServer
-from tests.conftest import ROOT, SCRAPY, read_jsonl, scrapy_env
+from tests.conftest import ANY_TELNET_PORT, ROOT, SCRAPY, read_jsonl, scrapy_env
 
 PAGES = 10
 
@@ -82,7 +82,7 @@ def serve() -> tuple[QuietServer, Counter[str]]:
 
 def run(spider: Path, out: Path, redis_url: str | None, *settings: str) -> tuple[int, int]:
     """(tabs opened, tabs left open) as the node said at its close."""
-    args = [SCRAPY, "runspider", str(spider), "-o", str(out)]
+    args = [SCRAPY, "runspider", str(spider), "-o", str(out), *ANY_TELNET_PORT]
     for setting in (*settings, f"CRAWLER_CRAWL_NAME=tabs-{uuid.uuid4().hex[:8]}"):
         args += ["-s", setting]
     result = subprocess.run(

@@ -14,8 +14,10 @@ import pytest
 from crawler.connection import redact
 from crawler.redact import redact_text
 from tests.conftest import (
+    ANY_TELNET_PORT,
     ROOT,
     SCRAPY,
+    assert_any_telnet_port,
     read_jsonl,
     run_scrapy,
     scrapy_env,
@@ -86,7 +88,8 @@ def slow_close_node(
         f'ITEM_PIPELINES={{"tests.slow_close_pipeline.{pipeline}": 100}}',
     ]
     return subprocess.Popen(
-        [SCRAPY, "crawl", "site", "-o", str(feed), *(a for s in settings for a in ("-s", s))],
+        [SCRAPY, "crawl", "site", "-o", str(feed), *ANY_TELNET_PORT]
+        + [a for s in settings for a in ("-s", s)],
         cwd=ROOT,
         env={**scrapy_env(redis_url), "SLOW_CLOSE_MARKER": str(marker)},
     )
@@ -311,7 +314,8 @@ def test_a_stop_timeout_still_closes_the_spider_as_scrapy_does(
         'ITEM_PIPELINES={"tests.slow_close_pipeline.AsyncSlowClosePipeline": 100}',
     ]
     proc = subprocess.Popen(
-        [SCRAPY, "crawl", "site", "-o", str(feed), *(a for s in settings for a in ("-s", s))],
+        [SCRAPY, "crawl", "site", "-o", str(feed), *ANY_TELNET_PORT]
+        + [a for s in settings for a in ("-s", s)],
         cwd=ROOT,
         env={**scrapy_env(redis_url), "SLOW_CLOSE_MARKER": str(marker)},
     )
@@ -451,3 +455,12 @@ def test_scrapys_scheduler_and_dupefilter_stats_as_plain_scrapy_counts_them(
     assert total("scheduler/dequeued") == _dumped_stat(plain.stderr, "scheduler/dequeued")
     filtered = _dumped_stat(plain.stderr, "dupefilter/filtered")
     assert filtered and total("dupefilter/filtered") == filtered + 1
+
+
+def test_crawls_the_test_helpers_start_listen_for_telnet_on_any_port(redis_url):
+    """run_scrapy's crawls (like start_node's) take any free telnet port:
+    crawls of tests on other pytest -n workers raced them for the first of
+    Scrapy's range, a rare EADDRINUSE and traceback in one of them."""
+    plain = run_scrapy(["crawl", "site", "-s", "ADDONS={}", "-s", "LOG_LEVEL=INFO"], redis_url)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert_any_telnet_port(plain.stderr)

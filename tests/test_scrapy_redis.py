@@ -34,7 +34,17 @@ from crawler.frontier import Frontier
 from crawler.keys import make_keys
 from crawler.localredis import socket_path
 from crawler.scrapy_redis_settings import report
-from tests.conftest import REDIS_CLI, ROOT, SCRAPY, RedisServer, read_jsonl, run_scrapy, scrapy_env
+from tests.conftest import (
+    ANY_TELNET_PORT,
+    REDIS_CLI,
+    ROOT,
+    SCRAPY,
+    RedisServer,
+    assert_any_telnet_port,
+    read_jsonl,
+    run_scrapy,
+    scrapy_env,
+)
 
 PROJECT = ROOT / "tests" / "scrapy_redis_project"
 README = ROOT / "README.md"
@@ -150,6 +160,7 @@ def crawl(
     """Two nodes to the end; their exit codes and logs."""
     logs = [tmp_path / f"{spider}-node{n}.log" for n in (1, 2)]
     command = [SCRAPY, "crawl", spider, "-s", "LOG_LEVEL=INFO", "-s", "CRAWLER_FINISH_GRACE=1"]
+    command += ANY_TELNET_PORT  # the two nodes start together
     for arg in args:
         command += ["-a", arg]
     for setting in settings:
@@ -163,7 +174,10 @@ def crawl(
         for log in logs
     ]
     codes = [node.wait(timeout=180) for node in nodes]
-    return codes, [log.read_text() for log in logs]
+    texts = [log.read_text() for log in logs]
+    for text in texts:
+        assert_any_telnet_port(text)
+    return codes, texts
 
 
 def export(spider: str, redis_url: str, cwd: Path, tmp_path: Path) -> list[dict[str, object]]:
@@ -286,7 +300,7 @@ def test_a_spiders_max_idle_time_waits_for_seeds_pushed_later(
     6 s after it started (helper 38)."""
     cwd = project(tmp_path)
     log = tmp_path / "idle.log"
-    command = [SCRAPY, "crawl", "myspider_redis", "-a", "domain=127.0.0.1"]
+    command = [SCRAPY, "crawl", "myspider_redis", "-a", "domain=127.0.0.1", *ANY_TELNET_PORT]
     command += ["-a", "max_idle_time=10", "-s", "DOWNLOAD_DELAY=0", "-s", f"LOG_FILE={log}"]
     node = subprocess.Popen(command, cwd=cwd, env=scrapy_env(redis_url))
     time.sleep(6)

@@ -22,6 +22,7 @@ import pytest
 
 from crawler.demosite import QuietServer
 from tests.conftest import (
+    ANY_TELNET_PORT,
     ROOT,
     SCRAPY,
     read_jsonl,
@@ -62,7 +63,7 @@ def serve() -> tuple[QuietServer, Counter[str]]:
 
 
 def run(spider: str, out: str, redis_url: str | None, *settings: str) -> None:
-    args = [SCRAPY, "runspider", spider, "-o", out]
+    args = [SCRAPY, "runspider", spider, "-o", out, *ANY_TELNET_PORT]
     for setting in settings:
         args += ["-s", setting]
     args += ["-s", f"CRAWLER_CRAWL_NAME=startredir-{uuid.uuid4().hex[:8]}"]

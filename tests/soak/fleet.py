@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import ROOT, SCRAPY, RedisServer, scrapy_env
+from tests.conftest import ANY_TELNET_PORT, ROOT, SCRAPY, RedisServer, scrapy_env
 
 HELD = "{site}:held:*"
 
@@ -85,6 +85,7 @@ class Fleet:
         name = f"n{slot}.{incarnation}"
         log = self.workdir / f"{name}.log"
         args = [SCRAPY, "crawl", "site", "-s", f"LOG_FILE={log}", "-s", "LOG_LEVEL=INFO"]
+        args += ANY_TELNET_PORT  # nodes start together
         args += ["-s", f"USER_AGENT=soak-{name}"]  # the site tells the nodes apart
         for setting in self.settings:
             args += ["-s", setting]
