@@ -277,3 +277,25 @@ def test_file_colon_format_as_scrapys_o(crawled, redis_url, tmp_path):
     result = export_in(tmp_path, redis_url, "-o", "at:12.jsonl")
     assert result.returncode == 0, result.stderr
     assert len(read_jsonl(tmp_path / "at:12.jsonl")) == 30
+
+
+def test_capital_o_as_scrapys_crawl_takes_it(crawled, redis_url, tmp_path):
+    """``-O FILE`` (and ``-O -:FORMAT``), which Scrapy users give ``scrapy
+    crawl`` to replace a feed, is what ``-o`` does here; it was refused as
+    an unknown option."""
+    expected = {crawled[0].url(f"/page/{i}.html") for i in range(30)}
+    out = tmp_path / "items.jsonl"
+    out.write_text('{"url": "stale"}\n')
+    result = run_scrapy(["export", "site", "-O", str(out)], redis_url)
+    assert result.returncode == 0, result.stderr
+    assert {i["url"] for i in read_jsonl(out)} == expected
+
+    result = run_scrapy(["export", "site", "-O", "-:jsonl"], redis_url)
+    assert result.returncode == 0, result.stderr
+    assert {json.loads(line)["url"] for line in result.stdout.splitlines()} == expected
+
+    both = run_scrapy(["export", "site", "-o", str(out), "-O", str(out)], redis_url)
+    assert both.returncode == 2, both.stderr
+    assert "Please use only one of -o/--output and -O/--overwrite-output" in both.stderr
+    follow = run_scrapy(["export", "site", "-O", str(out), "--follow"], redis_url)
+    assert follow.returncode == 2 and "--follow goes with -o" in follow.stderr

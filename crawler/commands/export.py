@@ -62,7 +62,7 @@ class Command(CrawlCommand):
             "'scrapy crawl -o' (.jsonl, .json, .csv, .xml, and any FEED_EXPORTERS "
             "format), from a colon at the end (-o FILE:FORMAT), or from -t. "
             "-o -:FORMAT (or -o - -t FORMAT) writes the feed to standard output. "
-            "The file is replaced only when the export succeeds. "
+            "The file is replaced only when the export succeeds (-O is the same). "
             "With --follow, items are written as the nodes store them (JSON lines), "
             "each once across restarts of the follower (its cursor is kept in Redis), "
             "until the crawl is finished; FEED_EXPORT_BATCH_ITEM_COUNT with "
@@ -78,6 +78,12 @@ class Command(CrawlCommand):
             metavar="FILE",
             help="feed file to write (- for stdout); FILE:FORMAT sets the format, as "
             "with 'scrapy crawl -o'",
+        )
+        parser.add_argument(
+            "-O",
+            "--overwrite-output",
+            metavar="FILE",
+            help="the same as -o, which replaces FILE too (Scrapy's -o appends)",
         )
         parser.add_argument(
             "-t", "--format", "--output-format", metavar="FORMAT", help="override the format"
@@ -96,15 +102,24 @@ class Command(CrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("name one spider whose items to export")
-        if not opts.output:
+        if opts.output and opts.overwrite_output:
+            # Scrapy's words for crawl -o and -O.
+            raise UsageError("Please use only one of -o/--output and -O/--overwrite-output")
+        output = opts.output or opts.overwrite_output
+        if not output:
             raise UsageError("give the output file with -o FILE")
         if opts.cursor and not opts.follow:
             raise UsageError("--cursor goes with --follow")
+        if opts.follow and opts.overwrite_output:
+            raise UsageError(
+                "--follow goes with -o: it appends to FILE, going on where it stopped "
+                "when run again"
+            )
         if opts.follow:
-            follow = lambda: self._follow(args[0], opts.output, opts.format, opts.cursor)  # noqa: E731
+            follow = lambda: self._follow(args[0], output, opts.format, opts.cursor)  # noqa: E731
             run_guarded(self, follow, role="follower")
             return
-        run_guarded(self, lambda: self._run(args[0], opts.output, opts.format))
+        run_guarded(self, lambda: self._run(args[0], output, opts.format))
 
     def _follow(self, name: str, output: str, fmt: str | None, cursor: str | None) -> None:
         assert self.settings is not None
