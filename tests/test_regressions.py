@@ -464,3 +464,25 @@ def test_crawls_the_test_helpers_start_listen_for_telnet_on_any_port(redis_url):
     plain = run_scrapy(["crawl", "site", "-s", "ADDONS={}", "-s", "LOG_LEVEL=INFO"], redis_url)
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert_any_telnet_port(plain.stderr)
+
+
+def test_settings_command_shows_what_the_add_on_sets():
+    """``scrapy settings --get`` applies the project's add-ons, as a crawl
+    does: it printed Scrapy's scheduler and None for the framework's
+    settings, values no crawl of the project runs with."""
+
+    def get(*args: str) -> str:
+        result = run_scrapy(["settings", *args], None)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout.strip()
+
+    assert get("--get", "SCHEDULER") == "crawler.scheduler.RedisScheduler"
+    assert get("--getfloat", "CRAWLER_LEASE_TIME") == "30.0"
+    assert "crawler.pipelines.RedisItemPipeline" in get("--get", "ITEM_PIPELINES")
+    # Without the add-on, Scrapy's own values.
+    assert get("--get", "SCHEDULER", "-s", "ADDONS={}") == "scrapy.core.scheduler.Scheduler"
+    assert get("--get", "CRAWLER_LEASE_TIME", "-s", "ADDONS={}") == "None"
+    # A setting the add-on refuses is one error line, as on `scrapy crawl`.
+    bad = run_scrapy(["settings", "--get", "SCHEDULER", "-s", "SCHEDULER=nowhere.Bar"], None)
+    assert bad.returncode == 1, bad.stderr[-3000:]
+    assert "error: SCHEDULER = 'nowhere.Bar' cannot be imported" in bad.stderr
