@@ -74,16 +74,18 @@ class FailedResponses:
         status = response.status
         if request is None or status not in self.retry_codes or request.meta.get("dont_retry"):
             return
-        if not self.scrapy_retries and not self._filtered(response):
+        if not self.scrapy_retries and not self.withheld(response):
             return  # retried, if at all, by the spider or the project: it got the page
         reason = f"HTTP {response_status_message(status)}"
         _letter(redis_scheduler(self.crawler), request, reason)
 
-    def _filtered(self, response: Response) -> bool:
-        """Whether HttpErrorMiddleware keeps *response* from the callback."""
+    def withheld(self, response: Response, request: Request | None = None) -> bool:
+        """Whether HttpErrorMiddleware keeps *response* (to *request*, when
+        the response is not tied to it yet: a downloader middleware's) from
+        the callback."""
         if not self.filtered or 200 <= response.status < 300:
             return False
-        meta = response.meta
+        meta = response.meta if request is None else request.meta
         if meta.get("handle_httpstatus_all", False):
             return False
         if "handle_httpstatus_list" in meta:

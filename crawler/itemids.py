@@ -38,18 +38,57 @@ class ItemIds:
         self.item_key = item_key
         # Recrawl is on (crawler.recrawl): items are logged with their value.
         self.recrawl = recrawl
-        #: id(item) -> (item, its id, mode, the request it came from).
-        self._origins: dict[int, tuple[Any, bytes, str, Request | None]] = {}
+        #: id(item) -> (item, its id, mode, the request it came from, its
+        #: position in the callback's output or None).
+        self._origins: dict[int, tuple[Any, bytes, str, Request | None, int | None]] = {}
         self._origins_of: dict[Request, list[int]] = {}
         self._warned_random_ids = False
-        self._changed: set[Request] = set()
+        #: Revisits that found their page changed -> (the positions its last
+        #: visit's items took, if known; whether those this visit leaves
+        #: empty are removed).
+        self._changed: dict[Request, tuple[int | None, bool]] = {}
+        #: The callback positions of the items stored, by request.
+        self._stored: dict[Request, set[int]] = {}
+        #: Requests whose callback raised: what it did not yield is kept.
+        self._spoiled: set[Request] = set()
 
-    def mark_changed(self, request: Request) -> None:
+    def mark_changed(
+        self, request: Request, previous: int | None = None, trim: bool = True
+    ) -> None:
         """*request* revisited its page and found it changed: its items
-        replace the stored ones."""
-        self._changed.add(request)
+        replace the stored ones. *previous*: how many callback positions
+        the page's items took at its last visit; with *trim*, those this
+        visit leaves empty are removed (``settle``)."""
+        self._changed[request] = (previous, trim)
 
-    def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
+    def spoil(self, request: Request) -> None:
+        """*request*'s callback raised: the items it did not get to yield
+        are not removed."""
+        self._spoiled.add(request)
+
+    def settle(self, request: Request) -> tuple[int | None, list[int]]:
+        """(how many callback positions *request*'s page's items may take in
+        the store now, None if not known; the positions whose items to
+        remove), once its items are stored: a changed page yielding fewer
+        items than before leaves no old item behind. Not with
+        CRAWLER_ITEM_KEY (ids are not positions then)."""
+        stored = self._stored.pop(request, set())
+        if self.item_key:
+            return None, []
+        top = max(stored) + 1 if stored else 0
+        if request not in self._changed:
+            # A first visit, or an unchanged one (its count stands).
+            return (top if stored else None), []
+        previous, trim = self._changed[request]
+        if previous is None:
+            return top, []  # stored before counts were kept: from now on
+        if trim and request not in self._spoiled:
+            return top, [p for p in range(previous) if p not in stored]
+        return max(previous, top), []
+
+    def note_origin(
+        self, item: Any, item_id: bytes, request: Request, position: int | None = None
+    ) -> None:
         meta = request.meta
         if request in self._changed:
             mode = "!"  # its page changed since the last visit: it replaces
@@ -57,7 +96,7 @@ class ItemIds:
             mode = "+"  # a version a later one may replace: logged with its value
         else:
             mode = ""
-        self._origins[id(item)] = (item, item_id, mode, request)
+        self._origins[id(item)] = (item, item_id, mode, request, position)
         self._origins_of.setdefault(request, []).append(id(item))
 
     def note_start_item(self, item: Any, position: int, spider: str) -> None:
@@ -71,7 +110,7 @@ class ItemIds:
         except Exception:  # not storable: the store says why
             content = b""
         basis = hashlib.sha1(f"start() items\0{spider}\0".encode() + content).digest()
-        self._origins[id(item)] = (item, origin_id(basis, position), "", None)
+        self._origins[id(item)] = (item, origin_id(basis, position), "", None, None)
 
     def forget(self, item: Any) -> None:
         """The item was dropped or failed in a pipeline."""
@@ -79,7 +118,9 @@ class ItemIds:
 
     def done(self, request: Request) -> None:
         """*request* is finished: forget its items' origins."""
-        self._changed.discard(request)
+        self._changed.pop(request, None)
+        self._stored.pop(request, None)
+        self._spoiled.discard(request)
         for item_key in self._origins_of.pop(request, ()):
             # An item stored already left; its id(), freed, may be a later
             # item's now, from another request: that one is kept.
@@ -87,12 +128,17 @@ class ItemIds:
             if origin is not None and origin[3] is request:
                 del self._origins[item_key]
 
-    def identify(self, item: Any) -> tuple[bytes, str]:
-        """The item's id and how commit.lua stores it: "" first write wins,
-        "+" the same with its value in the item log, "!" it replaces."""
+    def identify(self, item: Any) -> tuple[bytes, str, Request | None]:
+        """The item's id, how commit.lua stores it ("" first write wins,
+        "+" the same with its value in the item log, "!" it replaces) and
+        the request it came from."""
         origin = self._origins.get(id(item))
-        mode = origin[2] if origin is not None and origin[0] is item else ""
-        return self.item_id(item), mode
+        if origin is None or origin[0] is not item:
+            return self.item_id(item), "", None
+        _, _, mode, request, position = origin
+        if request is not None and position is not None:
+            self._stored.setdefault(request, set()).add(position)
+        return self.item_id(item), mode, request
 
     def item_id(self, item: Any) -> bytes:
         if self.item_key:

@@ -46,6 +46,7 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         self._failed = FailedResponses(crawler)
         crawler.signals.connect(self._forget, signal=signals.item_dropped)
         crawler.signals.connect(self._forget, signal=signals.item_error)
+        crawler.signals.connect(self._spoiled, signal=signals.spider_error)
 
     def _scheduler(self) -> RedisScheduler | None:
         return redis_scheduler(self.crawler)
@@ -90,9 +91,16 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         if state is None:
             state = self._items[response] = [scheduler.item_basis(request), 0]
         item_id = origin_id(state[0], state[1])
+        scheduler.note_origin(item, item_id, request, state[1])
         state[1] += 1
-        scheduler.note_origin(item, item_id, request)
         return item
+
+    def _spoiled(self, response: Response, **kwargs: Any) -> None:
+        """A callback raised: the items it did not get to yield are not
+        taken for gone (crawler.itemids)."""
+        scheduler = self._scheduler()
+        if scheduler is not None and response.request is not None:
+            scheduler.items.spoil(response.request)
 
     def _forget(self, item: Any, **kwargs: Any) -> None:
         scheduler = self._scheduler()

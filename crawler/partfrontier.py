@@ -149,7 +149,8 @@ class PartitionedFrontier:
         for push in batch.pushes:
             outs[self.part_of(split_entry(push[2].encode())[0])].pushes.append(push)
         for item in batch.items:
-            outs[zlib.crc32(item[0]) % count].items.append(item)
+            q = zlib.crc32(item[0]) % count
+            outs[q].items.append(_item_in(q, item))
         for lease_id, letter in batch.deads:
             if lease_id:
                 p, local = split_id(lease_id)
@@ -349,6 +350,21 @@ def _holds_by_part(holds: dict[str, int] | None) -> defaultdict[int, dict[str, i
         p, local = split_id(lease_id)
         part_holds[p][local] = end
     return part_holds
+
+
+def _item_in(part: int, item: tuple[bytes, str]) -> tuple[bytes, str]:
+    """*item* as partition *part* stores it: an item that replaces ("!") or
+    removes ("-") one only while its lease is held names the lease as that
+    partition knows it, or none (stored as before) when the lease is
+    another partition's: one script cannot look at another's leases."""
+    item_id, value = item
+    if value[:1] not in ("!", "-"):
+        return item
+    lease, sep, rest = value[1:].partition("|")
+    if not lease or not sep:
+        return item
+    q, local = split_id(lease)
+    return item_id, f"{value[0]}{local if q == part else ''}|{rest}"
 
 
 def _letter_domain(letter: str) -> str:

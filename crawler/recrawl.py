@@ -17,7 +17,9 @@ own), a hash of its body, its interval and its validators, sent as
 ``Last-Modified``). A
 304 answer, or a body with the same hash, is unchanged: the callback is not
 called (its items stand, its links are known). A changed page's items replace
-the old ones (latest wins; ``scrapy export --follow`` writes every version).
+the old ones (latest wins; ``scrapy export --follow`` writes every version),
+and those it no longer yields are removed (``ItemIds.settle``: the state's
+``n`` is how many callback positions its items took).
 With ``CRAWLER_RECRAWL_ADAPTIVE`` the interval halves when the page changed
 and grows by half when it did not, within ``CRAWLER_RECRAWL_MIN`` and
 ``CRAWLER_RECRAWL_MAX`` (Nutch's AdaptiveFetchSchedule, simplified).
@@ -38,6 +40,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Headers, Response
 from scrapy.settings import BaseSettings
 
+from crawler.deadletters import FailedResponses
 from crawler.exceptions import ConfigError
 from crawler.itemids import AFTER, STATE
 from crawler.politeness import domain_name, slot_of
@@ -233,6 +236,7 @@ class RecrawlMiddleware:
         self.crawler = crawler
         self.policy = policy
         self.retry_adjust = crawler.settings.getint("RETRY_PRIORITY_ADJUST")
+        self.failed = FailedResponses(crawler)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RecrawlMiddleware:
@@ -280,8 +284,11 @@ class RecrawlMiddleware:
                 # yields for it (handle_httpstatus_list) replace the old, and
                 # the page coming back (asked unconditionally) has changed.
                 broken = {"f": fp, "h": body_hash(response.body), "i": previous.get("i")}
+                if "n" in previous:
+                    broken["n"] = previous["n"]
                 self._keep_schedule(scheduler, request, fp, broken)
-                scheduler.items.mark_changed(request)
+                replaced = self._replaced(request, response)
+                scheduler.items.mark_changed(request, previous.get("n"), replaced)
             return response
         digest = previous.get("h") if response.status == 304 else body_hash(response.body)
         changed = bool(previous) and digest != previous.get("h")
@@ -290,6 +297,8 @@ class RecrawlMiddleware:
         if interval > 0:
             every = round(interval, 3)
             state = {"f": fp, "h": digest, "i": int(every) if every == int(every) else every}
+            if "n" in previous:  # its items' positions (crawler.itemids.settle)
+                state["n"] = previous["n"]
             state.update(validators(response, previous))
             leased = scheduler.leased_as.get(request)
             again = revisit_request(request, leased, state, self.retry_adjust)
@@ -299,8 +308,15 @@ class RecrawlMiddleware:
             why = "304" if response.status == 304 else "same content"
             raise NotModified(f"Unchanged since the last visit ({why}): {request.url}")
         if changed:
-            scheduler.items.mark_changed(request)
+            scheduler.items.mark_changed(request, previous.get("n"))
         return response
+
+    def _replaced(self, request: Request, response: Response) -> bool:
+        """Whether the page's old items go, for a revisit answered with an
+        error: those its callback yields replace them when it handles the
+        status (``handle_httpstatus_list``); else (HttpErrorMiddleware
+        drops it before the callback) they stay."""
+        return not self.failed.withheld(response, request)
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         """A revisit that failed (after its retries) stays on the schedule."""

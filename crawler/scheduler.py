@@ -58,7 +58,7 @@ from crawler.exceptions import ConfigError, RedisUnavailable
 from crawler.failures import FailureWatch
 from crawler.fingerprints import redirected_start_fingerprint, start_fingerprint
 from crawler.frontier import dead_letter, item_letter
-from crawler.itemids import AFTER, STATE, ItemIds
+from crawler.itemids import AFTER, STATE, ItemIds, origin_id
 from crawler.jobs import expire_crawl, persist_if_expiring
 from crawler.localseen import LocalSeen
 from crawler.partfrontier import make_frontier
@@ -135,8 +135,9 @@ class RedisScheduler(BaseScheduler):
         self.leased_as: dict[Request, tuple[Any, dict[str, Any], int, bool]] = {}
         #: Revisits of leased requests, committed with their ack (not before:
         #: a node killed between the two would store the page twice).
-        #: (domain, seconds, entry, when noted: the interval counts from then).
-        self._revisits: dict[Request, list[tuple[str, float, str, float]]] = {}
+        #: (domain, seconds, the request, when noted: the interval counts
+        #: from then); encoded at the ack, with its page's item count.
+        self._revisits: dict[Request, list[tuple[str, float, Request, float]]] = {}
         #: A request on its last delivery, to run alone: (lease id, started).
         self._alone: tuple[str, bool] | None = None
         self.local_seen = LocalSeen(config.local_seen_cache)
@@ -556,8 +557,10 @@ class RedisScheduler(BaseScheduler):
             return origin
         return bytes(self.crawler.request_fingerprinter.fingerprint(request))
 
-    def note_origin(self, item: Any, item_id: bytes, request: Request) -> None:
-        self.items.note_origin(item, item_id, request)
+    def note_origin(
+        self, item: Any, item_id: bytes, request: Request, position: int | None = None
+    ) -> None:
+        self.items.note_origin(item, item_id, request, position)
 
     def _stored_origin(self, request: Request, origin: bytes | None) -> bytes | None:
         """*origin* as an entry stores it: START_ORIGIN for a start
@@ -581,7 +584,9 @@ class RedisScheduler(BaseScheduler):
         set aside in the dead letters with its reason and dropped."""
         worker = self.worker
         assert worker is not None
-        item_id, mode = self.items.identify(item)
+        item_id, mode, _origin = self.items.identify(item)
+        if mode == "!":
+            mode = "!|"  # replaces, whichever lease it came from (commit.lua)
         try:
             data = encode_item(item)
         except Exception as exc:
@@ -595,22 +600,45 @@ class RedisScheduler(BaseScheduler):
         """Store *request* (made from *leased*) with the commit that acks its
         page, due again in *seconds* (crawler.recrawl)."""
         worker = self.worker
-        assert worker is not None and self.spider is not None
+        assert worker is not None
+        if leased not in self.active:  # acked already: nothing to wait for
+            value = self._revisit_value(request, leased)
+            if value is not None:
+                worker.batch.revisits.append((slot_of(request), seconds, value, ""))
+            return
+        noted = (slot_of(request), seconds, request, time.monotonic())
+        self._revisits.setdefault(leased, []).append(noted)
+
+    def _revisit_value(self, request: Request, leased: Request) -> str | None:
+        """The "<priority>|<entry>" of a revisit, None if it cannot be stored."""
+        assert self.worker is not None and self.spider is not None
         try:
             # Its items keep their ids from one visit to the next.
             entry = request_entry(
                 request, self.spider, self._stored_origin(leased, self.origin_of(leased))
             )
         except Exception as exc:  # the page is acked all the same
-            worker.count("recrawl/unstorable")
+            self.worker.count("recrawl/unstorable")
             logger.warning("Cannot store %s to fetch it again: %s", request, exc)
-            return
-        value = f"{request.priority}|{entry}"
-        if leased not in self.active:  # acked already: nothing to wait for
-            worker.batch.revisits.append((slot_of(request), seconds, value, ""))
-            return
-        noted = (slot_of(request), seconds, value, time.monotonic())
-        self._revisits.setdefault(leased, []).append(noted)
+            return None
+        return f"{request.priority}|{entry}"
+
+    def _settle_items(self, request: Request, lease_id: str) -> None:
+        """*request*'s page is done: its revisits record how many callback
+        positions its items take, and the items of a changed page it no
+        longer yields are removed with the ack (while the lease is held)."""
+        worker = self.worker
+        assert worker is not None
+        count, stale = self.items.settle(request)
+        if count is not None:
+            for _, _, again, _ in self._revisits.get(request, ()):
+                state = again.meta.get(STATE)
+                if isinstance(state, dict):
+                    again.meta[STATE] = {**state, "n": count}
+        if stale:
+            basis = self.item_basis(request)
+            for position in stale:
+                worker.batch.items.append((origin_id(basis, position), f"-{lease_id}|"))
 
     def dead_letter(self, request: Request, reason: str) -> None:
         """Record that the cluster gave up on *request* (or could not store
@@ -689,9 +717,13 @@ class RedisScheduler(BaseScheduler):
         assert worker is not None
         finished = [r for r in self.active if r not in busy]
         for request in finished:
+            self._settle_items(request, self.active[request])
             lease_id = self.active.pop(request)
             self.leased_as.pop(request, None)
-            for domain, seconds, value, noted in self._revisits.pop(request, ()):
+            for domain, seconds, again, noted in self._revisits.pop(request, ()):
+                value = self._revisit_value(again, request)
+                if value is None:
+                    continue
                 left = max(0.0, seconds - (time.monotonic() - noted))
                 # Stored only if this node still holds the lease: one that
                 # expired (a node paused or cut off from Redis) was handed

@@ -677,3 +677,87 @@ def test_robots_txt_changed_while_recrawling_is_obeyed(redis_url, tmp_path):
     late = [h for h in site.fetches(2) if h.at > changed + 2 * 2 + 1]
     assert late == [], late
     assert [h for h in site.fetches(0) if h.at > changed + 2 * 2 + 1], site.hits  # still crawling
+
+
+class QuotesSite:
+    """Scrapy's tutorial site in small: /page/1/ lists ``quotes`` (one div
+    per quote), answered with ``status``; no validators, so a change is
+    told by the body's hash."""
+
+    def __init__(self, quotes: list[str]) -> None:
+        self.quotes = quotes
+        self.status = 200
+        self.hits: list[tuple[float, int]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                if self.path != "/page/1/":
+                    send_html(self, 404, "", {})
+                    return
+                divs = "".join(
+                    f'<div class="quote"><span class="text">{q}</span>'
+                    f'<small class="author">A. Author</small></div>'
+                    for q in site.quotes
+                )
+                site.hits.append((time.time(), site.status))
+                send_html(self, site.status, f"<html><body>{divs}</body></html>", {})
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _quotes_run(site: QuotesSite, redis_url: str, tmp_path: Path, change, *settings: str):
+    """Scrapy's tutorial spider (the zoo's `quotes`) on one node recrawling
+    every second: *change* is applied to the site once it was fetched
+    twice; the node's log and the items `scrapy export` writes after."""
+    env = {"ZOO_SITE": site.base}
+    common = ("ROBOTSTXT_OBEY=False", "CRAWLER_RECRAWL_AFTER=1", "CLOSESPIDER_TIMEOUT=10")
+    log = tmp_path / "n.log"
+    try:
+        node = start_node("quotes", redis_url, log, *common, *settings, cwd=ZOO, env=env)
+        wait_for(lambda: len(site.hits) >= 2, 30, "a revisit")
+        change(site)
+        assert wait_nodes([node], 60) == [0], log.read_text()
+    finally:
+        site.close()
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    out = tmp_path / "items.jsonl"
+    done = run_scrapy(["export", "quotes", "-o", str(out)], redis_url, cwd=ZOO, **env)
+    assert done.returncode == 0, done.stderr
+    return text, read_jsonl(out)
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_changed_page_with_fewer_items_leaves_no_old_item(redis_url, rclient, tmp_path, partitions):
+    """Scrapy's tutorial spider yields one item per quote. The page had 3
+    quotes, then 1: its items are exactly the new one. Item ids are the
+    page's fingerprint and the item's position, so the changed page
+    replaced position 0 and the old positions 1 and 2 stayed in the store:
+    `scrapy export` wrote 3 items, 2 the site no longer has."""
+    site = QuotesSite(["one", "two", "three"])
+
+    def change(site: QuotesSite) -> None:
+        site.quotes = ["uno"]
+
+    _, items = _quotes_run(site, redis_url, tmp_path, change, f"CRAWLER_PARTITIONS={partitions}")
+    assert len(site.hits) >= 3, site.hits  # revisited after the change
+    assert [item["text"] for item in items] == ["uno"], items
+    assert _stat(rclient, "quotes", "items_removed") == 2
+
+
+def _stat(rclient, crawl: str, name: str) -> int:
+    """A counter of the scripts' stats, over every partition."""
+    keys = rclient.scan_iter(match=f"{{{crawl}*}}:stats")
+    return sum(int(rclient.hget(key, name) or 0) for key in keys)

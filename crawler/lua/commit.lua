@@ -39,8 +39,9 @@
 --           (scrapy migrate); one already seen counts in the returned
 --           duplicates, not in the duplicates stat.
 --   items:  count, the KEYS index of {N}:itemlog (0 when count is 0), then
---           per item: item id, item JSON (first write wins); a new item's
---           id is appended to the item log (read by export --follow)
+--           per item: item id, item JSON (first write wins; see below for
+--           a JSON led by "!", "+" or "-"); a new item's id is appended to
+--           the item log (read by export --follow)
 --   policy: the politeness policy (JSON, see _polite.lua), not counted
 --   starts: count, then per request sent: domain, delay factor (jitter),
 --           how long before this call the node sent it (ms, its own clock),
@@ -60,12 +61,19 @@
 --           (expired and handed to another node, which fetches the page and
 --           stores its own revisit) is not stored: the page would wait twice.
 --
--- An item JSON led by "!" replaces the stored one (a changed page's item,
--- crawler.recrawl): when it differs, it is stored and logged with its value
--- (v), so a follower writes each version once. One led by "+" is stored as
--- usual (first write wins) and logged with its value too.
+-- An item JSON led by "!<lease id>|" replaces the stored one (a changed
+-- page's item, crawler.recrawl): when it differs, it is stored and logged
+-- with its value (v), so a follower writes each version once. One led by
+-- "+" is stored as usual (first write wins) and logged with its value too.
+-- "-<lease id>|" (no JSON) removes the item: a position its changed page
+-- no longer fills. Either only while this node holds that lease (or the
+-- lease id is ""): one that expired (a node paused past its lease) was
+-- handed to another node, whose newer version of the page stands; the
+-- page is fetched again, so nothing is lost.
 --
 -- Finishing (acking, dead-lettering) a request frees its domain's slot.
+--
+-- Counted in stats: items_removed, items_stale (not stored: lease expired).
 --
 -- Returns {queued, duplicates, items_new, items_dup, acked, backoff version,
 -- Redis time in ms, 0}, {0, 0, 0, 0, 0, backoff version, 0, 1} for a commit
@@ -119,6 +127,7 @@ do
   local nrev = tonumber(ARGV[rev])
   local wrong = check_type(stats, 'hash') or check_type(KEYS[7], 'hash')
     or (nitems > 0 and check_type(items, 'hash'))
+    or (nitems > 0 and check_type(held, 'hash'))
     or (nitems > 0 and check_type(KEYS[tonumber(ARGV[items_at() + 1])], 'stream'))
     or (nfinished + ndeads > 0 and check_type(held, 'hash'))
     or (ndeads > 0 and check_type(dead, 'list'))
@@ -321,11 +330,24 @@ end
 local items_new, items_dup = 0, 0
 n = tonumber(ARGV[i]); i = i + 1
 local itemlog = KEYS[tonumber(ARGV[i])]; i = i + 1
-local items_changed = 0
+local items_changed, items_removed, items_stale = 0, 0, 0
 for _ = 1, n do
   local value = ARGV[i + 1]
-  if string.sub(value, 1, 1) == '!' then
-    value = string.sub(value, 2)
+  local head = string.sub(value, 1, 1)
+  if head == '!' or head == '-' then
+    local bar = string.find(value, '|', 2, true)
+    local lease = string.sub(value, 2, bar - 1)
+    value = string.sub(value, bar + 1)
+    if lease ~= '' and redis.call('HEXISTS', held, lease) == 0 then
+      head = 'stale'
+      items_stale = items_stale + 1
+    end
+  end
+  if head == 'stale' then
+    -- nothing: a later lease's version of the page stands
+  elseif head == '-' then
+    items_removed = items_removed + redis.call('HDEL', items, ARGV[i])
+  elseif head == '!' then
     local old = redis.call('HGET', items, ARGV[i])
     -- A trimmed item left "#" and 8 hex digits of its SHA-1 (crawler.follow).
     if old == value or old == '#' .. string.sub(redis.sha1hex(value), 1, 8) then
@@ -466,6 +488,8 @@ if dups > marks_dup then redis.call('HINCRBY', stats, 'duplicates', dups - marks
 if items_new > 0 then redis.call('HINCRBY', stats, 'items', items_new) end
 if items_dup > 0 then redis.call('HINCRBY', stats, 'items_dup', items_dup) end
 if items_changed > 0 then redis.call('HINCRBY', stats, 'items_changed', items_changed) end
+if items_removed > 0 then redis.call('HINCRBY', stats, 'items_removed', items_removed) end
+if items_stale > 0 then redis.call('HINCRBY', stats, 'items_stale', items_stale) end
 if acked > 0 then redis.call('HINCRBY', stats, 'done', acked) end
 if acked + released > 0 then redis.call('HINCRBY', stats, 'leased', -(acked + released)) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
