@@ -54,8 +54,9 @@ where the domain is the request's Scrapy download slot)::
                                  {NAME}:items CRAWLER_EXPORT_TRIM_KEEP later.
     {NAME}:stats          HASH   counters kept by the scripts: queued, leased,
                                  pushed, seen, duplicates, done, items,
-                                 items_dup, items_changed, items_removed
-                                 (crawler.recrawl), dead, lease_seq.
+                                 items_dup, items_changed, items_removed,
+                                 items_stale (crawler.recrawl), dead,
+                                 lease_seq.
     {NAME}:dead           LIST   dead letters: JSON {reason, entry, node, time}.
     {NAME}:due            ZSET   "<prio>|<entry>", the request that fetches a
                                  page again (its recrawl state in its meta),

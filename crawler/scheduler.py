@@ -584,9 +584,11 @@ class RedisScheduler(BaseScheduler):
         set aside in the dead letters with its reason and dropped."""
         worker = self.worker
         assert worker is not None
-        item_id, mode, _origin = self.items.identify(item)
+        item_id, mode, origin = self.items.identify(item)
         if mode == "!":
-            mode = "!|"  # replaces, whichever lease it came from (commit.lua)
+            # Replaces only while this node holds the lease it was fetched
+            # with (commit.lua): a later lease's version of the page is newer.
+            mode = f"!{self.active.get(origin, '') if origin is not None else ''}|"
         try:
             data = encode_item(item)
         except Exception as exc:

@@ -761,3 +761,58 @@ def _stat(rclient, crawl: str, name: str) -> int:
     """A counter of the scripts' stats, over every partition."""
     keys = rclient.scan_iter(match=f"{{{crawl}*}}:stats")
     return sum(int(rclient.hget(key, name) or 0) for key in keys)
+
+
+def _stored_titles(rclient, crawl: str = "site") -> list[str]:
+    """The titles of the items in the store, over every partition."""
+    found = []
+    for key in rclient.scan_iter(match=f"{{{crawl}*}}:items"):
+        found += [re.search(rb'"title": ?"([^"]*)"', v) for v in rclient.hvals(key)]
+    return sorted(m.group(1).decode() for m in found if m)
+
+
+def test_node_back_after_its_lease_expired_keeps_the_newer_item(redis_url, rclient, tmp_path):
+    """A node stopped (SIGSTOP) while a changed page's item (v2) is in its
+    pipeline, for longer than CRAWLER_LEASE_TIME: another node fetches the
+    page again and stores what it found (v3). Back, the first node's item
+    must not replace it: the store kept v2, older than the site's page, and
+    as the page stayed v3 (unchanged at every revisit) it kept it for good.
+    (With CRAWLER_PARTITIONS > 1 an item stored in another partition than
+    its page's lease is not checked: one script cannot read another
+    partition's leases; see the README.)"""
+    site = VersionedSite(1)  # page 0: an ETag
+    slow = 'ITEM_PIPELINES={"tests.slow_item_pipeline.SlowItemPipeline": 100}'
+    common = (
+        "ROBOTSTXT_OBEY=False",
+        "CRAWLER_RECRAWL_AFTER=2",
+        "CRAWLER_LEASE_TIME=3",
+        "CRAWLER_LEASE_RENEW_INTERVAL=1",
+        slow,
+    )
+    try:
+        seeded = run_scrapy(["seed", "site", site.url(0)], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        log = tmp_path / "zombie.log"
+        zombie = start_node("site", redis_url, log, *common, "CLOSESPIDER_TIMEOUT=40")
+        wait_for(lambda: site.fetches(0), 30, "the first fetch")
+        site.bump([0])  # v2, found at the revisit
+        wait_for(lambda: len(site.fetches(0)) >= 2, 30, "the revisit")
+        time.sleep(0.5)  # its item in the slow pipeline
+        zombie.send_signal(signal.SIGSTOP)
+        try:
+            site.bump([0])  # v3
+            other_log = tmp_path / "other.log"
+            other = start_node("site", redis_url, other_log, *common, "CLOSESPIDER_TIMEOUT=25")
+            wait_for(lambda: "page 0 v3" in _stored_titles(rclient), 40, "v3 stored")
+        finally:
+            zombie.send_signal(signal.SIGCONT)
+        assert wait_nodes([zombie, other], 90) == [0, 0], log.read_text()
+    finally:
+        site.close()
+    assert [h.status for h in site.fetches(0)][:3] == [200, 200, 200], site.fetches(0)
+    assert _stored_titles(rclient) == ["page 0 v3"]
+    out = tmp_path / "items.jsonl"
+    done = run_scrapy(["export", "site", "-o", str(out)], redis_url)
+    assert done.returncode == 0, done.stderr
+    assert [item["title"] for item in read_jsonl(out)] == ["page 0 v3"]
+    assert _stat(rclient, "site", "items_stale") == 1
