@@ -135,8 +135,14 @@ class ClusterState:
         return self.queued <= 0 and self.leased <= 0 and self.start_urls <= 0 and self.due <= 0
 
 
-def dead_letter(reason: str, entry: str, node: str, url: str | None = None) -> str:
-    letter = {"reason": reason, "entry": entry, "node": node, "time": time.time()}
+def dead_letter(
+    reason: str, entry: str, node: str, url: str | None = None, page: str | None = None
+) -> str:
+    """A dead letter. One with a *page* (hex: a recrawl's revisit) leads
+    with it and a count, which commit.lua reads: the page's next one
+    replaces it, counting on."""
+    letter: dict[str, Any] = {"page": page, "count": 1} if page else {}
+    letter.update(reason=reason, entry=entry, node=node, time=time.time())
     if url is not None:
         letter["url"] = url
     # ASCII: a lone surrogate in a reason or an entry must not make the
@@ -317,6 +323,8 @@ class Frontier:
             args += [domain, latency_ms, int(ok)]
         args += [len(batch.acks), *batch.acks, len(batch.raws), *batch.raws]
         args.append(len(batch.deads))
+        if batch.deads:
+            args.append(ref(k.deadpages))
         for lease_id, letter in batch.deads:
             args += [lease_id, letter]
         args.append(len(batch.revisits))

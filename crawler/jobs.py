@@ -42,6 +42,7 @@ def crawl_keys(client: Any, keys: Keys, scan: bool = True) -> list[str]:
         keys.trimmed,
         keys.stats,
         keys.dead,
+        keys.deadpages,
         keys.due,
         keys.commit_seqs,
         keys.config,

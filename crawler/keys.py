@@ -58,6 +58,10 @@ where the domain is the request's Scrapy download slot)::
                                  items_stale (crawler.recrawl), dead,
                                  lease_seq.
     {NAME}:dead           LIST   dead letters: JSON {reason, entry, node, time}.
+    {NAME}:deadpages      HASH   page -> its dead letter in {NAME}:dead, as
+                                 stored, for letters of a recrawl's revisits
+                                 (JSON led by {"page", "count"}): a page's
+                                 next failing revisit replaces it (commit.lua).
     {NAME}:due            ZSET   "<prio>|<entry>", the request that fetches a
                                  page again (its recrawl state in its meta),
                                  -> when it is due (ms, Redis clock), with
@@ -203,6 +207,10 @@ class Keys:
     @property
     def due(self) -> str:
         return f"{self.tag}:due"
+
+    @property
+    def deadpages(self) -> str:
+        return f"{self.tag}:deadpages"
 
     # Politeness (see crawler/lua/_polite.lua, which derives the same names).
     def park(self, domain: str) -> str:

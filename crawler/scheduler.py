@@ -662,7 +662,19 @@ class RedisScheduler(BaseScheduler):
         self.failures.lettered.add(request)
         logger.warning("Dead-lettering %s: %s", request, reason)
         worker.count("crawler/dead_lettered")
-        worker.batch.deads.append(("", dead_letter(reason, entry, self.node, request.url)))
+        letter = dead_letter(reason, entry, self.node, request.url, self._revisited_page(request))
+        worker.batch.deads.append(("", letter))
+
+    def _revisited_page(self, request: Request) -> str | None:
+        """*request*'s fingerprint (hex) if it is a recrawl's revisit of its
+        page (its own recrawl state, not one copied with another's meta):
+        its dead letter replaces the one its page's last failing revisit
+        left (commit.lua), as the page stays on the schedule."""
+        state = request.meta.get(STATE)
+        if not isinstance(state, dict):
+            return None
+        fp = bytes(self.crawler.request_fingerprinter.fingerprint(request))
+        return fp.hex() if state.get("f") == fp[:4].hex() else None
 
     def _as_made(self, request: Request) -> Request:
         """*request* without what Scrapy's downloader and its middlewares

@@ -6,6 +6,7 @@ exported once by ``scrapy export --follow``, measured at the server."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -816,3 +817,35 @@ def test_node_back_after_its_lease_expired_keeps_the_newer_item(redis_url, rclie
     assert done.returncode == 0, done.stderr
     assert [item["title"] for item in read_jsonl(out)] == ["page 0 v3"]
     assert _stat(rclient, "site", "items_stale") == 1
+
+
+def test_page_failing_at_every_revisit_has_one_dead_letter(redis_url, tmp_path):
+    """A page on the revisit schedule that fails at every revisit (a 500
+    the spider does not handle, retries off) keeps one dead letter, the
+    latest, with how many revisits failed: each failing revisit added one
+    more, for good (`scrapy requeue` leaves revisits in place). `scrapy
+    deadletters` shows the count; `scrapy requeue` still leaves it."""
+    site = QuotesSite(["one"])
+
+    def change(site: QuotesSite) -> None:
+        site.status = 500
+
+    _, items = _quotes_run(site, redis_url, tmp_path, change, "RETRY_TIMES=0")
+    failed = [h for h in site.hits if h[1] == 500]
+    assert len(failed) >= 3, site.hits
+    assert [item["text"] for item in items] == ["one"]  # a 500 keeps the page's item
+    env = {"ZOO_SITE": site.base}
+    listed = run_scrapy(["deadletters", "quotes", "--json"], redis_url, cwd=ZOO, **env)
+    assert listed.returncode == 0, listed.stderr
+    letters = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(letters) == 1, letters
+    assert letters[0]["count"] == len(failed), (letters, site.hits)
+    assert letters[0]["url"] == site.base + "/page/1/"
+    assert "HTTP 500" in letters[0]["reason"]
+    shown = run_scrapy(["deadletters", "quotes"], redis_url, cwd=ZOO, **env)
+    assert f"its page's revisits failed {len(failed)} times" in shown.stdout, shown.stdout
+    assert "1 dead letters in crawl 'quotes'" in shown.stdout, shown.stdout
+    requeued = run_scrapy(["requeue", "quotes"], redis_url, cwd=ZOO, **env)
+    assert "still on the revisit schedule" in requeued.stdout + requeued.stderr, requeued
+    status = run_scrapy(["status", "quotes", "--json"], redis_url, cwd=ZOO, **env)
+    assert json.loads(status.stdout)["dead_letters"] == 1, status.stdout

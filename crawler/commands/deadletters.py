@@ -74,5 +74,9 @@ class Command(CrawlCommand):
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.get("time") or 0))
                 print(f"{when}  {letter.get('node', '-')}  {letter_url(letter)}")
                 print(f"    {letter.get('reason')}")
+                count = letter.get("count")
+                if isinstance(count, int) and count > 1:
+                    # A recrawl's revisit: one letter per page (commit.lua).
+                    print(f"    its page's revisits failed {count} times; the latest is shown")
         if not opts.json:
             print(f"{len(letters)} dead letters in crawl {crawl.config.name!r}")

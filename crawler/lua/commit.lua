@@ -53,7 +53,12 @@
 --   latencies: count, then per response: domain, latency ms, 1 if status 200
 --   acks:   count, then lease ids of finished requests
 --   raws:   count, then lease ids of consumed raw seeds (start_urls)
---   dead:   count, then per entry: lease id ("" for none), dead-letter JSON
+--   dead:   count, then (when not 0) the KEYS index of {N}:deadpages, then
+--           per entry: lease id ("" for none), dead-letter JSON. A letter
+--           led by {"page": "<hex>", "count": <n>, (a recrawl's revisit)
+--           replaces the page's letter stored before, if still there, with
+--           its count one more: a page that keeps failing on its revisit
+--           schedule has one letter, not one per revisit.
 --   revisits: count, then (when not 0) the KEYS index of {N}:due, then per
 --           page due again: milliseconds from now, the lease id of the
 --           request it was made from ("" for none), "<prio>|<entry>"
@@ -114,6 +119,7 @@ local function sections()
   local nacks = tonumber(ARGV[j]); j = j + 1 + nacks
   local nraws = tonumber(ARGV[j]); j = j + 1 + nraws
   local ndeads = tonumber(ARGV[j]); j = j + 1 + 2 * ndeads
+  if ndeads > 0 then j = j + 1 end
   return nitems, nacks + nraws, ndeads, j
 end
 local function check_type(key, kind)
@@ -131,6 +137,7 @@ do
     or (nitems > 0 and check_type(KEYS[tonumber(ARGV[items_at() + 1])], 'stream'))
     or (nfinished + ndeads > 0 and check_type(held, 'hash'))
     or (ndeads > 0 and check_type(dead, 'list'))
+    or (ndeads > 0 and check_type(KEYS[tonumber(ARGV[rev - 2 * ndeads - 1])], 'hash'))
     or (nrev > 0 and check_type(KEYS[tonumber(ARGV[rev + 1])], 'zset'))
   if wrong then return wrong end
 end
@@ -459,9 +466,23 @@ for _ = 1, n do
 end
 local deads = 0
 n = tonumber(ARGV[i]); i = i + 1
+local deadpages = n > 0 and KEYS[tonumber(ARGV[i])]
+if n > 0 then i = i + 1 end
+local LETTER = '^{"page": "(%x+)", "count": (%d+)(.*)$'
 for _ = 1, n do
   if ARGV[i] ~= '' then released = released + finish(ARGV[i]) end
-  redis.call('RPUSH', dead, ARGV[i + 1])
+  local letter = ARGV[i + 1]
+  local page, _, rest = string.match(letter, LETTER)
+  if page then
+    local before = redis.call('HGET', deadpages, page)
+    if before and redis.call('LREM', dead, -1, before) == 1 then
+      local _, count = string.match(before, LETTER)
+      letter = '{"page": "' .. page .. '", "count": ' .. (tonumber(count) + 1) .. rest
+      deads = deads - 1  -- replaced: no more letters than before
+    end
+    redis.call('HSET', deadpages, page, letter)
+  end
+  redis.call('RPUSH', dead, letter)
   deads = deads + 1
   i = i + 2
 end
