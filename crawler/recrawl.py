@@ -49,6 +49,9 @@ from crawler.scheduler import REQUEUE, RedisScheduler, redis_scheduler
 logger = logging.getLogger(__name__)
 
 _GROW, _SHRINK = 1.5, 0.5
+# A revisit answered with one of these, which the spider does not handle:
+# the page is gone, and so are its items.
+_GONE = (404, 410)
 # Headers and meta of a request as leased that are not stored with its
 # revisit: the old validators, and what a retry or redirect left.
 _NOT_KEPT = (b"If-None-Match", b"If-Modified-Since")
@@ -283,7 +286,11 @@ class RecrawlMiddleware:
                 # The error is the page's version now: the items a spider
                 # yields for it (handle_httpstatus_list) replace the old, and
                 # the page coming back (asked unconditionally) has changed.
-                broken = {"f": fp, "h": body_hash(response.body), "i": previous.get("i")}
+                # Its status in the hash: the page answering as before with
+                # the same body (a site that sends its pages' HTML with the
+                # 404) is a change too, or its items, gone, never came back.
+                error = f"{response.status}:{body_hash(response.body)}"
+                broken = {"f": fp, "h": error, "i": previous.get("i")}
                 if "n" in previous:
                     broken["n"] = previous["n"]
                 self._keep_schedule(scheduler, request, fp, broken)
@@ -315,8 +322,10 @@ class RecrawlMiddleware:
         """Whether the page's old items go, for a revisit answered with an
         error: those its callback yields replace them when it handles the
         status (``handle_httpstatus_list``); else (HttpErrorMiddleware
-        drops it before the callback) they stay."""
-        return not self.failed.withheld(response, request)
+        drops it before the callback) a 404 or a 410 says the page is gone,
+        and its items go with it, while any other (a 500, a 503, a 403)
+        may pass and keeps them."""
+        return not self.failed.withheld(response, request) or response.status in _GONE
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         """A revisit that failed (after its retries) stays on the schedule."""

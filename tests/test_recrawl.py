@@ -849,3 +849,37 @@ def test_page_failing_at_every_revisit_has_one_dead_letter(redis_url, tmp_path):
     assert "still on the revisit schedule" in requeued.stdout + requeued.stderr, requeued
     status = run_scrapy(["status", "quotes", "--json"], redis_url, cwd=ZOO, **env)
     assert json.loads(status.stdout)["dead_letters"] == 1, status.stdout
+
+
+@pytest.mark.parametrize(("status", "kept"), [(404, []), (410, []), (500, ["one", "two"])])
+def test_revisit_answered_an_error_the_spider_does_not_handle(redis_url, tmp_path, status, kept):
+    """Scrapy's tutorial spider handles no error status (HttpErrorMiddleware
+    drops the answer before the callback). A revisit answered 404 or 410:
+    the page is gone, so are its items (they stayed, and `scrapy export`
+    wrote a page the site no longer has). Answered 500 (retries off, as a
+    server having a bad minute): its items stay."""
+    site = QuotesSite(["one", "two"])
+
+    def change(site: QuotesSite) -> None:
+        site.status = status
+
+    _, items = _quotes_run(site, redis_url, tmp_path, change, "RETRY_TIMES=0")
+    assert [h for h in site.hits if h[1] == status], site.hits
+    assert [item["text"] for item in items] == kept, items
+
+
+def test_page_gone_for_a_while_comes_back_with_its_items(redis_url, tmp_path):
+    """A page answering 404 for a few revisits (a deploy gone wrong) loses
+    its items, and has them again once it answers as before: the revisit
+    after the 404 asks unconditionally and finds it changed."""
+    site = QuotesSite(["one", "two"])
+
+    def change(site: QuotesSite) -> None:
+        site.status = 404
+        wait_for(lambda: [h for h in site.hits if h[1] == 404][1:], 30, "two 404s")
+        site.status = 200
+
+    _, items = _quotes_run(site, redis_url, tmp_path, change, "RETRY_TIMES=0")
+    statuses = [h for _, h in site.hits]
+    assert 200 in statuses[statuses.index(404) :], statuses
+    assert [item["text"] for item in items] == ["one", "two"], items
