@@ -532,6 +532,52 @@ def test_a_finished_request_keeps_another_requests_item_origin():
     assert ids.item_id(item) == b"second-id"
 
 
+def _visit(ids: ItemIds, request: Request, stored: list[int]) -> None:
+    """*request*'s callback yielded an item at each of *stored* (positions),
+    and each reached the store."""
+    for position in stored:
+        item = {"p": position}
+        ids.note_origin(item, b"id%d" % position, request, position)
+        ids.identify(item)
+
+
+@pytest.mark.parametrize(
+    ("previous", "trim", "spoiled", "stored", "expected"),
+    [
+        (3, True, False, [0], (1, [1, 2])),  # 3 items, now 1: two removed
+        (3, True, False, [0, 2], (3, [1])),  # a pipeline dropped the second
+        (0, True, False, [0, 1], (2, [])),  # more than before
+        (2, True, False, [], (0, [0, 1])),  # a 404: the page is gone
+        (3, True, True, [0], (3, [])),  # the callback raised: the rest stays
+        (3, False, False, [], (3, [])),  # a 500 the callback never saw
+        (None, True, False, [0], (1, [])),  # stored before counts were kept
+    ],
+)
+def test_a_changed_page_s_items_are_exactly_its_new_ones(previous, trim, spoiled, stored, expected):
+    """ItemIds.settle: which positions of a changed page's items to remove
+    from the store, and how many its recrawl state records."""
+    ids, request = ItemIds(""), Request("http://a/1")
+    ids.mark_changed(request, previous, trim)
+    _visit(ids, request, stored)
+    if spoiled:
+        ids.spoil(request)
+    assert ids.settle(request) == expected
+
+
+def test_a_first_or_unchanged_visit_s_item_count():
+    """A first visit records how many positions its items took; an unchanged
+    one (no item) leaves the count its state carries; with CRAWLER_ITEM_KEY
+    there is none (ids are not positions)."""
+    ids, first, same = ItemIds(""), Request("http://a/1"), Request("http://a/2")
+    _visit(ids, first, [0, 1])
+    assert ids.settle(first) == (2, [])
+    assert ids.settle(same) == (None, [])
+    keyed, request = ItemIds("sku"), Request("http://a/3")
+    keyed.mark_changed(request, 3)
+    _visit(keyed, request, [0])
+    assert keyed.settle(request) == (None, [])
+
+
 def test_a_dont_filter_requests_item_origin_is_its_content():
     """The same request made again (a callback run again after a crash)
     gets the same origin, so its items are stored once; any other request,
