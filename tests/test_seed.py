@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 
-from tests.conftest import run_scrapy
+from tests.conftest import ROOT, SCRAPY, run_scrapy, scrapy_env
 
 
 def queued_entries(rclient) -> list[dict[str, object]]:
@@ -100,3 +103,53 @@ def test_unreachable_redis_is_named_with_password_redacted():
         assert "cannot reach Redis at redis://crawler:***@127.0.0.1:1/0" in result.stderr
         assert "Check that the server is running" in result.stderr
         assert "s3cret-pass" not in result.stderr + result.stdout
+
+
+def _queued(rclient) -> int:
+    return int(rclient.hget("{site}:stats", "queued") or 0)
+
+
+def _wait_for(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_stream_left_open_is_queued_as_it_comes_and_ctrl_c_stops_it(redis_url, rclient):
+    """`tail -f urls | scrapy seed -i -`: each line is queued soon after it
+    is written, not once 2,000 more came; Ctrl-C ends the command though the
+    pipe stays open. Before: nothing was queued, and Ctrl-C did nothing,
+    until the producer wrote 2,000 more lines (or closed the pipe)."""
+    proc = subprocess.Popen(
+        [SCRAPY, "seed", "site", "-i", "-"],
+        cwd=ROOT,
+        env=scrapy_env(redis_url),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    try:
+        for n, line in enumerate(["http://a.test/1", "ftp://a.test/2", "http://a.test/3"]):
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            if n != 1:
+                # The command's start-up (a second or two) included.
+                want = (n + 2) // 2
+                assert _wait_for(lambda w=want: _queued(rclient) == w, 20), n
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(10)  # the pipe still open
+        out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130, err
+    assert "line 2: rejected: unsupported scheme 'ftp'" in err
+    assert "interrupted (Ctrl-C): seeding was interrupted; the summary" in err
+    assert "Traceback" not in err
+    assert "2 queued, 0 already seen, 1 rejected (3 lines read)" in out

@@ -36,8 +36,11 @@ from crawler.frontier import Batch
 from crawler.partfrontier import AnyFrontier, make_frontier
 from crawler.politeness import make_entry, request_entry
 from crawler.seeds import UNDECODED_BYTES, parse_seed, simple_path_agrees, simple_seed
+from crawler.seedstream import LineFeed, StoppableReader, is_stream
 
 _BATCH = 2000
+# How often a seeder waiting for a stream's next line looks for Ctrl-C (seconds).
+_STREAM_POLL = 0.25
 _SHOWN_REJECTS = 1000
 
 
@@ -75,24 +78,33 @@ class Command(CrawlCommand):
         crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name, record=True)
         check_seen(crawl)
         seeder = Seeder(crawl, progress=sys.stderr.isatty())
-        # Ctrl-C stops the seeding at its next batch of lines (a second one
-        # at once). asyncio.run's own handler cancels the main task, and that
-        # cancellation was lost now and then: 4 of 12 Ctrl-C under load were
-        # ignored, the whole file was seeded and the exit status was 0.
-        # Raising KeyboardInterrupt wherever the signal lands left the event
-        # loop waiting for ever, once.
+        # Ctrl-C stops the seeding at its next batch of lines, or at once on
+        # a stream (a second one: at once, wherever it is). asyncio.run's own
+        # handler cancels the main task, and that cancellation was lost now
+        # and then: 4 of 12 Ctrl-C under load were ignored, the whole file
+        # was seeded and the exit status was 0. Raising KeyboardInterrupt
+        # wherever the signal lands left the event loop waiting for ever, once.
 
         def interrupt(signum: int, frame: Any) -> None:
             if seeder.interrupted:
+                seeder.forced = True
                 raise KeyboardInterrupt
             seeder.interrupted = True
 
         previous = signal.signal(signal.SIGINT, interrupt)
+        streamed = False
         try:
             with contextlib.ExitStack() as stack:
-                asyncio.run(seeder.run(_lines(urls, path, stack)))
+                lines = _lines(urls, path, stack)
+                streamed = isinstance(lines, LineFeed)
+                asyncio.run(seeder.run(lines))
         except KeyboardInterrupt:
             print(seeder.summary(), flush=True)
+            if streamed and not seeder.forced:
+                raise CommandInterrupted(
+                    "seeding was interrupted; the summary above says what was queued of "
+                    "the lines read."
+                ) from None
             raise CommandInterrupted(
                 "seeding was interrupted; a batch in flight may have been queued too. Run "
                 "the same command again to queue the rest: seeds queued already are "
@@ -108,20 +120,41 @@ class Command(CrawlCommand):
             self.exitcode = 1
 
 
-def _lines(urls: list[str], path: str | None, stack: contextlib.ExitStack) -> Iterator[str]:
-    """The arguments, then the lines of *path* (``-`` for stdin), closed by *stack*."""
+def _lines(
+    urls: list[str], path: str | None, stack: contextlib.ExitStack
+) -> Iterator[str] | LineFeed:
+    """The arguments, then the lines of *path* (``-`` for stdin), closed by
+    *stack*: an iterator for a file, a LineFeed for a stream that may stay
+    open (a pipe, a terminal), whose lines are queued as they come."""
     if path is None:
         return iter(urls)
     if path == "-":
         raw: Any = sys.stdin.buffer if isinstance(sys.stdin, io.TextIOWrapper) else None
         if raw is None:  # stdin replaced by a text stream (tests, embedding)
             return itertools.chain(urls, sys.stdin)
-        return itertools.chain(urls, _decoded(raw, "standard input", stack))
-    try:
-        handle = stack.enter_context(open(path, "rb"))
-    except OSError as exc:
-        raise CommandFailed(f"cannot read seed file {path!r}: {exc.strerror}") from None
-    return itertools.chain(urls, _decoded(handle, f"seed file {path!r}", stack))
+        name = "standard input"
+    else:
+        try:
+            raw = stack.enter_context(open(path, "rb"))
+        except OSError as exc:
+            raise CommandFailed(f"cannot read seed file {path!r}: {exc.strerror}") from None
+        name = f"seed file {path!r}"
+    if is_stream(raw.fileno()):
+        return _stream(urls, raw.fileno(), name)
+    return itertools.chain(urls, _decoded(raw, name, stack))
+
+
+def _stream(urls: list[str], fd: int, name: str) -> LineFeed:
+    """The lines of the stream *fd*, read by a thread that Ctrl-C can stop
+    (through a reader of its own: a thread blocked in sys.stdin.buffer
+    would hold its lock, and the interpreter's exit abort on it)."""
+
+    def open_lines(stack: contextlib.ExitStack) -> Iterator[str]:
+        raw = io.BufferedReader(StoppableReader(fd, feed.stop_reading))
+        return itertools.chain(urls, _decoded(raw, name, stack))
+
+    feed = LineFeed(open_lines)
+    return feed
 
 
 #: Compressed seed files are read as they are: (magic bytes, name, opener).
@@ -182,56 +215,30 @@ class Seeder:
         self.crawl = crawl
         self.progress = progress
         self.read = self.queued = self.seen = self.rejected = 0
-        # Set by Ctrl-C: the seeding stops at the next batch of lines.
-        self.interrupted = False
+        # Set by Ctrl-C: the seeding stops at the next batch of lines (at
+        # once on a stream); by a second one: it stopped wherever it was.
+        self.interrupted = self.forced = False
         self._last_progress = 0.0
         config = crawl.config
         self._max_url = config.seed_max_url_length
         self._simple = simple_path_agrees(crawl.spider, crawl.crawler.request_fingerprinter)
 
-    async def run(self, lines: Iterator[str]) -> None:
+    async def run(self, lines: Iterator[str] | LineFeed) -> None:
         client = async_client(self.crawl.url)
         frontier = make_frontier(client, self.crawl.config, f"seed-{os.getpid()}")
         await frontier.register()  # listed by `scrapy crawls` from now on
         pending: list[asyncio.Task[None]] = []
-        batch = Batch()
         # Seeding makes no reference cycles worth collecting, and the cyclic
         # collector, walking the batches in memory, costs a quarter of the run.
+        # A stream may be seeded for days: there the collector stays on.
         gc_was_enabled = gc.isenabled()
-        gc.disable()
-        # Most lines are plain URLs that take the fast path, inlined here.
-        simple = simple_seed if self._simple else None
-        max_url = self._max_url
-        lineno = 0
-        damaged: CommandFailed | None = None
+        if not isinstance(lines, LineFeed):
+            gc.disable()
         try:
-            try:
-                for lineno, line in enumerate(lines, 1):
-                    hit = simple(line.strip(), max_url) if simple else None
-                    if hit is None:
-                        self._add(lineno, line, batch)
-                    else:
-                        batch.pushes.append((hit[0], 0, make_entry(hit[1], hit[2])))
-                    if len(batch.pushes) >= _BATCH:
-                        if self.interrupted:
-                            raise KeyboardInterrupt
-                        self.read = lineno
-                        pending.append(asyncio.create_task(self._commit(frontier, batch)))
-                        batch = Batch()
-                        # A few commits in flight keep the pipe full without
-                        # holding more than a few batches in memory.
-                        if len(pending) >= 4:
-                            await pending.pop(0)
-                        self._show_progress()
-            except CommandFailed as exc:
-                # A damaged compressed file: what was read before is queued.
-                damaged = exc
-            self.read = lineno
-            pending.append(asyncio.create_task(self._commit(frontier, batch)))
-            for task in pending:
-                await task
-            if damaged is not None:
-                raise damaged
+            if isinstance(lines, LineFeed):
+                await self._stream(lines, frontier, pending)
+            else:
+                await self._batches(lines, frontier, pending)
         except (KeyboardInterrupt, asyncio.CancelledError):
             # Ctrl-C: the commits already sent are let finish (briefly), so
             # the summary counts what they queued.
@@ -239,6 +246,8 @@ class Seeder:
                 await asyncio.wait(pending, timeout=5)
             raise
         finally:
+            if isinstance(lines, LineFeed):
+                lines.stop()
             # A commit that failed (Redis gone) ends the command: the others
             # in flight are cancelled and awaited before the client closes,
             # not left to print "Task exception was never retrieved".
@@ -250,6 +259,95 @@ class Seeder:
             await client.aclose()
             if self.progress:
                 sys.stderr.write("\n")
+
+    async def _batches(
+        self, lines: Iterator[str], frontier: AnyFrontier, pending: list[asyncio.Task[None]]
+    ) -> None:
+        """Seed the lines of a file (or the arguments) in batches of _BATCH."""
+        batch = Batch()
+        # Most lines are plain URLs that take the fast path, inlined here.
+        simple = simple_seed if self._simple else None
+        max_url = self._max_url
+        lineno = 0
+        damaged: CommandFailed | None = None
+        try:
+            for lineno, line in enumerate(lines, 1):
+                hit = simple(line.strip(), max_url) if simple else None
+                if hit is None:
+                    self._add(lineno, line, batch)
+                else:
+                    batch.pushes.append((hit[0], 0, make_entry(hit[1], hit[2])))
+                if len(batch.pushes) >= _BATCH:
+                    if self.interrupted:
+                        raise KeyboardInterrupt
+                    self.read = lineno
+                    batch = await self._send(frontier, batch, pending)
+                    self._show_progress()
+        except CommandFailed as exc:
+            # A damaged compressed file: what was read before is queued.
+            damaged = exc
+        self.read = lineno
+        pending.append(asyncio.create_task(self._commit(frontier, batch)))
+        for task in pending:
+            await task
+        if damaged is not None:
+            raise damaged
+
+    async def _stream(
+        self, feed: LineFeed, frontier: AnyFrontier, pending: list[asyncio.Task[None]]
+    ) -> None:
+        """Seed the lines of a stream as they come: whatever was read is
+        queued as soon as the stream has nothing more for the moment (a
+        producer writing a line a minute), in batches of _BATCH while lines
+        come faster than they are queued. Ctrl-C stops the reading at once,
+        and what was read is queued."""
+        feed.start()
+        batch = Batch()
+        while True:
+            if self.interrupted:
+                feed.stop()
+            lines = feed.take()
+            for line in lines:
+                self.read += 1
+                self._add_line(self.read, line, batch)
+                if len(batch.pushes) >= _BATCH:
+                    batch = await self._send(frontier, batch, pending)
+            if lines:
+                self._show_progress()
+                await asyncio.sleep(0)  # the commits in flight go on
+                continue
+            if batch.pushes:  # nothing more for now: queue what was read
+                batch = await self._send(frontier, batch, pending)
+            for task in [t for t in pending if t.done()]:
+                pending.remove(task)
+                task.result()  # a failed commit (Redis gone) ends the command
+            if self.interrupted:
+                raise KeyboardInterrupt
+            if feed.done:
+                break
+            await feed.wait(_STREAM_POLL)
+        for task in pending:
+            await task
+        if feed.error is not None:
+            raise feed.error
+
+    async def _send(
+        self, frontier: AnyFrontier, batch: Batch, pending: list[asyncio.Task[None]]
+    ) -> Batch:
+        """Commit *batch* in the background; a new, empty batch."""
+        pending.append(asyncio.create_task(self._commit(frontier, batch)))
+        # A few commits in flight keep the pipe full without holding more
+        # than a few batches in memory.
+        if len(pending) >= 4:
+            await pending.pop(0)
+        return Batch()
+
+    def _add_line(self, lineno: int, line: str, batch: Batch) -> None:
+        hit = simple_seed(line.strip(), self._max_url) if self._simple else None
+        if hit is None:
+            self._add(lineno, line, batch)
+        else:
+            batch.pushes.append((hit[0], 0, make_entry(hit[1], hit[2])))
 
     def _add(self, lineno: int, line: str, batch: Batch) -> None:
         """Queue one line by the full path (Scrapy's Request and fingerprint)."""
