@@ -233,5 +233,8 @@ CRAWLER_SEEN_SHARDS = 65536
 CRAWLER_START_URLS_KEY = ""
 
 #: Seconds a node stopping on SIGTERM or Ctrl-C waits for the requests it
-#: is processing before it hands them back to the frontier and exits.
+#: is processing before it hands them back to the frontier and exits. Also
+#: how long a closing node (stopped, or its crawl over) waits for an
+#: unreachable Redis to take its last writes; then it exits, and what it
+#: held returns to the frontier when its leases expire.
 CRAWLER_STOP_TIMEOUT = 30.0

@@ -52,8 +52,6 @@ _INBOX_WAIT = 0.5
 _MAX_BACKOFF = 5.0
 # Seconds between two looks for pages due again (crawler.recrawl).
 _DUE_INTERVAL = 1.0
-# Closing gives up on Redis after this long, and says so.
-_CLOSE_FLUSH_TIMEOUT = 60.0
 
 
 class NodeEngine(Protocol):
@@ -387,19 +385,48 @@ class Worker:
     async def close(self) -> None:
         """The node leaves: write what is pending, hand back what it holds
         (prefetched, never started), leave the crawl and say how it ended.
-        Redis is waited for (with backoff) for at most a minute."""
+        An unreachable Redis is waited for (with backoff) for at most
+        CRAWLER_STOP_TIMEOUT in all; what is not written by then returns
+        to the frontier when this node's leases expire."""
         holds = self.leases.drop_ready()
+        timeout = self.config.stop_timeout
+        deadline = time.monotonic() + timeout
+        said = False
+
+        def waiting(exc: Exception, _: float) -> None:
+            nonlocal said
+            if said:
+                return
+            said = True
+            logger.warning(
+                "Redis at %s is unreachable while this node closes (%s); waiting up to "
+                "%.0f s more (CRAWLER_STOP_TIMEOUT=%gs) to write its %d pending writes, "
+                "hand back the %d requests it leased ahead and leave the crawl.",
+                self.url,
+                exc,
+                max(0.0, deadline - time.monotonic()),
+                timeout,
+                len(self.commits),
+                len(holds),
+            )
+
+        steps = (
+            self.commits.flush_all,
+            lambda: self.frontier.release_all(holds),
+            self.report.leave,
+        )
         try:
-            await retry_for(_CLOSE_FLUSH_TIMEOUT, self.commits.flush_all)
-            await retry_for(_CLOSE_FLUSH_TIMEOUT, lambda: self.frontier.release_all(holds))
-            await retry_for(_CLOSE_FLUSH_TIMEOUT, self.report.leave)
+            for step in steps:
+                await retry_for(max(0.0, deadline - time.monotonic()), step, waiting=waiting)
             await self._report_outcome()
         except Exception as exc:
             logger.error(
-                "Could not reach Redis at %s while closing (%s): %d pending writes are "
-                "lost from this node; its leases expire and other nodes redo that work.",
+                "Could not reach Redis at %s while closing (%s), within "
+                "CRAWLER_STOP_TIMEOUT=%gs: %d pending writes are lost from this node; "
+                "its leases expire and other nodes redo that work.",
                 self.url,
                 exc,
+                timeout,
                 len(self.commits),
             )
         await self.frontier.client.aclose()
@@ -436,8 +463,8 @@ async def retry_for(
     waiting: Callable[[Exception, float], None] | None = None,
 ) -> None:
     """Run *op*, again with backoff (0.5 s doubling to 5 s) while it raises
-    what *retry* accepts, for at most *seconds*; *waiting* hears of each
-    wait (the error and the deadline)."""
+    what *retry* accepts, for at most *seconds* (the last try at the
+    deadline); *waiting* hears of each wait (the error and the deadline)."""
     deadline = time.monotonic() + seconds
     delay = 0.5
     while True:
@@ -445,9 +472,10 @@ async def retry_for(
             await op()
             return
         except Exception as exc:
-            if not retry(exc) or time.monotonic() + delay > deadline:
+            left = deadline - time.monotonic()
+            if not retry(exc) or left <= 0:
                 raise
             if waiting is not None:
                 waiting(exc, deadline)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 5.0)

@@ -152,6 +152,43 @@ def test_redis_restart_loses_nothing(make_site, aof_redis, tmp_path):
     assert lost == 0
 
 
+def test_sigterm_while_redis_is_down_waits_stop_timeout_and_loses_nothing(
+    make_site, aof_redis, tmp_path
+):
+    """SIGTERM while Redis is down: the node waited a hard-coded 60 s for it
+    (180 s at worst), whatever CRAWLER_STOP_TIMEOUT said, without saying
+    what for. It now waits CRAWLER_STOP_TIMEOUT, says so, and what it held
+    returns to the frontier when its leases expire."""
+    pages = 20
+    site = make_site(pages, delays={f"/page/{i}.html": 0.3 for i in range(pages)})
+    url = aof_redis.url
+    assert run_scrapy(["seed", "site", site.url("/page/0.html")], url).returncode == 0
+    log = tmp_path / "n1.log"
+    node = start_node("site", url, log, "CRAWLER_STOP_TIMEOUT=2", *FAST_LEASES)
+    try:
+        wait_for(lambda: len(site.page_counts()) >= 3, 60, "crawl progress")
+        aof_redis.stop()
+        node.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        assert node.wait(timeout=30) == 0
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+    took = time.monotonic() - sent
+    text = log.read_text()
+    assert "while this node closes" in text and "(CRAWLER_STOP_TIMEOUT=2s) to write its" in text
+    assert "within CRAWLER_STOP_TIMEOUT=2s" in text and "Spider closed (shutdown)" in text
+    assert took < 20, took
+    aof_redis.start()
+    assert finish([start_node("site", url, tmp_path / "n2.log", *FAST_LEASES)], 120) == [0]
+    assert set(site.page_counts()) == {f"/page/{i}.html" for i in range(pages)}
+    out = tmp_path / "items.jsonl"
+    assert run_scrapy(["export", "site", "-o", str(out)], url).returncode == 0
+    urls = [item["url"] for item in read_jsonl(out)]
+    assert sorted(urls) == sorted(set(urls)) and len(urls) == pages
+
+
 def test_failing_requests_are_dead_lettered_and_requeued(make_site, redis_url, rclient, tmp_path):
     site = make_site(1)
     site.site.slow_seconds = 3
