@@ -150,6 +150,36 @@ def test_redis_without_a_command_the_crawler_needs_is_an_error(tmp_path):
     assert "error: Redis does not know the command EVALSHA" in result.stderr
 
 
+def test_crawl_on_a_redis_that_refuses_scripts_says_so_without_tracebacks(rclient, tmp_path):
+    """A Redis with EVALSHA renamed away, or an ACL user without the script
+    commands: `scrapy crawl` printed three tracebacks (the node's first
+    heartbeat inside Scrapy's engine start, then Scrapy's own close) before
+    "error: the node failed to start". Now one line says what Redis
+    refused and what to do, before the node starts."""
+    server = RedisServer(free_port(), tmp_path, extra=["--rename-command", "EVALSHA", ""])
+    server.start()
+    try:
+        renamed = run_scrapy(["crawl", "site"], server.url)
+    finally:
+        server.stop()
+    assert renamed.returncode == 1
+    assert "Traceback" not in renamed.stderr, renamed.stderr
+    assert "error: Redis does not know the command EVALSHA" in renamed.stderr
+    assert "enable them on the server" in renamed.stderr
+    rules = run_scrapy(["acl", "site", "--role", "node"], None).stdout.split()
+    kept = [r for r in rules[rules.index("resetkeys") :] if r not in ("+evalsha", "+script|load")]
+    rclient.execute_command("ACL", "SETUSER", "noscripts", "on", ">pw", *kept)
+    try:
+        port = rclient.connection_pool.connection_kwargs["port"]
+        denied = run_scrapy(["crawl", "site"], f"redis://noscripts:pw@127.0.0.1:{port}/0")
+    finally:
+        rclient.execute_command("ACL", "DELUSER", "noscripts")
+    assert denied.returncode == 1
+    assert "Traceback" not in denied.stderr, denied.stderr
+    assert "error: Redis refused a command this node needs" in denied.stderr
+    assert "`scrapy acl SPIDER --role node` prints the rules" in denied.stderr
+
+
 def test_export_of_a_crawl_not_in_this_redis_keeps_the_file(redis_url, rclient, tmp_path):
     _store_items(rclient, 3)
     out = tmp_path / "items.jsonl"

@@ -21,6 +21,7 @@ from crawler.exceptions import ConfigError, CrawlerError
 from crawler.metrics import check_metrics_port
 from crawler.scheduler import PERMISSION_DENIED
 from crawler.scrapy_redis_settings import component_path
+from crawler.scripts import check_scripting
 from crawler.seenrecord import check_seen_config
 
 logger = logging.getLogger(__name__)
@@ -59,9 +60,10 @@ def prepare_node(project: Any, spidercls: Any) -> bool:
     node starts, so that a bad setup is one ``error:`` line (CommandFailed)
     rather than tracebacks from a started node: whether the spider runs
     with the add-on (False: plain Scrapy, unless its ADDONS dropped the
-    project's add-on), the reactor, Redis reachable, the scheduler, the
-    metrics port, the crawl's seen-set settings. *project*: the command's
-    settings, without the spider's ``custom_settings``."""
+    project's add-on), the reactor, Redis reachable and running scripts,
+    the scheduler, the metrics port, the crawl's seen-set settings.
+    *project*: the command's settings, without the spider's
+    ``custom_settings``."""
     settings = project.copy()
     spidercls.update_settings(settings)  # its custom_settings
     if not distributed(settings):
@@ -75,6 +77,8 @@ def prepare_node(project: Any, spidercls: Any) -> bool:
         take_scheduler(settings.copy())
         check_metrics_port(settings)
         with sync_client(url) as client:
+            # Refused, Redis's answer becomes run_guarded's `error:` line.
+            check_scripting(client)
             check_seen_config(client, config.keys, config.seen)
     except CrawlerError as exc:
         raise CommandFailed(str(exc)) from None
