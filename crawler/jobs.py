@@ -64,6 +64,7 @@ def crawl_keys(client: Any, keys: Keys, scan: bool = True) -> list[str]:
         keys.domain_busy,
         keys.backoffs,
         keys.crawl_delays,
+        keys.site_crawl_delays,
         keys.auto_delays,
         keys.domain_pages,
     ]

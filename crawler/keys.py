@@ -80,6 +80,9 @@ where the domain is the request's Scrapy download slot)::
                                  _polite.lua p_hset).
     {NAME}:dbackoff       HASH   domain -> "<until ms>|<level>" after 429/503.
     {NAME}:dcrawl         HASH   domain -> robots.txt Crawl-delay (ms; 0: none).
+    {NAME}:dcrawlsite     HASH   domain -> JSON {"scheme://netloc": ms}: the
+                                 Crawl-delay of each robots.txt of the domain
+                                 as last read; dcrawl holds the longest.
     {NAME}:dauto          HASH   domain -> AutoThrottle delay (ms).
     {NAME}:dpages         HASH   domain -> requests handed out for the first
                                  time, of domains with a page budget
@@ -238,6 +241,10 @@ class Keys:
     @property
     def crawl_delays(self) -> str:
         return f"{self.tag}:dcrawl"
+
+    @property
+    def site_crawl_delays(self) -> str:
+        return f"{self.tag}:dcrawlsite"
 
     @property
     def auto_delays(self) -> str:

@@ -10,7 +10,9 @@ than the configured one, up to ``CRAWLER_MAX_CRAWL_DELAY`` seconds.
 
 Keys: ``{N}:robots:<scheme>://<netloc>`` STRING, ``"B" + body`` (fetched),
 ``"E"`` (fetching failed: everything is allowed, as in Scrapy) or ``"F"``
-(a node is fetching it); ``{N}:dcrawl`` HASH domain -> Crawl-delay in ms.
+(a node is fetching it); ``{N}:dcrawl`` HASH domain -> Crawl-delay in ms,
+the longest of those its sites' robots.txt asked for as last read
+(``{N}:dcrawlsite``): read again, a robots.txt that asks for less lowers it.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
                 self._stats.inc_value("robotstxt/shared")
                 body = bytes(value[1:])
                 # This domain (download slot) may not have its Crawl-delay yet.
-                await self._keep_crawl_delay(client, request, self._crawl_delay(body, request))
+                delay = self._crawl_delay(body, request)
+                await self._keep_crawl_delay(client, request, site, delay)
                 return body
             if value == b"E":
                 return None
@@ -173,14 +176,14 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             # so one network error does not lift the rules for a whole TTL.
             ttl = max(1, int(min(self.config.robots_ttl, _FAILED_TTL)))
             await client.set(key, b"E", ex=ttl)
-            await self._keep_crawl_delay(client, request, 0)
+            await self._keep_crawl_delay(client, request, site, None)
             return None
         ttl = max(1, int(self.config.robots_ttl))
         delay = self._crawl_delay(body, request)
         await client.set(key, b"B" + body, ex=ttl)
         # 0 too: the frontier holds a domain to one request at a time
         # until its robots.txt (and Crawl-delay) is known.
-        await self._keep_crawl_delay(client, request, delay)
+        await self._keep_crawl_delay(client, request, site, delay)
         if delay:
             logger.info(
                 "%s/robots.txt asks for a Crawl-delay of %gs; the whole cluster keeps it.",
@@ -199,14 +202,19 @@ class SharedRobotsTxtMiddleware(RobotsTxtMiddleware):
             await asyncio.sleep(with_send_margin(wait))
         return body
 
-    async def _keep_crawl_delay(self, client: Any, request: Request, delay: float) -> None:
-        """Record *delay* (s) as the Crawl-delay of *request*'s domain, unless
-        another robots.txt of the domain (another scheme or port) asked for
-        a longer one (crawler/lua/crawl_delay.lua)."""
+    async def _keep_crawl_delay(
+        self, client: Any, request: Request, site: str, delay: float | None
+    ) -> None:
+        """Record *delay* (s; None: *site*'s robots.txt could not be
+        fetched) as the Crawl-delay of *site*, replacing what it asked for
+        before, smaller or not; the domain of *request* keeps the longest
+        of its sites' (another scheme or port: crawler/lua/crawl_delay.lua)."""
         if self._delay_script is None or self._delay_script[0] is not client:
             self._delay_script = (client, client.register_script(script_source("crawl_delay")))
+        keys = self._keys(request)
+        ms = -1 if delay is None else int(delay * 1000)
         await self._delay_script[1](
-            keys=[self._keys(request).crawl_delays], args=[slot_of(request), int(delay * 1000)]
+            keys=[keys.crawl_delays, keys.site_crawl_delays], args=[slot_of(request), site, ms]
         )
 
     def _crawl_delay(self, body: bytes, request: Request) -> float:

@@ -332,12 +332,31 @@ def test_the_longest_crawl_delay_of_a_domain_is_kept(redis_url, rclient):
     read on its own: the last one read replaced the others' Crawl-delay, and
     one that could not be fetched (0) lifted it (helper 39: once a second
     port's robots.txt without a delay was read, the first port's pages
-    came 0-94 ms apart instead of 2 s)."""
+    came 0-94 ms apart instead of 2 s). Each one's delay is kept as last
+    read, and the domain's is the longest; one read again replaces its own,
+    smaller too (the longest ever read was kept for good); one that could
+    not be fetched (-1) keeps its own."""
     script = rclient.register_script(script_source("crawl_delay"))
-    key = "{site}:dcrawl"
-    for delay, kept in ((0, 0), (2000, 2000), (0, 2000), (500, 2000), (3000, 3000)):
-        assert script(keys=[key], args=["example.com", delay]) == kept
-        assert rclient.hget(key, "example.com") == str(kept).encode()
+    keys = ["{site}:dcrawl", "{site}:dcrawlsite"]
+    a, b = "http://example.com", "https://example.com"
+    steps = [
+        (a, 0, 0),
+        (b, 2000, 2000),
+        (a, 0, 2000),
+        (a, 500, 2000),
+        (a, 3000, 3000),
+        (a, -1, 3000),
+        (a, 0, 2000),  # a read again without a delay: b's is the longest
+        (b, -1, 2000),
+        (b, 100, 100),
+        (b, 0, 0),
+    ]
+    for site, delay, kept in steps:
+        assert script(keys=keys, args=["example.com", site, delay]) == kept, (site, delay)
+        assert rclient.hget(keys[0], "example.com") == str(kept).encode()
+    # Never read before, and not fetched: known, without a delay.
+    assert script(keys=keys, args=["other.example", "http://other.example", -1]) == 0
+    assert rclient.hget(keys[0], "other.example") == b"0"
 
 
 def test_a_crawl_delay_past_the_limit_is_cut_to_it(hosts, redis_url, tmp_path):

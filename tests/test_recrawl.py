@@ -883,3 +883,35 @@ def test_page_gone_for_a_while_comes_back_with_its_items(redis_url, tmp_path):
     statuses = [h for _, h in site.hits]
     assert 200 in statuses[statuses.index(404) :], statuses
     assert [item["text"] for item in items] == ["one", "two"], items
+
+
+def test_crawl_delay_lowered_in_robots_txt_read_again_is_followed(redis_url, rclient, tmp_path):
+    """robots.txt read again after CRAWLER_ROBOTSTXT_TTL asks for a shorter
+    Crawl-delay, then none: the cluster follows it. It kept the longest it
+    ever read (crawler/lua/crawl_delay.lua), so a site that lowered its
+    Crawl-delay was crawled at the old pace until the crawl was reset."""
+    site = OverriddenSite(3)
+    site.override[-1] = (200, "User-agent: *\nCrawl-delay: 1\n", {})  # /robots.txt
+    settings = ("ROBOTSTXT_OBEY=True", "CRAWLER_ROBOTSTXT_TTL=1", "CRAWLER_RECRAWL_AFTER=1")
+
+    def delay() -> bytes | None:
+        return rclient.hget("{site}:dcrawl", "127.0.0.1")
+
+    try:
+        seeded = run_scrapy(["seed", "site", site.url(0)], redis_url)
+        assert seeded.returncode == 0, seeded.stderr
+        node = start_node("site", redis_url, tmp_path / "n.log", *settings)
+        try:
+            wait_for(lambda: delay() == b"1000", 30, "Crawl-delay 1 s in Redis")
+            site.override[-1] = (200, "User-agent: *\nCrawl-delay: 0.5\n", {})
+            wait_for(lambda: delay() == b"500", 30, "Crawl-delay 0.5 s in Redis")
+            site.override[-1] = (200, "User-agent: *\nDisallow: /nothing\n", {})
+            wait_for(lambda: delay() == b"0", 30, "no Crawl-delay in Redis")
+            node.send_signal(signal.SIGTERM)
+            assert wait_nodes([node], 60) == [0]
+        finally:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+    finally:
+        site.close()
