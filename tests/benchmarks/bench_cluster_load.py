@@ -29,8 +29,9 @@ lists after the seed / their entries).
 from __future__ import annotations
 
 import subprocess
+import threading
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tests.benchmarks.bench_redis_load import LoadResult, LoadShape, _check_entry, run_load
@@ -54,10 +55,29 @@ class Comparison:
     single: list[LoadResult]  # one Redis, P=1
     split: list[LoadResult]  # one Redis, P=shards
     cluster: list[LoadResult]  # the cluster, P=shards
+    # The control: *shards* standalone Redis, each an unsplit crawl (P=1) of
+    # its share of the nodes, all at once: what running that many servers
+    # on this machine costs, with no split and no cluster mode.
+    servers: list[LoadResult] = field(default_factory=list)
 
     def ratios(self) -> list[float]:
         """Capacity of the cluster over the single Redis's, per node count."""
         return [c.capacity / s.capacity for s, c in zip(self.single, self.cluster, strict=True)]
+
+    def factors(self, k: int) -> tuple[float, float, float, float]:
+        """Node count *k*'s CPU per page (all servers) step by step, each
+        over the one before: the split (1 Redis, P=shards over P=1), the
+        servers (the control over 1 Redis, P=1: the machine's cost of
+        running *shards* servers), and what is left of the cluster over the
+        split (cluster mode, and the servers' cost as it is there)."""
+        single, split, cluster = self.single[k], self.split[k], self.cluster[k]
+        servers = self.servers[k].us_per_page if self.servers else float("nan")
+        return (
+            split.us_per_page / single.us_per_page,
+            servers / single.us_per_page,
+            cluster.us_per_page / split.us_per_page,
+            cluster.us_per_page / single.us_per_page,
+        )
 
     @property
     def ratio(self) -> float:
@@ -87,8 +107,10 @@ def compare(counts: tuple[int, ...], base: LoadShape, work: Path, shards: int = 
     single: list[LoadResult] = []
     split: list[LoadResult] = []
     cluster: list[LoadResult] = []
+    servers: list[LoadResult] = []
     with ExitStack() as stack:
         one = stack.enter_context(redis_server(work, name="single"))
+        alone = [stack.enter_context(redis_server(work, name=f"alone{j}")) for j in range(shards)]
         # A long node timeout: a busy 2-core machine must not look like a failure.
         many = stack.enter_context(
             redis_cluster(work, masters=shards, replicas_per_master=0, node_timeout_ms=30_000)
@@ -100,7 +122,38 @@ def compare(counts: tuple[int, ...], base: LoadShape, work: Path, shards: int = 
             split.append(_one(url, replace(shape, partitions=shards), "1 Redis"))
             label = f"{shards} shards"
             cluster.append(_one(many.seed_url, replace(shape, partitions=shards), label))
-    return Comparison(shards, _redis_version(), single, split, cluster)
+            urls = [f"redis://{server.address}/0" for server in alone]
+            servers.append(_control(urls, replace(shape, partitions=1)))
+    return Comparison(shards, _redis_version(), single, split, cluster, servers)
+
+
+def _control(urls: list[str], shape: LoadShape) -> LoadResult:
+    """The control run: each standalone Redis of *urls* an unsplit crawl of
+    its share of the nodes (one process each), all at once; summed as one
+    result whose shards are the servers."""
+    k = len(urls)
+    progress(f"redis cluster load: {k} Redis, P=1 each (control), {shape.nodes} nodes")
+    shares = [shape.nodes // k + (j < shape.nodes % k) for j in range(k)]
+    results: list[LoadResult | None] = [None] * k
+
+    def run(j: int) -> None:
+        results[j] = run_load(urls[j], replace(shape, nodes=shares[j], procs=1))
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in range(k)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if any(r is None for r in results):
+        raise RuntimeError("a control run failed (see above)")
+    done = [r for r in results if r is not None]
+    total = LoadResult(shape, sum(r.pages for r in done), sum(r.cpu_s for r in done))
+    total.wall_s = max(r.wall_s for r in done)
+    total.shard_cpu = [r.cpu_s for r in done]
+    total.part_pages = [r.pages for r in done]
+    total.roundtrips = sum(r.roundtrips for r in done)
+    progress(f"  {total.us_per_page:.1f} µs/page in all, {total.rate:,.0f} pages/s")
+    return total
 
 
 def _one(url: str, shape: LoadShape, label: str) -> LoadResult:
@@ -141,5 +194,18 @@ def render(cmp: Comparison) -> str:
     for r in cmp.cluster:
         share = " / ".join(f"{part / max(r.pages, 1):.0%}" for part in r.part_pages)
         lines.append(f"pages acked per partition, {r.shape.nodes} nodes: {share}")
+    for k, r in enumerate(cmp.servers):
+        cores = "/".join(f"{c / r.wall_s:.2f}" for c in r.shard_cpu)
+        split, servers, rest, cluster = cmp.factors(k)
+        lines.append(
+            f"control, {n} standalone Redis, P=1 each, {r.shape.nodes} nodes among them: "
+            f"{r.us_per_page:.1f} µs/page in all ({r.rate:,.0f} pages/s, cores {cores})"
+        )
+        lines.append(
+            f"  µs/page over 1 Redis, P=1: the split x{split:.2f} (1 Redis, P={n}); "
+            f"the cluster over the split x{rest:.2f} (cluster mode and {n} servers), "
+            f"of which {n} servers on this machine x{servers:.2f} (the control); "
+            f"in all x{cluster:.2f}"
+        )
     lines.append(WHY)
     return "\n".join(lines)

@@ -82,6 +82,9 @@ class LoadShape:
     # CRAWLER_PARTITIONS; above 1 the nodes are built as the scheduler builds
     # them (cluster-aware client, recorded tags, make_frontier).
     partitions: int = 1
+    # Pages/s each node keeps to (0: as fast as it can), for measuring a Redis
+    # at a given load (bench_cluster_load: one Redis at its shards' load).
+    rate: float = 0.0
 
 
 @dataclass
@@ -248,6 +251,7 @@ class SimNode:
     async def run(self, stop_at: float) -> None:
         await self.heartbeat()
         beat_at, beat_done = time.monotonic(), 0
+        start = time.monotonic()
         while time.time() < stop_at:
             await self.commits.flush()
             now = time.monotonic()
@@ -265,7 +269,11 @@ class SimNode:
                 self._fetch(got[0], page)
                 taken += 1
             self.done += taken
-            if not taken and not self.leases.ready:
+            if self.shape.rate:
+                await asyncio.sleep(
+                    max(0.0, start + self.done / self.shape.rate - time.monotonic())
+                )
+            elif not taken and not self.leases.ready:
                 await asyncio.sleep(0.01)
         await self.commits.flush()
         await self.frontier.release_all()
@@ -798,6 +806,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=16, help="CONCURRENT_REQUESTS")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=0.0, help="pages/s of each node (0: full)")
     parser.add_argument("--domains", type=int, default=DOMAINS, help="domains of the site")
     parser.add_argument("--per-domain", type=int, default=8, help="CONCURRENT_REQUESTS_PER_DOMAIN")
     parser.add_argument("--memory", action="store_true", help="bytes per queued request")
@@ -863,6 +872,7 @@ def _base(args: argparse.Namespace) -> LoadShape:
         domains=args.domains,
         per_domain=args.per_domain,
         partitions=args.partitions,
+        rate=args.rate,
     )
 
 

@@ -619,6 +619,7 @@ def _cluster_rows(results: dict[str, Any], row: Any, notes: list[str]) -> None:
     n = cmp.shards if cmp else 3
     nodes = " / ".join(str(r.shape.nodes) for r in cmp.single) if cmp else ""
     split = _cell(results, key, lambda c: " / ".join(f"{r.us_per_page:.0f}" for r in c.split))
+    control = _cell(results, key, lambda c: " / ".join(f"{r.us_per_page:.0f}" for r in c.servers))
     ratios = _cell(results, key, lambda c: " / ".join(f"{x:.2f}x" for x in c.ratios()))
     verdict = _verdict(cmp.ratio if cmp else None, 2.5)
     for metric, text in (
@@ -628,6 +629,7 @@ def _cluster_rows(results: dict[str, Any], row: Any, notes: list[str]) -> None:
         ),
         ("  busiest shard µs/page", _pairs(results, "busiest_us_per_page")),
         (f"  1 Redis with P={n} (the split alone) µs/page", split),
+        (f"  {n} standalone Redis, P=1 each (control: {n} servers alone) µs/page", control),
         ("  pages/s measured (Python-bound here)", _pairs(results, "rate", ",.0f")),
         ("  capacity pages/s, one core per shard", _pairs(results, "capacity", ",.0f")),
     ):
