@@ -21,9 +21,6 @@ local ready = math.max(s.next, s.bo)
 if ready > now then
   return {ready - now, (s.held and s.next > now and s.next >= s.bo) and 1 or 0}
 end
-local gap = math.max(s.delay * factor, s.crawl)
-s.next = now + 1 + gap + math.floor(math.min(gap / 10, P.sm or 0))
-s.held = false
-s.dirty = true
+p_started(d, factor, 0)  -- its next turn is timed from now, as a lease's start
 p_save()
 return {0, 0}
