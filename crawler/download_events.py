@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scrapy import Request, Spider
+from scrapy.exceptions import IgnoreRequest
 from scrapy.resolver import dnscache
 from scrapy.utils.httpobj import urlparse_cached
 
@@ -96,9 +97,13 @@ class DownloadEvents:
         slot = domain_name(host) if _keyed_by_ip(request) else slot_of(request)
         if not self.policy.may_delay and not self.worker.pauses.paused(slot):
             return
+        leases = self.worker.leases
         while True:
+            own = leases.own_holds(slot)
             try:
-                wait, held = await self.worker.frontier.reserve(slot, self.policy.factor(slot))
+                turn = await self.worker.frontier.reserve(
+                    slot, self.policy.factor(slot), own.values()
+                )
             except Exception as exc:
                 if not self._reserve_failed:
                     logger.warning(
@@ -110,10 +115,38 @@ class DownloadEvents:
                 self._reserve_failed = True
                 return
             self._reserve_failed = False
-            if wait <= 0:
+            if turn.own_gap is not None:
+                # The hold is this node's own leased request, which may wait
+                # behind this download for room in the downloader: this goes
+                # first (when that one would have: it may be leased ahead)
+                # and that one a delay after it. Unless it went out while
+                # Redis answered: its start, reported soon, times this one.
+                if any(lid not in leases.holding for lid in own):
+                    await self._sleep(_HOLD_POLL)
+                    continue
+                first = leases.due_in(own)
+                if first > 0:
+                    await self._sleep(first)
+                    continue
+                leases.hold_back(own, turn.own_gap)
+                return
+            if turn.wait <= 0:
                 return
             # A hold ends when its request starts, usually within a commit.
-            await asyncio.sleep(min(wait, _HOLD_POLL) if held else wait)
+            await self._sleep(min(turn.wait, _HOLD_POLL) if turn.held else turn.wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait *seconds*, or until the node handed its requests back (a stop
+        that timed out): the download then fails (IgnoreRequest) instead of
+        keeping the node's close waiting out a domain's pause."""
+        stopped = self.worker.handed_back
+        if stopped.is_set():
+            raise IgnoreRequest("this node stopped and handed its requests back")
+        try:
+            await asyncio.wait_for(stopped.wait(), seconds)
+        except TimeoutError:
+            return
+        raise IgnoreRequest("this node stopped and handed its requests back")
 
     def _may_wait(self, request: Request) -> bool:
         if self.lease_of(request) is not None:
@@ -121,9 +154,13 @@ class DownloadEvents:
         url = urlparse_cached(request)
         if url.scheme not in ("http", "https") or not url.hostname:
             return False
-        # robots.txt goes first: a leased page of its domain holds the
-        # domain while it waits for it.
-        return not (request.meta.get("dont_obey_robotstxt") and url.path == "/robots.txt")
+        # robots.txt goes first, redirected or not: a leased page of its
+        # domain holds the domain while it waits for it.
+        if not request.meta.get("dont_obey_robotstxt"):
+            return True
+        if url.path == "/robots.txt":
+            return False
+        return not any(urlsplit(u).path == "/robots.txt" for u in _redirected_from(request))
 
     def backoff(self, request: Request, seconds: float) -> None:
         """Pause *request*'s domain cluster-wide (seconds < 0: exponential)."""
@@ -180,3 +217,9 @@ def redirect_slot(request: Request) -> None:
     source = urlsplit(str(urls[-1])).hostname
     if slot == source and urlparse_cached(request).hostname != source:
         del request.meta["download_slot"]
+
+
+def _redirected_from(request: Request) -> list[str]:
+    """The URLs RedirectMiddleware followed to *request* (meta redirect_urls)."""
+    urls = request.meta.get("redirect_urls")
+    return [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []

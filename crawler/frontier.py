@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import struct
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,18 @@ class CommitResult:
     redis_ms: int = 0
     # 1: this commit had been applied already (sent again after a lost reply).
     replayed: int = 0
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A download the frontier never handed out asked for its domain's turn
+    (``Frontier.reserve``)."""
+
+    wait: float  # seconds to wait before asking again (0: go now)
+    held: bool = False  # what it waits for is a leased request's hold (ends sooner)
+    # Not None: the hold is this node's own leased request, not sent yet:
+    # go now, and send that request this many seconds after this download.
+    own_gap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -408,15 +420,19 @@ class Frontier:
         """Move the inbox to the park lists (a lease call of no requests)."""
         await self.lease(0, lease_ms)
 
-    async def reserve(self, domain: str, factor: float) -> tuple[float, bool]:
+    async def reserve(
+        self, domain: str, factor: float, own_holds: Iterable[int] = ()
+    ) -> Turn:
         """Ask for *domain*'s next turn for a download the frontier never
-        handed out (crawler/lua/reserve.lua): (0, False) when it may go now,
-        else the seconds to wait before asking again and whether the wait is
-        a leased request's hold (which usually ends sooner)."""
+        handed out (crawler/lua/reserve.lua); *own_holds*: the ends of the
+        holds this node's leased requests of the domain, not sent yet, put
+        on it."""
         keys = [self.keys.stats, *polite_keys(self.keys)]
-        args: list[Any] = [self._policy, domain, factor]
-        wait, held = await self._rt(self.scripts.reserve(keys=keys, args=args))
-        return int(wait) / 1000, bool(int(held))
+        args: list[Any] = [self._policy, domain, factor, *own_holds]
+        got = await self._rt(self.scripts.reserve(keys=keys, args=args))
+        if int(got[1]) == 2:
+            return Turn(0.0, False, int(got[2]) / 1000)
+        return Turn(int(got[0]) / 1000, bool(int(got[1])))
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         """Lease raw seeds from the scrapy-redis style start_urls key (a list,

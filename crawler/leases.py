@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from scrapy import Request
@@ -173,6 +173,26 @@ class LeaseSession:
                 self.count("crawler/passed", 1)  # went before one passed
             return taken
         return None
+
+    def own_holds(self, domain: str) -> dict[str, int]:
+        """Lease id -> the end of the hold it put on *domain* (Redis ms), of
+        this node's requests of the domain leased and not handed out yet."""
+        return {
+            lid: hold
+            for lid, (_, hold) in self.holding.items()
+            if hold > 0 and self.slots.get(lid) == domain
+        }
+
+    def due_in(self, lease_ids: Iterable[str]) -> float:
+        """Seconds until the last of *lease_ids* is due (0: all are)."""
+        now = time.monotonic()
+        return max((self.not_before.get(lid, now) - now for lid in lease_ids), default=0.0)
+
+    def hold_back(self, lease_ids: Iterable[str], seconds: float) -> None:
+        """Send none of *lease_ids* (held, not handed out) for *seconds* more."""
+        until = time.monotonic() + seconds
+        for lid in lease_ids:
+            self.not_before[lid] = max(self.not_before.get(lid, 0.0), until)
 
     def _wait_for_pause(self, lease_id: str, now: float) -> None:
         """A request of a domain this node has paused for at most the

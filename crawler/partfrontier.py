@@ -29,12 +29,13 @@ import json
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 from urllib.parse import urlsplit
 
 from crawler.config import CrawlConfig
-from crawler.frontier import Batch, ClusterState, CommitResult, Frontier, Leased
+from crawler.frontier import Batch, ClusterState, CommitResult, Frontier, Leased, Turn
 from crawler.partitions import global_id, partition_of, split_id
 from crawler.politeness import domain_name, split_entry
 
@@ -237,8 +238,8 @@ class PartitionedFrontier:
         waiting = [part for part in self.parts if part.inbox_waiting()]
         await asyncio.gather(*(part.drain_inbox(lease_ms) for part in waiting))
 
-    async def reserve(self, domain: str, factor: float) -> tuple[float, bool]:
-        return await self.parts[self.part_of(domain)].reserve(domain, factor)
+    async def reserve(self, domain: str, factor: float, own_holds: Iterable[int] = ()) -> Turn:
+        return await self.parts[self.part_of(domain)].reserve(domain, factor, own_holds)
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         return await self.parts[0].lease_raw(count, lease_ms)

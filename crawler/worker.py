@@ -118,6 +118,9 @@ class Worker:
         self.limits = ClusterLimits(frontier, config.close_limits, config.lease_ms)
         self.wakeup = asyncio.Event()
         self.stopping = False
+        #: Set once the node handed back what it held (``hand_back``): a
+        #: download still waiting for its domain's turn gives up.
+        self.handed_back = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_beat = 0.0
         self._last_due = 0.0
@@ -433,6 +436,7 @@ class Worker:
 
     async def hand_back(self) -> None:
         """Stop now: write what is pending and hand back everything held."""
+        self.handed_back.set()
         holds = self.leases.drop_ready()
         await self.commits.flush_all()
         await self.frontier.release_all(holds)

@@ -6,6 +6,7 @@ for these too, and a polite crawl's files reached the site all at once."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,11 +26,14 @@ pytestmark = pytest.mark.timing  # gaps between requests as the server saw them
 
 
 class FileSite:
-    """Pages /page/N.html and files /file/N-K.bin; records when each file was asked for."""
+    """Pages /page/N.html and files /file/N-K.bin; records when each file was
+    asked for. *paused*: a path answered 429 with a long Retry-After;
+    *robots_moved*: /robots.txt redirects to /robots-real.txt."""
 
-    def __init__(self) -> None:
+    def __init__(self, paused: str = "", robots_moved: bool = False) -> None:
         self.file_times: list[float] = []
         self.times: list[float] = []  # every request's
+        self.paths: list[tuple[float, str]] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +42,14 @@ class FileSite:
 
             def do_GET(self) -> None:
                 outer.times.append(time.monotonic())
+                outer.paths.append((time.monotonic(), self.path))
+                if self.path == paused or (robots_moved and self.path == "/robots.txt"):
+                    self.send_response(429 if self.path == paused else 301)
+                    self.send_header("Retry-After", "200")
+                    self.send_header("Location", "/robots-real.txt")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path.startswith("/file/"):
                     outer.file_times.append(time.monotonic())
                     body, kind = self.path.encode() * 20, "application/octet-stream"
@@ -113,3 +125,100 @@ def test_two_nodes_keep_the_delay_between_them_for_files_too(redis_url, tmp_path
     assert min(gaps) >= DELAY * 0.7, gaps
     for log in logs:  # both nodes downloaded files
         assert "'file_status_count/downloaded'" in log.read_text(), log.read_text()[-3000:]
+
+
+def _crawl_files(redis_url: str, tmp_path: Path, site: FileSite, pages: int, *settings: str) -> str:
+    """Seed *pages* pages of *site*, crawl them with one node; its log."""
+    seeds = [f"{site.base}/page/{n}.html" for n in range(pages)]
+    seeded = run_scrapy(["seed", "media", *seeds], redis_url, cwd=META)
+    assert seeded.returncode == 0, seeded.stderr
+    log = tmp_path / "node.log"
+    store = f"FILES_STORE={tmp_path / 'files'}"
+    node = start_node("media", redis_url, log, store, *settings, cwd=META)
+    assert node.wait(timeout=120) == 0, log.read_text()[-3000:]
+    return log.read_text()
+
+
+def _close_pairs(site: FileSite) -> list[tuple[float, str, str]]:
+    """Requests that reached the site less than 0.7 of the delay apart."""
+    times = sorted(site.paths)
+    return [(round(b - a, 3), p, q) for (a, p), (b, q) in pairwise(times) if b - a < DELAY * 0.7]
+
+
+def test_files_do_not_wait_on_the_nodes_own_leased_page(redis_url, tmp_path):
+    """A file waiting for its domain's turn waited on the hold of the next
+    page this node had leased, which could not go out because the waiting
+    files filled the downloader (CONCURRENT_REQUESTS=2): nothing moved until
+    the page was handed back unsent, 22.5 s later, and again for the next
+    (6 pages took 127 s, helper 56). The file now goes first, the page a
+    delay after it."""
+    site = FileSite()
+    try:
+        started = time.monotonic()
+        text = _crawl_files(redis_url, tmp_path, site, 6, "CONCURRENT_REQUESTS=2")
+        took = time.monotonic() - started
+    finally:
+        site.close()
+    assert len(site.file_times) == 6 * FILES_PER_PAGE
+    assert "released_unsent" not in text, text[-3000:]
+    assert not _close_pairs(site), _close_pairs(site)
+    # 25 requests (robots.txt too) one delay (0.5-0.55 s) apart, and the start.
+    assert took < 40, took
+
+
+def test_robots_txt_redirected_goes_first(redis_url, tmp_path):
+    """robots.txt answered with a redirect: the redirected fetch waited on
+    the hold of the page waiting for it until the hold ran out (30 s), then
+    two pages went out 10 ms apart (helper 56)."""
+    site = FileSite(robots_moved=True)
+    try:
+        origin = time.monotonic()
+        _crawl_files(redis_url, tmp_path, site, 2)
+    finally:
+        site.close()
+    paths = [p for _, p in sorted(site.paths)]
+    assert paths[:3] == ["/robots.txt", "/robots-real.txt", "/page/0.html"], paths
+    first_page = dict((p, t) for t, p in site.paths)["/page/0.html"] - origin
+    assert first_page < 15, first_page  # the node's start, then two delays
+    assert not _close_pairs(site), _close_pairs(site)
+
+
+def test_a_stop_does_not_wait_out_a_pause_for_files(redis_url, tmp_path):
+    """A file of a domain paused by a 429 (Retry-After 200) waited out the
+    pause, and with it the node's graceful stop: still running 150 s after
+    SIGTERM with CRAWLER_STOP_TIMEOUT=5 (helper 56). It now gives up when
+    the node hands its requests back, and is not sent meanwhile."""
+    site = FileSite(paused="/page/1.html")
+    try:
+        seeds = [f"{site.base}/page/{n}.html" for n in range(2)]
+        seeded = run_scrapy(["seed", "media", *seeds], redis_url, cwd=META)
+        assert seeded.returncode == 0, seeded.stderr
+        log = tmp_path / "node.log"
+        store = f"FILES_STORE={tmp_path / 'files'}"
+        node = start_node("media", redis_url, log, store, "CRAWLER_STOP_TIMEOUT=5", cwd=META)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "pausing it for the whole cluster" not in (
+            log.read_text() if log.exists() else ""
+        ):
+            time.sleep(0.2)
+        time.sleep(2)  # page 0's files now wait for the pause
+        files_before = len(site.file_times)
+        stopped = time.monotonic()
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(timeout=60)
+        finally:
+            if node.poll() is None:
+                node.kill()
+        took = time.monotonic() - stopped
+        files_after = len(site.file_times)
+    finally:
+        site.close()
+    text = log.read_text()
+    assert "pausing it for the whole cluster" in text, text[-3000:]
+    assert took < 30, (took, text[-3000:])
+    assert "Spider closed (shutdown)" in text, text[-3000:]
+    assert files_after == files_before, "a file went to the paused domain"
+    # What the node held went back: page 0 (its files unfetched) is done by no one yet.
+    status = run_scrapy(["status", "media", "--json"], redis_url, cwd=META)
+    assert status.returncode == 0, status.stderr
