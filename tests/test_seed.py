@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import mmap
+import os
 import signal
+import socket
+import struct
 import subprocess
+import tempfile
 import time
+from typing import Any
 
 from tests.conftest import ROOT, SCRAPY, run_scrapy, scrapy_env
 
@@ -153,3 +160,112 @@ def test_a_stream_left_open_is_queued_as_it_comes_and_ctrl_c_stops_it(redis_url,
     assert "interrupted (Ctrl-C): seeding was interrupted; the summary" in err
     assert "Traceback" not in err
     assert "2 queued, 0 already seen, 1 rejected (3 lines read)" in out
+
+
+def _failing_after(data: bytes) -> tuple[Any, int]:
+    """A real file whose reads fail with EIO after *data* (a page): this
+    process's memory through /proc/PID/mem, a regular file, positioned at a
+    page holding *data* followed by a page mapped past the end of its file
+    (no memory behind it, so the kernel answers EIO, as a failing disk
+    does). Returns (the open file, positioned; what keeps the mapping)."""
+    page = mmap.PAGESIZE
+    assert len(data) == page
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    backing = tempfile.TemporaryFile()
+    backing.write(data)
+    backing.flush()
+    addr = libc.mmap(None, 2 * page, mmap.PROT_READ, mmap.MAP_SHARED, backing.fileno(), 0)
+    assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+    mem = open(f"/proc/{os.getpid()}/mem", "rb", buffering=0)
+    mem.seek(addr)
+    assert mem.read(page) == data
+    mem.seek(addr)
+    return mem, backing
+
+
+def _page_of_urls() -> tuple[bytes, int]:
+    lines = [f"http://a.test/{n}\n" for n in range(200)]
+    text = "".join(lines)
+    pad = mmap.PAGESIZE - len(text) - len("http://a.test/pad\n")
+    return (text + "http://a.test/pad" + "x" * pad + "\n").encode(), len(lines) + 1
+
+
+def test_a_read_error_mid_file_is_one_line_and_what_was_read_stays_queued(redis_url, rclient):
+    """A seed file whose disk fails after its first page (EIO). Before: a
+    traceback, no summary, and the batch of lines read was never committed
+    (nothing queued); now the lines read are queued, the summary counts
+    them, and one error line names the input."""
+    data, lines = _page_of_urls()
+    mem, backing = _failing_after(data)
+    with mem, backing:
+        result = subprocess.run(
+            [SCRAPY, "seed", "site", "-i", "-"],
+            cwd=ROOT,
+            env=scrapy_env(redis_url),
+            stdin=mem,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{lines} queued, 0 already seen, 0 rejected ({lines} lines read)" in result.stdout
+    [error] = result.stderr.splitlines()
+    assert error.startswith("error: cannot read standard input: Input/output error;")
+    assert "seed it again" in error
+    assert _queued(rclient) == lines
+
+
+def test_a_seed_file_that_cannot_be_read_at_all_is_one_line(redis_url):
+    """/proc/self/mem opens, but its first read fails (EIO): a traceback before."""
+    result = run_scrapy(["seed", "site", "-i", "/proc/self/mem"], redis_url)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "0 queued, 0 already seen, 0 rejected (0 lines read)" in result.stdout
+    assert result.stderr.startswith(
+        "error: cannot read seed file '/proc/self/mem': Input/output error;"
+    )
+
+
+def test_a_stream_reset_by_its_peer_keeps_what_it_queued(redis_url, rclient):
+    """Standard input is a TCP connection the other end resets after 5 lines
+    (ECONNRESET mid-stream). Before: a traceback and no summary."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+    with peer:
+        peer.sendall(b"".join(b"http://a.test/%d\n" % n for n in range(5)))
+        proc = subprocess.Popen(
+            [SCRAPY, "seed", "site", "-i", "-"],
+            cwd=ROOT,
+            env=scrapy_env(redis_url),
+            stdin=ours,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ours.close()
+        try:
+            assert _wait_for(lambda: _queued(rclient) == 5, 30)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        finally:
+            peer.close()  # with SO_LINGER 0: a reset, not an end of stream
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert "5 queued, 0 already seen, 0 rejected (5 lines read)" in out
+    assert err.splitlines() == [
+        "error: cannot read standard input: Connection reset by peer; the lines read "
+        "before the error were seeded (the summary says how many lines were read and "
+        "queued): check the input and seed it again (what is queued already is counted "
+        "as already seen, not queued twice)"
+    ]

@@ -141,7 +141,7 @@ def _lines(
         name = f"seed file {path!r}"
     if is_stream(raw.fileno()):
         return _stream(urls, raw.fileno(), name)
-    return itertools.chain(urls, _decoded(raw, name, stack))
+    return itertools.chain(urls, _read(raw, name, stack))
 
 
 def _stream(urls: list[str], fd: int, name: str) -> LineFeed:
@@ -151,7 +151,7 @@ def _stream(urls: list[str], fd: int, name: str) -> LineFeed:
 
     def open_lines(stack: contextlib.ExitStack) -> Iterator[str]:
         raw = io.BufferedReader(StoppableReader(fd, feed.stop_reading))
-        return itertools.chain(urls, _decoded(raw, name, stack))
+        return itertools.chain(urls, _read(raw, name, stack))
 
     feed = LineFeed(open_lines)
     return feed
@@ -171,6 +171,23 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+
+
+def _read(raw: Any, name: str, stack: contextlib.ExitStack) -> Iterator[str]:
+    """The lines of *raw* (:func:`_decoded`); a read that fails (EIO from a
+    failing disk, a socket reset by its peer) is an error naming the input,
+    raised after the lines read before it, which are queued: it was a
+    traceback, and the commits in flight were cancelled."""
+    try:
+        # yield from, not a loop counting lines: this is every line's path.
+        yield from _decoded(raw, name, stack)
+    except OSError as exc:
+        raise CommandFailed(
+            f"cannot read {name}: {exc.strerror or exc}; the lines read before the error "
+            "were seeded (the summary says how many lines were read and queued): check "
+            "the input and seed it again (what is queued already is counted as already "
+            "seen, not queued twice)"
+        ) from None
 
 
 def _decoded(raw: Any, name: str, stack: contextlib.ExitStack) -> Iterator[str]:
@@ -201,6 +218,8 @@ def _checked(lines: Iterator[str], name: str, kind: str) -> Iterator[str]:
     try:
         yield from lines
     except (OSError, EOFError, lzma.LZMAError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # the file could not be read (EIO): not damage (_read)
         raise CommandFailed(
             f"{name} is not a whole {kind} file ({exc}); the lines before the damage "
             "were read: fix or recompress the file and seed it again (what is queued "
