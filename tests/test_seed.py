@@ -6,6 +6,7 @@ import ctypes
 import json
 import mmap
 import os
+import select
 import signal
 import socket
 import struct
@@ -269,3 +270,71 @@ def test_a_stream_reset_by_its_peer_keeps_what_it_queued(redis_url, rclient):
         "queued): check the input and seed it again (what is queued already is counted "
         "as already seen, not queued twice)"
     ]
+
+
+def _start_seed(redis_url: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [SCRAPY, "seed", "site", *args],
+        cwd=ROOT,
+        env=scrapy_env(redis_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _first_line(stream: Any, timeout: float) -> str:
+    """The first line of *stream*, or "" if none came in *timeout* seconds."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else ""
+
+
+def test_a_fifo_without_a_writer_says_it_waits_and_ctrl_c_ends_the_wait(redis_url, tmp_path):
+    """`scrapy seed site -i FIFO` before any process opened FIFO for writing:
+    open() blocks. Before: nothing was printed, the first Ctrl-C was ignored
+    (Python restarts the open), and the second one ended the command saying
+    "a batch in flight may have been queued too"."""
+    fifo = tmp_path / "urls.fifo"
+    os.mkfifo(fifo)
+    proc = _start_seed(redis_url, "-i", str(fifo))
+    assert proc.stderr is not None
+    try:
+        said = _first_line(proc.stderr, 30)
+        assert said == (
+            f"waiting for a writer on the FIFO {str(fifo)!r}: its lines are queued as they "
+            "come (Ctrl-C stops)\n"
+        )
+        time.sleep(0.5)  # into the blocking open()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(5)  # one Ctrl-C, promptly
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130, err
+    assert "0 queued, 0 already seen, 0 rejected (0 lines read)" in out
+    assert err.splitlines() == [
+        f"interrupted (Ctrl-C): no process opened the FIFO {str(fifo)!r} for writing; "
+        "nothing was read"
+    ]
+
+
+def test_a_fifo_is_seeded_once_a_writer_opens_it(redis_url, rclient, tmp_path):
+    fifo = tmp_path / "urls.fifo"
+    os.mkfifo(fifo)
+    proc = _start_seed(redis_url, "-i", str(fifo))
+    assert proc.stderr is not None
+    try:
+        assert "waiting for a writer" in _first_line(proc.stderr, 30)
+        with open(fifo, "w") as writer:
+            writer.write("http://a.test/1\nhttp://a.test/2\n")
+            writer.flush()
+            assert _wait_for(lambda: _queued(rclient) == 2, 20)  # the writer still there
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "2 queued, 0 already seen, 0 rejected (2 lines read)" in out

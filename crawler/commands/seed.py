@@ -14,6 +14,7 @@ import itertools
 import lzma
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -85,8 +86,14 @@ class Command(CrawlCommand):
         # was seeded and the exit status was 0. Raising KeyboardInterrupt
         # wherever the signal lands left the event loop waiting for ever, once.
 
+        # Opening a FIFO blocks until a process opens it for writing, in
+        # open(2), which Python restarts after the handler unless it raises:
+        # Ctrl-C there ends the wait at once (it was ignored, and only a
+        # second one ended the command).
+        waiting = path is not None and path != "-" and _is_fifo(path)
+
         def interrupt(signum: int, frame: Any) -> None:
-            if seeder.interrupted:
+            if seeder.interrupted or waiting:
                 seeder.forced = True
                 raise KeyboardInterrupt
             seeder.interrupted = True
@@ -95,11 +102,23 @@ class Command(CrawlCommand):
         streamed = False
         try:
             with contextlib.ExitStack() as stack:
+                if waiting:
+                    print(
+                        f"waiting for a writer on the FIFO {path!r}: its lines are queued "
+                        "as they come (Ctrl-C stops)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 lines = _lines(urls, path, stack)
+                waiting = False
                 streamed = isinstance(lines, LineFeed)
                 asyncio.run(seeder.run(lines))
         except KeyboardInterrupt:
             print(seeder.summary(), flush=True)
+            if waiting:
+                raise CommandInterrupted(
+                    f"no process opened the FIFO {path!r} for writing; nothing was read"
+                ) from None
             if streamed and not seeder.forced:
                 raise CommandInterrupted(
                     "seeding was interrupted; the summary above says what was queued of "
@@ -118,6 +137,13 @@ class Command(CrawlCommand):
         print(seeder.summary(), flush=True)
         if seeder.rejected:
             self.exitcode = 1
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False  # open() says why
 
 
 def _lines(
