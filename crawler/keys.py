@@ -21,7 +21,10 @@ where the domain is the request's Scrapy download slot)::
                                  1 set, 2 sorted set (raw is "<score>|<member>").
     {NAME}:commitseq      HASH   node id -> sequence number of the last commit
                                  of that node applied: a commit sent again
-                                 (its reply was lost) is not applied twice.
+                                 (its reply was lost) is not applied twice;
+                                 counts:<node> -> "<seq> <queued> <dups>
+                                 <items new> <items dup> <acked>" of that
+                                 commit, which a replay returns.
     {NAME}:config         HASH   seen -> JSON of the seen-set's mode and
                                  parameters, recorded on first use; a process
                                  configured otherwise refuses to start.

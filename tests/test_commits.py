@@ -170,7 +170,11 @@ def test_a_commit_whose_reply_is_lost_is_applied_once(redis_server, redis_url, r
         commits = pipeline(f"redis://127.0.0.1:{port}/0", stats)
         await commits.frontier.commit(Batch())  # loads the script first
         _, prio, entry = push("http://a/retry")
-        commits.batch = Batch(pushes=[(None, prio, entry)], acks=["3"])
+        commits.batch = Batch(
+            pushes=[(None, prio, entry), push("http://a/other", fp=7)],
+            items=[(b"i00000000001", '{"n": 1}'), (b"i00000000002", '{"n": 2}')],
+            acks=["3"],
+        )
         commits.batch.deads.append(("", '{"reason": "x", "entry": ""}'))
         proxy.armed = True
         for _ in range(5):
@@ -185,10 +189,55 @@ def test_a_commit_whose_reply_is_lost_is_applied_once(redis_server, redis_url, r
         return proxy.cuts
 
     assert asyncio.run(scenario()) == 1
-    assert rclient.llen(KEYS.queue(0)) == 1
+    assert rclient.llen(KEYS.queue(0)) == 2
     assert rclient.llen(KEYS.dead) == 1
     assert stats["crawler/commits_replayed"] == 1
-    assert int(rclient.hget(KEYS.stats, "queued")) == 1
+    assert int(rclient.hget(KEYS.stats, "queued")) == 2
+    # The node's own counts of the commit are those of its one application,
+    # which it heard of only through the replay. Before, a replay counted
+    # zero of each: the node's stats and its final report undercounted.
+    for stat, n in [
+        ("crawler/queued", 2),
+        ("scheduler/enqueued", 2),
+        ("scheduler/enqueued/redis", 2),
+        ("crawler/items_stored", 2),
+        ("crawler/acked", 1),
+    ]:
+        assert stats[stat] == n, stat
+
+
+def test_a_replay_reports_what_its_commit_did_with_duplicates(redis_url, rclient):
+    """A commit sent again with its number (its reply lost) reports the
+    counts of its application: queued, duplicates, items new and already
+    stored, acks; an older number, long applied, reports none."""
+    rclient.hset(KEYS.held("n1"), mapping={"3": "0|a|{}", "4": "0|a|{}"})
+
+    async def scenario() -> None:
+        frontier = Frontier(aioredis.Redis.from_url(redis_url), KEYS, "n1")
+        await frontier.commit(
+            Batch(pushes=[push("http://a/0", fp=0)], items=[(b"i00000000000", "{}")])
+        )
+        batch = Batch(
+            pushes=[push(f"http://a/{n}", fp=n) for n in range(3)],
+            items=[(b"i00000000000", "{}"), (b"i00000000001", "{}")],
+            acks=["3", "4"],
+        )
+        first = await frontier.commit(batch, seq=1)
+        again = await frontier.commit(batch, seq=1)
+        counts = (first.queued, first.duplicates, first.items_new, first.items_dup, first.acked)
+        assert counts == (2, 1, 1, 1, 2) and not first.replayed
+        assert again.replayed == 1
+        assert (again.queued, again.duplicates, again.items_new, again.items_dup) == counts[:4]
+        assert again.acked == 2
+        await frontier.commit(Batch(), seq=2)
+        old = await frontier.commit(batch, seq=1)
+        assert old.replayed == 1 and (old.queued, old.items_new, old.acked) == (0, 0, 0)
+        await frontier.client.aclose()
+
+    asyncio.run(scenario())
+    assert rclient.llen(KEYS.queue(0)) == 3  # applied once
+    assert int(rclient.hget(KEYS.stats, "done")) == 2
+    assert int(rclient.hget(KEYS.stats, "items")) == 2
 
 
 def bloom_frontier(redis_url: str) -> Frontier:

@@ -81,8 +81,10 @@
 -- Counted in stats: items_removed, items_stale (not stored: lease expired).
 --
 -- Returns {queued, duplicates, items_new, items_dup, acked, backoff version,
--- Redis time in ms, 0}, {0, 0, 0, 0, 0, backoff version, 0, 1} for a commit
--- applied before, or
+-- Redis time in ms, 0}, {queued, duplicates, items_new, items_dup, acked,
+-- backoff version, 0, 1} for a commit applied before, the counts those of
+-- its application if it was the node's last (kept as "counts:<node>" in
+-- KEYS[7]: only the last can be sent again), else 0, or
 -- {-1, needed} without changing anything if the Bloom filter has, or this
 -- batch needs, more layers than were passed (the caller retries with them),
 -- or {-2, layer, bytes} without changing anything if a layer this batch
@@ -99,7 +101,18 @@ if seq > 0 and seq <= tonumber(redis.call('HGET', KEYS[7], node) or '0') then
       redis.call('HSET', KEYS[7], 'began:' .. node, began)
     end
   end
-  return {0, 0, 0, 0, 0, tonumber(redis.call('HGET', stats, 'backoff_ver') or '0'), 0, 1}
+  -- The counts of its application, if it was the node's last (the one
+  -- whose reply can have been lost): the node counts them in its stats.
+  local c = {0, 0, 0, 0, 0}
+  local last = redis.call('HGET', KEYS[7], 'counts:' .. node)
+  if last then
+    local at, q, d, n, u, a = string.match(last, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+    if tonumber(at) == seq then
+      c = {tonumber(q), tonumber(d), tonumber(n), tonumber(u), tonumber(a)}
+    end
+  end
+  local bo = tonumber(redis.call('HGET', stats, 'backoff_ver') or '0')
+  return {c[1], c[2], c[3], c[4], c[5], bo, 0, 1}
 end
 -- A script that fails midway keeps what it wrote, so the keys whose type a
 -- user could have broken (a dead-letter list overwritten, say) are checked
@@ -514,7 +527,10 @@ if items_stale > 0 then redis.call('HINCRBY', stats, 'items_stale', items_stale)
 if acked > 0 then redis.call('HINCRBY', stats, 'done', acked) end
 if acked + released > 0 then redis.call('HINCRBY', stats, 'leased', -(acked + released)) end
 if deads > 0 then redis.call('HINCRBY', stats, 'dead', deads) end
-if seq > 0 then redis.call('HSET', KEYS[7], node, seq) end
+if seq > 0 then
+  redis.call('HSET', KEYS[7], node, seq, 'counts:' .. node,
+    table.concat({seq, queued, dups, items_new, items_dup, acked}, ' '))
+end
 if began ~= '' then redis.call('HSET', KEYS[7], 'began:' .. node, began) end
 local bo_ver = tonumber(redis.call('HGET', stats, 'backoff_ver') or '0')
 return {queued, dups, items_new, items_dup, acked, bo_ver, P_now, 0}
