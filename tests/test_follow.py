@@ -202,6 +202,58 @@ def test_follow_refuses_what_it_cannot_resume(redis_url, tmp_path):
     assert (tmp_path / "x.jsonl").read_text() == '{"kept": true}\n'
 
 
+def test_follow_refuses_a_bad_output_before_writing_to_the_crawl(redis_url, rclient, tmp_path):
+    """A follower refused for its output leaves nothing in Redis. Before,
+    with CRAWLER_PARTITIONS=3 each of these recorded the new crawl's
+    partitions ({site}:config) before it was refused; a directory given as
+    output was refused as a file that "exists and Redis holds no cursor",
+    and a path under a regular file with "the cursor in Redis counts only
+    what was written ... run the same command again to go on"."""
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-dir.jsonl").mkdir()
+    refusals = [
+        (["-o", str(tmp_path / "x.csv")], "x.csv' asks for 'csv': name a .jsonl file"),
+        (["-o", str(tmp_path / "x.bogus")], "asks for 'bogus': name a .jsonl file"),
+        (["-o", "-"], "--follow writes to a file, not to stdout"),
+        (
+            ["-o", str(tmp_path / "a-dir.jsonl")],
+            f"cannot write {str(tmp_path / 'a-dir.jsonl')!r}: Is a directory; nothing was "
+            "written to the crawl",
+        ),
+        (
+            ["-o", str(tmp_path / "a-file" / "x.jsonl")],
+            f"cannot write {str(tmp_path / 'a-file')!r}: a file, not a directory; nothing "
+            "was written to the crawl",
+        ),
+    ]
+    for args, message in refusals:
+        got = run_scrapy(
+            ["export", "site", *args, "--follow", "-s", "CRAWLER_PARTITIONS=3"], redis_url
+        )
+        assert got.returncode == 1, args
+        assert message in got.stderr, (args, got.stderr)
+        assert "following crawl" not in got.stderr and "Traceback" not in got.stderr
+        assert rclient.keys("*") == [], args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir.jsonl", "a-file"]
+    # A good output, for comparison: the partitions are recorded, and the
+    # follower starts (and is stopped).
+    proc = follow(redis_url, str(tmp_path / "ok.jsonl"), tmp_path / "log", "CRAWLER_PARTITIONS=3")
+    try:
+        assert _wait(lambda: rclient.hget("{site}:config", "partitions") is not None, 30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
+def _wait(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_follow_rides_out_redis_gone_before_its_first_cursor(make_site, redis_url, tmp_path):
     """Cut before any item (so before the follower stored a cursor), it
     took the missing cursor for one a failover lost and exited 1 with 0

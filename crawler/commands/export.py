@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -37,10 +38,12 @@ from crawler.commands._common import (
     run_guarded,
 )
 from crawler.connection import redact, sync_client
+from crawler.exceptions import CrawlerError
 from crawler.follow import Follower
 from crawler.follow import trimmed as is_trimmed
 from crawler.jobs import crawl_state
 from crawler.status import snapshot
+from crawler.topology import with_partitions
 
 _SCAN_COUNT = 2000
 
@@ -123,12 +126,12 @@ class Command(CrawlCommand):
 
     def _follow(self, name: str, output: str, fmt: str | None, cursor: str | None) -> None:
         assert self.settings is not None
-        # It writes (its cursor): like seed, it records a new crawl's
-        # partitions, so it reads every partition the nodes will write.
-        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name, record=True)
+        # The output is checked before anything is written to the crawl
+        # (below, its partitions): a refused follower leaves no trace there.
+        crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name)
         settings = crawl.crawler.settings
         output, fmt = feed_target(settings, output, fmt)
-        if output == STDOUT:
+        if output in (STDOUT, "-"):
             raise CommandFailed(
                 "--follow writes to a file, not to stdout: a follower restarted after a "
                 "crash cuts the file back to its cursor in Redis, so that each item is "
@@ -148,6 +151,13 @@ class Command(CrawlCommand):
                 f"for {fmt!r}: name a .jsonl file (or -t jsonlines)"
             )
         batch = _batch_size(settings, output, ("%(batch_id)d",))
+        _check_writable(output % {"batch_id": 1} if "%(batch_id)" in output else output)
+        # It writes (its cursor): like seed, it records a new crawl's
+        # partitions, so it reads every partition the nodes will write.
+        try:
+            crawl.config = with_partitions(crawl.config, crawl.url, record=True)
+        except CrawlerError as exc:
+            raise CommandFailed(str(exc)) from None
         client = sync_client(crawl.url)
         keys = crawl.config.keys
 
@@ -396,6 +406,27 @@ def feed_target(settings: BaseSettings, output: str, fmt: str | None) -> tuple[s
     if fmt and path == "-":
         path = STDOUT
     return path, fmt or parsed
+
+
+def _check_writable(path: str) -> None:
+    """Stop before anything is written if *path* (the first file of a
+    follower) cannot be written: a directory in its place, or a directory
+    that cannot be made or written in. Its directory is made, as Scrapy's
+    -o and the follower do."""
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as exc:
+        # mkdir's EEXIST: a file where a directory of the path should be.
+        why = "a file, not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        raise CommandFailed(
+            f"cannot write {exc.filename or path!r}: {why or exc}; nothing was "
+            f"written to the crawl: give -o a .jsonl file that can be written ({path!r})"
+        ) from None
 
 
 def _shown(path: str) -> str:
