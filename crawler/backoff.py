@@ -22,6 +22,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 
 from crawler.config import CrawlConfig
+from crawler.download_events import robots_fetch
 from crawler.politeness import slot_of
 from crawler.scheduler import REQUEUE, RedisScheduler, redis_scheduler
 
@@ -72,13 +73,19 @@ class BackoffMiddleware:
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
         scheduler = self._scheduler()
-        # Only frontier requests: robots.txt, fetched beside the frontier, is
-        # left to Scrapy (a 4xx/5xx robots.txt allows everything, as there).
-        if scheduler is None or request not in scheduler.active:
+        if scheduler is None:
+            return response
+        # A download the frontier did not hand out (FilesPipeline,
+        # ImagesPipeline, a callback's engine.download()) pauses its domain
+        # as a page does, and is made again once the pause is over (it
+        # waits for its domain's turn, crawler.download_events). robots.txt
+        # is left to Scrapy (a 4xx/5xx robots.txt allows everything, as there).
+        leased = request in scheduler.active
+        if not leased and robots_fetch(request):
             return response
         if response.status not in BACKOFF_CODES:
-            # A paused domain is back: its next backoff starts over.
-            scheduler.recovered(request)
+            if leased:  # a paused domain is back: its next backoff starts over
+                scheduler.recovered(request)
             return response
         if request.meta.get("dont_retry"):
             return response
@@ -91,16 +98,19 @@ class BackoffMiddleware:
         scheduler.backoff(request, -1 if seconds is None else seconds)
         self.crawler.stats.inc_value(f"crawler/backoff/{response.status}")
         logger.warning(
-            "%s answered %d for %s; pausing it for the whole cluster (%s) and "
-            "fetching this page again afterwards.",
+            "%s answered %d for %s; pausing it for the whole cluster (%s) and %s again afterwards.",
             slot_of(request),
             response.status,
             request.url,
             "exponential backoff"
             if seconds is None
             else f"Retry-After {min(seconds, self.max_pause):g}s",
+            "fetching this page" if leased else "downloading it",
         )
-        retry = requeued(request, scheduler.origin_of(request))
+        if leased:
+            retry = requeued(request, scheduler.origin_of(request))
+        else:
+            retry = request.replace()
         retry.meta["backoff_times"] = tries + 1
         return retry
 

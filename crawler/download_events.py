@@ -156,11 +156,7 @@ class DownloadEvents:
             return False
         # robots.txt goes first, redirected or not: a leased page of its
         # domain holds the domain while it waits for it.
-        if not request.meta.get("dont_obey_robotstxt"):
-            return True
-        if url.path == "/robots.txt":
-            return False
-        return not any(urlsplit(u).path == "/robots.txt" for u in _redirected_from(request))
+        return not robots_fetch(request)
 
     def backoff(self, request: Request, seconds: float) -> None:
         """Pause *request*'s domain cluster-wide (seconds < 0: exponential)."""
@@ -217,6 +213,16 @@ def redirect_slot(request: Request) -> None:
     source = urlsplit(str(urls[-1])).hostname
     if slot == source and urlparse_cached(request).hostname != source:
         del request.meta["download_slot"]
+
+
+def robots_fetch(request: Request) -> bool:
+    """Whether *request* is RobotsTxtMiddleware's fetch of a robots.txt, or
+    a redirect it followed from one."""
+    if not request.meta.get("dont_obey_robotstxt"):
+        return False
+    if urlparse_cached(request).path == "/robots.txt":
+        return True
+    return any(urlsplit(u).path == "/robots.txt" for u in _redirected_from(request))
 
 
 def _redirected_from(request: Request) -> list[str]:

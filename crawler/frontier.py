@@ -420,9 +420,7 @@ class Frontier:
         """Move the inbox to the park lists (a lease call of no requests)."""
         await self.lease(0, lease_ms)
 
-    async def reserve(
-        self, domain: str, factor: float, own_holds: Iterable[int] = ()
-    ) -> Turn:
+    async def reserve(self, domain: str, factor: float, own_holds: Iterable[int] = ()) -> Turn:
         """Ask for *domain*'s next turn for a download the frontier never
         handed out (crawler/lua/reserve.lua); *own_holds*: the ends of the
         holds this node's leased requests of the domain, not sent yet, put

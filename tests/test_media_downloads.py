@@ -28,9 +28,10 @@ pytestmark = pytest.mark.timing  # gaps between requests as the server saw them
 class FileSite:
     """Pages /page/N.html and files /file/N-K.bin; records when each file was
     asked for. *paused*: a path answered 429 with a long Retry-After;
-    *robots_moved*: /robots.txt redirects to /robots-real.txt."""
+    *robots_moved*: /robots.txt redirects to /robots-real.txt; *busy_once*:
+    a path answered 429 with Retry-After 2 the first time."""
 
-    def __init__(self, paused: str = "", robots_moved: bool = False) -> None:
+    def __init__(self, paused: str = "", robots_moved: bool = False, busy_once: str = "") -> None:
         self.file_times: list[float] = []
         self.times: list[float] = []  # every request's
         self.paths: list[tuple[float, str]] = []
@@ -43,6 +44,12 @@ class FileSite:
             def do_GET(self) -> None:
                 outer.times.append(time.monotonic())
                 outer.paths.append((time.monotonic(), self.path))
+                if self.path == busy_once and [p for _, p in outer.paths].count(busy_once) == 1:
+                    self.send_response(429)
+                    self.send_header("Retry-After", "2")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path == paused or (robots_moved and self.path == "/robots.txt"):
                     self.send_response(429 if self.path == paused else 301)
                     self.send_header("Retry-After", "200")
@@ -222,3 +229,32 @@ def test_a_stop_does_not_wait_out_a_pause_for_files(redis_url, tmp_path):
     # What the node held went back: page 0 (its files unfetched) is done by no one yet.
     status = run_scrapy(["status", "media", "--json"], redis_url, cwd=META)
     assert status.returncode == 0, status.stderr
+
+
+def test_a_429_on_a_file_pauses_its_domain_for_the_cluster(redis_url, tmp_path):
+    """A file answered 429 with Retry-After: Scrapy's RetryMiddleware retried
+    it at once and gave up, and the site's pages kept coming (helper 56). It
+    now pauses the domain for the whole cluster, as a page's 429 does, and
+    the file is downloaded again after the pause."""
+    busy = "/file/0-1.bin"
+    site = FileSite(busy_once=busy)
+    try:
+        text = _crawl_files(redis_url, tmp_path, site, 3)
+    finally:
+        site.close()
+    assert "pausing it for the whole cluster (Retry-After 2s) and downloading it again" in text
+    times = sorted(site.paths)
+    refused = next(t for t, p in times if p == busy)
+    after = [(round(t - refused, 3), p) for t, p in times if t > refused]
+    assert after and after[0][0] >= 1.9, after[:3]  # the pause held, for pages too
+    assert [p for _, p in times].count(busy) == 2, times
+    items = {item["url"].rsplit("/", 1)[1]: item for item in _items(redis_url, tmp_path)}
+    assert all(f["status"] == "downloaded" for f in items["0.html"]["files"]), items
+    assert len(items["0.html"]["files"]) == FILES_PER_PAGE, items
+
+
+def _items(redis_url: str, tmp_path: Path) -> list[dict]:
+    out = tmp_path / "items.jsonl"
+    exported = run_scrapy(["export", "media", "-o", str(out)], redis_url, cwd=META)
+    assert exported.returncode == 0, exported.stderr
+    return read_jsonl(out)
