@@ -26,6 +26,7 @@ COUNTERS = (
     "done",
     "dead",
     "items",
+    "items_removed",
     "duplicates",
     "requeued",
     "budget_dropped",
@@ -71,6 +72,12 @@ def snapshot(client: Any, keys: Keys) -> dict[str, Any]:
             totals[name] += int(v or 0)
     fp_est = sum(float(v) for v in counted[1::2] if v)
     totals["in_flight"] = totals.pop("leased")
+    # The scripts count each item stored anew in "items" and each one a
+    # recrawl took away (a page with fewer items, a page gone) in
+    # "items_removed"; one stored again after its removal counts as new. The
+    # items stored now are the difference: status said 3 of a page that went
+    # from 3 items to 1, where `scrapy export` writes 1.
+    totals["items"] = max(0, totals["items"] - totals["items_removed"])
     totals["start_urls"] = llen if kind == b"list" and isinstance(llen, int) else 0
     if kind in (b"set", b"zset"):  # REDIS_START_URLS_AS_SET / _AS_ZSET
         card = client.scard if kind == b"set" else client.zcard

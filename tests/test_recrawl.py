@@ -746,7 +746,8 @@ def test_changed_page_with_fewer_items_leaves_no_old_item(redis_url, rclient, tm
     quotes, then 1: its items are exactly the new one. Item ids are the
     page's fingerprint and the item's position, so the changed page
     replaced position 0 and the old positions 1 and 2 stayed in the store:
-    `scrapy export` wrote 3 items, 2 the site no longer has."""
+    `scrapy export` wrote 3 items, 2 the site no longer has. `scrapy status`
+    counts the items stored now: it said 3 after the removals, 1 exported."""
     site = QuotesSite(["one", "two", "three"])
 
     def change(site: QuotesSite) -> None:
@@ -756,6 +757,23 @@ def test_changed_page_with_fewer_items_leaves_no_old_item(redis_url, rclient, tm
     assert len(site.hits) >= 3, site.hits  # revisited after the change
     assert [item["text"] for item in items] == ["uno"], items
     assert _stat(rclient, "quotes", "items_removed") == 2
+    assert _stat(rclient, "quotes", "items") == 3  # each stored anew, counted once
+    assert _status_items(redis_url) == len(items)
+
+
+def _status_items(redis_url: str) -> int:
+    """The items `scrapy status quotes` counts, in --json and in its table
+    (asserted the same), and `scrapy crawls` too."""
+    done = run_scrapy(["status", "quotes", "--json"], redis_url, cwd=ZOO)
+    assert done.returncode == 0, done.stderr
+    count = json.loads(done.stdout)["items"]
+    table = run_scrapy(["status", "quotes"], redis_url, cwd=ZOO)
+    assert table.returncode == 0, table.stderr
+    assert re.search(rf"^  items +{count:,}$", table.stdout, re.M), table.stdout
+    listing = run_scrapy(["crawls", "--json"], redis_url, cwd=ZOO)
+    assert listing.returncode == 0, listing.stderr
+    assert [c["items"] for c in json.loads(listing.stdout) if c["crawl"] == "quotes"] == [count]
+    return int(count)
 
 
 def _stat(rclient, crawl: str, name: str) -> int:
@@ -883,6 +901,8 @@ def test_page_gone_for_a_while_comes_back_with_its_items(redis_url, tmp_path):
     statuses = [h for _, h in site.hits]
     assert 200 in statuses[statuses.index(404) :], statuses
     assert [item["text"] for item in items] == ["one", "two"], items
+    # Removed, then stored again (counted as new): status counted 4.
+    assert _status_items(redis_url) == 2
 
 
 def test_crawl_delay_lowered_in_robots_txt_read_again_is_followed(redis_url, rclient, tmp_path):
