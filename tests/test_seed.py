@@ -6,6 +6,7 @@ import ctypes
 import json
 import mmap
 import os
+import re
 import select
 import signal
 import socket
@@ -15,7 +16,7 @@ import tempfile
 import time
 from typing import Any
 
-from tests.conftest import ROOT, SCRAPY, run_scrapy, scrapy_env
+from tests.conftest import ROOT, SCRAPY, RedisServer, free_port, run_scrapy, scrapy_env
 
 
 def queued_entries(rclient) -> list[dict[str, object]]:
@@ -277,6 +278,7 @@ def _start_seed(redis_url: str, *args: str) -> subprocess.Popen[str]:
         [SCRAPY, "seed", "site", *args],
         cwd=ROOT,
         env=scrapy_env(redis_url),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -338,3 +340,157 @@ def test_a_fifo_is_seeded_once_a_writer_opens_it(redis_url, rclient, tmp_path):
             proc.wait()
     assert proc.returncode == 0, err
     assert "2 queued, 0 already seen, 0 rejected (2 lines read)" in out
+
+
+def _aof_redis(tmp_path) -> RedisServer:
+    """A real redis-server of this test that keeps its data over a restart
+    on the same port (append-only file, each write synced)."""
+    server = RedisServer(
+        free_port(), tmp_path / "aof", extra=["--appendonly", "yes", "--appendfsync", "always"]
+    )
+    server.dir.mkdir()
+    server.start()
+    return server
+
+
+def _stderr_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    """What *proc* wrote to stderr up to a line holding *needle*, read from
+    the pipe itself (its text wrapper would read ahead of a select), or
+    what came in *timeout* seconds."""
+    assert proc.stderr is not None
+    fd, got = proc.stderr.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while needle.encode() not in got or not got.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        got += chunk
+    return got.decode()
+
+
+def test_a_stream_waits_for_redis_restarted_and_queues_the_lines_read(tmp_path):
+    """`producer | scrapy seed site -i -` while Redis restarts: line 1 is
+    queued, Redis stops, line 2 and 3 are written, Redis starts again on the
+    same port. Before: the seeder exited 1 at once, lines 2 and 3 read from
+    the pipe and never queued, saying "nothing this command did was lost:
+    run it again" (a pipe cannot be read again). Now it says once that it
+    waits for Redis, and queues them when Redis is back."""
+    server = _aof_redis(tmp_path)
+    proc = _start_seed(server.url, "-i", "-")
+    assert proc.stdin is not None
+    client = server.client()
+    try:
+        proc.stdin.write("http://a.test/1\n")
+        proc.stdin.flush()
+        assert _wait_for(lambda: _queued(client) == 1, 30)
+        server.stop()
+        proc.stdin.write("http://a.test/2\nhttp://a.test/3\n")
+        proc.stdin.flush()
+        said = _stderr_until(proc, "is unreachable", 30)
+        assert said.startswith(f"Redis at {server.url} is unreachable (ConnectionError"), said
+        assert "cannot be read again, so they are held and queued once it is back" in said
+        time.sleep(2)  # a few tries with backoff
+        assert proc.poll() is None, "the seeder gave up while Redis was down"
+        server.start()
+        assert _wait_for(lambda: _queued(client) == 3, 30)
+        out, err = proc.communicate(timeout=30)  # the pipe closed: the end of its lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+    assert proc.returncode == 0, err
+    assert "3 queued, 0 already seen, 0 rejected (3 lines read)" in out
+    assert "is unreachable" not in err, "the outage is said once"
+    assert err.startswith(f"Redis at {server.url} is reachable again after"), err
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_while_a_stream_waits_for_redis_says_which_lines_were_not_queued(tmp_path):
+    """Redis gone and not back: Ctrl-C ends the wait at once, and the
+    message says how many seeds read from the pipe were not queued and on
+    which lines, as the pipe cannot give them again."""
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    proc = _start_seed(server.url, "-i", "-")
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write("http://a.test/1\n")
+        proc.stdin.flush()
+        assert _wait_for(lambda: _queued(server.client()) == 1, 30)
+        server.stop()
+        proc.stdin.write("http://a.test/2\nftp://a.test/3\nhttp://a.test/4\n")
+        proc.stdin.flush()
+        said = _stderr_until(proc, "is unreachable", 30)
+        assert f"Redis at {server.url} is unreachable" in said, said
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(5)  # promptly, the pipe still open and Redis gone
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+    assert code == 130, err
+    err = said + err
+    assert "Traceback" not in err
+    assert "line 3: rejected: unsupported scheme 'ftp'" in err
+    assert err.count("is unreachable") == 1
+    assert "1 queued, 0 already seen, 1 rejected (4 lines read)" in out
+    assert err.splitlines()[-1] == (
+        f"interrupted (Ctrl-C): seeding was interrupted while waiting for Redis at "
+        f"{server.url}: 2 seeds read from standard input were NOT queued (in lines 2-4), and "
+        "a stream cannot give them again: seed those lines again (any of them queued already "
+        "is counted as already seen, not queued twice). The summary above says what was "
+        "queued of the lines read."
+    )
+
+
+def test_redis_gone_while_seeding_a_file_says_to_run_it_again_and_that_queues_the_rest(
+    tmp_path,
+):
+    """A file can be read again: Redis gone midway ends the command (exit
+    1) with the summary and one line saying to run it again, which, once
+    Redis is back, queues the rest and nothing twice. Before: no summary,
+    and "nothing this command did was lost"."""
+    lines = 1_000_000
+    seeds = tmp_path / "urls.txt"
+    seeds.write_text("".join(f"http://a.test/{n}\n" for n in range(lines)))
+    server = _aof_redis(tmp_path)
+    proc = _start_seed(server.url, "-i", str(seeds))
+    try:
+        assert _wait_for(lambda: _queued(server.client()) > 0, 60)
+        server.stop()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        assert proc.returncode == 1, err
+        assert "Traceback" not in err
+        summary = re.search(r"(\d+) queued, 0 already seen, 0 rejected \((\d+) lines read\)", out)
+        assert summary, out
+        queued_before = int(summary.group(1))
+        assert 0 < queued_before < lines
+        [error] = err.splitlines()
+        assert error.startswith(f"error: Redis at {server.url} failed (ConnectionError"), error
+        assert error.endswith(
+            "the summary above says what was queued. Run the same command again once Redis is "
+            "back: seeds queued already are counted as already seen, not queued twice."
+        ), error
+        server.start()
+        again = run_scrapy(["seed", "site", "-i", str(seeds)], server.url)
+        assert again.returncode == 0, again.stderr
+        assert _queued(server.client()) == lines
+        # A commit Redis applied as it stopped, its reply lost, counts as seen.
+        counts = re.search(r"(\d+) queued, (\d+) already seen, 0 rejected", again.stdout)
+        assert counts, again.stdout
+        queued, seen = int(counts.group(1)), int(counts.group(2))
+        assert queued + seen == lines and seen >= queued_before, (queued, seen, queued_before)
+    finally:
+        server.stop()

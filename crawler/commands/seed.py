@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 from scrapy.exceptions import UsageError
 
 from crawler.commandbase import CrawlCommand
@@ -33,9 +34,10 @@ from crawler.commands._common import (
 )
 from crawler.connection import async_client, redact
 from crawler.exceptions import BadSeed
-from crawler.frontier import Batch
+from crawler.frontier import Batch, CommitResult
 from crawler.partfrontier import AnyFrontier, make_frontier
 from crawler.politeness import make_entry, request_entry
+from crawler.redis_errors import is_permission, is_transient
 from crawler.seeds import UNDECODED_BYTES, parse_seed, simple_path_agrees, simple_seed
 from crawler.seedstream import LineFeed, StoppableReader, is_stream
 
@@ -43,6 +45,10 @@ _BATCH = 2000
 # How often a seeder waiting for a stream's next line looks for Ctrl-C (seconds).
 _STREAM_POLL = 0.25
 _SHOWN_REJECTS = 1000
+# The longest wait between tries of a stream's commit while Redis is gone.
+_MAX_REDIS_WAIT = 5.0
+# Line ranges named in the message of lines a stream read and did not queue.
+_SHOWN_RANGES = 10
 
 
 class Command(CrawlCommand):
@@ -79,6 +85,7 @@ class Command(CrawlCommand):
         crawl = open_crawl(self.settings, spider_args=self.spider_args, name=name, record=True)
         check_seen(crawl)
         seeder = Seeder(crawl, progress=sys.stderr.isatty())
+        seeder.source = "standard input" if path == "-" else f"seed file {path!r}"
         # Ctrl-C stops the seeding at its next batch of lines, or at once on
         # a stream (a second one: at once, wherever it is). asyncio.run's own
         # handler cancels the main task, and that cancellation was lost now
@@ -119,11 +126,8 @@ class Command(CrawlCommand):
                 raise CommandInterrupted(
                     f"no process opened the FIFO {path!r} for writing; nothing was read"
                 ) from None
-            if streamed and not seeder.forced:
-                raise CommandInterrupted(
-                    "seeding was interrupted; the summary above says what was queued of "
-                    "the lines read."
-                ) from None
+            if streamed:
+                raise CommandInterrupted(seeder.stream_interrupted()) from None
             raise CommandInterrupted(
                 "seeding was interrupted; a batch in flight may have been queued too. Run "
                 "the same command again to queue the rest: seeds queued already are "
@@ -132,6 +136,14 @@ class Command(CrawlCommand):
         except CommandFailed:
             print(seeder.summary(), flush=True)
             raise
+        except (redis.RedisError, OSError) as exc:
+            # Redis gone while seeding a file or the arguments (a stream's
+            # commits wait for it instead). run_guarded said "nothing this
+            # command did was lost", without the summary.
+            if not is_transient(exc) or is_permission(exc):
+                raise
+            print(seeder.summary(), flush=True)
+            raise CommandFailed(seeder.redis_failed(exc)) from None
         finally:
             signal.signal(signal.SIGINT, previous)
         print(seeder.summary(), flush=True)
@@ -263,7 +275,18 @@ class Seeder:
         # Set by Ctrl-C: the seeding stops at the next batch of lines (at
         # once on a stream); by a second one: it stopped wherever it was.
         self.interrupted = self.forced = False
+        #: What the lines are read from, as messages name it.
+        self.source = "the arguments"
         self._last_progress = 0.0
+        # A stream's lines cannot be read again, so its commits wait for a
+        # Redis that went away (_commit_waiting). Batches sent and not (yet)
+        # queued: (first line, last line, seeds); the batch being filled;
+        # the last line of a batch sent; since when Redis is gone.
+        self._unconfirmed: dict[int, tuple[int, int, int]] = {}
+        self._filling = Batch()
+        self._sent_upto = 0
+        self._outage_since: float | None = None
+        self._waited = False
         config = crawl.config
         self._max_url = config.seed_max_url_length
         self._simple = simple_path_agrees(crawl.spider, crawl.crawler.request_fingerprinter)
@@ -345,27 +368,27 @@ class Seeder:
         queued as soon as the stream has nothing more for the moment (a
         producer writing a line a minute), in batches of _BATCH while lines
         come faster than they are queued. Ctrl-C stops the reading at once,
-        and what was read is queued."""
+        and what was read is queued. Redis gone meanwhile: the lines read
+        are held until it is back (_commit_waiting)."""
         feed.start()
-        batch = Batch()
         while True:
             if self.interrupted:
                 feed.stop()
             lines = feed.take()
             for line in lines:
                 self.read += 1
-                self._add_line(self.read, line, batch)
-                if len(batch.pushes) >= _BATCH:
-                    batch = await self._send(frontier, batch, pending)
+                self._add_line(self.read, line, self._filling)
+                if len(self._filling.pushes) >= _BATCH:
+                    await self._send_stream(frontier, pending)
             if lines:
                 self._show_progress()
                 await asyncio.sleep(0)  # the commits in flight go on
                 continue
-            if batch.pushes:  # nothing more for now: queue what was read
-                batch = await self._send(frontier, batch, pending)
+            if self._filling.pushes:  # nothing more for now: queue what was read
+                await self._send_stream(frontier, pending)
             for task in [t for t in pending if t.done()]:
                 pending.remove(task)
-                task.result()  # a failed commit (Redis gone) ends the command
+                task.result()  # a permanent error ends the command
             if self.interrupted:
                 raise KeyboardInterrupt
             if feed.done:
@@ -373,8 +396,80 @@ class Seeder:
             await feed.wait(_STREAM_POLL)
         for task in pending:
             await task
+        if self._unconfirmed:  # Ctrl-C while waiting for Redis at the end
+            raise KeyboardInterrupt
         if feed.error is not None:
             raise feed.error
+
+    async def _send_stream(self, frontier: AnyFrontier, pending: list[asyncio.Task[None]]) -> None:
+        """Commit the stream's batch being filled, which holds its lines
+        after the last batch sent up to the last line read."""
+        batch, self._filling = self._filling, Batch()
+        first, self._sent_upto = self._sent_upto + 1, self.read
+        if not batch.pushes:
+            return
+        self._unconfirmed[first] = (first, self.read, len(batch.pushes))
+        pending.append(asyncio.create_task(self._commit_stream(frontier, batch, first)))
+        if len(pending) >= 4:
+            await pending.pop(0)
+
+    async def _commit_stream(self, frontier: AnyFrontier, batch: Batch, first: int) -> None:
+        result = await self._commit_waiting(frontier, batch)
+        if result is not None:  # else Ctrl-C came first: not queued
+            del self._unconfirmed[first]
+            self.queued += result.queued
+            self.seen += result.duplicates
+
+    async def _commit_waiting(self, frontier: AnyFrontier, batch: Batch) -> CommitResult | None:
+        """Commit a batch of a stream, whose lines cannot be read again: a
+        transient Redis error (connection refused or reset, a timeout, a
+        server loading its data) is retried with backoff until Redis is
+        back, said once; None if Ctrl-C came first. It ended the command
+        before, the lines read and not queued lost."""
+        delay = 0.5
+        while True:
+            try:
+                result = await frontier.commit(batch)
+            except Exception as exc:
+                if not is_transient(exc) or is_permission(exc):
+                    raise
+                self._outage_began(exc)
+                until = time.monotonic() + delay
+                while not self.interrupted and (left := until - time.monotonic()) > 0:
+                    await asyncio.sleep(min(_STREAM_POLL, left))
+                if self.interrupted:
+                    return None
+                delay = min(delay * 2, _MAX_REDIS_WAIT)
+                continue
+            self._outage_over()
+            return result
+
+    def _outage_began(self, exc: Exception) -> None:
+        if self._outage_since is not None:
+            return
+        self._outage_since = time.monotonic()
+        self._waited = True
+        if self.progress:
+            sys.stderr.write("\n")
+        print(
+            f"Redis at {redact(self.crawl.url)} is unreachable ({type(exc).__name__}: {exc}); "
+            f"the lines read from {self.source} cannot be read again, so they are held and "
+            "queued once it is back: retrying with backoff (Ctrl-C stops, saying which "
+            "lines were not queued)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _outage_over(self) -> None:
+        if self._outage_since is None:
+            return
+        print(
+            f"Redis at {redact(self.crawl.url)} is reachable again after "
+            f"{time.monotonic() - self._outage_since:.0f}s; queueing the lines held",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._outage_since = None
 
     async def _send(
         self, frontier: AnyFrontier, batch: Batch, pending: list[asyncio.Task[None]]
@@ -427,6 +522,53 @@ class Seeder:
                 f"\rread {self.read:,} lines: {self.queued:,} queued, "
                 f"{self.seen:,} already seen, {self.rejected:,} rejected"
             )
+
+    def stream_interrupted(self) -> str:
+        """What Ctrl-C on a stream says: the seeds read and not queued, by
+        line number, which the stream cannot give again."""
+        ranges = sorted(self._unconfirmed.values())
+        if self._filling.pushes:  # a second Ctrl-C: stopped before it was sent
+            ranges.append((self._sent_upto + 1, self.read, len(self._filling.pushes)))
+        if not ranges:
+            return (
+                "seeding was interrupted; the summary above says what was queued of the lines read."
+            )
+        seeds = sum(n for _, _, n in ranges)
+        merged: list[list[int]] = []
+        for first, last, _ in ranges:
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        spans = [str(a) if a == b else f"{a}-{b}" for a, b in merged[:_SHOWN_RANGES]]
+        where = ", ".join(spans) + (", ..." if len(merged) > _SHOWN_RANGES else "")
+        lines = "line" if spans == [str(merged[0][0])] else "lines"
+        why = (
+            f"while waiting for Redis at {redact(self.crawl.url)}"
+            if self._waited
+            else "before Redis confirmed what was sent"
+        )
+        said = (
+            f"1 seed read from {self.source} was"
+            if seeds == 1
+            else f"{seeds} seeds read from {self.source} were"
+        )
+        return (
+            f"seeding was interrupted {why}: {said} NOT queued (in {lines} {where}), and a "
+            "stream cannot give them again: seed those lines again (any of them queued "
+            "already is counted as already seen, not queued twice). The summary above says "
+            "what was queued of the lines read."
+        )
+
+    def redis_failed(self, exc: BaseException) -> str:
+        """What a transient Redis error that ended the seeding of a file (or
+        the arguments) says: they can be seeded again, nothing twice."""
+        return (
+            f"Redis at {redact(self.crawl.url)} failed ({type(exc).__name__}: {exc}) after "
+            f"{self.read} lines were read; the summary above says what was queued. Run the "
+            "same command again once Redis is back: seeds queued already are counted as "
+            "already seen, not queued twice."
+        )
 
     def summary(self) -> str:
         return (
