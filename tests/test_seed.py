@@ -132,15 +132,7 @@ def test_a_stream_left_open_is_queued_as_it_comes_and_ctrl_c_stops_it(redis_url,
     is written, not once 2,000 more came; Ctrl-C ends the command though the
     pipe stays open. Before: nothing was queued, and Ctrl-C did nothing,
     until the producer wrote 2,000 more lines (or closed the pipe)."""
-    proc = subprocess.Popen(
-        [SCRAPY, "seed", "site", "-i", "-"],
-        cwd=ROOT,
-        env=scrapy_env(redis_url),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_seed(redis_url, "-i", "-")
     assert proc.stdin is not None
     try:
         for n, line in enumerate(["http://a.test/1", "ftp://a.test/2", "http://a.test/3"]):
