@@ -266,7 +266,12 @@ def test_follow_rides_out_redis_gone_before_its_first_cursor(make_site, redis_ur
     try:
         assert run_scrapy(["seed", "site", site.url("/page/0.html")], redis_url).returncode == 0
         follower = follow(f"redis://127.0.0.1:{proxy.port}/0", out, log)
-        time.sleep(3)
+        # Cut once it follows (a cut during its start is a start that failed,
+        # one clear line: a busy machine took over 3 s to get there in CI).
+        deadline = time.monotonic() + 60
+        while "following crawl" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
         proxy.cut(3)
         time.sleep(4)
         assert wait_nodes([start_node("site", redis_url, tmp_path / "n.log")], 120) == [0]
