@@ -460,26 +460,39 @@ class Worker:
             )
 
 
+# How often retry_for's wait looks at its *stopped* (seconds).
+_STOP_POLL = 0.25
+
+
 async def retry_for(
     seconds: float,
     op: Callable[[], Awaitable[object]],
     retry: Callable[[Exception], bool] = is_transient,
     waiting: Callable[[Exception, float], None] | None = None,
-) -> None:
+    stopped: Callable[[], bool] | None = None,
+) -> bool:
     """Run *op*, again with backoff (0.5 s doubling to 5 s) while it raises
     what *retry* accepts, for at most *seconds* (the last try at the
-    deadline); *waiting* hears of each wait (the error and the deadline)."""
+    deadline); *waiting* hears of each wait (the error and the deadline).
+    With *stopped*, a wait ends as soon as it says so (looked at every
+    _STOP_POLL seconds): False then, True once *op* succeeded."""
     deadline = time.monotonic() + seconds
     delay = 0.5
     while True:
         try:
             await op()
-            return
+            return True
         except Exception as exc:
             left = deadline - time.monotonic()
             if not retry(exc) or left <= 0:
                 raise
             if waiting is not None:
                 waiting(exc, deadline)
-            await asyncio.sleep(min(delay, left))
+            until = time.monotonic() + min(delay, left)
+            while (rest := until - time.monotonic()) > 0:
+                if stopped is not None and stopped():
+                    return False
+                await asyncio.sleep(rest if stopped is None else min(rest, _STOP_POLL))
+            if stopped is not None and stopped():
+                return False
             delay = min(delay * 2, 5.0)

@@ -12,12 +12,13 @@ import gzip
 import io
 import itertools
 import lzma
+import math
 import os
 import signal
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import redis
@@ -40,13 +41,12 @@ from crawler.politeness import make_entry, request_entry
 from crawler.redis_errors import is_permission, is_transient
 from crawler.seeds import UNDECODED_BYTES, parse_seed, simple_path_agrees, simple_seed
 from crawler.seedstream import LineFeed, StoppableReader, is_stream
+from crawler.worker import retry_for
 
 _BATCH = 2000
 # How often a seeder waiting for a stream's next line looks for Ctrl-C (seconds).
 _STREAM_POLL = 0.25
 _SHOWN_REJECTS = 1000
-# The longest wait between tries of a stream's commit while Redis is gone.
-_MAX_REDIS_WAIT = 5.0
 # Line ranges named in the message of lines a stream read and did not queue.
 _SHOWN_RANGES = 10
 
@@ -149,6 +149,15 @@ class Command(CrawlCommand):
         print(seeder.summary(), flush=True)
         if seeder.rejected:
             self.exitcode = 1
+
+
+async def _in_flight(pending: list[asyncio.Task[None]], commit: Coroutine[Any, Any, None]) -> None:
+    """Run *commit* in the background beside *pending*: a few commits in
+    flight keep the pipe full without holding more than a few batches in
+    memory (the oldest is awaited once there are four)."""
+    pending.append(asyncio.create_task(commit))
+    if len(pending) >= 4:
+        await pending.pop(0)
 
 
 def _is_fifo(path: str) -> bool:
@@ -409,9 +418,7 @@ class Seeder:
         if not batch.pushes:
             return
         self._unconfirmed[first] = (first, self.read, len(batch.pushes))
-        pending.append(asyncio.create_task(self._commit_stream(frontier, batch, first)))
-        if len(pending) >= 4:
-            await pending.pop(0)
+        await _in_flight(pending, self._commit_stream(frontier, batch, first))
 
     async def _commit_stream(self, frontier: AnyFrontier, batch: Batch, first: int) -> None:
         result = await self._commit_waiting(frontier, batch)
@@ -426,23 +433,22 @@ class Seeder:
         server loading its data) is retried with backoff until Redis is
         back, said once; None if Ctrl-C came first. It ended the command
         before, the lines read and not queued lost."""
-        delay = 0.5
-        while True:
-            try:
-                result = await frontier.commit(batch)
-            except Exception as exc:
-                if not is_transient(exc) or is_permission(exc):
-                    raise
-                self._outage_began(exc)
-                until = time.monotonic() + delay
-                while not self.interrupted and (left := until - time.monotonic()) > 0:
-                    await asyncio.sleep(min(_STREAM_POLL, left))
-                if self.interrupted:
-                    return None
-                delay = min(delay * 2, _MAX_REDIS_WAIT)
-                continue
-            self._outage_over()
-            return result
+        results: list[CommitResult] = []
+
+        async def commit() -> None:
+            results.append(await frontier.commit(batch))
+
+        done = await retry_for(
+            math.inf,
+            commit,
+            retry=lambda exc: is_transient(exc) and not is_permission(exc),
+            waiting=lambda exc, _: self._outage_began(exc),
+            stopped=lambda: self.interrupted,
+        )
+        if not done:
+            return None
+        self._outage_over()
+        return results[0]
 
     def _outage_began(self, exc: Exception) -> None:
         if self._outage_since is not None:
@@ -475,11 +481,7 @@ class Seeder:
         self, frontier: AnyFrontier, batch: Batch, pending: list[asyncio.Task[None]]
     ) -> Batch:
         """Commit *batch* in the background; a new, empty batch."""
-        pending.append(asyncio.create_task(self._commit(frontier, batch)))
-        # A few commits in flight keep the pipe full without holding more
-        # than a few batches in memory.
-        if len(pending) >= 4:
-            await pending.pop(0)
+        await _in_flight(pending, self._commit(frontier, batch))
         return Batch()
 
     def _add_line(self, lineno: int, line: str, batch: Batch) -> None:
