@@ -59,6 +59,8 @@ class Comparison:
     # its share of the nodes, all at once: what running that many servers
     # on this machine costs, with no split and no cluster mode.
     servers: list[LoadResult] = field(default_factory=list)
+    # CPU µs a wake costs the single Redis on this machine (``wake_cost``).
+    wake_us: float = float("nan")
 
     def ratios(self) -> list[float]:
         """Capacity of the cluster over the single Redis's, per node count."""
@@ -78,6 +80,17 @@ class Comparison:
             cluster.us_per_page / split.us_per_page,
             cluster.us_per_page / single.us_per_page,
         )
+
+    def saturated_ratios(self) -> list[float]:
+        """``ratios`` with every server's wakes taken out at ``wake_us``
+        each: a saturated server always has the next command waiting and
+        never sleeps, so its CPU per page is what is left."""
+
+        def busiest(r: LoadResult) -> float:
+            cpus = [c - w * self.wake_us / 1e6 for c, w in zip(r.shard_cpu, r.wakes, strict=True)]
+            return max(cpus) / max(r.pages, 1)
+
+        return [busiest(s) / busiest(c) for s, c in zip(self.single, self.cluster, strict=True)]
 
     @property
     def ratio(self) -> float:
@@ -116,6 +129,7 @@ def compare(counts: tuple[int, ...], base: LoadShape, work: Path, shards: int = 
             redis_cluster(work, masters=shards, replicas_per_master=0, node_timeout_ms=30_000)
         )
         url = f"redis://{one.address}/0"
+        wake_us = wake_cost(url)
         for n in counts:
             shape = replace(base, nodes=n, procs=min(base.procs, n))
             single.append(_one(url, replace(shape, partitions=1), "1 Redis"))
@@ -124,7 +138,38 @@ def compare(counts: tuple[int, ...], base: LoadShape, work: Path, shards: int = 
             cluster.append(_one(many.seed_url, replace(shape, partitions=shards), label))
             urls = [f"redis://{server.address}/0" for server in alone]
             servers.append(_control(urls, replace(shape, partitions=1)))
-    return Comparison(shards, _redis_version(), single, split, cluster, servers)
+    return Comparison(shards, _redis_version(), single, split, cluster, servers, wake_us)
+
+
+def wake_cost(url: str, count: int = 3000) -> float:
+    """CPU µs a Redis spends on a wake, on this machine: *count* PINGs sent
+    one at a time (each finds the server asleep) against as many in one
+    pipeline (one wake), over the wakes counted."""
+    import redis
+
+    from tests.benchmarks.bench_redis_load import _Meter
+
+    client = redis.Redis.from_url(url)
+    meter = _Meter(client, "wake-cost")
+
+    def cpu() -> float:
+        info = client.info("cpu")
+        return float(info["used_cpu_user"] + info["used_cpu_sys"])
+
+    c0, w0 = cpu(), meter.wakes()
+    for _ in range(count):
+        client.ping()
+    c1, w1 = cpu(), meter.wakes()
+    pipe = client.pipeline(transaction=False)
+    for _ in range(count):
+        pipe.ping()
+    pipe.execute()
+    c2 = cpu()
+    client.close()
+    if not w0:
+        return float("nan")
+    wakes = max(1, w1[0] - w0[0])
+    return max(0.0, (c1 - c0) - (c2 - c1)) * 1e6 / wakes
 
 
 def _control(urls: list[str], shape: LoadShape) -> LoadResult:
@@ -152,6 +197,8 @@ def _control(urls: list[str], shape: LoadShape) -> LoadResult:
     total.shard_cpu = [r.cpu_s for r in done]
     total.part_pages = [r.pages for r in done]
     total.roundtrips = sum(r.roundtrips for r in done)
+    if all(r.wakes for r in done):
+        total.wakes = [sum(r.wakes) for r in done]
     progress(f"  {total.us_per_page:.1f} µs/page in all, {total.rate:,.0f} pages/s")
     return total
 
@@ -172,7 +219,8 @@ def render(cmp: Comparison) -> str:
     lines = [
         f"1 Redis (P=1) vs a {n}-master Redis Cluster (P={n}), redis-server {cmp.version}",
         f"{'setup':<14} {'nodes':>5} {'pages/s':>8} {'µs/page':>8} {'busiest µs/page':>15} "
-        f"{'shard cores':>16} {'capacity pages/s':>16} {'calls/page':>10} {'B/queued':>8}",
+        f"{'shard cores':>16} {'capacity pages/s':>16} {'calls/page':>10} {'wakes/page':>10} "
+        f"{'B/queued':>8}",
     ]
     for runs in zip(cmp.single, cmp.split, cmp.cluster, strict=True):
         labels = ("1 Redis, P=1", f"1 Redis, P={n}", f"{n} shards, P={n}")
@@ -181,7 +229,8 @@ def render(cmp: Comparison) -> str:
             lines.append(
                 f"{label:<14} {r.shape.nodes:>5} {r.rate:>8,.0f} {r.us_per_page:>8.1f} "
                 f"{r.busiest_us_per_page:>15.1f} {cores:>16} {r.capacity:>16,.0f} "
-                f"{r.roundtrips / max(r.pages, 1):>10.3f} {r.queue_bytes:>8.1f}"
+                f"{r.roundtrips / max(r.pages, 1):>10.3f} {r.wakes_per_page:>10.3f} "
+                f"{r.queue_bytes:>8.1f}"
             )
     ratios = ", ".join(
         f"{r.shape.nodes} nodes {x:.2f}x" for r, x in zip(cmp.single, cmp.ratios(), strict=True)
@@ -206,6 +255,16 @@ def render(cmp: Comparison) -> str:
             f"the cluster over the split x{rest:.2f} (cluster mode and {n} servers), "
             f"of which {n} servers on this machine x{servers:.2f} (the control); "
             f"in all x{cluster:.2f}"
+        )
+    if cmp.single[0].wakes:
+        sat = ", ".join(
+            f"{r.shape.nodes} nodes {x:.2f}x"
+            for r, x in zip(cmp.single, cmp.saturated_ratios(), strict=True)
+        )
+        lines.append(
+            f"a wake (the server asleep when a command comes) costs Redis {cmp.wake_us:.1f} µs "
+            f"on this machine (PING one at a time against pipelined); without the wakes, "
+            f"as at saturation: capacity {n} shards / 1 Redis {sat} (not judged)"
         )
     lines.append(WHY)
     return "\n".join(lines)

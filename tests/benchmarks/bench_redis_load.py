@@ -103,6 +103,14 @@ class LoadResult:
     shard_cpu: list[float] = field(default_factory=list)  # CPU s of each master
     part_pages: list[int] = field(default_factory=list)  # pages acked by each partition
     queue_bytes: float = 0.0  # bytes per queued request after the seed (if measured)
+    # Times each server's main thread went to sleep waiting for a command
+    # (voluntary context switches, from /proc; empty if not readable): each
+    # wake costs CPU of its own, which a saturated server does not pay.
+    wakes: list[int] = field(default_factory=list)
+
+    @property
+    def wakes_per_page(self) -> float:
+        return sum(self.wakes) / max(self.pages, 1)
 
     @property
     def us_per_page(self) -> float:
@@ -412,6 +420,7 @@ class _Meter:
         else:  # redis-py's cluster client: every master, straight
             nodes = client.get_primaries()
             self.shards = [redis.Redis(host=n.host, port=n.port, socket_timeout=300) for n in nodes]
+        self.pids = [int(shard.info("server")["process_id"]) for shard in self.shards]
         tag = "{" + crawl + "}"
         raw = client.hget(f"{tag}:config", "partitions")
         self.tags: list[str] = json.loads(raw) if raw else [tag]
@@ -420,6 +429,19 @@ class _Meter:
     def own_calls(self) -> int:
         """Commands ``read`` adds to a window's count (4 on one Redis)."""
         return 2 * len(self.shards) + len(self.tags) + 1
+
+    def wakes(self) -> list[int]:
+        """Voluntary context switches of each server's main thread so far
+        ([] when a server is not a local process this user can read)."""
+        counts = []
+        for pid in self.pids:
+            try:
+                status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
+            except OSError:
+                return []
+            line = next(x for x in status.splitlines() if x.startswith("voluntary_ctxt"))
+            counts.append(int(line.split()[1]))
+        return counts
 
     def read(self) -> tuple[list[float], int, list[int], float]:
         """(CPU s of each shard, commands, pages acked by each partition, s executing)."""
@@ -463,12 +485,16 @@ def run_load(
         client.config_set("slowlog-log-slower-than", 0)
         client.config_set("slowlog-max-len", 1_000_000)
         client.slowlog_reset()
+    wakes0 = meter.wakes()
     cpu0, calls0, done0, exec0 = meter.read()
     w0 = time.monotonic()
     slow = _drain_slowlog(client, times[1]) if profile else []
     time.sleep(max(0.0, times[1] - time.time()))
     cpu1, calls1, done1, exec1 = meter.read()
+    wakes1 = meter.wakes()
     result = _window(shape, (cpu0, cpu1), (done0, done1), time.monotonic() - w0)
+    if wakes0 and wakes1:
+        result.wakes = [b - a for a, b in zip(wakes0, wakes1, strict=True)]
     result.queue_bytes = queue_bytes
     result.executing_s = exec1 - exec0
     result.commands = calls1 - calls0 - meter.own_calls  # less our INFO/HGET calls

@@ -635,6 +635,9 @@ def _cluster_rows(results: dict[str, Any], row: Any, notes: list[str]) -> None:
     ):
         row(metric, "", "", text)
     row(f"  capacity {n} shards / 1 Redis", "", "", ratios, ">= 2.5x", verdict)
+    if cmp and cmp.single[0].wakes:
+        saturated = " / ".join(f"{x:.2f}x" for x in cmp.saturated_ratios())
+        row(f"  the same without wakes ({cmp.wake_us:.0f} µs each here)", "", "", saturated)
     row("  bytes/queued request, 1 Redis vs shards", "", "", _pairs(results, "queue_bytes"))
     if cmp:
         from tests.benchmarks.bench_cluster_load import WHY
