@@ -586,7 +586,7 @@ class Frontier:
         """Move dead letters (as stored, with their "<domain>|<json>" entry and
         priority) back."""
         k = self.keys
-        keys = [k.dead, k.stats, k.prios]
+        keys = [k.dead, k.stats, k.prios, k.deadpages]
         args: list[str | int | bytes] = []
         for raw, entry, prio in letters:
             name = k.queue(prio)

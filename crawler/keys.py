@@ -61,10 +61,13 @@ where the domain is the request's Scrapy download slot)::
                                  items_stale (crawler.recrawl), dead,
                                  lease_seq.
     {NAME}:dead           LIST   dead letters: JSON {reason, entry, node, time}.
-    {NAME}:deadpages      HASH   page -> its dead letter in {NAME}:dead, as
-                                 stored, for letters of a recrawl's revisits
-                                 (JSON led by {"page", "count"}): a page's
-                                 next failing revisit replaces it (commit.lua).
+    {NAME}:deadpages      HASH   page -> "=" and its latest dead letter, for
+                                 letters of a recrawl's revisits (JSON led by
+                                 {"page", "count"}): {NAME}:dead keeps the
+                                 page's first letter in place, a failing
+                                 revisit counts on here (commit.lua; a value
+                                 without "=" is the letter in the list, as
+                                 stored before).
     {NAME}:due            ZSET   "<prio>|<entry>", the request that fetches a
                                  page again (its recrawl state in its meta),
                                  -> when it is due (ms, Redis clock), with

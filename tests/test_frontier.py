@@ -16,8 +16,9 @@ import redis.asyncio as aioredis
 from scrapy import Request, Spider
 
 from crawler.codec import _request_dict, decode_request, encode_request
+from crawler.commands.deadletters import read_letters
 from crawler.exceptions import BadEntry
-from crawler.frontier import BATCH_TAIL, Batch, Frontier, Leased
+from crawler.frontier import BATCH_TAIL, Batch, Frontier, Leased, dead_letter
 from crawler.keys import make_keys
 from crawler.politeness import make_entry, split_entry
 from tests.conftest import run_scrapy, start_node
@@ -167,6 +168,69 @@ def test_poison_request_is_dead_lettered_after_max_deliveries(redis_url, rclient
     assert len(letters) == 1 and "delivered 3 times" in letters[0]["reason"]
     assert json.loads(letters[0]["entry"])["url"] == "http://a/poison"
     assert int(rclient.hget(KEYS.stats, "queued")) == 0
+
+
+def test_a_page_failing_again_keeps_one_letter_without_scanning_the_list(redis_url, rclient):
+    """A recrawled page that fails revisit after revisit has one dead letter
+    whose count goes up, and no failure scans the dead list (which made a
+    crawl with many failing pages quadratic): among 2,000 other letters, the
+    page's later failures call no LREM; the list keeps its first letter in
+    place, `deadletters` shows the latest. Requeued, the page's next failure
+    is listed again; a letter stored the old way is replaced as before."""
+    page, old_page = "ab" * 20, "cd" * 20
+    url = "http://a/revisited"
+
+    def letter(reason: str, of: str = page) -> tuple[str, str]:
+        return "", dead_letter(reason, f"a|{json.dumps({'url': url})}", "n1", url, page=of)
+
+    def lrems() -> int:
+        return int(rclient.info("commandstats").get("cmdstat_lrem", {}).get("calls", 0))
+
+    def shown() -> list[dict]:
+        return [shown for _, shown in read_letters(rclient, KEYS)]
+
+    async def commit(*deads: tuple[str, str]) -> None:
+        node = await frontier(redis_url, "n1")
+        await node.commit(Batch(deads=list(deads)))
+        await node.client.aclose()
+
+    others = [("", dead_letter(f"other {n}", "a|{}", "n1")) for n in range(2000)]
+    run(commit(letter("HTTP 500"), *others))
+    before = lrems()
+    run(commit(letter("HTTP 503")))
+    run(commit(letter("DNS lookup failed")))
+    assert lrems() == before
+    assert rclient.llen(KEYS.dead) == 2001
+    assert int(rclient.hget(KEYS.stats, "dead")) == 2001
+    first = shown()[0]
+    assert (first["page"], first["count"], first["reason"]) == (page, 3, "DNS lookup failed")
+    assert json.loads(rclient.lindex(KEYS.dead, 0))["reason"] == "HTTP 500"  # kept in place
+
+    raw = rclient.lindex(KEYS.dead, 0)
+
+    async def requeue() -> int:
+        node = await frontier(redis_url, "admin")
+        moved = await node.requeue_dead([(raw, f"a|{json.dumps({'url': url})}", 0)])
+        await node.client.aclose()
+        return moved
+
+    assert run(requeue()) == 1
+    assert rclient.llen(KEYS.dead) == 2000 and rclient.hget(KEYS.deadpages, page) is None
+    run(commit(letter("HTTP 500 again")))
+    assert rclient.llen(KEYS.dead) == 2001
+    assert [(x["count"], x["reason"]) for x in shown() if x.get("page") == page] == [
+        (1, "HTTP 500 again")
+    ]
+
+    # Stored before the latest was kept apart: the list's letter is the latest.
+    stored = json.dumps({"page": old_page, "count": 4, "reason": "old", "entry": "a|{}"})
+    rclient.lpush(KEYS.dead, stored)
+    rclient.hset(KEYS.deadpages, old_page, stored)
+    assert shown()[0]["reason"] == "old"
+    run(commit(letter("new", old_page)))
+    assert rclient.llen(KEYS.dead) == 2002  # its old letter out, the new one in
+    assert [(x["count"], x["reason"]) for x in shown() if x.get("page") == old_page] == [(5, "new")]
+    assert rclient.hget(KEYS.deadpages, old_page).startswith(b"=")
 
 
 def test_only_a_request_run_alone_reaches_max_on_an_inferred_start(redis_url, rclient):

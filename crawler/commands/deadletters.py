@@ -12,12 +12,17 @@ from scrapy.exceptions import UsageError
 from crawler.commandbase import CrawlCommand
 from crawler.commands._common import open_crawl, run_guarded
 from crawler.connection import sync_client
+from crawler.keys import Keys
 
 
-def read_letters(client: Any, key: str) -> list[tuple[bytes, dict[str, Any]]]:
-    """Every dead letter as stored, with its decoded form (or the raw text)."""
+def read_letters(client: Any, keys: Keys, start: int = 0) -> list[tuple[bytes, dict[str, Any]]]:
+    """Every dead letter of the crawl (partition) of *keys* from *start* (a
+    negative start: the newest), as stored, with its decoded form (or the
+    raw text). A recrawled page's letter is shown as its latest: the list
+    keeps the page's first letter in place and {N}:deadpages the latest
+    (commit.lua)."""
     out = []
-    for raw in client.lrange(key, 0, -1):
+    for raw in client.lrange(keys.dead, start, -1):
         try:
             letter = json.loads(raw)
             if not isinstance(letter, dict):
@@ -25,7 +30,34 @@ def read_letters(client: Any, key: str) -> list[tuple[bytes, dict[str, Any]]]:
         except ValueError:
             letter = {"reason": "unreadable dead letter", "entry": raw.decode("utf-8", "replace")}
         out.append((raw, letter))
+    _show_latest(client, keys, out)
     return out
+
+
+def _show_latest(client: Any, keys: Keys, letters: list[tuple[bytes, dict[str, Any]]]) -> None:
+    """Replace each recrawled page's letter in *letters* by its latest."""
+    at = [n for n, (_, letter) in enumerate(letters) if _page(letter)]
+    for first in range(0, len(at), _CHUNK):
+        chunk = at[first : first + _CHUNK]
+        latest = client.hmget(keys.deadpages, [_page(letters[n][1]) for n in chunk])
+        for n, value in zip(chunk, latest, strict=True):
+            if not value or not value.startswith(b"="):
+                continue  # stored before the latest was kept apart: the list's is it
+            try:
+                shown = json.loads(value[1:])
+            except ValueError:
+                continue
+            if isinstance(shown, dict):
+                letters[n] = (letters[n][0], shown)
+
+
+def _page(letter: dict[str, Any]) -> str:
+    """The page of a recrawl's letter ({"page": hex, "count": n, ...}), or ""."""
+    page = letter.get("page")
+    return page if isinstance(page, str) and isinstance(letter.get("count"), int) else ""
+
+
+_CHUNK = 1000
 
 
 def letter_url(letter: dict[str, Any]) -> str:
@@ -63,7 +95,7 @@ class Command(CrawlCommand):
         letters = [
             letter
             for keys in crawl.config.partitions()
-            for _, letter in read_letters(client, keys.dead)
+            for _, letter in read_letters(client, keys)
             if not opts.reason or opts.reason in str(letter.get("reason", ""))
         ]
         client.close()

@@ -95,7 +95,7 @@ def _choose(
     skipped = []
     revisits = 0
     for n, keys in enumerate(parts):
-        for raw, letter in read_letters(client, keys.dead):
+        for raw, letter in read_letters(client, keys):
             if reason and reason not in str(letter.get("reason", "")):
                 continue
             try:

@@ -59,7 +59,7 @@ def dead_letter_groups(client: Any, parts: list[Keys]) -> list[dict[str, Any]]:
     """Dead letters grouped by reason, commonest first, with a few examples."""
     groups: dict[str, dict[str, Any]] = {}
     for keys in parts:
-        for _, letter in read_letters_tail(client, keys.dead):
+        for _, letter in read_letters_tail(client, keys):
             reason = str(letter.get("reason", ""))
             group = groups.setdefault(reason, {"reason": reason, "count": 0, "examples": []})
             group["count"] += 1
@@ -74,20 +74,6 @@ def dead_letter_groups(client: Any, parts: list[Keys]) -> list[dict[str, Any]]:
     return sorted(groups.values(), key=lambda g: (-g["count"], g["reason"]))
 
 
-def read_letters_tail(client: Any, key: str) -> list[tuple[bytes, dict[str, Any]]]:
-    """The newest LETTERS_READ dead letters of *key* (all of a short list)."""
-    if client.llen(key) <= LETTERS_READ:
-        return read_letters(client, key)
-    sliced = _Sliced(client, -LETTERS_READ)
-    return read_letters(sliced, key)
-
-
-class _Sliced:
-    """A client whose LRANGE starts at *start*: read_letters on a list's tail."""
-
-    def __init__(self, client: Any, start: int) -> None:
-        self.client = client
-        self.start = start
-
-    def lrange(self, key: str, _start: int, end: int) -> list[bytes]:
-        return list(self.client.lrange(key, self.start, end))
+def read_letters_tail(client: Any, keys: Keys) -> list[tuple[bytes, dict[str, Any]]]:
+    """The newest LETTERS_READ dead letters of the partition of *keys*."""
+    return read_letters(client, keys, -LETTERS_READ)

@@ -56,9 +56,13 @@
 --   dead:   count, then (when not 0) the KEYS index of {N}:deadpages, then
 --           per entry: lease id ("" for none), dead-letter JSON. A letter
 --           led by {"page": "<hex>", "count": <n>, (a recrawl's revisit)
---           replaces the page's letter stored before, if still there, with
---           its count one more: a page that keeps failing on its revisit
---           schedule has one letter, not one per revisit.
+--           is the page's one letter, its count one more than the one
+--           before: a page that keeps failing on its revisit schedule has
+--           one letter, not one per revisit. The list keeps the page's
+--           first letter where it is; {N}:deadpages has "=" and the latest
+--           (readers show that one: crawler.commands.deadletters), so no
+--           failure scans the list. (A letter stored before this, without
+--           "=", is taken out of the list and the new one appended.)
 --   revisits: count, then (when not 0) the KEYS index of {N}:due, then per
 --           page due again: milliseconds from now, the lease id of the
 --           request it was made from ("" for none), "<prio>|<entry>"
@@ -486,17 +490,29 @@ for _ = 1, n do
   if ARGV[i] ~= '' then released = released + finish(ARGV[i]) end
   local letter = ARGV[i + 1]
   local page, _, rest = string.match(letter, LETTER)
+  local listed = false  -- the page's first letter is in the list already
   if page then
+    -- "=" and the page's latest letter: its first stays where it is in the
+    -- list (no scan of the list to replace it); readers show the latest.
+    -- Without "=": a letter stored before, in the list as it is.
     local before = redis.call('HGET', deadpages, page)
-    if before and redis.call('LREM', dead, -1, before) == 1 then
-      local _, count = string.match(before, LETTER)
-      letter = '{"page": "' .. page .. '", "count": ' .. (tonumber(count) + 1) .. rest
+    local counted = nil  -- the count of the page's letter before this one
+    if before and string.sub(before, 1, 1) == '=' then
+      listed = true
+      counted = select(2, string.match(string.sub(before, 2), LETTER))
+    elseif before and redis.call('LREM', dead, -1, before) == 1 then
+      counted = select(2, string.match(before, LETTER))
       deads = deads - 1  -- replaced: no more letters than before
     end
-    redis.call('HSET', deadpages, page, letter)
+    if counted then
+      letter = '{"page": "' .. page .. '", "count": ' .. (tonumber(counted) + 1) .. rest
+    end
+    redis.call('HSET', deadpages, page, '=' .. letter)
   end
-  redis.call('RPUSH', dead, letter)
-  deads = deads + 1
+  if not listed then
+    redis.call('RPUSH', dead, letter)
+    deads = deads + 1
+  end
   i = i + 2
 end
 n = tonumber(ARGV[i]); i = i + 1
