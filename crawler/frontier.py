@@ -131,6 +131,9 @@ class Turn:
     # Not None: the hold is this node's own leased request, not sent yet:
     # go now, and send that request this many seconds after this download.
     own_gap: float | None = None
+    # Not 0: the turn holds the domain until its start is reported with
+    # this hold's end (Redis ms), as a leased request's does.
+    hold: int = 0
 
 
 @dataclass(frozen=True)
@@ -420,16 +423,21 @@ class Frontier:
         """Move the inbox to the park lists (a lease call of no requests)."""
         await self.lease(0, lease_ms)
 
-    async def reserve(self, domain: str, factor: float, own_holds: Iterable[int] = ()) -> Turn:
+    async def reserve(
+        self, domain: str, factor: float, hold_ms: int, own_holds: Iterable[int] = ()
+    ) -> Turn:
         """Ask for *domain*'s next turn for a download the frontier never
-        handed out (crawler/lua/reserve.lua); *own_holds*: the ends of the
-        holds this node's leased requests of the domain, not sent yet, put
-        on it."""
+        handed out (crawler/lua/reserve.lua): a turn granted holds the
+        domain until the download's start is reported, *hold_ms* at most;
+        *own_holds*: the ends of the holds this node's leased requests of
+        the domain, not sent yet, put on it."""
         keys = [self.keys.stats, *polite_keys(self.keys)]
-        args: list[Any] = [self._policy, domain, factor, *own_holds]
+        args: list[Any] = [self._policy, domain, factor, hold_ms, *own_holds]
         got = await self._rt(self.scripts.reserve(keys=keys, args=args))
         if int(got[1]) == 2:
             return Turn(0.0, False, int(got[2]) / 1000)
+        if int(got[1]) == 3:
+            return Turn(0.0, hold=int(got[2]))
         return Turn(int(got[0]) / 1000, bool(int(got[1])))
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:

@@ -238,8 +238,10 @@ class PartitionedFrontier:
         waiting = [part for part in self.parts if part.inbox_waiting()]
         await asyncio.gather(*(part.drain_inbox(lease_ms) for part in waiting))
 
-    async def reserve(self, domain: str, factor: float, own_holds: Iterable[int] = ()) -> Turn:
-        return await self.parts[self.part_of(domain)].reserve(domain, factor, own_holds)
+    async def reserve(
+        self, domain: str, factor: float, hold_ms: int, own_holds: Iterable[int] = ()
+    ) -> Turn:
+        return await self.parts[self.part_of(domain)].reserve(domain, factor, hold_ms, own_holds)
 
     async def lease_raw(self, count: int, lease_ms: int) -> list[tuple[str, bytes]]:
         return await self.parts[0].lease_raw(count, lease_ms)

@@ -152,6 +152,24 @@ def _close_pairs(site: FileSite) -> list[tuple[float, str, str]]:
     return [(round(b - a, 3), p, q) for (a, p), (b, q) in pairwise(times) if b - a < DELAY * 0.7]
 
 
+def test_a_file_sent_late_after_its_turn_times_the_next_request(redis_url, tmp_path):
+    """A file's turn timed the domain's next request from when Redis granted
+    it, not from when the file went out: its node, its event loop busy
+    between the two (tests/slow_turn.py stalls it 0.3 s), sent it late, and
+    the next request went 0.24-0.28 s after it. The turn now holds the
+    domain until the file's start is reported, as a leased page's lease
+    does."""
+    site = FileSite()
+    try:
+        slow = 'EXTENSIONS={"tests.slow_turn.SlowTurns": 0}'
+        text = _crawl_files(redis_url, tmp_path, site, 3, slow)
+    finally:
+        site.close()
+    assert len(site.file_times) == 3 * FILES_PER_PAGE
+    assert text.count("Stalling the event loop after the turn of") >= 4, text[-3000:]
+    assert not _close_pairs(site), _close_pairs(site)
+
+
 def test_files_do_not_wait_on_the_nodes_own_leased_page(redis_url, tmp_path):
     """A file waiting for its domain's turn waited on the hold of the next
     page this node had leased, which could not go out because the waiting
