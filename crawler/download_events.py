@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -137,6 +138,9 @@ class DownloadEvents:
                     await self._sleep(first)
                     continue
                 leases.hold_back(own, turn.own_gap)
+                # And again from when this download goes out, as a start
+                # report is timed: its node may reach the handler late.
+                _when_sent(partial(self._hold_back, list(own), turn.own_gap))
                 return
             if turn.hold:
                 # The domain is held for this download until its start is
@@ -156,6 +160,12 @@ class DownloadEvents:
                 return
             # A hold ends when its request starts, usually within a commit.
             await self._sleep(min(turn.wait, _HOLD_POLL) if turn.held else turn.wait)
+
+    def _hold_back(self, lease_ids: list[str], seconds: float) -> None:
+        """Send none of *lease_ids* still held and not handed out for
+        *seconds* from now."""
+        leases = self.worker.leases
+        leases.hold_back([lid for lid in lease_ids if lid in leases.holding], seconds)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait *seconds*, or until the node handed its requests back (a stop

@@ -24,7 +24,8 @@
 -- hold is the asking node's own request, which may be queued behind this
 -- very download in its downloader: this goes now, nothing is written (the
 -- hold still keeps other nodes off), and the node sends its own request
--- gap ms after it (its start report then times the domain's next turn).
+-- gap ms after it, the send margin included as p_started adds it (its
+-- start report then times the domain's next turn).
 local now = p_time()
 p_init(ARGV[1], now)
 local d, factor, hold_ms = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -33,7 +34,8 @@ if not p_delayed(s) and s.bo <= now then return {0, 0} end
 if s.held and s.next > now and s.bo <= now then
   for j = 5, #ARGV do
     if p_own_hold(s, tonumber(ARGV[j])) then
-      return {0, 2, math.floor(math.max(s.delay * factor, s.crawl))}
+      local gap = math.max(s.delay * factor, s.crawl)
+      return {0, 2, math.floor(gap + math.min(gap / 10, P.sm or 0))}
     end
   end
 end
