@@ -187,13 +187,16 @@ def encode_request(
     lenient: bool = False,
     origin: bytes | None = None,
     by_content: bool = False,
+    made_by: bytes = b"",
 ) -> str:
     """JSON for *request*. Raises ValueError (UnstorableValue naming the key
     path and type, for ``meta`` and ``cb_kwargs``) if it cannot be stored.
     *lenient* (for dead letters) never raises for a value that cannot be
     stored: it keeps a placeholder that refuses to decode. *origin*: what
     its items' ids derive from, if not its fingerprint (``decode_entry``);
-    *by_content*: a hash of the JSON itself (a ``dont_filter`` request)."""
+    *by_content*: a hash of the JSON itself (a ``dont_filter`` request) and
+    of *made_by*, where it came from in the output of the callback that
+    made it (``crawler.itemids.made_by``)."""
     d = _request_fields(request, spider, lenient)
     out: dict[str, Any] = {}
     for key, value in d.items():
@@ -214,7 +217,10 @@ def encode_request(
         # The same for the same request made again (a crash replay of the
         # callback that made it), another for any other.
         text = _dumps(out, lenient)
-        origin = hashlib.sha1(b"dont_filter\0" + text.encode("utf-8", "surrogatepass")).digest()
+        # *made_by* tells identical requests one callback made apart (plain
+        # Scrapy fetches each, and keeps the items of each).
+        data = b"dont_filter\0" + made_by + text.encode("utf-8", "surrogatepass")
+        origin = hashlib.sha1(data).digest()
         origin = origin[:8]
     if origin is not None:
         out[_ORIGIN] = "s" if origin == START_ORIGIN else origin.hex()

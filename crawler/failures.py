@@ -11,7 +11,9 @@ Two things a downloader middleware cannot see (``crawler.engine_hooks``):
   except Scrapy's two limits above.
 * Items an errback yields skip the spider middlewares, so they had no origin
   and got random ids (stored twice when the page was processed again). They
-  get ids from their request here, as callback items do.
+  get ids from their request here, as callback items do; the
+  ``dont_filter`` requests it yields are noted with their position, as a
+  callback's are (``crawler.middleware``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class FailureWatch:
         #: Requests already dead-lettered (by DeadLetterMiddleware).
         self.lettered: WeakSet[Request] = WeakSet()
         self._positions: dict[bytes, int] = {}
+        self._requests: dict[bytes, int] = {}  # dont_filter requests, as _positions
 
     def failed(self, failure: Failure, request: Request) -> None:
         # Its errback runs next: as a callback (crawler.middleware), it does
@@ -67,9 +70,16 @@ class FailureWatch:
             position = self._positions.get(basis, 0)
             self._positions[basis] = position + 1
             self.scheduler.note_origin(output, origin_id(basis, position, b"errback"), request)
+        elif isinstance(output, Request) and output.dont_filter:
+            basis = self.scheduler.item_basis(request)
+            position = self._requests.get(basis, 0)
+            self._requests[basis] = position + 1
+            self.scheduler.note_made_by(output, request, position, b"errback")
         return output
 
     def done(self, request: Request) -> None:
         """*request* is finished: forget its errback's item positions."""
-        if self._positions:
-            self._positions.pop(self.scheduler.item_basis(request), None)
+        if self._positions or self._requests:
+            basis = self.scheduler.item_basis(request)
+            self._positions.pop(basis, None)
+            self._requests.pop(basis, None)

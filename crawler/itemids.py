@@ -33,6 +33,17 @@ def origin_id(fingerprint: bytes, position: int, salt: bytes = b"") -> bytes:
     return hashlib.sha1(fingerprint + salt + position.to_bytes(4, "big")).digest()[:12]
 
 
+def made_by(basis: bytes, position: int, salt: bytes = b"") -> bytes:
+    """Where a ``dont_filter`` request came from: the *position*-th of those
+    the callback (errback: *salt*) of the request with item basis *basis*
+    yielded. Its items' ids derive from this and its content
+    (``crawler.codec.encode_request``): identical requests one callback
+    yields several times (Scrapy's ``dont_filter``: "perform an identical
+    request multiple times") are each another request, and a replay of the
+    callback after a crash makes each again with the same ids."""
+    return basis + salt + position.to_bytes(4, "big")
+
+
 class ItemIds:
     def __init__(self, item_key: str, recrawl: bool = False) -> None:
         self.item_key = item_key

@@ -27,6 +27,9 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
       marks them ``dont_filter``; this middleware clears that, and the
       scheduler keys them apart from links to the same URL
       (``crawler.fingerprints.start_fingerprint``).
+    * A ``dont_filter`` request is noted with its position among those of
+      the callback's output (``RedisScheduler.note_made_by``): identical
+      ones are each another request, with items of their own.
     * Each item is tagged with a stable identity: the fingerprint of the
       request whose response produced it (or the origin stored with it:
       ``RedisScheduler.item_basis``) and its position in the output, so
@@ -42,6 +45,8 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         super().__init__(crawler)
         # Per response being processed: [fingerprint of its request, items so far].
         self._items: WeakKeyDictionary[Response, list[Any]] = WeakKeyDictionary()
+        # Per response being processed: dont_filter requests so far.
+        self._again: WeakKeyDictionary[Response, int] = WeakKeyDictionary()
         self._start_items = 0  # items start() yielded so far
         self._failed = FailedResponses(crawler)
         crawler.signals.connect(self._forget, signal=signals.item_dropped)
@@ -65,6 +70,12 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
             if scheduler is not None:
                 scheduler.start_requests.add(start)
             return start
+        if response is not None and request.dont_filter and response.request is not None:
+            scheduler = self._scheduler()
+            if scheduler is not None:
+                position = self._again.get(response, 0)
+                self._again[response] = position + 1
+                scheduler.note_made_by(request, response.request, position)
         return request
 
     def process_spider_input(self, response: Response) -> None:

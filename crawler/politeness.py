@@ -63,12 +63,16 @@ def make_entry(slot: str, body: str, deliveries: int = 0) -> str:
 
 
 def request_entry(
-    request: Request, spider: Spider, origin: bytes | None = None, by_content: bool = False
+    request: Request,
+    spider: Spider,
+    origin: bytes | None = None,
+    by_content: bool = False,
+    made_by: bytes = b"",
 ) -> str:
-    """The frontier entry of a new request (*origin*, *by_content*:
+    """The frontier entry of a new request (*origin*, *by_content*, *made_by*:
     crawler.codec.encode_request). Raises ValueError/TypeError if it cannot
     be stored."""
-    text = encode_request(request, spider, origin=origin, by_content=by_content)
+    text = encode_request(request, spider, origin=origin, by_content=by_content, made_by=made_by)
     return make_entry(slot_of(request), text)
 
 

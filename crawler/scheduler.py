@@ -21,7 +21,7 @@ import socket
 import time
 import uuid
 from typing import Any, cast
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 from scrapy import Request, Spider, signals
 from scrapy.core.scheduler import BaseScheduler
@@ -58,7 +58,7 @@ from crawler.exceptions import ConfigError, RedisUnavailable
 from crawler.failures import FailureWatch
 from crawler.fingerprints import redirected_start_fingerprint, start_fingerprint
 from crawler.frontier import dead_letter, item_letter
-from crawler.itemids import AFTER, STATE, ItemIds, origin_id
+from crawler.itemids import AFTER, STATE, ItemIds, made_by, origin_id
 from crawler.jobs import expire_crawl, persist_if_expiring
 from crawler.localseen import LocalSeen
 from crawler.partfrontier import make_frontier
@@ -145,6 +145,9 @@ class RedisScheduler(BaseScheduler):
         self.failures = FailureWatch(self)
         #: The spider's start requests (crawler.middleware), keyed apart.
         self.start_requests: WeakSet[Request] = WeakSet()
+        #: dont_filter requests a callback or errback made -> where in its
+        #: output (``crawler.itemids.made_by``).
+        self.made_by: WeakKeyDictionary[Request, bytes] = WeakKeyDictionary()
         self._closing = False
         #: Live objects (scrapy-playwright's open tab) left out of requests
         #: stored in Redis (a retried copy), to close once no request this
@@ -356,7 +359,8 @@ class RedisScheduler(BaseScheduler):
         else:
             by_content = True
         try:
-            entry = request_entry(request, self.spider, origin, by_content)
+            made_by = self.made_by.pop(request, b"") if by_content else b""
+            entry = request_entry(request, self.spider, origin, by_content, made_by)
         except Exception as exc:  # never out of the engine's hands
             # Not dropped in silence: dead-lettered with the key path and
             # type, and `scrapy requeue` retries it once the spider is fixed.
@@ -570,6 +574,14 @@ class RedisScheduler(BaseScheduler):
             if origin == start_fingerprint(self.crawler.request_fingerprinter.fingerprint(request)):
                 return START_ORIGIN
         return origin
+
+    def note_made_by(
+        self, request: Request, parent: Request, position: int, salt: bytes = b""
+    ) -> None:
+        """*request* (``dont_filter``) is the *position*-th such request the
+        callback (errback: *salt*) of *parent* made: its items' ids derive
+        from that too, so identical ones are each another request."""
+        self.made_by[request] = made_by(self.item_basis(parent), position, salt)
 
     def note_start_item(self, item: Any, position: int) -> None:
         assert self.spider is not None

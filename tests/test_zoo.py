@@ -249,6 +249,22 @@ CARRIED_TYPES = {
 }
 
 
+def poll_fetched(_base: str) -> dict[str, int]:
+    # The live page for each of the three requests, and from the errbacks of
+    # the 404 page and of the two robots.txt disallows (never fetched).
+    fetched = {"/robots.txt": 1, "/poll/": 1, "/poll/gone": 1}
+    return fetched | {"/poll/live": 6}
+
+
+def poll_items(base: str, items: Items) -> None:
+    # An item of each reading, as one plain Scrapy process exports them:
+    # identical dont_filter requests are each another request, with items
+    # of their own (their ids were derived from the request's content alone,
+    # so the cluster exported 3 items of the 6).
+    expected = [{"url": f"{base}/poll/live", "score": "2-1"}] * 6
+    assert canonical(items) == canonical(expected)
+
+
 def carried_values(base: str, parent: int, depth: int) -> dict[str, Any]:
     main_url = f"{base}/carry/{parent}.html"
     return {
@@ -340,6 +356,7 @@ CASES = [
     Case("carry", pages("/carry/", CARRY_PAGES), carry_items),
     Case("again", again_fetched, again_items),
     Case("wall", wall_fetched, wall_items),
+    Case("poll", poll_fetched, poll_items),
     Case(
         "myspider_redis",
         pages("/redis/", REDIS_PAGES),

@@ -14,7 +14,9 @@ fetches. ``GET /__counts`` is not counted. Sections, one per kind of spider:
   callbacks), ``/redis/N.html`` and ``/tree/N.html`` (scrapy-redis spiders),
   ``/again/N.html`` (a page fetched again for another callback),
   ``/wall/N.html`` (a root that first redirects to itself),
-  ``/bandwidth/N.html`` (slow; one page makes the spider raise CloseSpider).
+  ``/bandwidth/N.html`` (slow; one page makes the spider raise CloseSpider),
+  ``/poll/`` (links to a gone page and two robots.txt disallows) and
+  ``/poll/live`` (a page read again on purpose).
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class ZooSite:
             ("/again/", lambda p, _q: self.tree(p, "again", AGAIN_PAGES)),
             ("/wall/", lambda p, _q: self.wall(p)),
             ("/bandwidth/", lambda p, _q: self.bandwidth(p)),
+            ("/poll/", lambda p, _q: self.poll(p)),
         ]
 
     def wall(self, name: str) -> Answer | None:
@@ -154,6 +157,14 @@ class ZooSite:
             return answer
         status, ctype, body = answer
         return status, ctype, body.replace(b"<h3>", b"<p>Bandwidth exceeded</p><h3>")
+
+    @staticmethod
+    def poll(name: str) -> Answer | None:
+        if name == "":
+            return 200, HTML, html("Poll", links(["gone", "/private/1", "/private/2"])).encode()
+        if name == "live":
+            return 200, HTML, html("Live", '<p class="score">2-1</p>').encode()
+        return None
 
     def robots(self) -> str:
         return f"User-agent: *\nDisallow: /private/\nSitemap: {self.base}/sitemap_index.xml\n"
