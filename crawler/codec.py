@@ -19,6 +19,7 @@ import inspect
 import json
 import sys
 import types
+import weakref
 from typing import Any
 
 from itemadapter import ItemAdapter
@@ -26,6 +27,7 @@ from scrapy import Request, Spider
 from scrapy.utils.misc import load_object
 from scrapy.utils.serialize import ScrapyJSONEncoder
 
+from crawler import default_settings
 from crawler.allowlist import allow_list
 from crawler.exceptions import BadEntry
 from crawler.values import Decoder, encode_value
@@ -198,6 +200,13 @@ def encode_request(
     of *made_by*, where it came from in the output of the callback that
     made it (``crawler.itemids.made_by``)."""
     d = _request_fields(request, spider, lenient)
+    name = d.get("_class")
+    if not lenient and isinstance(name, str) and not _readable_class(name, spider):
+        raise ValueError(
+            f"its class {name} is neither in CRAWLER_REQUEST_CLASSES nor in the project's "
+            "packages, so no node would read it back; add it (or its module) to "
+            "CRAWLER_REQUEST_CLASSES"
+        )
     out: dict[str, Any] = {}
     for key, value in d.items():
         if key in _DEFAULTS and value == _DEFAULTS[key]:
@@ -350,7 +359,7 @@ def _decode(
     origin = d.pop(_ORIGIN, None)
     if not isinstance(origin, str):
         origin = None
-    request_cls = _request_class(d.pop("_class", None), allowed_classes)
+    request_cls = _request_class(d.pop("_class", None), allowed_classes, spider)
     if "ref" in d and "ref" not in request_cls.attributes:
         _absolute_referer(d)
     if "body_b64" in d:
@@ -393,14 +402,48 @@ def build_request(request_cls: type[Request], kwargs: dict[str, Any], spider: Sp
         raise BadEntry(f"invalid request: {exc}") from None
 
 
-def _request_class(name: Any, allowed_classes: frozenset[str]) -> type[Request]:
+_request_classes: weakref.WeakKeyDictionary[Spider, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _readable_class(name: str, spider: Spider) -> bool:
+    """Whether a node of *spider*'s crawl reads back a request of class *name*
+    (``request_class_allowed`` with the spider's CRAWLER_REQUEST_CLASSES)."""
+    classes = _request_classes.get(spider)
+    if classes is None:
+        settings = getattr(spider, "settings", None)
+        default = default_settings.CRAWLER_REQUEST_CLASSES
+        found = settings.getlist("CRAWLER_REQUEST_CLASSES", default) if settings else default
+        classes = _request_classes[spider] = frozenset(n.strip() for n in found)
+    return request_class_allowed(name, classes, spider)
+
+
+def request_class_allowed(name: str, allowed_classes: frozenset[str], spider: Spider) -> bool:
+    """Whether a node reads back a request of class *name* (``module.Class``,
+    as ``Request.to_dict`` names it): one in CRAWLER_REQUEST_CLASSES, or of
+    the project's own packages (the meta class allow-list: the package of
+    each SPIDER_MODULES module and CRAWLER_META_CLASSES), as the classes in
+    ``meta`` are: a Request subclass of the project's own (its extra
+    ``attributes`` included, as Scrapy's docs describe them) was
+    dead-lettered on every node as a malformed entry."""
+    if name in allowed_classes:
+        return True
+    module, _, qualname = name.rpartition(".")
+    return bool(module) and allow_list(spider).allows(module, qualname)
+
+
+def _request_class(name: Any, allowed_classes: frozenset[str], spider: Spider) -> type[Request]:
     if name is None:
         return Request
     if not isinstance(name, str):
         raise BadEntry("'_class' is not a string")
-    if name not in allowed_classes:
+    if not request_class_allowed(name, allowed_classes, spider):
         raise BadEntry(f"request class {name!r} is not in CRAWLER_REQUEST_CLASSES")
-    cls: type[Request] = load_object(name)
+    try:
+        cls = load_object(name)
+    except (ImportError, NameError, ValueError) as exc:
+        raise BadEntry(f"cannot load request class {name!r}: {exc}") from None
+    if not isinstance(cls, type) or not issubclass(cls, Request):
+        raise BadEntry(f"{name!r} is not a Request class")
     return cls
 
 

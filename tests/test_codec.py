@@ -692,3 +692,39 @@ def test_scrapys_own_request_classes_are_read_back_by_default():
             request.body,
             request.dont_filter,
         )
+
+
+def test_a_request_class_no_node_reads_back_is_refused_where_it_is_stored():
+    """A request of a class outside CRAWLER_REQUEST_CLASSES and the
+    project's packages (a plugin's Request subclass) was stored, then
+    dead-lettered on whichever node leased it as a "malformed entry". It is
+    refused where the spider yields it, with the class and what to do (the
+    scheduler dead-letters it with that reason, its fingerprint unseen)."""
+    from scrapy.http import FormRequest
+
+    spider = make(PlainSpider, CRAWLER_REQUEST_CLASSES=["scrapy.http.request.Request"])
+    request = FormRequest("http://a/", formdata={"q": "x"})
+    name = "scrapy.http.request.form.FormRequest"
+    with pytest.raises(ValueError, match=f"its class {name} is neither in CRAWLER_REQUEST_CLASSES"):
+        encode_request(request, spider)
+    # As a dead letter it is kept, to requeue once the class is added.
+    letter = encode_request(request, spider, lenient=True)
+    allowed = frozenset({"scrapy.http.request.Request", name})
+    assert type(decode_request(letter.encode(), spider, allowed)) is FormRequest
+
+
+def test_a_request_class_of_the_project_reads_back_and_nothing_else_it_holds_runs():
+    """The project's own Request subclass reads back without being listed
+    (the meta class allow-list); a name there that is not a Request class
+    (the spider class itself) is refused, never called."""
+    spider = make(PlainSpider)
+    tagged = type("Tagged", (Request,), {"__module__": __name__})
+    globals()["Tagged"] = tagged
+    try:
+        data = encode_request(tagged("http://a/"), spider)
+        assert type(decode_request(data.encode(), spider, CLASSES)) is tagged
+    finally:
+        del globals()["Tagged"]
+    data = json.dumps({"url": "http://a/", "_class": f"{__name__}.PlainSpider"})
+    with pytest.raises(BadEntry, match="is not a Request class"):
+        decode_request(data.encode(), spider, CLASSES)

@@ -265,6 +265,18 @@ def poll_items(base: str, items: Items) -> None:
     assert canonical(items) == canonical(expected)
 
 
+def tagged_items(base: str, items: Items) -> None:
+    # Each page's request read back as the project's TaggedRequest with its
+    # tag (it was dead-lettered on every node, "request class ... is not in
+    # CRAWLER_REQUEST_CLASSES": 0 of 19 pages).
+    expected = [
+        {"url": f"{base}/tree/{i}.html", "tag": f"{base}/tree/{(i - 1) // 2}.html"}
+        | {"class": "TaggedRequest"}
+        for i in range(1, TREE_PAGES)
+    ]
+    assert canonical(items) == canonical(expected)
+
+
 def carried_values(base: str, parent: int, depth: int) -> dict[str, Any]:
     main_url = f"{base}/carry/{parent}.html"
     return {
@@ -357,6 +369,7 @@ CASES = [
     Case("again", again_fetched, again_items),
     Case("wall", wall_fetched, wall_items),
     Case("poll", poll_fetched, poll_items),
+    Case("tagged", pages("/tree/", TREE_PAGES), tagged_items),
     Case(
         "myspider_redis",
         pages("/redis/", REDIS_PAGES),
