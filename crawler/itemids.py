@@ -44,6 +44,11 @@ def made_by(basis: bytes, position: int, salt: bytes = b"") -> bytes:
     return basis + salt + position.to_bytes(4, "big")
 
 
+#: What an item's id derives from: (the item, its id, its store mode, the
+#: request it came from, its position in that request's callback output).
+Origin = tuple[Any, bytes, str, Request | None, int | None]
+
+
 class ItemIds:
     def __init__(self, item_key: str, recrawl: bool = False) -> None:
         self.item_key = item_key
@@ -51,7 +56,10 @@ class ItemIds:
         self.recrawl = recrawl
         #: id(item) -> (item, its id, mode, the request it came from, its
         #: position in the callback's output or None).
-        self._origins: dict[int, tuple[Any, bytes, str, Request | None, int | None]] = {}
+        #: Several for one id(): the same object yielded again before the
+        #: store took it (an item filled and yielded once per row), each
+        #: with its own id, taken in the order they were yielded.
+        self._origins: dict[int, list[Origin]] = {}
         self._origins_of: dict[Request, list[int]] = {}
         self._warned_random_ids = False
         #: Revisits that found their page changed -> (the positions its last
@@ -107,7 +115,7 @@ class ItemIds:
             mode = "+"  # a version a later one may replace: logged with its value
         else:
             mode = ""
-        self._origins[id(item)] = (item, item_id, mode, request, position)
+        self._origins.setdefault(id(item), []).append((item, item_id, mode, request, position))
         self._origins_of.setdefault(request, []).append(id(item))
 
     def note_start_item(self, item: Any, position: int, spider: str) -> None:
@@ -121,11 +129,26 @@ class ItemIds:
         except Exception:  # not storable: the store says why
             content = b""
         basis = hashlib.sha1(f"start() items\0{spider}\0".encode() + content).digest()
-        self._origins[id(item)] = (item, origin_id(basis, position), "", None, None)
+        origin = (item, origin_id(basis, position), "", None, None)
+        self._origins.setdefault(id(item), []).append(origin)
 
     def forget(self, item: Any) -> None:
         """The item was dropped or failed in a pipeline."""
-        self._origins.pop(id(item), None)
+        self._take(item)
+
+    def _take(self, item: Any) -> Origin | None:
+        """The first origin noted for *item* (the object), removed."""
+        origins = self._origins.get(id(item))
+        if not origins:
+            return None
+        if origins[0][0] is not item:
+            # An item stored already left; its id(), freed, is this one's now.
+            del self._origins[id(item)]
+            return None
+        origin = origins.pop(0)
+        if not origins:
+            del self._origins[id(item)]
+        return origin
 
     def done(self, request: Request) -> None:
         """*request* is finished: forget its items' origins."""
@@ -135,15 +158,18 @@ class ItemIds:
         for item_key in self._origins_of.pop(request, ()):
             # An item stored already left; its id(), freed, may be a later
             # item's now, from another request: that one is kept.
-            origin = self._origins.get(item_key)
-            if origin is not None and origin[3] is request:
-                del self._origins[item_key]
+            origins = self._origins.get(item_key)
+            if origins is not None:
+                origins[:] = [o for o in origins if o[3] is not request]
+                if not origins:
+                    del self._origins[item_key]
 
     def identify(self, item: Any) -> tuple[bytes, str, Request | None]:
         """The item's id, how commit.lua stores it ("" first write wins,
         "+" the same with its value in the item log, "!" it replaces) and
         the request it came from."""
-        origin = self._origins.get(id(item))
+        origins = self._origins.get(id(item))
+        origin = origins[0] if origins else None
         if origin is None or origin[0] is not item:
             return self.item_id(item), "", None
         _, _, mode, request, position = origin
@@ -156,8 +182,8 @@ class ItemIds:
             value = ItemAdapter(item).get(self.item_key)
             if value is not None:
                 return hashlib.sha1(f"key:{value}".encode()).digest()[:12]
-        origin = self._origins.pop(id(item), None)
-        if origin is not None and origin[0] is item:
+        origin = self._take(item)
+        if origin is not None:
             return origin[1]
         if not self._warned_random_ids:
             self._warned_random_ids = True
