@@ -106,11 +106,12 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         state[1] += 1
         return item
 
-    def _spoiled(self, response: Response, **kwargs: Any) -> None:
+    def _spoiled(self, response: Response | None, **kwargs: Any) -> None:
         """A callback raised: the items it did not get to yield are not
-        taken for gone (crawler.itemids)."""
+        taken for gone (crawler.itemids). Not ``start()`` (no response):
+        this handler raised there, a second traceback in the log."""
         scheduler = self._scheduler()
-        if scheduler is not None and response.request is not None:
+        if scheduler is not None and response is not None and response.request is not None:
             scheduler.items.spoil(response.request)
 
     def _forget(self, item: Any, **kwargs: Any) -> None:

@@ -519,3 +519,22 @@ def test_an_item_object_yielded_once_per_row_keeps_stable_ids(
         assert not [log for log in logs if "without its origin" in log], problems(logs)
         counts.append(len(export("rows", redis_url, tmp_path / run)))
     assert counts == [rows, rows]
+
+
+def test_a_start_that_raises_is_logged_once_and_its_output_kept(
+    zoo_site: ZooServer, redis_url: str, tmp_path: Path
+) -> None:
+    """start() raising: as in plain Scrapy, its error is logged, what it
+    yielded is crawled and kept, and the nodes close with 'start_error'. The
+    framework's spider_error handler took the signal's response for a
+    callback's and raised on it (None here): a second traceback, 'Error
+    caught on signal handler', in each node's log."""
+    codes, logs = crawl_two_nodes("start_error", redis_url, tmp_path, [])
+    assert codes == [0, 0], problems(logs)
+    for log in logs:
+        assert "Spider closed (start_error)" in log, problems(logs)
+        assert "Error caught on signal handler" not in log, problems(logs)
+    assert zoo_site.counts().get("/tree/0.html") == 1
+    items = export("start_error", redis_url, tmp_path)
+    expected = [{"from": "start()"}, {"url": zoo_site.url("/tree/0.html")}]
+    assert canonical(items) == canonical(expected)
