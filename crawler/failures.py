@@ -44,7 +44,8 @@ class FailureWatch:
         #: Requests already dead-lettered (by DeadLetterMiddleware).
         self.lettered: WeakSet[Request] = WeakSet()
         self._positions: dict[bytes, int] = {}
-        self._requests: dict[bytes, int] = {}  # dont_filter requests, as _positions
+        # dont_filter requests, as _positions, by fingerprint (crawler.middleware)
+        self._requests: dict[bytes, dict[bytes, int]] = {}
 
     def failed(self, failure: Failure, request: Request) -> None:
         # Its errback runs next: as a callback (crawler.middleware), it does
@@ -71,9 +72,9 @@ class FailureWatch:
             self._positions[basis] = position + 1
             self.scheduler.note_origin(output, origin_id(basis, position, b"errback"), request)
         elif isinstance(output, Request) and output.dont_filter:
-            basis = self.scheduler.item_basis(request)
-            position = self._requests.get(basis, 0)
-            self._requests[basis] = position + 1
+            counts = self._requests.setdefault(self.scheduler.item_basis(request), {})
+            fp = self.scheduler.crawler.request_fingerprinter.fingerprint(output)
+            position = counts[fp] = counts.get(fp, -1) + 1
             self.scheduler.note_made_by(output, request, position, b"errback")
         return output
 

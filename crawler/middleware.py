@@ -28,8 +28,9 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
       scheduler keys them apart from links to the same URL
       (``crawler.fingerprints.start_fingerprint``).
     * A ``dont_filter`` request is noted with its position among those of
-      the callback's output (``RedisScheduler.note_made_by``): identical
-      ones are each another request, with items of their own.
+      the callback's output with its fingerprint
+      (``RedisScheduler.note_made_by``): identical ones are each another
+      request, with items of their own.
     * Each item is tagged with a stable identity: the fingerprint of the
       request whose response produced it (or the origin stored with it:
       ``RedisScheduler.item_basis``) and its position in the output, so
@@ -45,8 +46,9 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         super().__init__(crawler)
         # Per response being processed: [fingerprint of its request, items so far].
         self._items: WeakKeyDictionary[Response, list[Any]] = WeakKeyDictionary()
-        # Per response being processed: dont_filter requests so far.
-        self._again: WeakKeyDictionary[Response, int] = WeakKeyDictionary()
+        # Per response being processed: dont_filter requests so far, by
+        # fingerprint (counted apart, their order among others may vary).
+        self._again: WeakKeyDictionary[Response, dict[bytes, int]] = WeakKeyDictionary()
         self._start_items = 0  # items start() yielded so far
         self._failed = FailedResponses(crawler)
         crawler.signals.connect(self._forget, signal=signals.item_dropped)
@@ -73,8 +75,9 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         if response is not None and request.dont_filter and response.request is not None:
             scheduler = self._scheduler()
             if scheduler is not None:
-                position = self._again.get(response, 0)
-                self._again[response] = position + 1
+                counts = self._again.setdefault(response, {})
+                fp = self.crawler.request_fingerprinter.fingerprint(request)
+                position = counts[fp] = counts.get(fp, -1) + 1
                 scheduler.note_made_by(request, response.request, position)
         return request
 

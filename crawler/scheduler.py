@@ -359,8 +359,8 @@ class RedisScheduler(BaseScheduler):
         else:
             by_content = True
         try:
-            made_by = self.made_by.pop(request, b"") if by_content else b""
-            entry = request_entry(request, self.spider, origin, by_content, made_by)
+            where = self.made_by.pop(request, b"") if by_content else b""
+            entry = request_entry(request, self.spider, origin, by_content, where)
         except Exception as exc:  # never out of the engine's hands
             # Not dropped in silence: dead-lettered with the key path and
             # type, and `scrapy requeue` retries it once the spider is fixed.
