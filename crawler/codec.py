@@ -207,6 +207,16 @@ def encode_request(
             "packages, so no node would read it back; add it (or its module) to "
             "CRAWLER_REQUEST_CLASSES"
         )
+    lost = _lost_attributes(request)
+    if lost and not lenient:
+        cls = type(request).__name__
+        raise ValueError(
+            f"its attribute{'s' if len(lost) > 1 else ''} {', '.join(map(repr, lost))} "
+            f"{'are' if len(lost) > 1 else 'is'} not in {cls}.attributes, so another node "
+            f"would rebuild it without {'them' if len(lost) > 1 else 'it'}; add "
+            f"{'them' if len(lost) > 1 else 'it'} to {cls}.attributes (and to its "
+            "__init__'s parameters), as Scrapy's Request.attributes docs describe"
+        )
     out: dict[str, Any] = {}
     for key, value in d.items():
         if key in _DEFAULTS and value == _DEFAULTS[key]:
@@ -234,6 +244,17 @@ def encode_request(
     if origin is not None:
         out[_ORIGIN] = "s" if origin == START_ORIGIN else origin.hex()
     return _dumps(out, lenient)
+
+
+def _lost_attributes(request: Request) -> list[str]:
+    """The public attributes a Request subclass's instance holds that its
+    ``attributes`` do not name: ``to_dict`` leaves them out, so the request
+    another node rebuilds has none of them (Request itself has ``__slots__``:
+    only a subclass's own attributes are in a ``__dict__``)."""
+    own = getattr(request, "__dict__", None)
+    if not own:
+        return []
+    return sorted(k for k in own if not k.startswith("_") and k not in type(request).attributes)
 
 
 def _origin(url: str) -> str:

@@ -728,3 +728,36 @@ def test_a_request_class_of_the_project_reads_back_and_nothing_else_it_holds_run
     data = json.dumps({"url": "http://a/", "_class": f"{__name__}.PlainSpider"})
     with pytest.raises(BadEntry, match="is not a Request class"):
         decode_request(data.encode(), spider, CLASSES)
+
+
+class PagedRequest(Request):
+    """A Request subclass whose own attribute is not in ``attributes``."""
+
+    def __init__(self, *args: Any, page: int = 0, **kwargs: Any) -> None:
+        self.page = page
+        super().__init__(*args, **kwargs)
+
+
+def test_a_request_attribute_its_class_does_not_declare_is_refused_where_stored():
+    """Request.to_dict() keeps only what ``attributes`` names: another node
+    rebuilt this request with page=0 (the default), and its callback read
+    another page number with nothing said. It is refused where the spider
+    yields it, naming the attribute and what to do; one its class declares
+    travels."""
+    spider = make(PlainSpider)
+    refused = r"its attribute 'page' is not in PagedRequest\.attributes"
+    with pytest.raises(ValueError, match=refused):
+        encode_request(PagedRequest("http://a/", page=3), spider)
+
+    class Declared(PagedRequest):
+        attributes = (*Request.attributes, "page")
+
+    Declared.__module__ = __name__
+    Declared.__qualname__ = "Declared"
+    globals()["Declared"] = Declared
+    try:
+        data = encode_request(Declared("http://a/", page=3), spider)
+        back = decode_request(data.encode(), spider, CLASSES)
+        assert type(back) is Declared and back.page == 3
+    finally:
+        del globals()["Declared"]
