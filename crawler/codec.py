@@ -465,6 +465,9 @@ def _request_class(name: Any, allowed_classes: frozenset[str], spider: Spider) -
         raise BadEntry(f"cannot load request class {name!r}: {exc}") from None
     if not isinstance(cls, type) or not issubclass(cls, Request):
         raise BadEntry(f"{name!r} is not a Request class")
+    if name not in allowed_classes and f"{cls.__module__}.{cls.__qualname__}" != name:
+        # Allowed as the project's: a class it defines, not one it imports.
+        raise BadEntry(f"request class {name!r} is not in CRAWLER_REQUEST_CLASSES")
     return cls
 
 

@@ -728,6 +728,10 @@ def test_a_request_class_of_the_project_reads_back_and_nothing_else_it_holds_run
     data = json.dumps({"url": "http://a/", "_class": f"{__name__}.PlainSpider"})
     with pytest.raises(BadEntry, match="is not a Request class"):
         decode_request(data.encode(), spider, CLASSES)
+    # Nor a Request class the project's module imports from elsewhere.
+    data = json.dumps({"url": "http://a/", "_class": f"{__name__}.Request"})
+    with pytest.raises(BadEntry, match="is not in CRAWLER_REQUEST_CLASSES"):
+        decode_request(data.encode(), spider, CLASSES)
 
 
 class PagedRequest(Request):
