@@ -380,7 +380,7 @@ def _decode(
     origin = d.pop(_ORIGIN, None)
     if not isinstance(origin, str):
         origin = None
-    request_cls = _request_class(d.pop("_class", None), allowed_classes, spider)
+    request_cls = request_class(d.pop("_class", None), allowed_classes, spider)
     if "ref" in d and "ref" not in request_cls.attributes:
         _absolute_referer(d)
     if "body_b64" in d:
@@ -452,7 +452,9 @@ def request_class_allowed(name: str, allowed_classes: frozenset[str], spider: Sp
     return bool(module) and allow_list(spider).allows(module, qualname)
 
 
-def _request_class(name: Any, allowed_classes: frozenset[str], spider: Spider) -> type[Request]:
+def request_class(name: Any, allowed_classes: frozenset[str], spider: Spider) -> type[Request]:
+    """The request class *name* (``Request.to_dict``'s ``_class``; None:
+    Request) as a node reads it back. Raises BadEntry with the reason."""
     if name is None:
         return Request
     if not isinstance(name, str):

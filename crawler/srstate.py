@@ -26,10 +26,9 @@ from typing import Any
 
 from scrapy import Request, Spider
 from scrapy.settings import BaseSettings
-from scrapy.utils.misc import load_object
 from scrapy_redis import defaults
 
-from crawler.codec import build_request, request_class_allowed
+from crawler.codec import build_request, request_class
 from crawler.exceptions import BadEntry, ConfigError, CrawlerError
 
 _LIFO = ("scrapy_redis.queue.LifoQueue", "scrapy_redis.queue.SpiderStack")
@@ -137,14 +136,9 @@ def request_from_entry(d: dict[str, Any], spider: Spider, classes: frozenset[str
     ``request_from_dict`` builds it, but importing only classes in *classes*
     (CRAWLER_REQUEST_CLASSES) and resolving callbacks only to the spider's
     methods. Raises BadEntry with the reason."""
-    cls: type[Request] = Request
-    cls_name = d.get("_class")
-    if cls_name is not None:
-        if not isinstance(cls_name, str) or not request_class_allowed(cls_name, classes, spider):
-            raise BadEntry(f"request class {cls_name!r} is not in CRAWLER_REQUEST_CLASSES")
-        cls = load_object(cls_name)
-        if not isinstance(cls, type) or not issubclass(cls, Request):
-            raise BadEntry(f"{cls_name!r} is not a Request class")
+    # As a node reads an entry back: a class that cannot be loaded is this
+    # entry's problem, not the import's (an ImportError stopped it).
+    cls = request_class(d.get("_class"), classes, spider)
     kwargs = {key: value for key, value in d.items() if key in cls.attributes}
     for name in ("callback", "errback"):
         if not kwargs.get(name):

@@ -41,6 +41,7 @@ from crawler.config import CrawlConfig
 from crawler.exceptions import BadEntry, BadSeed, ConfigError
 from crawler.itemids import ItemIds
 from crawler.seeds import parse_seed
+from crawler.srstate import request_from_entry
 from crawler.values import UnstorableValue
 
 CLASSES = frozenset({"scrapy.http.request.Request", "scrapy.http.request.form.FormRequest"})
@@ -732,6 +733,24 @@ def test_a_request_class_of_the_project_reads_back_and_nothing_else_it_holds_run
     data = json.dumps({"url": "http://a/", "_class": f"{__name__}.Request"})
     with pytest.raises(BadEntry, match="is not in CRAWLER_REQUEST_CLASSES"):
         decode_request(data.encode(), spider, CLASSES)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        (f"{__name__}.Gone", "cannot load request class"),  # renamed since
+        (f"{__name__}.gone.Tagged", "cannot load request class"),  # no such module
+        (f"{__name__}.Request", "is not in CRAWLER_REQUEST_CLASSES"),  # imported here
+    ],
+)
+def test_scrapy_migrate_reads_a_project_request_class_as_a_node_does(name, why):
+    """An entry of a scrapy-redis queue naming a class of the project's
+    packages that cannot be loaded is one rejected entry, as on a node (a
+    NameError or ImportError stopped ``scrapy migrate`` halfway), and one
+    the project only imports is refused there too."""
+    spider = make(PlainSpider)
+    with pytest.raises(BadEntry, match=why):
+        request_from_entry({"url": "http://a/", "_class": name}, spider, CLASSES)
 
 
 class PagedRequest(Request):
