@@ -44,7 +44,7 @@ class FailureWatch:
         #: Requests already dead-lettered (by DeadLetterMiddleware).
         self.lettered: WeakSet[Request] = WeakSet()
         self._positions: dict[bytes, int] = {}
-        # dont_filter requests, as _positions, by fingerprint (crawler.middleware)
+        # dont_filter requests, as _positions, by content (crawler.middleware)
         self._requests: dict[bytes, dict[bytes, int]] = {}
 
     def failed(self, failure: Failure, request: Request) -> None:
@@ -73,8 +73,8 @@ class FailureWatch:
             self.scheduler.note_origin(output, origin_id(basis, position, b"errback"), request)
         elif isinstance(output, Request) and output.dont_filter:
             counts = self._requests.setdefault(self.scheduler.item_basis(request), {})
-            fp = self.scheduler.crawler.request_fingerprinter.fingerprint(output)
-            position = counts[fp] = counts.get(fp, -1) + 1
+            key = self.scheduler.made_key(output)
+            position = counts[key] = counts.get(key, -1) + 1
             self.scheduler.note_made_by(output, request, position, b"errback")
         return output
 

@@ -35,10 +35,11 @@ def origin_id(fingerprint: bytes, position: int, salt: bytes = b"") -> bytes:
 
 def made_by(basis: bytes, position: int, salt: bytes = b"") -> bytes:
     """Where a ``dont_filter`` request came from: the *position*-th of those
-    with its fingerprint the callback (errback: *salt*) of the request with
-    item basis *basis* yielded (not among all it yielded: their order may
-    vary from one run of the callback to the next, a set's of URLs with
-    each process's hash seed). Its items' ids derive from this and its content
+    identical to it the callback (errback: *salt*) of the request with item
+    basis *basis* yielded (not among all it yielded, nor all with its
+    fingerprint: their order may vary from one run of the callback to the
+    next, a set's of URLs or of cb_kwargs with each process's hash seed).
+    Its items' ids derive from this and its content
     (``crawler.codec.encode_request``): identical requests one callback
     yields several times (Scrapy's ``dont_filter``: "perform an identical
     request multiple times") are each another request, and a replay of the

@@ -28,7 +28,7 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
       scheduler keys them apart from links to the same URL
       (``crawler.fingerprints.start_fingerprint``).
     * A ``dont_filter`` request is noted with its position among those of
-      the callback's output with its fingerprint
+      the callback's output identical to it
       (``RedisScheduler.note_made_by``): identical ones are each another
       request, with items of their own.
     * Each item is tagged with a stable identity: the fingerprint of the
@@ -47,7 +47,8 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
         # Per response being processed: [fingerprint of its request, items so far].
         self._items: WeakKeyDictionary[Response, list[Any]] = WeakKeyDictionary()
         # Per response being processed: dont_filter requests so far, by
-        # fingerprint (counted apart, their order among others may vary).
+        # content (RedisScheduler.made_key: counted apart, their order among
+        # others may vary).
         self._again: WeakKeyDictionary[Response, dict[bytes, int]] = WeakKeyDictionary()
         self._start_items = 0  # items start() yielded so far
         self._failed = FailedResponses(crawler)
@@ -76,8 +77,8 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
             scheduler = self._scheduler()
             if scheduler is not None:
                 counts = self._again.setdefault(response, {})
-                fp = self.crawler.request_fingerprinter.fingerprint(request)
-                position = counts[fp] = counts.get(fp, -1) + 1
+                key = scheduler.made_key(request)
+                position = counts[key] = counts.get(key, -1) + 1
                 scheduler.note_made_by(request, response.request, position)
         return request
 

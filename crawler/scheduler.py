@@ -14,6 +14,7 @@ Every method Scrapy calls works on memory only (see ``crawler.worker``):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 import os
@@ -582,6 +583,20 @@ class RedisScheduler(BaseScheduler):
         callback (errback: *salt*) of *parent* made: its items' ids derive
         from that too, so identical ones are each another request."""
         self.made_by[request] = made_by(self.item_basis(parent), position, salt)
+
+    def made_key(self, request: Request) -> bytes:
+        """What *request* (``dont_filter``) is counted among for
+        ``note_made_by``: the requests of its callback's output identical to
+        it, alike in all its entry stores (its fingerprint if it cannot be
+        stored). Not its fingerprint alone: requests to one URL that differ
+        by meta or cb_kwargs (one made for each value of a set) come in
+        another order in each process, and so would their positions."""
+        assert self.spider is not None
+        try:
+            text = encode_request(request, self.spider)
+        except Exception:  # refused when it is stored: no items to tell apart
+            return bytes(self.crawler.request_fingerprinter.fingerprint(request))
+        return hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
 
     def note_start_item(self, item: Any, position: int) -> None:
         assert self.spider is not None

@@ -539,6 +539,16 @@ def test_dont_filter_requests_in_varying_order_keep_their_items_ids(
     assert exported_twice("recheck", redis_server, tmp_path) == [19, 19]
 
 
+def test_dont_filter_requests_to_one_url_in_varying_order_keep_their_items_ids(
+    zoo_site: ZooServer, redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    """dont_filter requests to one URL (one fingerprint) that differ by
+    cb_kwargs, yielded from a set, in another order in each process: their
+    items keep their ids when the page is processed again (a position among
+    the requests with their fingerprint would not: 38 items)."""
+    assert exported_twice("retag", redis_server, tmp_path) == [19, 19]
+
+
 def test_a_start_that_raises_is_logged_once_and_its_output_kept(
     zoo_site: ZooServer, redis_url: str, tmp_path: Path
 ) -> None:
