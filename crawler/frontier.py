@@ -590,17 +590,18 @@ class Frontier:
             self._inbox = set()
         return int(result[0]), int(result[1])
 
-    async def requeue_dead(self, letters: list[tuple[bytes, str, int]]) -> int:
-        """Move dead letters (as stored, with their "<domain>|<json>" entry and
-        priority) back."""
+    async def requeue_dead(self, letters: list[tuple[bytes, str, int, int]]) -> int:
+        """Move dead letters (as stored, with their "<domain>|<json>" entry,
+        priority and, for a recrawled page's, the count of its latest letter
+        as read: 0 for others) back."""
         k = self.keys
         keys = [k.dead, k.stats, k.prios, k.deadpages]
         args: list[str | int | bytes] = []
-        for raw, entry, prio in letters:
+        for raw, entry, prio, count in letters:
             name = k.queue(prio)
             if name not in keys:
                 keys.append(name)
-            args += [raw, keys.index(name) + 1, prio, entry]
+            args += [raw, keys.index(name) + 1, prio, entry, count]
         if not args:
             return 0
         return int(await self._rt(self.scripts.requeue_dead(keys=keys, args=args)))

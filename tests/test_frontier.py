@@ -208,13 +208,16 @@ def test_a_page_failing_again_keeps_one_letter_without_scanning_the_list(redis_u
 
     raw = rclient.lindex(KEYS.dead, 0)
 
-    async def requeue() -> int:
+    async def requeue(count: int) -> int:
         node = await frontier(redis_url, "admin")
-        moved = await node.requeue_dead([(raw, f"a|{json.dumps({'url': url})}", 0)])
+        moved = await node.requeue_dead([(raw, f"a|{json.dumps({'url': url})}", 0, count)])
         await node.client.aclose()
         return moved
 
-    assert run(requeue()) == 1
+    # Read at count 2, failed a third time since: its newer letter stays.
+    assert run(requeue(2)) == 0
+    assert rclient.llen(KEYS.dead) == 2001 and shown()[0]["count"] == 3
+    assert run(requeue(3)) == 1
     assert rclient.llen(KEYS.dead) == 2000 and rclient.hget(KEYS.deadpages, page) is None
     run(commit(letter("HTTP 500 again")))
     assert rclient.llen(KEYS.dead) == 2001

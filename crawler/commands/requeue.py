@@ -86,12 +86,12 @@ def requeue_letters(crawl: Crawl, reason: str | None) -> tuple[int, list[str]]:
 
 def _choose(
     crawl: Crawl, reason: str | None
-) -> tuple[list[list[tuple[bytes, str, int]]], list[str]]:
+) -> tuple[list[list[tuple[bytes, str, int, int]]], list[str]]:
     """The letters to queue again, per partition: each goes back into the
     partition whose dead list holds it; and "url: why" of those left."""
     client = sync_client(crawl.url)
     parts = crawl.config.partitions()
-    chosen: list[list[tuple[bytes, str, int]]] = [[] for _ in parts]
+    chosen: list[list[tuple[bytes, str, int, int]]] = [[] for _ in parts]
     skipped = []
     revisits = 0
     for n, keys in enumerate(parts):
@@ -111,7 +111,10 @@ def _choose(
                 # that letter is the page's only place in the schedule.
                 revisits += 1
                 continue
-            chosen[n].append((raw, entry, priority))
+            # A recrawled page's letter as read (its latest): one that failed
+            # again meanwhile stays (requeue_dead.lua).
+            count = letter.get("count") if letter.get("page") else 0
+            chosen[n].append((raw, entry, priority, count if isinstance(count, int) else 0))
     client.close()
     if revisits:
         skipped.append(
