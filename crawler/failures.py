@@ -73,9 +73,7 @@ class FailureWatch:
             self.scheduler.note_origin(output, origin_id(basis, position, b"errback"), request)
         elif isinstance(output, Request) and output.dont_filter:
             counts = self._requests.setdefault(self.scheduler.item_basis(request), {})
-            key = self.scheduler.made_key(output)
-            position = counts[key] = counts.get(key, -1) + 1
-            self.scheduler.note_made_by(output, request, position, b"errback")
+            self.scheduler.note_made_by(output, request, counts, b"errback")
         return output
 
     def done(self, request: Request) -> None:

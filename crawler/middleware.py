@@ -77,9 +77,7 @@ class DistributedSpiderMiddleware(BaseSpiderMiddleware):
             scheduler = self._scheduler()
             if scheduler is not None:
                 counts = self._again.setdefault(response, {})
-                key = scheduler.made_key(request)
-                position = counts[key] = counts.get(key, -1) + 1
-                scheduler.note_made_by(request, response.request, position)
+                scheduler.note_made_by(request, response.request, counts)
         return request
 
     def process_spider_input(self, response: Response) -> None:

@@ -577,11 +577,14 @@ class RedisScheduler(BaseScheduler):
         return origin
 
     def note_made_by(
-        self, request: Request, parent: Request, position: int, salt: bytes = b""
+        self, request: Request, parent: Request, counts: dict[bytes, int], salt: bytes = b""
     ) -> None:
-        """*request* (``dont_filter``) is the *position*-th such request the
-        callback (errback: *salt*) of *parent* made: its items' ids derive
-        from that too, so identical ones are each another request."""
+        """*request* (``dont_filter``) is one more of those identical to it
+        the callback (errback: *salt*) of *parent* made, counted in *counts*
+        (that output's, by ``made_key``): its items' ids derive from its
+        position there too, so identical ones are each another request."""
+        key = self.made_key(request)
+        position = counts[key] = counts.get(key, -1) + 1
         self.made_by[request] = made_by(self.item_basis(parent), position, salt)
 
     def made_key(self, request: Request) -> bytes:
